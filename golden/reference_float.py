@@ -1,0 +1,75 @@
+"""Float reference of a network with Caffe semantics, in plain NumPy (float32).
+
+This is the yardstick for accuracy, not for bits: the integer paths are judged by how little they
+lose against it. It also supplies float activations for calibration.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .network import Bypass, Conv, Fire, GlobalAvgPool, MaxPool, Network, pool_output_size
+
+__all__ = ["conv2d_float", "maxpool_float", "forward_float"]
+
+
+def conv2d_float(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int = 1, pad: int = 0,
+                 relu: bool = True) -> np.ndarray:
+    """x (C, H, W), w (O, C, k, k), b (O,) -> (O, Ho, Wo); im2col + one matrix product."""
+    k = w.shape[-1]
+    if pad:
+        x = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
+    win = sliding_window_view(x, (k, k), axis=(1, 2))[:, ::stride, ::stride]  # C, Ho, Wo, k, k
+    ho, wo = win.shape[1:3]
+    cols = win.transpose(0, 3, 4, 1, 2).reshape(-1, ho * wo)
+    y = (w.reshape(w.shape[0], -1) @ cols).reshape(-1, ho, wo) + b[:, None, None]
+    return np.maximum(y, 0) if relu else y
+
+
+def maxpool_float(x: np.ndarray, kernel: int = 3, stride: int = 2) -> np.ndarray:
+    """Ceil-mode max pooling: windows that run over the edge take the max of what is inside."""
+    c, h, w = x.shape
+    ho, wo = pool_output_size(h, kernel, stride), pool_output_size(w, kernel, stride)
+    ph = (ho - 1) * stride + kernel - h
+    pw = (wo - 1) * stride + kernel - w
+    if ph > 0 or pw > 0:
+        x = np.pad(x, ((0, 0), (0, max(ph, 0)), (0, max(pw, 0))), constant_values=-np.inf)
+    win = sliding_window_view(x, (kernel, kernel), axis=(1, 2))[:, ::stride, ::stride]
+    return win[:, :ho, :wo].max(axis=(3, 4))
+
+
+def forward_float(network: Network, weights: dict[str, tuple[np.ndarray, np.ndarray]],
+                  x: np.ndarray, keep: bool = False) -> np.ndarray | dict[str, np.ndarray]:
+    """Run the network on one float input (C, H, W). Returns the logits (classes,), or with
+    ``keep`` every tensor by name, including each convolution's output (``<conv name>``)."""
+    t = {"input": x.astype(np.float32)}
+    for i, node in enumerate(network.nodes):
+        src = [t[s] for s in network.node_inputs(i)]
+        if isinstance(node, Conv):
+            w, b = weights[node.name]
+            t[node.name] = conv2d_float(src[0], w, b, node.stride, node.pad, node.relu)
+        elif isinstance(node, Fire):
+            (ws, bs), (w1, b1), (w3, b3) = (weights[c.name] for c in node.convs())
+            s = conv2d_float(src[0], ws, bs)
+            e1 = conv2d_float(s, w1, b1)
+            e3 = conv2d_float(s, w3, b3, pad=1)
+            if keep:
+                t[f"{node.name}/squeeze1x1"] = s
+                t[f"{node.name}/expand1x1"], t[f"{node.name}/expand3x3"] = e1, e3
+            t[node.name] = np.concatenate([e1, e3])
+        elif isinstance(node, MaxPool):
+            t[node.name] = maxpool_float(src[0], node.kernel, node.stride)
+        elif isinstance(node, Bypass):
+            other = src[1]
+            if node.complex:
+                w, b = weights[node.convs()[0].name]
+                other = conv2d_float(other, w, b, relu=False)
+                if keep:
+                    t[node.convs()[0].name] = other
+            t[node.name] = np.maximum(src[0] + other, 0)
+        elif isinstance(node, GlobalAvgPool):
+            t[node.name] = src[0].mean(axis=(1, 2), keepdims=True)
+        else:  # pragma: no cover - the Network type admits no other node
+            raise TypeError(node)
+    return t if keep else t[network.output_node].reshape(-1)
