@@ -42,31 +42,32 @@ def maxpool_float(x: np.ndarray, kernel: int = 3, stride: int = 2) -> np.ndarray
 def forward_float(network: Network, weights: dict[str, tuple[np.ndarray, np.ndarray]],
                   x: np.ndarray, keep: bool = False) -> np.ndarray | dict[str, np.ndarray]:
     """Run the network on one float input (C, H, W). Returns the logits (classes,), or with
-    ``keep`` every tensor by name, including each convolution's output (``<conv name>``)."""
+    ``keep`` every tensor by name: node outputs, each convolution's output (``<conv name>``)
+    and its pre-activation output (``<conv name>:pre``)."""
     t = {"input": x.astype(np.float32)}
+
+    def conv(spec, inp):
+        w, b = weights[spec.name]
+        pre = conv2d_float(inp, w, b, spec.stride, spec.pad, relu=False)
+        out = np.maximum(pre, 0) if spec.relu else pre
+        if keep:
+            t[spec.name + ":pre"], t[spec.name] = pre, out
+        return out
+
     for i, node in enumerate(network.nodes):
         src = [t[s] for s in network.node_inputs(i)]
         if isinstance(node, Conv):
-            w, b = weights[node.name]
-            t[node.name] = conv2d_float(src[0], w, b, node.stride, node.pad, node.relu)
+            t[node.name] = conv(node.convs()[0], src[0])
         elif isinstance(node, Fire):
-            (ws, bs), (w1, b1), (w3, b3) = (weights[c.name] for c in node.convs())
-            s = conv2d_float(src[0], ws, bs)
-            e1 = conv2d_float(s, w1, b1)
-            e3 = conv2d_float(s, w3, b3, pad=1)
-            if keep:
-                t[f"{node.name}/squeeze1x1"] = s
-                t[f"{node.name}/expand1x1"], t[f"{node.name}/expand3x3"] = e1, e3
-            t[node.name] = np.concatenate([e1, e3])
+            sq, c1, c3 = node.convs()
+            s = conv(sq, src[0])
+            t[node.name] = np.concatenate([conv(c1, s), conv(c3, s)])
         elif isinstance(node, MaxPool):
             t[node.name] = maxpool_float(src[0], node.kernel, node.stride)
         elif isinstance(node, Bypass):
             other = src[1]
             if node.complex:
-                w, b = weights[node.convs()[0].name]
-                other = conv2d_float(other, w, b, relu=False)
-                if keep:
-                    t[node.convs()[0].name] = other
+                other = conv(node.convs()[0], other)
             t[node.name] = np.maximum(src[0] + other, 0)
         elif isinstance(node, GlobalAvgPool):
             t[node.name] = src[0].mean(axis=(1, 2), keepdims=True)

@@ -1,0 +1,66 @@
+"""Run a quantized network with either integer implementation: the fast golden kernels or the
+plain reference. Both walk the same network description, unit by unit, as the hardware does."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import kernels, reference_int
+from .network import Bypass, Conv, Fire, GlobalAvgPool, MaxPool
+from .quantize import QuantizedModel
+
+__all__ = ["Golden", "run_reference", "top_k"]
+
+
+def _walk(q: QuantizedModel, pixels: np.ndarray, conv, fire, ops, keep: bool):
+    net = q.network
+    spec = net.input
+    if pixels.shape != (spec.channels, spec.height, spec.width) or pixels.dtype != np.uint8:
+        raise ValueError(f"{net.name} takes uint8 pixels of shape "
+                         f"{(spec.channels, spec.height, spec.width)}, got {pixels.dtype} "
+                         f"{pixels.shape}; prepare images with golden.preprocess.load_image")
+    t = {"input": pixels}
+    for i, node in enumerate(net.nodes):
+        src = [t[s] for s in net.node_inputs(i)]
+        if isinstance(node, Conv):
+            t[node.name] = conv(src[0], node.name)
+        elif isinstance(node, Fire):
+            t[node.name] = fire(src[0], *(c.name for c in node.convs()))
+        elif isinstance(node, MaxPool):
+            t[node.name] = ops.maxpool(src[0], node.kernel, node.stride)
+        elif isinstance(node, Bypass):
+            other = conv(src[1], node.convs()[0].name) if node.complex else src[1]
+            t[node.name] = ops.bypass_add(src[0], other, q.adds[node.name])
+        elif isinstance(node, GlobalAvgPool):
+            t[node.name] = ops.global_sum(src[0])
+    return t if keep else t[net.output_node]
+
+
+class Golden:
+    """The golden model: ``Golden(q)(pixels)`` -> uint32 logits (global-average-pool sums)."""
+
+    def __init__(self, q: QuantizedModel):
+        self.q = q
+        self.prepared = {n: kernels.PreparedConv(c) for n, c in q.convs.items()}
+
+    def _conv(self, x, name):
+        return self.prepared[name](x)
+
+    def _fire(self, x, s, e1, e3):
+        p = self.prepared
+        return kernels.fire(x, p[s], p[e1], p[e3])
+
+    def __call__(self, pixels: np.ndarray, keep: bool = False):
+        return _walk(self.q, pixels, self._conv, self._fire, kernels, keep)
+
+
+def run_reference(q: QuantizedModel, pixels: np.ndarray, keep: bool = False):
+    """The same network through golden/reference_int.py (plain int64 NumPy)."""
+    return _walk(q, pixels, lambda x, n: reference_int.conv(x, q.convs[n]),
+                 lambda x, s, e1, e3: reference_int.fire(x, q.convs[s], q.convs[e1], q.convs[e3]),
+                 reference_int, keep)
+
+
+def top_k(logits: np.ndarray, k: int = 5) -> np.ndarray:
+    """Indices of the k largest logits; ties go to the lower class index (stable)."""
+    return np.argsort(-logits.astype(np.int64), kind="stable")[:k]

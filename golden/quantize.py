@@ -1,0 +1,419 @@
+"""From a float/codebook model and a few calibration images to the integer model the hardware runs.
+
+Every rule here is written out in docs/NUMERICS.md; widths come from ``golden.numerics``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import numerics as nx
+from .model import LayerWeights, Model, ModelFormatError, uniform_codebook
+from .network import Bypass, Conv, ConvSpec, Fire, GlobalAvgPool, MaxPool, Network
+from .preprocess import float_input
+from .reference_float import forward_float
+
+__all__ = ["QConv", "QAdd", "QuantizedModel", "calibrate", "quantize", "reduce_codebook",
+           "save_quantized", "load_quantized", "QuantizationError"]
+
+
+class QuantizationError(ValueError):
+    """A model that cannot be mapped onto the integer contract (named layer, reason, fix)."""
+
+
+@dataclass
+class QConv:
+    """One convolution in integers: weights ``codebook[indices]``, int32 bias, requant (M, S)."""
+
+    spec: ConvSpec
+    index_bits: int
+    value_bits: int
+    codebook: np.ndarray        # int32 [2**index_bits], |v| < 2**(value_bits-1)
+    indices: np.ndarray         # uint8 (or uint16) weight_shape
+    bias: np.ndarray            # int32 [out]
+    mult: int                   # requant multiplier M (unused when spec.relu is False)
+    shift: int                  # requant shift S
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Signed integer weights (out, in, kh, kw), int32."""
+        return self.codebook[self.indices].astype(np.int32)
+
+    def accumulator_bound(self) -> int:
+        """Largest |accumulator| any uint8 input can produce (per output channel, maximised)."""
+        w = np.abs(self.weights.reshape(self.spec.out_channels, -1).astype(np.int64))
+        return int((w.sum(axis=1) * nx.ACT_MAX + np.abs(self.bias.astype(np.int64))).max())
+
+
+@dataclass
+class QAdd:
+    """Bypass add: y = clamp((a * mult_a + b * mult_b + 2**(shift-1)) >> shift, 0, 255).
+
+    ``a`` is the Fire output (uint8). ``b`` is the Fire input (uint8, simple bypass) or the
+    int32 accumulator of the bypass 1x1 convolution (complex bypass).
+    """
+
+    mult_a: int
+    mult_b: int
+    shift: int
+
+
+@dataclass
+class QuantizedModel:
+    network: Network
+    index_bits: int
+    value_bits: int
+    convs: dict[str, QConv]
+    adds: dict[str, QAdd] = field(default_factory=dict)
+    scales: dict[str, float] = field(default_factory=dict)   # real value of one LSB per tensor
+    info: dict = field(default_factory=dict)
+
+    def logits_scale(self) -> float:
+        """Real logit per unit of the integer global-average-pool sum."""
+        net = self.network
+        c, h, w = net.shapes()[net.node_inputs(len(net.nodes) - 1)[0]]
+        return self.scales[net.output_node] / (h * w)
+
+
+# ---- calibration ----------------------------------------------------------------------------
+
+def activation_tensors(network: Network) -> list[str]:
+    """The tensors that get their own calibrated scale (everything else inherits one)."""
+    names = []
+    for node in network.nodes:
+        if isinstance(node, Fire):
+            names += [f"{node.name}/squeeze1x1", node.name]
+        elif isinstance(node, (Conv, Bypass)):
+            names.append(node.name)
+    return names
+
+
+def calibrate(model: Model, images: list[np.ndarray], percentile: float = 99.99,
+              final_percentile: float = 100.0,
+              weights: dict | None = None) -> dict[str, float]:
+    """Clipping value per activation tensor from float activations on ``images`` (uint8 CHW).
+
+    Each tensor's values over all images are pooled; the clip is their ``percentile``. The
+    last convolution (the logits before pooling) uses ``final_percentile``: clipping there
+    flattens exactly the scores the top-k reads. Deterministic: same images, same scales.
+    """
+    if not images:
+        raise QuantizationError("calibration needs at least one image")
+    net = model.network
+    weights = weights or model.float_weights()
+    names = activation_tensors(net)
+    last_conv = [n.name for n in net.nodes if isinstance(n, Conv)][-1]
+    pooled: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for img in images:
+        t = forward_float(net, weights, float_input(img, net.input), keep=True)
+        for n in names:
+            pooled[n].append(t[n].ravel())
+    clips = {}
+    for n in names:
+        v = np.concatenate(pooled[n])
+        q = final_percentile if n == last_conv else percentile
+        clip = float(np.percentile(v, q)) if v.size else 0.0
+        clips[n] = clip if clip > 0 else 1.0    # a tensor that never fires: any scale is exact
+    return clips
+
+
+# ---- codebook reduction (8 -> 6/4 bits) ------------------------------------------------------
+
+def reduce_codebook(lw: LayerWeights, bits: int, iterations: int = 30) -> LayerWeights:
+    """Re-cluster a codebook to 2**bits entries, weighted by how often each entry is used.
+
+    Entry 0 stays 0.0 and keeps every weight that is zero (pruned positions stay pruned). The
+    non-zero values are clustered by weighted 1-D k-means with linear initialisation over their
+    range (Deep Compression's initialisation), a fixed number of Lloyd iterations.
+    """
+    entries = 1 << bits
+    counts = np.bincount(lw.indices.ravel(), minlength=len(lw.codebook)).astype(np.float64)
+    values = lw.codebook.astype(np.float64)
+    used = (counts > 0) & (values != 0.0)
+    if used.sum() <= entries - 1:
+        # Already small enough: keep the used values exactly.
+        keep = np.flatnonzero(used)
+        new_cb = np.zeros(entries, np.float32)
+        new_cb[1:1 + len(keep)] = values[keep]
+        remap = np.zeros(len(values), np.int64)
+        remap[keep] = np.arange(1, 1 + len(keep))
+    else:
+        v, c = values[used], counts[used]
+        centroids = np.linspace(v.min(), v.max(), entries - 1)
+        for _ in range(iterations):
+            assign = np.abs(v[:, None] - centroids[None, :]).argmin(axis=1)
+            sums = np.bincount(assign, weights=v * c, minlength=entries - 1)
+            mass = np.bincount(assign, weights=c, minlength=entries - 1)
+            moved = np.where(mass > 0, sums / np.maximum(mass, 1e-300), centroids)
+            if np.array_equal(moved, centroids):
+                break
+            centroids = moved
+        assign = np.abs(v[:, None] - centroids[None, :]).argmin(axis=1)
+        new_cb = np.zeros(entries, np.float32)
+        new_cb[1:] = centroids
+        remap = np.zeros(len(values), np.int64)
+        remap[np.flatnonzero(used)] = assign + 1
+    idx = remap[lw.indices].astype(np.uint8)
+    return LayerWeights(new_cb, idx, lw.bias.copy(), lw.stored)
+
+
+def _im2col(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    from numpy.lib.stride_tricks import sliding_window_view
+    k, s, p = spec.kernel, spec.stride, spec.pad
+    if p:
+        x = np.pad(x, ((0, 0), (p, p), (p, p)))
+    win = sliding_window_view(x, (k, k), axis=(1, 2))[:, ::s, ::s]
+    ho, wo = win.shape[1:3]
+    return win.transpose(0, 3, 4, 1, 2).reshape(-1, ho * wo)
+
+
+def refit_codebooks(model: Model, images: list[np.ndarray], max_pixels: int = 1024,
+                    seed: int = 0, progress=None) -> Model:
+    """Least-squares refit of every layer's codebook values to the float model's outputs.
+
+    A layer's pre-activation output is linear in its codebook values: y[o,p] = b[o] +
+    sum_j c_j A_j[o,p] with A_j[o,p] = sum of the inputs x[k,p] whose weight uses entry j. Layers
+    are refit in network order, each on inputs computed with the already-refit layers before it
+    (so each corrects the error its inputs bring), against the float model's own outputs.
+    Entry 0 stays 0.0. Pixels are subsampled to ``max_pixels`` per image (seeded) to bound time.
+    """
+    net = model.network
+    rng = np.random.default_rng(seed)
+    ref_w = model.float_weights()
+    targets = [forward_float(net, ref_w, float_input(im, net.input), keep=True)
+               for im in images]
+    layers = dict(model.layers)
+    convs = net.convs()
+    for li, spec in enumerate(convs):
+        cur_w = {n: (lw.weights, lw.bias) for n, lw in layers.items()}
+        lw = layers[spec.name]
+        entries = len(lw.codebook)
+        gram = np.zeros((entries, entries))
+        rhs = np.zeros(entries)
+        idx = lw.indices.reshape(spec.out_channels, -1)
+        for im, target in zip(images, targets):
+            acts = forward_float(net, cur_w, float_input(im, net.input), keep=True)
+            x = _conv_input(net, spec, acts)
+            cols = _im2col(x, spec)
+            y = target[spec.name + ":pre"].reshape(spec.out_channels, -1)
+            if cols.shape[1] > max_pixels:
+                pick = np.sort(rng.choice(cols.shape[1], max_pixels, replace=False))
+                cols, y = cols[:, pick], y[:, pick]
+            # A[p, o, j]: scatter the input rows into the entry each weight uses.
+            a = np.zeros((cols.shape[1], spec.out_channels, entries), np.float64)
+            for o in range(spec.out_channels):
+                onehot = np.zeros((idx.shape[1], entries))
+                onehot[np.arange(idx.shape[1]), idx[o]] = 1.0
+                a[:, o, :] = cols.T @ onehot
+            a = a.reshape(-1, entries)
+            r = (y - lw.bias[:, None]).T.reshape(-1)
+            gram += a.T @ a
+            rhs += a.T @ r
+        free = np.arange(1, entries)
+        g = gram[np.ix_(free, free)]
+        h = rhs[free]
+        c0 = lw.codebook[free].astype(np.float64)
+        # A tiny ridge towards the clustered values keeps unused entries where they were.
+        lam = 1e-6 * (np.trace(g) / len(free) + 1e-12)
+        c = np.linalg.solve(g + lam * np.eye(len(free)), h + lam * c0)
+        cb = lw.codebook.copy()
+        cb[free] = c.astype(np.float32)
+        layers[spec.name] = LayerWeights(cb, lw.indices, lw.bias, lw.stored)
+        if progress:
+            progress(li + 1, len(convs), spec.name)
+    return Model(net, layers, model.source).check()
+
+
+def _conv_input(net: Network, spec: ConvSpec, acts: dict[str, np.ndarray]) -> np.ndarray:
+    """The tensor a convolution reads, from a forward_float(keep=True) result."""
+    for i, node in enumerate(net.nodes):
+        srcs = net.node_inputs(i)
+        if isinstance(node, Conv) and node.name == spec.name:
+            return acts[srcs[0]]
+        if isinstance(node, Fire) and spec.name.startswith(node.name + "/"):
+            if spec.name.endswith("squeeze1x1"):
+                return acts[srcs[0]]
+            return acts[f"{node.name}/squeeze1x1"]
+        if isinstance(node, Bypass) and node.complex and spec.name == node.convs()[0].name:
+            return acts[srcs[1]]
+    raise KeyError(spec.name)
+
+
+# ---- integer parameters ----------------------------------------------------------------------
+
+def quantize(model: Model, calib_images: list[np.ndarray], index_bits: int = 8,
+             value_bits: int = nx.DEFAULT_VALUE_BITS, percentile: float = 99.99,
+             final_percentile: float = 100.0, refit: bool = True,
+             progress=None) -> QuantizedModel:
+    """Map ``model`` to the integer contract, calibrating activation scales on ``calib_images``.
+
+    ``index_bits`` below the model's own codebook size re-clusters each codebook (and, with
+    ``refit``, refits its values by least squares on the calibration images).
+    """
+    if index_bits not in nx.INDEX_BITS_CHOICES:
+        raise QuantizationError(f"index bits must be one of {nx.INDEX_BITS_CHOICES}, "
+                                f"not {index_bits}")
+    if not nx.VALUE_BITS_MIN <= value_bits <= nx.VALUE_BITS_MAX:
+        raise QuantizationError(f"codebook value width must be {nx.VALUE_BITS_MIN} to "
+                                f"{nx.VALUE_BITS_MAX} bits, not {value_bits}")
+    net = model.network
+    model = _fold_input_std(model)
+    reduced = False
+    if any(len(lw.codebook) > (1 << index_bits) for lw in model.layers.values()):
+        layers = {n: (reduce_codebook(lw, index_bits) if len(lw.codebook) > (1 << index_bits)
+                      else lw) for n, lw in model.layers.items()}
+        model = Model(net, layers, model.source).check()
+        reduced = True
+        if refit:
+            model = refit_codebooks(model, calib_images, progress=progress)
+    clips = calibrate(model, calib_images, percentile, final_percentile)
+    scales: dict[str, float] = {}
+    std = net.input.std[0]
+    scales["input"] = 1.0 / std
+    convs: dict[str, QConv] = {}
+    adds: dict[str, QAdd] = {}
+
+    def act_scale(name):
+        return clips[name] / nx.ACT_MAX
+
+    for i, node in enumerate(net.nodes):
+        src = net.node_inputs(i)
+        s_in = scales[src[0]]
+        if isinstance(node, Conv):
+            scales[node.name] = act_scale(node.name)
+            mean = net.input.mean if i == 0 else None
+            convs[node.name] = _quantize_conv(node.convs()[0], model.layers[node.name], s_in,
+                                              scales[node.name], index_bits, value_bits, mean)
+        elif isinstance(node, Fire):
+            sq, e1, e3 = node.convs()
+            s_sq = scales[sq.name] = act_scale(sq.name)
+            s_out = scales[node.name] = act_scale(node.name)
+            convs[sq.name] = _quantize_conv(sq, model.layers[sq.name], s_in, s_sq, index_bits,
+                                            value_bits)
+            for c in (e1, e3):   # both expand paths requantise to the concat's common scale
+                convs[c.name] = _quantize_conv(c, model.layers[c.name], s_sq, s_out, index_bits,
+                                               value_bits)
+        elif isinstance(node, MaxPool) or isinstance(node, GlobalAvgPool):
+            scales[node.name] = s_in          # max and sum do not change the scale
+        elif isinstance(node, Bypass):
+            s_y = scales[node.name] = act_scale(node.name)
+            s_b = scales[src[1]]
+            if node.complex:
+                spec = node.convs()[0]
+                qc = _quantize_conv(spec, model.layers[spec.name], s_b, s_y, index_bits,
+                                    value_bits)
+                convs[spec.name] = qc
+                s_b = s_b * _value_scale(model.layers[spec.name].codebook, value_bits)
+            adds[node.name] = _quantize_add(s_in, s_b, s_y)
+    q = QuantizedModel(net, index_bits, value_bits, convs, adds, scales, {
+        "percentile": percentile, "final_percentile": final_percentile,
+        "calibration_images": len(calib_images), "reclustered": reduced,
+        "refit": reduced and refit})
+    for qc in convs.values():
+        bound = qc.accumulator_bound()
+        if bound > nx.ACC_MAX:
+            raise QuantizationError(
+                f"layer {qc.name}: worst-case accumulator {bound} exceeds the {nx.ACC_BITS}-bit "
+                f"accumulator; use fewer codebook value bits (now {value_bits})")
+    return q
+
+
+def _fold_input_std(model: Model) -> Model:
+    """Fold a per-channel input std into the first convolution's weights (exact in float)."""
+    net = model.network
+    std = np.asarray(net.input.std, np.float64)
+    if np.all(std == std[0]):
+        return model                          # a common std becomes the input scale 1/std
+    first = net.convs()[0]
+    lw = model.layers[first.name]
+    w = lw.weights / std.reshape(1, -1, 1, 1).astype(np.float32) * float(std[0])
+    bits = max(1, math.ceil(math.log2(len(lw.codebook))))
+    cb, idx = uniform_codebook(w, bits)
+    layers = dict(model.layers)
+    layers[first.name] = LayerWeights(cb, idx, lw.bias, lw.stored)
+    return Model(net, layers, model.source)
+
+
+def _value_scale(codebook: np.ndarray, value_bits: int) -> float:
+    peak = float(np.abs(codebook).max())
+    return peak / ((1 << (value_bits - 1)) - 1) if peak > 0 else 1.0
+
+
+def _quantize_conv(spec: ConvSpec, lw: LayerWeights, s_in: float, s_out: float, index_bits: int,
+                   value_bits: int, input_mean=None) -> QConv:
+    s_w = _value_scale(lw.codebook, value_bits)
+    limit = (1 << (value_bits - 1)) - 1
+    cb_int = np.clip(np.rint(lw.codebook.astype(np.float64) / s_w), -limit, limit).astype(np.int32)
+    cb = np.zeros(1 << index_bits, np.int32)
+    if len(cb_int) > len(cb):
+        raise QuantizationError(f"layer {spec.name}: {len(cb_int)}-entry codebook does not fit "
+                                f"{index_bits}-bit indices")
+    cb[:len(cb_int)] = cb_int
+    s_acc = s_in * s_w
+    bias = lw.bias.astype(np.float64) / s_acc
+    if input_mean is not None:
+        # The image enters as raw pixels p; the network wants (p - mean) / std. With the input
+        # scale 1/std, sum w*(p - mean) = sum w*p - sum w*mean: the mean folds into the bias.
+        w_int = cb[lw.indices].astype(np.float64)
+        mean = np.broadcast_to(np.asarray(input_mean, np.float64), (spec.in_channels,))
+        bias -= np.einsum("ockl,c->o", w_int, mean)
+    bias_int = np.rint(bias)
+    if np.abs(bias_int).max(initial=0) > nx.ACC_MAX:
+        raise QuantizationError(f"layer {spec.name}: bias does not fit the {nx.ACC_BITS}-bit "
+                                "accumulator at this scale; recalibrate with more images")
+    mult, shift = nx.requant_params(s_acc / s_out) if spec.relu else (0, 0)
+    return QConv(spec, index_bits, value_bits, cb, lw.indices.astype(np.uint8), bias_int.astype(
+        np.int32), mult, shift)
+
+
+def _quantize_add(s_a: float, s_b: float, s_y: float) -> QAdd:
+    """Two ratios on one shift: normalise the larger multiplier to MULT_BITS bits."""
+    ra, rb = s_a / s_y, s_b / s_y
+    m, shift = nx.requant_params(max(ra, rb))
+    scale = 1 << shift
+    return QAdd(int(round(ra * scale)), int(round(rb * scale)), shift)
+
+
+# ---- files ----------------------------------------------------------------------------------
+
+def save_quantized(q: QuantizedModel, path: str | Path) -> None:
+    import json
+    arrays = {"network": np.frombuffer(q.network.to_json().encode(), np.uint8),
+              "meta": np.frombuffer(json.dumps({
+                  "index_bits": q.index_bits, "value_bits": q.value_bits, "scales": q.scales,
+                  "info": q.info,
+                  "convs": {n: [c.mult, c.shift] for n, c in q.convs.items()},
+                  "adds": {n: [a.mult_a, a.mult_b, a.shift] for n, a in q.adds.items()},
+              }).encode(), np.uint8)}
+    for n, c in q.convs.items():
+        arrays[f"{n}:codebook"], arrays[f"{n}:indices"], arrays[f"{n}:bias"] = (
+            c.codebook, c.indices, c.bias)
+    with open(path, "wb") as f:
+        np.savez_compressed(f, **arrays)
+
+
+def load_quantized(path: str | Path) -> QuantizedModel:
+    import json
+    try:
+        with np.load(path) as z:
+            net = Network.from_json(bytes(z["network"]).decode())
+            meta = json.loads(bytes(z["meta"]).decode())
+            convs = {}
+            for spec in net.convs():
+                m, s = meta["convs"][spec.name]
+                convs[spec.name] = QConv(spec, meta["index_bits"], meta["value_bits"],
+                                         z[f"{spec.name}:codebook"], z[f"{spec.name}:indices"],
+                                         z[f"{spec.name}:bias"], m, s)
+    except (KeyError, ValueError, OSError) as e:
+        raise ModelFormatError(f"{path}: not a quantized model written by sqz ({e})") from e
+    adds = {n: QAdd(*v) for n, v in meta["adds"].items()}
+    return QuantizedModel(net, meta["index_bits"], meta["value_bits"], convs, adds,
+                          meta["scales"], meta["info"])
