@@ -35,12 +35,16 @@ class LayerWeights:
 
     ``codebook[0]`` is 0.0 whenever the layer is pruned, so pruned positions are index 0.
     ``stored`` counts the entries a sparse file stores (``None`` for dense sources).
+    ``shared`` is True for a trained shared-weight codebook (Deep Compression) and False for
+    plain float weights held exactly as the codebook of their distinct values; quantisation
+    re-clusters the former and gives the latter a uniform codebook.
     """
 
     codebook: np.ndarray            # float32 [entries]
-    indices: np.ndarray             # uint8/uint16 [out, in, kh, kw]
+    indices: np.ndarray             # uint8/16/32 [out, in, kh, kw]
     bias: np.ndarray                # float32 [out]
     stored: int | None = None
+    shared: bool = True
 
     @property
     def weights(self) -> np.ndarray:
@@ -86,13 +90,27 @@ class Model:
 
     @staticmethod
     def from_float(network: Network, weights: dict[str, tuple[np.ndarray, np.ndarray]],
-                   bits: int = 8, source: str = "") -> "Model":
-        """Wrap float weights with a uniform ``bits``-bit codebook per layer."""
+                   source: str = "") -> "Model":
+        """Hold float weights exactly: each layer's codebook is its set of distinct values."""
         layers = {}
         for spec in network.convs():
             w, b = weights[spec.name]
-            cb, idx = uniform_codebook(np.asarray(w, np.float32), bits)
-            layers[spec.name] = LayerWeights(cb, idx, np.asarray(b, np.float32))
+            w = np.asarray(w, np.float32)
+            if w.shape != spec.weight_shape:
+                raise ModelFormatError(f"{source or 'model'}: layer {spec.name} has weights "
+                                       f"{w.shape}; the network needs {spec.weight_shape}")
+            values, idx = np.unique(np.concatenate([[0.0], w.ravel()]).astype(np.float32),
+                                    return_inverse=True)
+            # Put 0.0 first so index 0 means zero, as in a pruned codebook.
+            zero = int(np.searchsorted(values, 0.0))
+            order = np.concatenate([[zero], np.delete(np.arange(len(values)), zero)])
+            rank = np.empty_like(order)
+            rank[order] = np.arange(len(order))
+            idx = rank[idx[1:]]
+            dtype = np.uint8 if len(values) <= 256 else (
+                np.uint16 if len(values) <= 65536 else np.uint32)
+            layers[spec.name] = LayerWeights(values[order], idx.reshape(w.shape).astype(dtype),
+                                             np.asarray(b, np.float32), shared=False)
         return Model(network, layers, source).check()
 
 
@@ -182,6 +200,7 @@ def save_model(model: Model, path: str | Path) -> None:
         arrays[f"{name}:codebook"] = lw.codebook
         arrays[f"{name}:indices"] = lw.indices
         arrays[f"{name}:bias"] = lw.bias
+        arrays[f"{name}:shared"] = np.array(lw.shared)
         if lw.stored is not None:
             arrays[f"{name}:stored"] = np.array(lw.stored)
     with open(path, "wb") as f:
@@ -208,9 +227,10 @@ def load_model(path: str | Path) -> Model:
             for spec in network.convs():
                 key = spec.name
                 stored = int(z[f"{key}:stored"]) if f"{key}:stored" in z.files else None
+                shared = bool(z[f"{key}:shared"]) if f"{key}:shared" in z.files else True
                 layers[key] = LayerWeights(z[f"{key}:codebook"].astype(np.float32),
                                            z[f"{key}:indices"], z[f"{key}:bias"].astype(np.float32),
-                                           stored)
+                                           stored, shared)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
         if isinstance(e, ModelFormatError):
             raise

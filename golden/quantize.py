@@ -267,13 +267,18 @@ def quantize(model: Model, calib_images: list[np.ndarray], index_bits: int = 8,
     net = model.network
     model = _fold_input_std(model)
     reduced = False
-    if any(len(lw.codebook) > (1 << index_bits) for lw in model.layers.values()):
-        layers = {n: (reduce_codebook(lw, index_bits) if len(lw.codebook) > (1 << index_bits)
-                      else lw) for n, lw in model.layers.items()}
-        model = Model(net, layers, model.source).check()
-        reduced = True
-        if refit:
-            model = refit_codebooks(model, calib_images, progress=progress)
+    layers = {}
+    for n, lw in model.layers.items():
+        if not lw.shared:
+            cb, idx = uniform_codebook(lw.weights, index_bits)
+            lw = LayerWeights(cb, idx, lw.bias, lw.stored, shared=True)
+        elif len(lw.codebook) > (1 << index_bits):
+            lw = reduce_codebook(lw, index_bits)
+            reduced = True
+        layers[n] = lw
+    model = Model(net, layers, model.source).check()
+    if reduced and refit:
+        model = refit_codebooks(model, calib_images, progress=progress)
     clips = calibrate(model, calib_images, percentile, final_percentile)
     scales: dict[str, float] = {}
     std = net.input.std[0]
@@ -327,19 +332,29 @@ def quantize(model: Model, calib_images: list[np.ndarray], index_bits: int = 8,
 
 
 def _fold_input_std(model: Model) -> Model:
-    """Fold a per-channel input std into the first convolution's weights (exact in float)."""
+    """Fold a per-channel input std into the first convolution's weights (exact in float).
+
+    A common std stays out of the weights: it becomes the input scale 1/std. Per-channel stds
+    differ per input channel, which no single codebook scale can absorb, so the first layer is
+    rescaled in float (w / std_c * std_0) and quantised with a uniform codebook like any float
+    layer; the input scale is then 1/std_0.
+    """
     net = model.network
     std = np.asarray(net.input.std, np.float64)
     if np.all(std == std[0]):
-        return model                          # a common std becomes the input scale 1/std
+        return model
     first = net.convs()[0]
     lw = model.layers[first.name]
-    w = lw.weights / std.reshape(1, -1, 1, 1).astype(np.float32) * float(std[0])
-    bits = max(1, math.ceil(math.log2(len(lw.codebook))))
-    cb, idx = uniform_codebook(w, bits)
+    w = (lw.weights / std.reshape(1, -1, 1, 1) * std[0]).astype(np.float32)
     layers = dict(model.layers)
-    layers[first.name] = LayerWeights(cb, idx, lw.bias, lw.stored)
+    layers[first.name] = _exact_layer(w, lw.bias)
     return Model(net, layers, model.source)
+
+
+def _exact_layer(w: np.ndarray, bias: np.ndarray) -> LayerWeights:
+    values, idx = np.unique(w.ravel(), return_inverse=True)
+    return LayerWeights(values.astype(np.float32), idx.reshape(w.shape).astype(np.uint32), bias,
+                        shared=False)
 
 
 def _value_scale(codebook: np.ndarray, value_bits: int) -> float:

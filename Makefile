@@ -1,0 +1,40 @@
+# Two commands a new user needs: `make demo` (the main job) and `make test` (everything CI runs).
+# Both create .venv with this machine's python3 and install the pinned packages from PyPI.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SHARED := ../shared
+MODEL_NET := $(SHARED)/models/squeezenet-v1.0-deep-compression/compressed_SqueezeNet.net
+IMAGE ?=
+
+.PHONY: setup demo test bench-golden eval-imagenet train-digits clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e ".[test]"
+	touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/sqz demo $(if $(IMAGE),--image $(IMAGE))
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 -q
+
+bench-golden: $(STAMP)
+	$(VENV)/bin/sqz bench-golden --model $(MODEL_NET) --json build/bench/golden.json
+
+# Accuracy of the authors' model on the shared photos, float / 8-bit / 6-bit (a few minutes each).
+eval-imagenet: $(STAMP)
+	for b in float 8 6; do $(VENV)/bin/sqz eval $(SHARED)/imagenet-sample --model $(MODEL_NET) \
+	  --bits $$b --json build/eval/imagenet-$$b.json || exit 1; done
+
+train-digits: $(STAMP)
+	$(VENV)/bin/pip install --quiet -e ".[train]"
+	$(PY) tools/train_digits.py
+
+clean:
+	rm -rf build .pytest_cache

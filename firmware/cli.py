@@ -1,0 +1,254 @@
+"""``sqz``: the command-line front end (model inspection, evaluation, inference, benchmarks)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = ROOT / "models" / "digits-squeezenet.npz"
+SHARED = ROOT.parent / "shared"
+
+
+def _write_json(data: dict, path: str | None) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(data, indent=2) + "\n")
+        print(f"wrote {path}")
+
+
+def class_names(classes: int, labels: str | None = None) -> list[str]:
+    """Names of the outputs: --labels file (one per line, or 'index wnid name'), else ImageNet
+    synsets for 1000 classes, digits for 10."""
+    from golden.preprocess import read_synsets
+    if labels:
+        lines = Path(labels).read_text().splitlines()
+        if lines and len(lines[0].split()) >= 3 and lines[0].split()[0].isdigit():
+            return [n for _, n in read_synsets(labels)]
+        return lines
+    if classes == 10:
+        return [str(i) for i in range(10)]
+    syn = SHARED / "imagenet-sample" / "synsets.txt"
+    if classes == 1000 and syn.exists():
+        return [n for _, n in read_synsets(syn)]
+    return [f"class {i}" for i in range(classes)]
+
+
+def cmd_info(args) -> int:
+    from golden.model import load_model
+    m = load_model(args.model)
+    layers = []
+    for spec in m.network.convs():
+        lw = m.layers[spec.name]
+        layers.append({"name": spec.name, "shape": list(spec.weight_shape),
+                       "stored": lw.stored if lw.stored is not None else int(np.count_nonzero(
+                           lw.weights)),
+                       "density": round(lw.density, 4), "codebook_size": int(len(lw.codebook))})
+    report = {"model": str(args.model), "network": m.network.name,
+              "parameters": m.parameter_count, "layers": layers}
+    print(f"{m.network.name}: {m.parameter_count:,} parameters, {len(layers)} convolutions")
+    print(f"{'layer':<20} {'shape':<20} {'stored':>8} {'density':>8} {'codebook':>9}")
+    for l in layers:
+        print(f"{l['name']:<20} {str(tuple(l['shape'])):<20} {l['stored']:>8} "
+              f"{l['density']:>8.3f} {l['codebook_size']:>9}")
+    _write_json(report, args.json)
+    return 0
+
+
+def _quantized(args, model):
+    """The model as the device runs it: quantised on calibration images."""
+    from golden import numerics as nx
+    from golden.evaluate import calibration_images
+    from golden.quantize import load_quantized, quantize
+    if str(args.model).endswith(".q.npz"):
+        return load_quantized(args.model)
+    if args.calib:
+        calib, _ = calibration_images(Path(args.calib), model.network.input, args.calib_count)
+    elif model.network.name.startswith("digits"):
+        from golden.digits import calibration_set
+        calib = calibration_set(args.calib_count)
+    elif (SHARED / "imagenet-sample").exists():
+        calib, _ = calibration_images(SHARED / "imagenet-sample", model.network.input,
+                                      args.calib_count)
+    else:
+        raise ValueError("no calibration images: pass --calib DIR (a few photos like the inputs)")
+    return quantize(model, calib, int(args.bits), args.value_bits or nx.DEFAULT_VALUE_BITS)
+
+
+def cmd_eval(args) -> int:
+    from golden.evaluate import evaluate
+    from golden.model import load_model
+    model = load_model(args.model)
+    r = evaluate(model, args.dir, args.bits, args.synsets, args.calib, args.calib_count,
+                 args.value_bits, args.limit, progress=not args.quiet)
+    print(f"{r['n']} images, bits {r['bits']}: top-1 {100 * r['top1']:.1f}%  "
+          f"top-5 {100 * r['top5']:.1f}%  agree with float "
+          + (f"{100 * r['agree_top1_with_float']:.1f}%" if r['agree_top1_with_float'] is not None
+             else "n/a") + f"  {r['images_per_s']:.1f} images/s")
+    _write_json(r, args.json)
+    return 0
+
+
+def cmd_infer(args) -> int:
+    from golden.engine import Golden, top_k
+    from golden.model import load_model
+    from golden.preprocess import float_input, load_image
+    from golden.reference_float import forward_float
+    model = load_model(args.model)
+    names = class_names(model.network.classes, args.labels)
+    results = []
+    golden = None if args.bits == "float" else Golden(_quantized(args, model))
+    for image in args.images:
+        pixels = load_image(image, model.network.input)
+        t = time.perf_counter()
+        if golden is None:
+            logits = forward_float(model.network, model.float_weights(),
+                                   float_input(pixels, model.network.input))
+            scores = logits
+        else:
+            logits = golden(pixels)
+            scores = logits.astype(np.float64) * golden.q.logits_scale()
+        seconds = time.perf_counter() - t
+        p = np.exp(scores - scores.max())
+        p /= p.sum()
+        order = top_k(logits, 5)
+        print(f"{image}:")
+        for rank, c in enumerate(order):
+            print(f"  {rank + 1}. {names[c]:<30} p={p[c]:.3f}  logit={scores[c]:.3f}")
+        results.append({"image": str(image), "top5": [
+            {"class": int(c), "name": names[c], "probability": float(p[c])} for c in order],
+            "seconds": seconds})
+    _write_json({"model": str(args.model), "bits": args.bits, "results": results}, args.json)
+    return 0
+
+
+def cmd_quantize(args) -> int:
+    from golden.model import load_model
+    from golden.quantize import save_quantized
+    model = load_model(args.model)
+    q = _quantized(args, model)
+    save_quantized(q, args.out)
+    print(f"wrote {args.out}: {q.index_bits}-bit indices, {q.value_bits}-bit codebook values")
+    return 0
+
+
+def cmd_export_onnx(args) -> int:
+    from golden.model import load_model
+    from golden.onnx_io import export_onnx
+    export_onnx(load_model(args.model), args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_bench_golden(args) -> int:
+    from golden.bench import bench_golden
+    r = bench_golden(args.model, args.images, args.seconds)
+    for k, v in r.items():
+        print(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}")
+    _write_json(r, args.json)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from golden.digits import demo
+    return demo(args.model, args.image, args.count)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sqz", description="SqueezeNet on a fixed-point accelerator: inspect models, "
+        "evaluate the float / 8-bit / 6-bit paths, classify images, benchmark the golden model.",
+        epilog="Models: the project's .npz, the authors' Deep Compression .net, or a float .onnx. "
+               "'sqz COMMAND --help' explains each command.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def model_arg(sp, required=True):
+        if required:
+            sp.add_argument("model", help="model file (.npz, .net, .onnx)")
+        else:
+            sp.add_argument("--model", default=str(DEFAULT_MODEL),
+                            help="model file (default: the shipped digits model)")
+
+    def quant_args(sp, default_bits="8"):
+        sp.add_argument("--bits", default=default_bits, choices=["float", "8", "6", "4"],
+                        help="weight index width, or 'float' for the float reference "
+                             f"(default {default_bits})")
+        sp.add_argument("--value-bits", type=int, default=None,
+                        help="width of a codebook value (8..16; default from docs/NUMERICS.md)")
+        sp.add_argument("--calib", default=None,
+                        help="folder of calibration photos (default: see docs/NUMERICS.md)")
+        sp.add_argument("--calib-count", type=int, default=10,
+                        help="how many calibration photos to use (default 10)")
+
+    sp = sub.add_parser("info", help="layers, stored weights, densities and parameter count")
+    model_arg(sp)
+    sp.add_argument("--json", help="write the report as JSON here")
+    sp.set_defaults(func=cmd_info)
+
+    sp = sub.add_parser("eval", help="top-1/top-5 on a folder of <wnid>_<name>.JPEG photos",
+                        description="Classify every <wnid>_<name>.JPEG in DIR and report "
+                        "accuracy; integer paths are quantised on --calib photos first.")
+    sp.add_argument("dir", help="folder of labelled photos")
+    sp.add_argument("--model", required=True, help="model file")
+    quant_args(sp)
+    sp.add_argument("--synsets", help="synsets.txt (default: beside the photos, else ../shared)")
+    sp.add_argument("--limit", type=int, default=0, help="only the first N photos")
+    sp.add_argument("--json", help="write {n, top1, top5, agree_top1_with_float, "
+                                   "images_per_s} here")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.set_defaults(func=cmd_eval)
+
+    sp = sub.add_parser("infer", help="classify images with the golden model",
+                        description="Print the top-5 classes of each image.")
+    sp.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
+    model_arg(sp, required=False)
+    quant_args(sp)
+    sp.add_argument("--labels", help="class names, one per line")
+    sp.add_argument("--json", help="write the results here")
+    sp.set_defaults(func=cmd_infer)
+
+    sp = sub.add_parser("quantize", help="quantise a model to the integer contract (.q.npz)")
+    model_arg(sp)
+    quant_args(sp)
+    sp.add_argument("--out", required=True, help="output file, ending in .q.npz")
+    sp.set_defaults(func=cmd_quantize)
+
+    sp = sub.add_parser("export-onnx", help="write the float model as ONNX")
+    model_arg(sp)
+    sp.add_argument("--out", required=True)
+    sp.set_defaults(func=cmd_export_onnx)
+
+    sp = sub.add_parser("bench-golden", help="golden int8 vs onnxruntime fp32, same process",
+                        description="Images/s of the Numba golden model (8-bit) and of "
+                        "onnxruntime fp32 on the same float weights, batch 1, and their ratio.")
+    sp.add_argument("--model", default=str(SHARED / "models/squeezenet-v1.0-deep-compression/"
+                                                    "compressed_SqueezeNet.net"))
+    sp.add_argument("--images", type=int, default=8, help="distinct photos to cycle through")
+    sp.add_argument("--seconds", type=float, default=10.0, help="time per contender")
+    sp.add_argument("--json", default="build/bench/golden.json")
+    sp.set_defaults(func=cmd_bench_golden)
+
+    sp = sub.add_parser("demo", help="classify held-out digits (and --image) with the default model")
+    model_arg(sp, required=False)
+    sp.add_argument("--image", default=None, help="also classify this image file")
+    sp.add_argument("--count", type=int, default=8, help="held-out digits to show")
+    sp.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, OSError) as e:
+        print(f"sqz {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

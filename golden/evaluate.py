@@ -1,0 +1,93 @@
+"""Accuracy of a model on a folder of labelled photos, for the float, 8-bit and 6-bit paths."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .engine import Golden, top_k
+from .model import Model
+from .preprocess import float_input, list_labelled_images, load_image, read_synsets
+from .quantize import QuantizedModel, quantize
+from .reference_float import forward_float
+
+__all__ = ["calibration_images", "evaluate", "default_synsets"]
+
+
+def default_synsets(folder: Path) -> Path:
+    """``synsets.txt`` beside the photos, else the shared sample's."""
+    for candidate in (folder / "synsets.txt",
+                      Path(__file__).resolve().parents[2] / "shared/imagenet-sample/synsets.txt"):
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(f"no synsets.txt in {folder}; pass --synsets FILE "
+                            "(lines 'index wnid name', index order = the model's outputs)")
+
+
+def calibration_images(folder: Path, spec, count: int) -> tuple[list[np.ndarray], list[str]]:
+    """``count`` photos spread evenly over the sorted folder: deterministic."""
+    files = sorted(p for p in Path(folder).iterdir()
+                   if p.suffix.lower() in (".jpeg", ".jpg", ".png", ".bmp"))
+    if not files:
+        raise FileNotFoundError(f"no calibration images in {folder}")
+    pick = [files[int(i * len(files) / count)] for i in range(min(count, len(files)))]
+    return [load_image(p, spec) for p in pick], [p.name for p in pick]
+
+
+def evaluate(model: Model | QuantizedModel, folder: str | Path, bits: str = "8",
+             synsets: str | Path | None = None, calib_dir: str | Path | None = None,
+             calib_count: int = 10, value_bits: int | None = None, limit: int = 0,
+             progress: bool = True) -> dict:
+    """Top-1/top-5 over every ``<wnid>_<name>`` photo in ``folder``.
+
+    ``bits`` is "float" (the float reference), or an index width ("8", "6", "4"): the model is
+    quantised on ``calib_count`` photos of ``calib_dir`` (default: the evaluated folder) and run
+    through the golden model. Agreement of top-1 with the float reference is reported too.
+    """
+    folder = Path(folder)
+    net = model.network
+    wnids = [w for w, _ in read_synsets(synsets or default_synsets(folder))]
+    if len(wnids) != net.classes:
+        raise ValueError(f"{len(wnids)} synsets for a {net.classes}-class model")
+    images = list_labelled_images(folder, wnids)
+    if limit:
+        images = images[:limit]
+    report: dict = {"model": getattr(model, "source", "") or net.name, "bits": bits}
+    golden = None
+    if isinstance(model, QuantizedModel):
+        golden, fmodel = Golden(model), None
+    else:
+        fmodel = model
+        if bits != "float":
+            from . import numerics as nx
+            calib, names = calibration_images(Path(calib_dir or folder), net.input, calib_count)
+            t = time.perf_counter()
+            q = quantize(model, calib, int(bits), value_bits or nx.DEFAULT_VALUE_BITS)
+            report["calibration"] = {"images": names, "seconds": time.perf_counter() - t,
+                                     **q.info}
+            golden = Golden(q)
+    weights = fmodel.float_weights() if fmodel is not None else None
+    top1 = top5 = agree = 0
+    seconds = 0.0
+    for path, label in tqdm(images, desc=f"eval {bits}", unit="img", disable=not progress):
+        pixels = load_image(path, net.input)
+        t = time.perf_counter()
+        if golden is not None:
+            order = top_k(golden(pixels))
+        else:
+            order = top_k(forward_float(net, weights, float_input(pixels, net.input)))
+        seconds += time.perf_counter() - t
+        if weights is not None and golden is not None:
+            ref = top_k(forward_float(net, weights, float_input(pixels, net.input)), 1)
+            agree += int(ref[0] == order[0])
+        top1 += int(order[0] == label)
+        top5 += int(label in order[:5])
+    n = len(images)
+    report.update({"n": n, "top1": top1 / n, "top5": top5 / n,
+                   "agree_top1_with_float": (agree / n if golden is not None and weights is not None
+                                             else (1.0 if bits == "float" else None)),
+                   "images_per_s": n / seconds if seconds else 0.0})
+    return report

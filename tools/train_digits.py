@@ -1,0 +1,127 @@
+"""Train the shipped default model: a small SqueezeNet on scikit-learn's handwritten digits.
+
+Needs the optional PyTorch extra (pip install -e .[train]). Deterministic on CPU (seeded, one
+thread). Writes models/digits-squeezenet.npz with float weights; the integer paths quantise it.
+
+    python tools/train_digits.py [--epochs 60] [--out models/digits-squeezenet.npz]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from golden.digits import accuracy, load_digits_split  # noqa: E402
+from golden.model import Model, save_model  # noqa: E402
+from golden.network import Bypass, Conv, Fire, GlobalAvgPool, MaxPool, Network, digits_net  # noqa: E402
+
+
+def torch_module(net: Network):
+    """A torch.nn.Module computing ``net`` with float weights, Caffe semantics."""
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.convs = nn.ModuleDict()
+            final = net.convs()[-1].name
+            for spec in net.convs():
+                conv = nn.Conv2d(spec.in_channels, spec.out_channels, spec.kernel, spec.stride,
+                                 spec.pad)
+                # torchvision's SqueezeNet initialisation; the final ReLU'd classifier starts
+                # small with a positive bias so that it is not dead at step one.
+                if spec.name == final:
+                    nn.init.normal_(conv.weight, 0.0, 0.01)
+                    nn.init.constant_(conv.bias, 0.1)
+                else:
+                    nn.init.kaiming_uniform_(conv.weight)
+                    nn.init.zeros_(conv.bias)
+                self.convs[spec.name.replace("/", "__")] = conv
+
+        def conv(self, spec, x):
+            y = self.convs[spec.name.replace("/", "__")](x)
+            return torch.relu(y) if spec.relu else y
+
+        def forward(self, x):
+            t = {"input": x}
+            for i, node in enumerate(net.nodes):
+                src = [t[s] for s in net.node_inputs(i)]
+                if isinstance(node, Conv):
+                    t[node.name] = self.conv(node.convs()[0], src[0])
+                elif isinstance(node, Fire):
+                    sq, e1, e3 = node.convs()
+                    s = self.conv(sq, src[0])
+                    t[node.name] = torch.cat([self.conv(e1, s), self.conv(e3, s)], 1)
+                elif isinstance(node, MaxPool):
+                    t[node.name] = nn.functional.max_pool2d(src[0], node.kernel, node.stride,
+                                                            ceil_mode=True)
+                elif isinstance(node, Bypass):
+                    other = self.conv(node.convs()[0], src[1]) if node.complex else src[1]
+                    t[node.name] = torch.relu(src[0] + other)
+                elif isinstance(node, GlobalAvgPool):
+                    t[node.name] = src[0].mean(dim=(2, 3))
+            return t[net.output_node]
+
+        def weights(self):
+            return {spec.name: (self.convs[spec.name.replace("/", "__")].weight.detach().numpy(),
+                                self.convs[spec.name.replace("/", "__")].bias.detach().numpy())
+                    for spec in net.convs()}
+
+    return Net()
+
+
+def train(net: Network, epochs: int = 60, seed: int = 0, log=print) -> Model:
+    import torch
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)
+    train_x, train_y, test_x, test_y = load_digits_split()
+    x = torch.tensor(train_x, dtype=torch.float32) / 255.0
+    y = torch.tensor(train_y)
+    m = torch_module(net)
+    opt = torch.optim.Adam(m.parameters(), lr=2e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    gen = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        m.train()
+        perm = torch.randperm(len(x), generator=gen)
+        total = 0.0
+        for i in range(0, len(x), 64):
+            idx = perm[i:i + 64]
+            xb = x[idx]
+            # Augmentation: shift by up to one pixel (rolled), seeded.
+            dy, dx = torch.randint(-1, 2, (2,), generator=gen).tolist()
+            xb = torch.roll(xb, (dy, dx), (2, 3))
+            loss = torch.nn.functional.cross_entropy(m(xb), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+        sched.step()
+        if (epoch + 1) % 10 == 0:
+            log(f"epoch {epoch + 1}: loss {total / len(x):.4f}")
+    return Model.from_float(net, m.weights(), "digits (trained by tools/train_digits.py)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] /
+                                          "models/digits-squeezenet.npz"))
+    args = ap.parse_args()
+    model = train(digits_net(), args.epochs, args.seed)
+    save_model(model, args.out)
+    print(f"wrote {args.out}")
+    for bits in ("float", "8", "6"):
+        print(f"held-out accuracy, {bits}: {100 * accuracy(model, bits):.2f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
