@@ -3,7 +3,7 @@
 Needs the optional PyTorch extra (pip install -e .[train]). Deterministic on CPU (seeded, one
 thread). Writes models/digits-squeezenet.npz with float weights; the integer paths quantise it.
 
-    python tools/train_digits.py [--epochs 60] [--out models/digits-squeezenet.npz]
+    python tools/train_digits.py [--epochs 100] [--out models/digits-squeezenet.npz]
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def train(net: Network, epochs: int = 60, seed: int = 0, log=print) -> Model:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] /
                                           "models/digits-squeezenet.npz"))

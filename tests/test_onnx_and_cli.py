@@ -1,0 +1,121 @@
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from golden.model import Model, load_model
+from golden.network import digits_net, squeezenet_v1_0, squeezenet_v1_1
+from golden.onnx_io import UnsupportedGraphError, export_onnx, import_onnx
+from golden.reference_float import forward_float
+
+from conftest import ROOT
+
+
+def random_float_model(net, seed=0):
+    rng = np.random.default_rng(seed)
+    return Model.from_float(net, {c.name: (rng.normal(0, np.sqrt(2 / c.fan_in), c.weight_shape)
+                                           .astype(np.float32),
+                                           rng.normal(0, 0.05, c.out_channels).astype(np.float32))
+                                  for c in net.convs()})
+
+
+@pytest.mark.parametrize("make", [squeezenet_v1_1, lambda: squeezenet_v1_0("complex"),
+                                  lambda: digits_net(bypass="simple")])
+def test_round_trip_and_onnxruntime_agree_with_float_reference(make):
+    import onnxruntime as ort
+    net = make()
+    m = random_float_model(net)
+    proto = export_onnx(m)
+    back = import_onnx(proto, input_spec=net.input)
+    assert back.network.parameter_count == net.parameter_count
+    x = np.random.default_rng(1).normal(0, 1, (net.input.channels, net.input.height,
+                                               net.input.width)).astype(np.float32)
+    want = forward_float(net, m.float_weights(), x)
+    got = forward_float(back.network, back.float_weights(), x)
+    assert np.array_equal(want, got)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    ort_out = sess.run(None, {"data": x[None]})[0][0]
+    assert np.allclose(ort_out, want, rtol=1e-4, atol=1e-4)
+
+
+def _tiny_graph(extra_node=None):
+    """conv(1->4, 3x3) -> relu -> [extra] -> global average pool, opset 13."""
+    w = numpy_helper.from_array(np.ones((4, 1, 3, 3), np.float32), "w")
+    b = numpy_helper.from_array(np.zeros(4, np.float32), "b")
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", kernel_shape=[3, 3]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu")]
+    last = "r"
+    if extra_node is not None:
+        nodes.append(extra_node)
+        last = extra_node.output[0]
+    nodes.append(helper.make_node("GlobalAveragePool", [last], ["y"], name="gap"))
+    g = helper.make_graph(nodes, "tiny",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 1, 1])],
+                          [w, b])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_tiny_graph_imports():
+    m = import_onnx(_tiny_graph())
+    assert [type(n).__name__ for n in m.network.nodes] == ["Conv", "GlobalAvgPool"]
+
+
+def test_unsupported_node_is_named():
+    sig = helper.make_node("Sigmoid", ["r"], ["s"], name="my_sigmoid")
+    with pytest.raises(UnsupportedGraphError, match="my_sigmoid.*Sigmoid is not supported"):
+        import_onnx(_tiny_graph(sig))
+    avg = helper.make_node("AveragePool", ["r"], ["a"], name="local_avg", kernel_shape=[2, 2])
+    with pytest.raises(UnsupportedGraphError, match="local_avg.*whole"):
+        import_onnx(_tiny_graph(avg))
+
+
+def test_damaged_onnx_file(tmp_path):
+    p = tmp_path / "bad.onnx"
+    p.write_bytes(b"\x08\x07garbage")
+    with pytest.raises(Exception, match="bad.onnx"):
+        load_model(p)
+
+
+def test_cli_help_explains_every_command(capsys):
+    from firmware.cli import build_parser
+    text = build_parser().format_help()
+    for cmd in ("info", "eval", "infer", "quantize", "export-onnx", "bench-golden", "demo"):
+        assert cmd in text
+
+
+def test_shipped_digits_model_accuracy():
+    from golden.digits import accuracy
+    m = load_model(ROOT / "models/digits-squeezenet.npz")
+    acc = {b: accuracy(m, b) for b in ("float", "8", "6")}
+    assert acc["float"] > 0.85
+    assert acc["8"] >= acc["float"] - 0.01
+    assert acc["6"] >= acc["float"] - 0.03
+
+
+def test_demo_and_infer_run(tmp_path, capsys):
+    from PIL import Image
+
+    from firmware.cli import main
+    from golden.digits import load_digits_split
+    _, _, test_x, test_y = load_digits_split()
+    img = tmp_path / "digit.png"
+    Image.fromarray(255 - test_x[0, 0]).save(img)       # dark ink on light paper
+    assert main(["demo", "--count", "4", "--image", str(img)]) == 0
+    out = capsys.readouterr().out
+    assert "held-out digits classified correctly" in out and "digit.png: top-3" in out
+    js = tmp_path / "infer.json"
+    Image.fromarray(test_x[1, 0]).save(tmp_path / "d1.png")
+    assert main(["infer", str(tmp_path / "d1.png"), "--json", str(js)]) == 0
+    r = json.loads(js.read_text())
+    assert r["results"][0]["top5"][0]["class"] == int(test_y[1])
+
+
+def test_wrong_image_is_explained(tmp_path, capsys):
+    from firmware.cli import main
+    p = tmp_path / "notes.png"
+    p.write_text("not an image")
+    assert main(["infer", str(p)]) == 2
+    assert "not a readable image" in capsys.readouterr().err
