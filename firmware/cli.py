@@ -77,7 +77,8 @@ def _quantized(args, model):
                                       args.calib_count)
     else:
         raise ValueError("no calibration images: pass --calib DIR (a few photos like the inputs)")
-    return quantize(model, calib, int(args.bits), args.value_bits or nx.DEFAULT_VALUE_BITS)
+    return quantize(model, calib, int(args.bits), args.value_bits or nx.DEFAULT_VALUE_BITS,
+                    refit=args.refit)
 
 
 def cmd_eval(args) -> int:
@@ -85,7 +86,7 @@ def cmd_eval(args) -> int:
     from golden.model import load_model
     model = load_model(args.model)
     r = evaluate(model, args.dir, args.bits, args.synsets, args.calib, args.calib_count,
-                 args.value_bits, args.limit, progress=not args.quiet)
+                 args.value_bits, args.limit, progress=not args.quiet, refit=args.refit)
     print(f"{r['n']} images, bits {r['bits']}: top-1 {100 * r['top1']:.1f}%  "
           f"top-5 {100 * r['top5']:.1f}%  agree with float "
           + (f"{100 * r['agree_top1_with_float']:.1f}%" if r['agree_top1_with_float'] is not None
@@ -184,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder of calibration photos (default: see docs/NUMERICS.md)")
         sp.add_argument("--calib-count", type=int, default=10,
                         help="how many calibration photos to use (default 10)")
+        sp.add_argument("--no-refit", dest="refit", action="store_false",
+                        help="6/4-bit: re-cluster only, skip the least-squares refit of the "
+                             "codebook values (docs/NUMERICS.md)")
 
     sp = sub.add_parser("info", help="layers, stored weights, densities and parameter count")
     model_arg(sp)

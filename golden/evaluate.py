@@ -40,7 +40,7 @@ def calibration_images(folder: Path, spec, count: int) -> tuple[list[np.ndarray]
 def evaluate(model: Model | QuantizedModel, folder: str | Path, bits: str = "8",
              synsets: str | Path | None = None, calib_dir: str | Path | None = None,
              calib_count: int = 10, value_bits: int | None = None, limit: int = 0,
-             progress: bool = True) -> dict:
+             progress: bool = True, refit: bool = True) -> dict:
     """Top-1/top-5 over every ``<wnid>_<name>`` photo in ``folder``.
 
     ``bits`` is "float" (the float reference), or an index width ("8", "6", "4"): the model is
@@ -65,7 +65,8 @@ def evaluate(model: Model | QuantizedModel, folder: str | Path, bits: str = "8",
             from . import numerics as nx
             calib, names = calibration_images(Path(calib_dir or folder), net.input, calib_count)
             t = time.perf_counter()
-            q = quantize(model, calib, int(bits), value_bits or nx.DEFAULT_VALUE_BITS)
+            q = quantize(model, calib, int(bits), value_bits or nx.DEFAULT_VALUE_BITS,
+                         refit=refit)
             report["calibration"] = {"images": names, "seconds": time.perf_counter() - t,
                                      **q.info}
             golden = Golden(q)

@@ -127,12 +127,54 @@ def calibrate(model: Model, images: list[np.ndarray], percentile: float = 99.99,
 
 # ---- codebook reduction (8 -> 6/4 bits) ------------------------------------------------------
 
-def reduce_codebook(lw: LayerWeights, bits: int, iterations: int = 30) -> LayerWeights:
+def kmeans_1d_optimal(values: np.ndarray, weights: np.ndarray, k: int):
+    """Exact weighted 1-D k-means: the partition of the sorted values into ``k`` contiguous
+    clusters minimising sum weight * (value - centroid)**2, by dynamic programming (optimal
+    clusters in 1-D are contiguous). Deterministic; O(k * n**2) for n values (n <= 256 here).
+
+    Returns (centroids sorted ascending, cluster index of each input value).
+    """
+    order = np.argsort(values, kind="stable")
+    v, w = values[order].astype(np.float64), weights[order].astype(np.float64)
+    n = len(v)
+    cw = np.concatenate([[0.0], np.cumsum(w)])
+    cwv = np.concatenate([[0.0], np.cumsum(w * v)])
+    cwv2 = np.concatenate([[0.0], np.cumsum(w * v * v)])
+
+    def cost(i, j):              # cluster v[i:j], vectorised over i
+        mass = cw[j] - cw[i]
+        s = cwv[j] - cwv[i]
+        return cwv2[j] - cwv2[i] - s * s / np.maximum(mass, 1e-300)
+
+    best = np.full((k + 1, n + 1), np.inf)
+    best[0, 0] = 0.0
+    back = np.zeros((k + 1, n + 1), np.int64)
+    for m in range(1, k + 1):
+        for j in range(m, n + 1):
+            i = np.arange(m - 1, j)
+            c = best[m - 1, i] + cost(i, j)
+            a = int(np.argmin(c))
+            best[m, j], back[m, j] = c[a], i[a]
+    cuts, j = [], n
+    for m in range(k, 0, -1):
+        i = back[m, j]
+        cuts.append((i, j))
+        j = i
+    cuts.reverse()
+    centroids = np.array([(cwv[j] - cwv[i]) / (cw[j] - cw[i]) for i, j in cuts])
+    assign_sorted = np.repeat(np.arange(k), [j - i for i, j in cuts])
+    assign = np.empty(n, np.int64)
+    assign[order] = assign_sorted
+    return centroids, assign
+
+
+def reduce_codebook(lw: LayerWeights, bits: int) -> LayerWeights:
     """Re-cluster a codebook to 2**bits entries, weighted by how often each entry is used.
 
     Entry 0 stays 0.0 and keeps every weight that is zero (pruned positions stay pruned). The
-    non-zero values are clustered by weighted 1-D k-means with linear initialisation over their
-    range (Deep Compression's initialisation), a fixed number of Lloyd iterations.
+    non-zero values are clustered by exact weighted 1-D k-means (``kmeans_1d_optimal``): each
+    entry's weight is its use count, so the clustering minimises the squared error summed over
+    the layer's weights, not over its distinct values.
     """
     entries = 1 << bits
     counts = np.bincount(lw.indices.ravel(), minlength=len(lw.codebook)).astype(np.float64)
@@ -146,17 +188,7 @@ def reduce_codebook(lw: LayerWeights, bits: int, iterations: int = 30) -> LayerW
         remap = np.zeros(len(values), np.int64)
         remap[keep] = np.arange(1, 1 + len(keep))
     else:
-        v, c = values[used], counts[used]
-        centroids = np.linspace(v.min(), v.max(), entries - 1)
-        for _ in range(iterations):
-            assign = np.abs(v[:, None] - centroids[None, :]).argmin(axis=1)
-            sums = np.bincount(assign, weights=v * c, minlength=entries - 1)
-            mass = np.bincount(assign, weights=c, minlength=entries - 1)
-            moved = np.where(mass > 0, sums / np.maximum(mass, 1e-300), centroids)
-            if np.array_equal(moved, centroids):
-                break
-            centroids = moved
-        assign = np.abs(v[:, None] - centroids[None, :]).argmin(axis=1)
+        centroids, assign = kmeans_1d_optimal(values[used], counts[used], entries - 1)
         new_cb = np.zeros(entries, np.float32)
         new_cb[1:] = centroids
         remap = np.zeros(len(values), np.int64)
@@ -192,6 +224,9 @@ def refit_codebooks(model: Model, images: list[np.ndarray], max_pixels: int = 10
                for im in images]
     layers = dict(model.layers)
     convs = net.convs()
+    from tqdm import tqdm
+    bar = tqdm(total=len(convs), desc="refit codebooks", unit="layer", disable=None,
+               leave=False) if progress is None else None
     for li, spec in enumerate(convs):
         cur_w = {n: (lw.weights, lw.bias) for n, lw in layers.items()}
         lw = layers[spec.name]
@@ -229,6 +264,10 @@ def refit_codebooks(model: Model, images: list[np.ndarray], max_pixels: int = 10
         layers[spec.name] = LayerWeights(cb, lw.indices, lw.bias, lw.stored)
         if progress:
             progress(li + 1, len(convs), spec.name)
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
     return Model(net, layers, model.source).check()
 
 

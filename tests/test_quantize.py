@@ -1,0 +1,58 @@
+import itertools
+
+import numpy as np
+
+from golden.model import LayerWeights
+from golden.quantize import calibrate, kmeans_1d_optimal, reduce_codebook
+
+
+def brute_force_cost(v, w, k):
+    order = np.argsort(v)
+    v, w = v[order], w[order]
+    best = np.inf
+    for cuts in itertools.combinations(range(1, len(v)), k - 1):
+        bounds = (0,) + cuts + (len(v),)
+        cost = 0.0
+        for i, j in zip(bounds, bounds[1:]):
+            c = np.average(v[i:j], weights=w[i:j])
+            cost += float((w[i:j] * (v[i:j] - c) ** 2).sum())
+        best = min(best, cost)
+    return best
+
+
+def test_kmeans_1d_is_optimal():
+    rng = np.random.default_rng(42)
+    for _ in range(20):
+        n, k = int(rng.integers(4, 10)), int(rng.integers(2, 4))
+        v = rng.normal(size=n)
+        w = rng.integers(1, 50, n).astype(float)
+        cent, assign = kmeans_1d_optimal(v, w, k)
+        cost = float((w * (v - cent[assign]) ** 2).sum())
+        assert np.isclose(cost, brute_force_cost(v, w, k))
+        assert np.all(np.diff(cent) > 0)
+
+
+def test_reduce_codebook_keeps_pruned_positions_zero():
+    rng = np.random.default_rng(1)
+    cb = np.concatenate([[0.0], rng.normal(size=255)]).astype(np.float32)
+    idx = rng.integers(0, 256, (8, 4, 3, 3)).astype(np.uint8)
+    idx[rng.random(idx.shape) < 0.6] = 0
+    small = reduce_codebook(LayerWeights(cb, idx, np.zeros(8, np.float32), 100), 6)
+    assert len(small.codebook) == 64 and small.codebook[0] == 0.0
+    assert np.array_equal(small.indices == 0, idx == 0)
+    # Every weight moves to its nearest new value's cluster: error below the old spread.
+    err = np.abs(small.weights - cb[idx]).max()
+    assert err < np.ptp(cb) / 20
+
+
+def test_calibration_is_deterministic():
+    from golden.model import Model
+    from golden.network import digits_net
+    net = digits_net()
+    rng = np.random.default_rng(0)
+    m = Model.from_float(net, {c.name: (rng.normal(0, 0.3, c.weight_shape).astype(np.float32),
+                                        rng.normal(0, 0.1, c.out_channels).astype(np.float32))
+                               for c in net.convs()})
+    imgs = [rng.integers(0, 256, (1, 16, 16)).astype(np.uint8) for _ in range(3)]
+    a, b = calibrate(m, imgs), calibrate(m, list(imgs))
+    assert a == b and all(v > 0 for v in a.values())
