@@ -207,19 +207,20 @@ def _im2col(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
     return win.transpose(0, 3, 4, 1, 2).reshape(-1, ho * wo)
 
 
-def refit_codebooks(model: Model, images: list[np.ndarray], max_pixels: int = 1024,
-                    seed: int = 0, progress=None) -> Model:
+def refit_codebooks(model: Model, reference: Model, images: list[np.ndarray],
+                    max_pixels: int = 1024, seed: int = 0, progress=None) -> Model:
     """Least-squares refit of every layer's codebook values to the float model's outputs.
 
     A layer's pre-activation output is linear in its codebook values: y[o,p] = b[o] +
     sum_j c_j A_j[o,p] with A_j[o,p] = sum of the inputs x[k,p] whose weight uses entry j. Layers
     are refit in network order, each on inputs computed with the already-refit layers before it
-    (so each corrects the error its inputs bring), against the float model's own outputs.
+    (so each corrects the error its inputs bring), against the outputs of ``reference`` (the
+    model before its codebooks were reduced).
     Entry 0 stays 0.0. Pixels are subsampled to ``max_pixels`` per image (seeded) to bound time.
     """
     net = model.network
     rng = np.random.default_rng(seed)
-    ref_w = model.float_weights()
+    ref_w = reference.float_weights()
     targets = [forward_float(net, ref_w, float_input(im, net.input), keep=True)
                for im in images]
     layers = dict(model.layers)
@@ -305,6 +306,7 @@ def quantize(model: Model, calib_images: list[np.ndarray], index_bits: int = 8,
                                 f"{nx.VALUE_BITS_MAX} bits, not {value_bits}")
     net = model.network
     model = _fold_input_std(model)
+    original = model
     reduced = False
     layers = {}
     for n, lw in model.layers.items():
@@ -317,7 +319,7 @@ def quantize(model: Model, calib_images: list[np.ndarray], index_bits: int = 8,
         layers[n] = lw
     model = Model(net, layers, model.source).check()
     if reduced and refit:
-        model = refit_codebooks(model, calib_images, progress=progress)
+        model = refit_codebooks(model, original, calib_images, progress=progress)
     clips = calibrate(model, calib_images, percentile, final_percentile)
     scales: dict[str, float] = {}
     std = net.input.std[0]

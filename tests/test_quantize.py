@@ -56,3 +56,32 @@ def test_calibration_is_deterministic():
     imgs = [rng.integers(0, 256, (1, 16, 16)).astype(np.uint8) for _ in range(3)]
     a, b = calibrate(m, imgs), calibrate(m, list(imgs))
     assert a == b and all(v > 0 for v in a.values())
+
+
+def test_refit_reduces_output_error_against_the_original():
+    """The least-squares refit must move the reduced codebooks towards the original outputs."""
+    from golden.model import Model
+    from golden.network import digits_net
+    from golden.preprocess import float_input
+    from golden.quantize import refit_codebooks
+    from golden.reference_float import forward_float
+    net = digits_net()
+    rng = np.random.default_rng(5)
+    shared = {}
+    for c in net.convs():
+        cb = np.concatenate([[0.0], rng.normal(0, np.sqrt(2 / c.fan_in), 255)]).astype(np.float32)
+        shared[c.name] = LayerWeights(cb, rng.integers(0, 256, c.weight_shape).astype(np.uint8),
+                                      rng.normal(0, 0.05, c.out_channels).astype(np.float32))
+    original = Model(net, shared)
+    reduced = Model(net, {n: reduce_codebook(lw, 4) for n, lw in shared.items()})
+    imgs = [rng.integers(0, 256, (1, 16, 16)).astype(np.uint8) for _ in range(4)]
+    refit = refit_codebooks(reduced, original, imgs[:2], progress=lambda *a: None)
+
+    def logit_error(m):
+        return sum(np.linalg.norm(forward_float(net, m.float_weights(), float_input(x, net.input))
+                                  - forward_float(net, original.float_weights(),
+                                                  float_input(x, net.input))) for x in imgs)
+    assert logit_error(refit) < 0.9 * logit_error(reduced)
+    for n in shared:
+        assert refit.layers[n].codebook[0] == 0.0
+        assert np.array_equal(refit.layers[n].indices, reduced.layers[n].indices)
