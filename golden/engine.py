@@ -12,7 +12,7 @@ from .quantize import QuantizedModel
 __all__ = ["Golden", "run_reference", "top_k"]
 
 
-def _walk(q: QuantizedModel, pixels: np.ndarray, conv, fire, ops, keep: bool):
+def _walk(q: QuantizedModel, pixels: np.ndarray, conv, ops, keep: bool):
     net = q.network
     spec = net.input
     if pixels.shape != (spec.channels, spec.height, spec.width) or pixels.dtype != np.uint8:
@@ -25,7 +25,13 @@ def _walk(q: QuantizedModel, pixels: np.ndarray, conv, fire, ops, keep: bool):
         if isinstance(node, Conv):
             t[node.name] = conv(src[0], node.name)
         elif isinstance(node, Fire):
-            t[node.name] = fire(src[0], *(c.name for c in node.convs()))
+            # One Fire unit: the squeeze output feeds both expand paths, whose outputs share a
+            # scale and are concatenated on the channel axis (1x1 first).
+            sq, e1, e3 = node.convs()
+            squeezed = conv(src[0], sq.name)
+            if keep:
+                t[sq.name] = squeezed
+            t[node.name] = np.concatenate([conv(squeezed, e1.name), conv(squeezed, e3.name)])
         elif isinstance(node, MaxPool):
             t[node.name] = ops.maxpool(src[0], node.kernel, node.stride)
         elif isinstance(node, Bypass):
@@ -46,19 +52,13 @@ class Golden:
     def _conv(self, x, name):
         return self.prepared[name](x)
 
-    def _fire(self, x, s, e1, e3):
-        p = self.prepared
-        return kernels.fire(x, p[s], p[e1], p[e3])
-
     def __call__(self, pixels: np.ndarray, keep: bool = False):
-        return _walk(self.q, pixels, self._conv, self._fire, kernels, keep)
+        return _walk(self.q, pixels, self._conv, kernels, keep)
 
 
 def run_reference(q: QuantizedModel, pixels: np.ndarray, keep: bool = False):
     """The same network through golden/reference_int.py (plain int64 NumPy)."""
-    return _walk(q, pixels, lambda x, n: reference_int.conv(x, q.convs[n]),
-                 lambda x, s, e1, e3: reference_int.fire(x, q.convs[s], q.convs[e1], q.convs[e3]),
-                 reference_int, keep)
+    return _walk(q, pixels, lambda x, n: reference_int.conv(x, q.convs[n]), reference_int, keep)
 
 
 def top_k(logits: np.ndarray, k: int = 5) -> np.ndarray:

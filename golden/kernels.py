@@ -17,27 +17,20 @@ from numba import njit
 
 from . import numerics as nx
 
-__all__ = ["PreparedConv", "conv", "fire", "maxpool", "bypass_add", "global_sum", "warm_up"]
+__all__ = ["PreparedConv", "conv", "maxpool", "bypass_add", "global_sum", "warm_up"]
 
 
-@njit(cache=True)
-def im2col_f32(x, k, stride, pad, ho, wo):
-    """(C, H, W) uint8 -> (C*k*k, ho*wo) float32, rows in (c, i, j) order, zeros outside."""
-    c_in, h, w = x.shape
-    cols = np.empty((c_in * k * k, ho * wo), np.float32)
-    for row in range(c_in * k * k):
-        c = row // (k * k)
-        i = (row // k) % k
-        j = row % k
-        for y in range(ho):
-            yy = y * stride + i - pad
-            for xx in range(wo):
-                xs = xx * stride + j - pad
-                v = 0.0
-                if 0 <= yy < h and 0 <= xs < w:
-                    v = x[c, yy, xs]
-                cols[row, y * wo + xx] = v
-    return cols
+def im2col_f32(x: np.ndarray, k: int, stride: int, pad: int, ho: int, wo: int) -> np.ndarray:
+    """(C, H, W) uint8 -> (C*k*k, ho*wo) float32, rows in (c, i, j) order, zeros outside:
+    one strided slice copy per kernel tap (measured faster here than a Numba gather loop)."""
+    c = x.shape[0]
+    if pad:
+        x = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
+    cols = np.empty((c, k, k, ho, wo), np.float32)
+    for i in range(k):
+        for j in range(k):
+            cols[:, i, j] = x[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
+    return cols.reshape(c * k * k, ho * wo)
 
 
 @njit(cache=True)
@@ -115,7 +108,7 @@ class PreparedConv:
         if spec.kernel == 1 and spec.stride == 1 and spec.pad == 0:
             cols = x.reshape(c, h * w).astype(np.float32)
         else:
-            cols = im2col_f32(np.ascontiguousarray(x), spec.kernel, spec.stride, spec.pad, ho, wo)
+            cols = im2col_f32(x, spec.kernel, spec.stride, spec.pad, ho, wo)
         parts = np.empty((len(self.weight_parts), spec.out_channels, ho * wo), np.float32)
         for i, wp in enumerate(self.weight_parts):
             np.matmul(wp, cols, out=parts[i])
@@ -135,12 +128,6 @@ class PreparedConv:
 
 def conv(x: np.ndarray, prepared: PreparedConv) -> np.ndarray:
     return prepared(x)
-
-
-def fire(x: np.ndarray, squeeze: PreparedConv, expand1x1: PreparedConv,
-         expand3x3: PreparedConv) -> np.ndarray:
-    s = squeeze(x)
-    return np.concatenate([expand1x1(s), expand3x3(s)])
 
 
 def maxpool(x: np.ndarray, kernel: int, stride: int) -> np.ndarray:
@@ -176,7 +163,6 @@ def global_sum(x: np.ndarray) -> np.ndarray:
 def warm_up() -> None:
     """Compile (or load from the on-disk cache) every kernel once, on tiny inputs."""
     x = np.zeros((1, 4, 4), np.uint8)
-    im2col_f32(x, 3, 1, 1, 4, 4)
     parts = np.zeros((1, 1, 4), np.float32)
     combine_requant(parts, np.ones(1, np.int64), np.zeros(1, np.int64), 1, 1,
                     np.empty((1, 4), np.uint8))

@@ -11,7 +11,7 @@ import numpy as np
 from . import numerics as nx
 from .network import pool_output_size
 
-__all__ = ["conv_accumulate", "requantize", "conv", "fire", "maxpool", "bypass_add",
+__all__ = ["conv_accumulate", "requantize", "conv", "maxpool", "bypass_add",
            "global_sum"]
 
 
@@ -50,11 +50,6 @@ def conv(x: np.ndarray, qc) -> np.ndarray:
     if not qc.spec.relu:
         return acc.astype(np.int32)
     return requantize(acc, qc.mult, qc.shift)
-
-
-def fire(x: np.ndarray, squeeze, expand1x1, expand3x3) -> np.ndarray:
-    s = conv(x, squeeze)
-    return np.concatenate([conv(s, expand1x1), conv(s, expand3x3)])
 
 
 def maxpool(x: np.ndarray, kernel: int, stride: int) -> np.ndarray:
