@@ -1,0 +1,155 @@
+"""Host-side layout of layers for the engine: weight words, banked feature maps, descriptors.
+
+The single place that knows the memory layouts documented in hw/conv_engine.py; the tests,
+the cocotb benches and the driver all pack and unpack through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from golden.quantize import QConv
+
+from .config import AcceleratorConfig
+
+__all__ = ["LayerDescriptor", "describe", "pack_weights", "pack_feature_map",
+           "unpack_feature_map", "ideal_cycles", "expected_cycles"]
+
+
+@dataclass(frozen=True)
+class LayerDescriptor:
+    """What the engine's descriptor ports hold for one convolution."""
+
+    in_channels: int
+    out_channels: int
+    in_h: int
+    in_w: int
+    out_h: int
+    out_w: int
+    kernel: int
+    stride: int
+    pad: int
+    mult: int
+    shift: int
+    weight_base: int = 0
+    codebook_table: int = 0
+    bias_base: int = 0
+    out_channel_base: int = 0
+
+    def ports(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def describe(qc: QConv, in_h: int, in_w: int, **bases) -> LayerDescriptor:
+    s = qc.spec
+    oh = (in_h + 2 * s.pad - s.kernel) // s.stride + 1
+    ow = (in_w + 2 * s.pad - s.kernel) // s.stride + 1
+    return LayerDescriptor(s.in_channels, s.out_channels, in_h, in_w, oh, ow, s.kernel, s.stride,
+                           s.pad, qc.mult, qc.shift, **bases)
+
+
+def _groups(n: int, size: int) -> int:
+    return -(-n // size)
+
+
+def pack_weights(qc: QConv, cfg: AcceleratorConfig) -> list[int]:
+    """Weight words in engine order: word ((og*CG + cg)*k + i)*k + j holds, at bit offset
+    (po*PC + t)*index_bits, the index of output og*PO+po, input cg*PC+t, tap (i, j)."""
+    s = qc.spec
+    po, pc, ib = cfg.po, cfg.pc, cfg.index_bits
+    og_n, cg_n = _groups(s.out_channels, po), _groups(s.in_channels, pc)
+    idx = np.zeros((og_n * po, cg_n * pc, s.kernel, s.kernel), np.int64)
+    idx[:s.out_channels, :s.in_channels] = qc.indices
+    if idx.max(initial=0) >= 1 << ib:
+        raise ValueError(f"layer {qc.name}: indices need more than {ib} bits")
+    # (og, po, cg, t, i, j) -> (og, cg, i, j, po, t)
+    blocks = idx.reshape(og_n, po, cg_n, pc, s.kernel, s.kernel).transpose(0, 2, 4, 5, 1, 3)
+    lanes = blocks.reshape(-1, po * pc)
+    shifts = np.arange(po * pc, dtype=object) * ib
+    return [int(sum(int(v) << int(sh) for v, sh in zip(row, shifts) if v)) for row in lanes]
+
+
+def pack_feature_map(x: np.ndarray, cfg: AcceleratorConfig) -> list[np.ndarray]:
+    """(C, H, W) uint8 -> PC banks; channel c in bank c % PC at word (c // PC) * H * W + ..."""
+    c, h, w = x.shape
+    groups = _groups(c, cfg.pc)
+    padded = np.zeros((groups * cfg.pc, h, w), np.uint8)
+    padded[:c] = x
+    banks = padded.reshape(groups, cfg.pc, h * w).transpose(1, 0, 2).reshape(cfg.pc, -1)
+    return [banks[t] for t in range(cfg.pc)]
+
+
+def unpack_feature_map(banks: list[np.ndarray], shape: tuple[int, int, int],
+                       cfg: AcceleratorConfig) -> np.ndarray:
+    c, h, w = shape
+    groups = _groups(c, cfg.pc)
+    stacked = np.stack([np.asarray(b[:groups * h * w]) for b in banks])
+    full = stacked.reshape(cfg.pc, groups, h * w).transpose(1, 0, 2).reshape(groups * cfg.pc, h, w)
+    return full[:c].astype(np.uint8)
+
+
+def buffer_words(desc: LayerDescriptor, cfg: AcceleratorConfig) -> tuple[int, int, int]:
+    """(input words per bank, output words per bank, weight words) a layer occupies. The last
+    output-channel group is written whole (PO channels), so it counts in full."""
+    cg, og = _groups(desc.in_channels, cfg.pc), _groups(desc.out_channels, cfg.po)
+    out_groups = _groups(desc.out_channel_base, cfg.pc) + og * cfg.po // cfg.pc
+    return (cg * desc.in_h * desc.in_w, out_groups * desc.out_h * desc.out_w,
+            og * cg * desc.kernel ** 2)
+
+
+def check_fits(desc: LayerDescriptor, cfg: AcceleratorConfig, name: str = "layer") -> None:
+    fin, fout, wts = buffer_words(desc, cfg)
+    for what, need, have in (("input feature map", fin, cfg.fm_depth),
+                             ("output feature map", fout, cfg.fm_depth),
+                             ("weights", wts, cfg.weight_depth)):
+        if need > have:
+            raise ValueError(f"{name}: {what} needs {need} words per bank, the configuration has "
+                             f"{have}; use a larger AcceleratorConfig or a smaller crop")
+
+
+def ideal_cycles(desc: LayerDescriptor, cfg: AcceleratorConfig) -> float:
+    """Multiply-accumulates / MAC units: the cycles of a perfectly busy array."""
+    macs = (desc.out_channels * desc.in_channels * desc.kernel ** 2 * desc.out_h * desc.out_w)
+    return macs / cfg.mac_units
+
+
+def expected_cycles(desc: LayerDescriptor, cfg: AcceleratorConfig) -> int:
+    """The engine's own cycle count for a layer (the cycle model, checked against RTL)."""
+    from .conv_engine import LATENCY
+    steps = _groups(desc.in_channels, cfg.pc) * desc.kernel ** 2
+    per_pixel = max(steps, cfg.po // cfg.pc)
+    pixels = desc.out_h * desc.out_w * _groups(desc.out_channels, cfg.po)
+    # The last pixel owes no idle cycles; its sums then pass S1..S4, drain, and R1..R2.
+    return (pixels - 1) * per_pixel + steps + cfg.po // cfg.pc + LATENCY
+
+
+@dataclass
+class LayerLoad:
+    """Everything the host writes before starting one layer on a ConvLayer."""
+
+    descriptor: LayerDescriptor
+    fm_writes: list[tuple[int, int, int]]          # (bank, word, byte)
+    weight_writes: list[tuple[int, int]]           # (word address, word)
+    codebook_writes: list[tuple[int, int]]         # (address, signed value)
+    bias_writes: list[tuple[int, int, int]]        # (word, lane, signed value)
+    out_shape: tuple[int, int, int]
+
+
+def layer_load(qc: QConv, x: np.ndarray, cfg: AcceleratorConfig, table: int = 0) -> LayerLoad:
+    """The writes that set up ``qc`` on input ``x`` (uint8 C x H x W)."""
+    c, h, w = x.shape
+    desc = describe(qc, h, w, codebook_table=table)
+    check_fits(desc, cfg, qc.name)
+    fm = []
+    for bank, words in enumerate(pack_feature_map(x, cfg)):
+        fm += [(bank, a, int(v)) for a, v in enumerate(words) if v]     # the buffer starts at 0
+    weights = [(a, wd) for a, wd in enumerate(pack_weights(qc, cfg))]
+    entries = cfg.codebook_entries
+    cb = [(table * entries + i, int(v)) for i, v in enumerate(qc.codebook[:entries])]
+    og_n = _groups(qc.spec.out_channels, cfg.po)
+    bias = np.zeros(og_n * cfg.po, np.int64)
+    bias[:qc.spec.out_channels] = qc.bias
+    bias_w = [(o // cfg.po, o % cfg.po, int(bias[o])) for o in range(len(bias))]
+    return LayerLoad(desc, fm, weights, cb, bias_w, (qc.spec.out_channels, desc.out_h, desc.out_w))

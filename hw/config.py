@@ -1,0 +1,69 @@
+"""The one configuration of the accelerator: widths come from golden.numerics, sizes live here.
+
+hw, sim and firmware import ``AcceleratorConfig``; nothing else writes a width or a size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from golden import numerics as nx
+
+__all__ = ["AcceleratorConfig", "DEFAULT", "mac_shape"]
+
+
+def mac_shape(mac_units: int) -> tuple[int, int]:
+    """(output lanes PO, input lanes PC) for a MAC count: 16 output lanes, the rest as input
+    lanes. Every Fire layer of SqueezeNet v1.0/v1.1 has input and output channel counts that are
+    multiples of 16, so with PO = 16 and PC <= 16 no lane idles on them."""
+    if mac_units < 16 or mac_units & (mac_units - 1):
+        raise ValueError(f"MAC units must be a power of two >= 16, not {mac_units}")
+    po = 16
+    return po, mac_units // po
+
+
+@dataclass(frozen=True)
+class AcceleratorConfig:
+    mac_units: int = 64
+    index_bits: int = 8                        # codebook index width in weight memory
+    value_bits: int = nx.DEFAULT_VALUE_BITS    # codebook value width (signed)
+    act_bits: int = nx.ACT_BITS
+    acc_bits: int = nx.ACC_BITS
+    mult_bits: int = nx.MULT_BITS
+    fm_depth: int = 4096                       # words per feature-map bank
+    weight_depth: int = 1024                   # PO*PC-index words
+    codebook_tables: int = 4                   # layers whose codebooks are resident at once
+    bias_depth: int = 64                       # PO-wide bias words (output-channel groups)
+
+    def __post_init__(self):
+        if not nx.VALUE_BITS_MIN <= self.value_bits <= nx.VALUE_BITS_MAX:
+            raise ValueError(f"value_bits must be {nx.VALUE_BITS_MIN}..{nx.VALUE_BITS_MAX}")
+        if self.index_bits not in (4, 6, 8):
+            raise ValueError("index_bits must be 4, 6 or 8")
+        mac_shape(self.mac_units)
+
+    @property
+    def po(self) -> int:
+        """Output-channel lanes."""
+        return mac_shape(self.mac_units)[0]
+
+    @property
+    def pc(self) -> int:
+        """Input-channel lanes (and feature-map banks)."""
+        return mac_shape(self.mac_units)[1]
+
+    @property
+    def codebook_entries(self) -> int:
+        return 1 << self.index_bits
+
+    @property
+    def product_bits(self) -> int:
+        """A signed value times an unsigned activation."""
+        return self.value_bits + self.act_bits
+
+    @property
+    def requant_product_bits(self) -> int:
+        return self.acc_bits + self.mult_bits
+
+
+DEFAULT = AcceleratorConfig()

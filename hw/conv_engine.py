@@ -1,0 +1,296 @@
+"""Convolution engine: codebook-decoded weights, a PO x PC MAC array, requantisation, ReLU.
+
+One engine computes one convolution layer (1x1, 3x3 with padding, k x k with stride) from a
+banked input feature map into a banked output feature map, exactly as golden/reference_int.py
+``conv`` (docs/NUMERICS.md). It is output-stationary: for each group of PO output channels and
+each output pixel, it steps through the input-channel groups (PC channels at a time) and kernel
+taps, accumulating PO sums, then requantises them.
+
+Feature maps are split into PC banks by channel: channel c lives in bank ``c % PC`` at word
+``(c // PC) * H * W + y * W + x``. So the PC input channels of one step are one word address
+read from every bank, and PO output channels (PO a multiple of PC) are written PC at a time.
+
+Weights are codebook indices, PO*PC per word, word ``weight_base + ((og * CG + cg) * k + i) * k
++ j`` holding index ``[po * PC + t]`` for output channel ``og*PO + po``, input channel
+``cg*PC + t``, tap (i, j). Channels beyond the layer's count hold index 0; every codebook's
+entry 0 is 0, so they contribute nothing whatever the bank holds there.
+
+Pipeline (one step per cycle, throughput 1 step/cycle; latency from the step's issue to its
+output bytes being written: ``LATENCY`` cycles plus the drain position):
+
+    S0  counters -> feature-map and weight addresses (memories read synchronously)
+    S1  feature-map bytes (zero outside the image) and weight indices -> codebook reads
+    S2  codebook values x activations: PO*PC products
+    S3  PC-input adder tree per output lane; bias read
+    S4  accumulate (first step of a pixel starts from the bias); last step snapshots PO sums
+    R1..R2  PC requantisation lanes drain the PO sums, PO/PC cycles; R3 writes PC bytes
+
+If a pixel has fewer steps than the drain needs (CG*k*k < PO/PC), the counters insert idle
+cycles so that sums never arrive faster than they drain; ``cycles`` counts them.
+"""
+
+from __future__ import annotations
+
+from amaranth import *
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import AcceleratorConfig
+
+__all__ = ["ConvEngine", "LATENCY"]
+
+# Cycles from the issue of a layer's last step to ``done``, beyond the drain's PO/PC cycles:
+# S1..S4 (4), R1..R2 (2), and the cycle in which ``done`` is seen.
+LATENCY = 7
+
+
+def _bits(n: int) -> int:
+    return max(1, (n - 1).bit_length())
+
+
+class ConvEngine(wiring.Component):
+    """Ports (direction from the engine's side):
+
+    - layer descriptor, ``In``, held while ``busy``: channels, sizes, kernel/stride/pad,
+      requantisation ``mult``/``shift``, ``weight_base``, ``codebook_table``, ``bias_base``,
+      ``out_channel_base`` (a multiple of PC: where the output channels start, for the Fire
+      concat);
+    - ``start`` (In, one cycle) / ``busy``, ``done`` (Out, ``done`` one cycle at the end);
+    - ``fm_rd_addr`` (Out) / ``fm_rd_data`` (In, PC bytes, valid the cycle after the address);
+    - ``fm_wr_addr``/``fm_wr_data``/``fm_wr_en`` (Out, per bank);
+    - ``weight_wr_*``, ``codebook_wr_*``, ``bias_wr_*`` (In): load the parameter memories;
+    - ``cycles`` (Out): cycles of the last run, from ``start`` to ``done``.
+    """
+
+    def __init__(self, cfg: AcceleratorConfig):
+        self.cfg = cfg
+        po, pc = cfg.po, cfg.pc
+        fa = _bits(cfg.fm_depth)
+        wa = _bits(cfg.weight_depth)
+        ca = _bits(cfg.codebook_tables * cfg.codebook_entries)
+        self.fm_addr_bits = fa
+        super().__init__({
+            "in_channels": In(12), "out_channels": In(12),
+            "in_h": In(10), "in_w": In(10), "out_h": In(10), "out_w": In(10),
+            "kernel": In(4), "stride": In(3), "pad": In(2),
+            "mult": In(cfg.mult_bits), "shift": In(6),
+            "weight_base": In(wa), "codebook_table": In(_bits(cfg.codebook_tables)),
+            "bias_base": In(_bits(cfg.bias_depth)), "out_channel_base": In(12),
+            "start": In(1), "busy": Out(1), "done": Out(1), "cycles": Out(32),
+            "fm_rd_addr": Out(fa), "fm_rd_data": In(data.ArrayLayout(cfg.act_bits, pc)),
+            "fm_wr_addr": Out(data.ArrayLayout(fa, pc)),
+            "fm_wr_data": Out(data.ArrayLayout(cfg.act_bits, pc)),
+            "fm_wr_en": Out(pc),
+            "weight_wr_addr": In(wa), "weight_wr_data": In(po * pc * cfg.index_bits),
+            "weight_wr_en": In(1),
+            "codebook_wr_addr": In(ca), "codebook_wr_data": In(signed(cfg.value_bits)),
+            "codebook_wr_en": In(1),
+            "bias_wr_addr": In(_bits(cfg.bias_depth)), "bias_wr_lane": In(_bits(po)),
+            "bias_wr_data": In(signed(cfg.acc_bits)), "bias_wr_en": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        po, pc, ib, vb = cfg.po, cfg.pc, cfg.index_bits, cfg.value_bits
+        log_pc = (pc - 1).bit_length()
+        drain = po // pc
+
+        # ---- parameter memories ------------------------------------------------------------
+        weights = memory.Memory(shape=po * pc * ib, depth=cfg.weight_depth, init=[])
+        m.submodules.weights = weights
+        w_wr = weights.write_port()
+        w_rd = weights.read_port()
+        m.d.comb += [w_wr.addr.eq(self.weight_wr_addr), w_wr.data.eq(self.weight_wr_data),
+                     w_wr.en.eq(self.weight_wr_en)]
+        # One codebook copy per multiplier: each reads its own entry every cycle.
+        cb_rd = []
+        for lane in range(po * pc):
+            cb = memory.Memory(shape=signed(vb), depth=cfg.codebook_tables * cfg.codebook_entries,
+                               init=[])
+            m.submodules[f"codebook{lane}"] = cb
+            wr = cb.write_port()
+            m.d.comb += [wr.addr.eq(self.codebook_wr_addr), wr.data.eq(self.codebook_wr_data),
+                         wr.en.eq(self.codebook_wr_en)]
+            cb_rd.append(cb.read_port())
+        bias_rd = []
+        for lane in range(po):
+            bm = memory.Memory(shape=signed(cfg.acc_bits), depth=cfg.bias_depth, init=[])
+            m.submodules[f"bias{lane}"] = bm
+            wr = bm.write_port()
+            m.d.comb += [wr.addr.eq(self.bias_wr_addr), wr.data.eq(self.bias_wr_data),
+                         wr.en.eq(self.bias_wr_en & (self.bias_wr_lane == lane))]
+            bias_rd.append(bm.read_port())
+
+        # ---- S0: loop counters ----------------------------------------------------------------
+        cgroups = Signal(12)
+        ogroups = Signal(12)
+        steps = Signal(16)               # CG * k * k: steps per output pixel
+        m.d.comb += [cgroups.eq((self.in_channels + pc - 1) >> log_pc),
+                     ogroups.eq((self.out_channels + po - 1) >> 4 if po == 16 else
+                                (self.out_channels + po - 1) // po),
+                     steps.eq(cgroups * self.kernel * self.kernel)]
+        og, oy, ox, cg, ki, kj = (Signal(12, name=n) for n in ("og", "oy", "ox", "cg", "ki", "kj"))
+        step_in_pixel = Signal(16)
+        gap = Signal(8)                  # idle cycles still owed before the next pixel
+        running = Signal()
+        s0_valid = Signal()
+        m.d.comb += s0_valid.eq(running & (gap == 0))
+
+        yy = Signal(signed(13))
+        xx = Signal(signed(13))
+        m.d.comb += [yy.eq(oy * self.stride + ki - self.pad),
+                     xx.eq(ox * self.stride + kj - self.pad)]
+        inside = Signal()
+        m.d.comb += inside.eq((yy >= 0) & (yy < self.in_h) & (xx >= 0) & (xx < self.in_w))
+        m.d.comb += [
+            self.fm_rd_addr.eq(cg * (self.in_h * self.in_w) + yy * self.in_w + xx),
+            w_rd.addr.eq(self.weight_base + ((og * cgroups + cg) * self.kernel + ki) * self.kernel
+                         + kj),
+        ]
+        first = Signal()
+        last_step = Signal()
+        m.d.comb += [first.eq((cg == 0) & (ki == 0) & (kj == 0)),
+                     last_step.eq((cg == cgroups - 1) & (ki == self.kernel - 1)
+                                  & (kj == self.kernel - 1))]
+        last_pixel = Signal()
+        m.d.comb += last_pixel.eq((ox == self.out_w - 1) & (oy == self.out_h - 1))
+
+        cycles = Signal(32)
+        busy = Signal()
+        m.d.comb += [self.busy.eq(busy), self.cycles.eq(cycles)]
+        with m.If(busy):
+            m.d.sync += cycles.eq(cycles + 1)
+
+        with m.If(self.start & ~busy):
+            m.d.sync += [busy.eq(1), running.eq(1), cycles.eq(1), og.eq(0), oy.eq(0), ox.eq(0),
+                         cg.eq(0), ki.eq(0), kj.eq(0), gap.eq(0), step_in_pixel.eq(0)]
+        with m.Elif(running & (gap != 0)):
+            m.d.sync += gap.eq(gap - 1)
+        with m.Elif(s0_valid):
+            m.d.sync += step_in_pixel.eq(step_in_pixel + 1)
+            with m.If(kj == self.kernel - 1):
+                m.d.sync += kj.eq(0)
+                with m.If(ki == self.kernel - 1):
+                    m.d.sync += ki.eq(0)
+                    with m.If(cg == cgroups - 1):
+                        # Pixel finished: owe idle cycles if the drain is longer than the pixel.
+                        m.d.sync += [cg.eq(0), step_in_pixel.eq(0)]
+                        with m.If(steps < drain):
+                            m.d.sync += gap.eq(drain - steps)
+                        with m.If(ox == self.out_w - 1):
+                            m.d.sync += ox.eq(0)
+                            with m.If(oy == self.out_h - 1):
+                                m.d.sync += oy.eq(0)
+                                with m.If(og == ogroups - 1):
+                                    m.d.sync += running.eq(0)
+                                with m.Else():
+                                    m.d.sync += og.eq(og + 1)
+                            with m.Else():
+                                m.d.sync += oy.eq(oy + 1)
+                        with m.Else():
+                            m.d.sync += ox.eq(ox + 1)
+                    with m.Else():
+                        m.d.sync += cg.eq(cg + 1)
+                with m.Else():
+                    m.d.sync += ki.eq(ki + 1)
+            with m.Else():
+                m.d.sync += kj.eq(kj + 1)
+
+        # Control travelling with each step.
+        ctrl = data.StructLayout({"valid": 1, "inside": 1, "first": 1, "last": 1,
+                                  "og": 12, "pixel": 20})
+        s1 = Signal(ctrl)
+        m.d.sync += [s1.valid.eq(s0_valid), s1.inside.eq(inside), s1.first.eq(first),
+                     s1.last.eq(last_step), s1.og.eq(og), s1.pixel.eq(oy * self.out_w + ox)]
+
+        # ---- S1: activations and indices arrive; read codebooks ------------------------------
+        table_base = Signal(16)
+        m.d.comb += table_base.eq(self.codebook_table << ib)
+        for lane in range(po * pc):
+            idx = w_rd.data[lane * ib:(lane + 1) * ib]
+            m.d.comb += cb_rd[lane].addr.eq(table_base + idx)
+        x1 = Signal(data.ArrayLayout(cfg.act_bits, pc))
+        for t in range(pc):
+            m.d.sync += x1[t].eq(Mux(s1.inside, self.fm_rd_data[t], 0))
+        s2 = Signal(ctrl)
+        m.d.sync += s2.eq(s1)
+
+        # ---- S2: products ----------------------------------------------------------------------
+        prod = [Signal(signed(cfg.product_bits + 1), name=f"prod{lane}") for lane in range(po * pc)]
+        for lane in range(po * pc):
+            m.d.sync += prod[lane].eq(cb_rd[lane].data * x1[lane % pc])
+        s3 = Signal(ctrl)
+        m.d.sync += s3.eq(s2)
+
+        # ---- S3: adder tree over the PC input lanes; bias read ---------------------------------
+        sums = [Signal(signed(cfg.acc_bits), name=f"sum{o}") for o in range(po)]
+        for o in range(po):
+            m.d.sync += sums[o].eq(sum(prod[o * pc + t] for t in range(pc)))
+        for o in range(po):
+            m.d.comb += bias_rd[o].addr.eq(self.bias_base + s3.og)
+        s4 = Signal(ctrl)
+        m.d.sync += s4.eq(s3)
+
+        # ---- S4: accumulate; the last step of a pixel hands the sums to the drain ------------
+        acc = [Signal(signed(cfg.acc_bits), name=f"acc{o}") for o in range(po)]
+        nxt = [Signal(signed(cfg.acc_bits), name=f"acc_next{o}") for o in range(po)]
+        for o in range(po):
+            m.d.comb += nxt[o].eq(Mux(s4.first, bias_rd[o].data, acc[o]) + sums[o])
+            with m.If(s4.valid):
+                m.d.sync += acc[o].eq(nxt[o])
+
+        result = [Signal(signed(cfg.acc_bits), name=f"result{o}") for o in range(po)]
+        res_og = Signal(12)
+        res_pixel = Signal(20)
+        draining = Signal()
+        d = Signal(range(drain + 1))
+        with m.If(s4.valid & s4.last):
+            m.d.sync += [result[o].eq(nxt[o]) for o in range(po)]
+            m.d.sync += [res_og.eq(s4.og), res_pixel.eq(s4.pixel), draining.eq(1), d.eq(0)]
+        with m.Elif(draining):
+            with m.If(d == drain - 1):
+                m.d.sync += draining.eq(0)
+            with m.Else():
+                m.d.sync += d.eq(d + 1)
+
+        # ---- R1..R3: PC requantisation lanes ---------------------------------------------------
+        out_plane = Signal(20)
+        m.d.comb += out_plane.eq(self.out_h * self.out_w)
+        half = Signal(48)
+        m.d.comb += half.eq((Const(1, 48) << self.shift) >> 1)
+        r1_valid = Signal()
+        r1_addr = Signal(data.ArrayLayout(self.fm_addr_bits, pc))
+        r1_prod = [Signal(signed(cfg.requant_product_bits + 1), name=f"rq_prod{t}")
+                   for t in range(pc)]
+        m.d.sync += r1_valid.eq(draining)
+        for t in range(pc):
+            value = Array(result[k * pc + t] for k in range(drain))[d]
+            channel = self.out_channel_base + (res_og << 4 if po == 16 else res_og * po) + d * pc + t
+            m.d.sync += [r1_prod[t].eq(value * self.mult),
+                         r1_addr[t].eq((channel >> log_pc) * out_plane + res_pixel)]
+        r2_valid = Signal()
+        r2_addr = Signal(data.ArrayLayout(self.fm_addr_bits, pc))
+        r2_byte = Signal(data.ArrayLayout(cfg.act_bits, pc))
+        m.d.sync += [r2_valid.eq(r1_valid), r2_addr.eq(r1_addr)]
+        for t in range(pc):
+            shifted = Signal(signed(cfg.requant_product_bits + 2), name=f"rq_shift{t}")
+            m.d.comb += shifted.eq((r1_prod[t] + half) >> self.shift)
+            with m.If(shifted < 0):
+                m.d.sync += r2_byte[t].eq(0)
+            with m.Elif(shifted > 255):
+                m.d.sync += r2_byte[t].eq(255)
+            with m.Else():
+                m.d.sync += r2_byte[t].eq(shifted[:8])
+        m.d.comb += [self.fm_wr_addr.eq(r2_addr), self.fm_wr_data.eq(r2_byte),
+                     self.fm_wr_en.eq(Mux(r2_valid, (1 << pc) - 1, 0))]
+
+        # ---- done: nothing left in flight -------------------------------------------------------
+        idle = Signal()
+        m.d.comb += idle.eq(~running & ~s1.valid & ~s2.valid & ~s3.valid & ~s4.valid
+                            & ~draining & ~r1_valid & ~r2_valid)
+        m.d.comb += self.done.eq(0)
+        with m.If(busy & idle):
+            m.d.sync += busy.eq(0)
+            m.d.comb += self.done.eq(1)
+        return m
