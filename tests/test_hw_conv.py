@@ -8,7 +8,7 @@ from hw.compiler import expected_cycles
 from hw.config import AcceleratorConfig
 
 from hw_harness import run_layer
-from test_integer_paths import random_conv
+from sim.cases import random_conv
 
 
 def check(cfg, qc, x, where):

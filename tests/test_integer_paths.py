@@ -8,25 +8,7 @@ from golden.network import ConvSpec
 from golden.quantize import QAdd, QConv
 
 
-def random_conv(rng, cin, cout, k, stride, pad, value_bits, index_bits, relu=True,
-                weights="random"):
-    spec = ConvSpec("t", cin, cout, k, stride, pad, relu)
-    limit = (1 << (value_bits - 1)) - 1
-    entries = 1 << index_bits
-    cb = rng.integers(-limit, limit + 1, entries).astype(np.int32)
-    cb[0] = 0
-    if weights == "extreme":          # every weight the most negative / most positive value
-        cb[1], cb[2] = -limit, limit
-        idx = rng.integers(1, 3, spec.weight_shape)
-    elif weights == "zero":
-        idx = np.zeros(spec.weight_shape, np.int64)
-    else:
-        idx = rng.integers(0, entries, spec.weight_shape)
-        idx[rng.random(spec.weight_shape) < rng.random()] = 0     # random sparsity
-    bias = rng.integers(-(1 << 20), 1 << 20, cout).astype(np.int32)
-    mult = int(rng.integers(1 << 15, 1 << 16))
-    shift = int(rng.integers(8, 30))
-    return QConv(spec, index_bits, value_bits, cb, idx.astype(np.uint8), bias, mult, shift)
+from sim.cases import random_conv  # noqa: E402  (shared with the cocotb benches)
 
 
 def check_conv(rng, x, qc, where):

@@ -1,0 +1,55 @@
+"""Seeded layer cases shared by the pytest unit tests and the cocotb benches."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from golden.network import ConvSpec
+from golden.quantize import QConv
+
+__all__ = ["random_conv", "random_case"]
+
+
+def random_conv(rng, cin, cout, k, stride, pad, value_bits, index_bits, relu=True,
+                weights="random", name="t") -> QConv:
+    """A quantised convolution with random codebook, indices (random sparsity), bias and
+    requantisation. ``weights``: "random", "extreme" (only the most negative and most positive
+    values) or "zero" (all-zero kernels)."""
+    spec = ConvSpec(name, cin, cout, k, stride, pad, relu)
+    limit = (1 << (value_bits - 1)) - 1
+    entries = 1 << index_bits
+    cb = rng.integers(-limit, limit + 1, entries).astype(np.int32)
+    cb[0] = 0
+    if weights == "extreme":
+        cb[1], cb[2] = -limit, limit
+        idx = rng.integers(1, 3, spec.weight_shape)
+    elif weights == "zero":
+        idx = np.zeros(spec.weight_shape, np.int64)
+    else:
+        idx = rng.integers(0, entries, spec.weight_shape)
+        idx[rng.random(spec.weight_shape) < rng.random()] = 0
+    bias = rng.integers(-(1 << 20), 1 << 20, cout).astype(np.int32)
+    mult = int(rng.integers(1 << 15, 1 << 16))
+    shift = int(rng.integers(8, 30))
+    return QConv(spec, index_bits, value_bits, cb, idx.astype(np.uint8), bias, mult, shift)
+
+
+def random_case(rng, value_bits: int, max_channels: int = 40, max_size: int = 12):
+    """A random layer configuration and input: channels, size, kernel/stride/padding, index
+    width, sparsity, and now and then an edge (all-zero or all-255 input, extreme weights)."""
+    k, stride, pad = [(1, 1, 0), (3, 1, 1), (3, 2, 0), (7, 2, 0), (1, 1, 1), (3, 2, 1)][
+        int(rng.integers(0, 6))]
+    cin, cout = int(rng.integers(1, max_channels)), int(rng.integers(1, max_channels))
+    h = int(rng.integers(max(k - 2 * pad, 1), max_size + 1))
+    w = int(rng.integers(max(k - 2 * pad, 1), max_size + 1))
+    index_bits = [8, 6, 4][int(rng.integers(0, 3))]
+    edge = int(rng.integers(0, 10))
+    weights = "extreme" if edge == 0 else ("zero" if edge == 1 else "random")
+    qc = random_conv(rng, cin, cout, k, stride, pad, value_bits, index_bits, weights=weights)
+    if edge == 2:
+        x = np.zeros((cin, h, w), np.uint8)
+    elif edge == 3:
+        x = np.full((cin, h, w), 255, np.uint8)
+    else:
+        x = rng.integers(0, 256, (cin, h, w)).astype(np.uint8)
+    return qc, x

