@@ -8,7 +8,11 @@ SHARED := ../shared
 MODEL_NET := $(SHARED)/models/squeezenet-v1.0-deep-compression/compressed_SqueezeNet.net
 IMAGE ?=
 
-.PHONY: setup demo test bench-golden eval-imagenet train-digits clean
+SIM ?= verilator
+WAVES ?= 0
+CASES ?= 1000
+
+.PHONY: setup demo test sim bench-golden eval-imagenet train-digits clean
 
 setup: $(STAMP)
 
@@ -23,6 +27,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q
+
+# cocotb benches on the generated Verilog: SIM=verilator (default) or icarus, WAVES=1 for
+# waveforms in build/sim/, CASES=N random layers.
+sim: $(STAMP)
+	$(PY) -m sim.runner --sim $(SIM) --cases $(CASES) $(if $(filter 1,$(WAVES)),--waves)
 
 bench-golden: $(STAMP)
 	$(VENV)/bin/sqz bench-golden --model $(MODEL_NET) --json build/bench/golden.json

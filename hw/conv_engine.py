@@ -39,9 +39,10 @@ from .config import AcceleratorConfig
 
 __all__ = ["ConvEngine", "LATENCY"]
 
-# Cycles from the issue of a layer's last step to ``done``, beyond the drain's PO/PC cycles:
-# S1..S4 (4), R1..R2 (2), and the cycle in which ``done`` is seen.
-LATENCY = 7
+# Cycles counted after the issue of a layer's last step, beyond the drain's PO/PC cycles:
+# S1..S4 (4), R1..R2 (2), the cycle that sees the pipeline empty and the one in which ``busy``
+# drops; ``done`` is high in the cycle after.
+LATENCY = 8
 
 
 def _bits(n: int) -> int:
@@ -289,8 +290,11 @@ class ConvEngine(wiring.Component):
         idle = Signal()
         m.d.comb += idle.eq(~running & ~s1.valid & ~s2.valid & ~s3.valid & ~s4.valid
                             & ~draining & ~r1_valid & ~r2_valid)
-        m.d.comb += self.done.eq(0)
+        # ``done`` is registered: a combinational pulse would glitch in event-driven simulators
+        # while ``busy`` and ``running`` update in the same time step.
+        done = Signal()
+        m.d.comb += self.done.eq(done)
+        m.d.sync += done.eq(0)
         with m.If(busy & idle):
-            m.d.sync += busy.eq(0)
-            m.d.comb += self.done.eq(1)
+            m.d.sync += [busy.eq(0), done.eq(1)]
         return m

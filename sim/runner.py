@@ -74,7 +74,7 @@ def run(sim: str = "verilator", waves: bool = False, cases: int | None = None,
         args = (["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O2"]
                 if sim == "verilator" else [])
         runner.build(sources=[src], hdl_toplevel=hdl, build_dir=build_dir, build_args=args,
-                     waves=waves, always=False)
+                     waves=waves, always=False, timescale=("1ns", "1ps"))
         env = {"SQZ_MAC_UNITS": str(mac_units), "PYTHONPATH": str(ROOT)}
         if cases is not None:
             env["SQZ_SIM_CASES"] = str(cases)
