@@ -12,7 +12,7 @@ SIM ?= verilator
 WAVES ?= 0
 CASES ?= 1000
 
-.PHONY: setup demo test sim bench-golden eval-imagenet train-digits clean
+.PHONY: setup demo test sim sim-report bench-golden eval-imagenet train-digits clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,11 @@ test: $(STAMP)
 # waveforms in build/sim/, CASES=N random layers.
 sim: $(STAMP)
 	$(PY) -m sim.runner --sim $(SIM) --cases $(CASES) $(if $(filter 1,$(WAVES)),--waves)
+
+# Every real SqueezeNet v1.0 layer at full size on the RTL: build/sim/utilization.{json,md}.
+sim-report: $(STAMP)
+	$(PY) -m sim.runner --only layer_report
+	cat build/sim/utilization.md
 
 bench-golden: $(STAMP)
 	$(VENV)/bin/sqz bench-golden --model $(MODEL_NET) --json build/bench/golden.json

@@ -43,8 +43,12 @@ def write_verilog(top, name: str, out_dir: Path) -> Path:
 
 
 BENCHES = {
-    # bench name -> (top-level factory, HDL name, cocotb module)
-    "conv_layer": ("hw.conv_layer:ConvLayer", "conv_layer", "sim.test_conv_layer"),
+    # bench name -> (top-level factory, HDL name, cocotb module, configuration profile)
+    "conv_layer": ("hw.conv_layer:ConvLayer", "conv_layer", "sim.test_conv_layer", "bench"),
+}
+# Run on request only (make sim-report): whole real layers, minutes of simulation.
+REPORTS = {
+    "layer_report": ("hw.conv_layer:ConvLayer", "conv_layer", "sim.test_layer_report", "report"),
 }
 
 
@@ -61,21 +65,23 @@ def run(sim: str = "verilator", waves: bool = False, cases: int | None = None,
         print("iverilog is not on the PATH; install Icarus Verilog (Debian: iverilog)",
               file=sys.stderr)
         return 2
-    cfg = sim_config(mac_units)
     failed = 0
-    for bench, (factory, hdl, module) in BENCHES.items():
+    chosen = {**BENCHES, **REPORTS} if only else BENCHES
+    for bench, (factory, hdl, module, profile) in chosen.items():
         if only and bench != only:
             continue
+        cfg = sim_config(mac_units, profile)
         mod, cls = factory.split(":")
         top = getattr(__import__(mod, fromlist=[cls]), cls)(cfg)
-        build_dir = BUILD / f"{bench}-{sim}-{mac_units}"
+        build_dir = BUILD / f"{hdl}-{profile}-{sim}-{mac_units}"
         src = write_verilog(top, hdl, build_dir)
         runner = get_runner(sim)
         args = (["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O2"]
                 if sim == "verilator" else [])
         runner.build(sources=[src], hdl_toplevel=hdl, build_dir=build_dir, build_args=args,
                      waves=waves, always=False, timescale=("1ns", "1ps"))
-        env = {"SQZ_MAC_UNITS": str(mac_units), "PYTHONPATH": str(ROOT)}
+        env = {"SQZ_MAC_UNITS": str(mac_units), "SQZ_SIM_PROFILE": profile,
+               "PYTHONPATH": str(ROOT)}
         if cases is not None:
             env["SQZ_SIM_CASES"] = str(cases)
         results = runner.test(hdl_toplevel=hdl, test_module=module, build_dir=build_dir,
@@ -93,7 +99,8 @@ def main() -> int:
     ap.add_argument("--waves", action="store_true", default=os.environ.get("WAVES") == "1",
                     help="write FST (Verilator) / VCD (Icarus) waveforms into build/sim/")
     ap.add_argument("--cases", type=int, default=None, help="random layer cases per bench")
-    ap.add_argument("--only", default=None, help="run one bench: " + ", ".join(BENCHES))
+    ap.add_argument("--only", default=None,
+                    help="run one bench: " + ", ".join([*BENCHES, *REPORTS]))
     ap.add_argument("--mac-units", type=int, default=64)
     a = ap.parse_args()
     return run(a.sim, a.waves, a.cases, a.only, a.mac_units)

