@@ -38,8 +38,20 @@ class LayerDescriptor:
     bias_base: int = 0
     out_channel_base: int = 0
 
-    def ports(self) -> dict[str, int]:
-        return dict(self.__dict__)
+    def ports(self, cfg: AcceleratorConfig) -> dict[str, int]:
+        """Descriptor port values, including the increments the engine adds instead of
+        multiplying (hw/conv_engine.py, S0)."""
+        k, w, plane = self.kernel, self.in_w, self.in_h * self.in_w
+        cg, og = _groups(self.in_channels, cfg.pc), _groups(self.out_channels, cfg.po)
+        out_plane = self.out_h * self.out_w
+        log_pc = (cfg.pc - 1).bit_length()
+        return {**self.__dict__,
+                "cgroups": cg, "ogroups": og, "steps": cg * k * k,
+                "pixel_origin": -self.pad * (w + 1),
+                "step_row": w - (k - 1), "step_group": plane - (k - 1) * w - (k - 1),
+                "step_oy": self.stride * w, "out_plane": out_plane,
+                "out_base_word": (self.out_channel_base >> log_pc) * out_plane,
+                "out_group_step": cfg.po // cfg.pc * out_plane}
 
 
 def describe(qc: QConv, in_h: int, in_w: int, **bases) -> LayerDescriptor:

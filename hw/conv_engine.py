@@ -75,6 +75,11 @@ class ConvEngine(wiring.Component):
             "in_h": In(10), "in_w": In(10), "out_h": In(10), "out_w": In(10),
             "kernel": In(4), "stride": In(3), "pad": In(2),
             "mult": In(cfg.mult_bits), "shift": In(6),
+            # Derived by the host (hw/compiler.py) so that no address needs a multiplier:
+            "cgroups": In(12), "ogroups": In(12), "steps": In(16),
+            "pixel_origin": In(signed(22)), "step_row": In(signed(22)),
+            "step_group": In(signed(22)), "step_oy": In(signed(22)),
+            "out_plane": In(20), "out_base_word": In(22), "out_group_step": In(22),
             "weight_base": In(wa), "codebook_table": In(_bits(cfg.codebook_tables)),
             "bias_base": In(_bits(cfg.bias_depth)), "out_channel_base": In(12),
             "start": In(1), "busy": Out(1), "done": Out(1), "cycles": Out(32),
@@ -123,39 +128,34 @@ class ConvEngine(wiring.Component):
                          wr.en.eq(self.bias_wr_en & (self.bias_wr_lane == lane))]
             bias_rd.append(bm.read_port())
 
-        # ---- S0: loop counters ----------------------------------------------------------------
-        cgroups = Signal(12)
-        ogroups = Signal(12)
-        steps = Signal(16)               # CG * k * k: steps per output pixel
-        m.d.comb += [cgroups.eq((self.in_channels + pc - 1) >> log_pc),
-                     ogroups.eq((self.out_channels + po - 1) >> 4 if po == 16 else
-                                (self.out_channels + po - 1) // po),
-                     steps.eq(cgroups * self.kernel * self.kernel)]
+        # ---- S0: loop counters and addresses (adders only; increments come from the host) ---
+        cgroups, ogroups, steps = self.cgroups, self.ogroups, self.steps
         og, oy, ox, cg, ki, kj = (Signal(12, name=n) for n in ("og", "oy", "ox", "cg", "ki", "kj"))
         step_in_pixel = Signal(16)
         gap = Signal(8)                  # idle cycles still owed before the next pixel
         running = Signal()
         s0_valid = Signal()
         m.d.comb += s0_valid.eq(running & (gap == 0))
+        # Top-left input coordinate of the current output pixel, and its word address.
+        y0 = Signal(signed(13))
+        x0 = Signal(signed(13))
+        row_addr = Signal(signed(22))    # address of (y0, 0) in channel group 0
+        fm_addr = Signal(signed(22))     # address of (y0 + ki, x0 + kj) in channel group cg
+        og_weight = Signal(16)           # first weight word of the current output group
+        pixel = Signal(20)               # oy * out_w + ox, counted
 
         yy = Signal(signed(13))
         xx = Signal(signed(13))
-        m.d.comb += [yy.eq(oy * self.stride + ki - self.pad),
-                     xx.eq(ox * self.stride + kj - self.pad)]
+        m.d.comb += [yy.eq(y0 + ki), xx.eq(x0 + kj)]
         inside = Signal()
         m.d.comb += inside.eq((yy >= 0) & (yy < self.in_h) & (xx >= 0) & (xx < self.in_w))
-        m.d.comb += [
-            self.fm_rd_addr.eq(cg * (self.in_h * self.in_w) + yy * self.in_w + xx),
-            w_rd.addr.eq(self.weight_base + ((og * cgroups + cg) * self.kernel + ki) * self.kernel
-                         + kj),
-        ]
+        m.d.comb += [self.fm_rd_addr.eq(fm_addr),
+                     w_rd.addr.eq(self.weight_base + og_weight + step_in_pixel)]
         first = Signal()
         last_step = Signal()
         m.d.comb += [first.eq((cg == 0) & (ki == 0) & (kj == 0)),
                      last_step.eq((cg == cgroups - 1) & (ki == self.kernel - 1)
                                   & (kj == self.kernel - 1))]
-        last_pixel = Signal()
-        m.d.comb += last_pixel.eq((ox == self.out_w - 1) & (oy == self.out_h - 1))
 
         cycles = Signal(32)
         busy = Signal()
@@ -163,9 +163,15 @@ class ConvEngine(wiring.Component):
         with m.If(busy):
             m.d.sync += cycles.eq(cycles + 1)
 
+        neg_pad = Signal(signed(13))
+        m.d.comb += neg_pad.eq(-self.pad)
+        og_out = Signal(22)              # first output word of the current output group
         with m.If(self.start & ~busy):
             m.d.sync += [busy.eq(1), running.eq(1), cycles.eq(1), og.eq(0), oy.eq(0), ox.eq(0),
-                         cg.eq(0), ki.eq(0), kj.eq(0), gap.eq(0), step_in_pixel.eq(0)]
+                         cg.eq(0), ki.eq(0), kj.eq(0), gap.eq(0), step_in_pixel.eq(0),
+                         y0.eq(neg_pad), x0.eq(neg_pad), og_weight.eq(0), pixel.eq(0),
+                         row_addr.eq(self.pixel_origin), fm_addr.eq(self.pixel_origin),
+                         og_out.eq(self.out_base_word)]
         with m.Elif(running & (gap != 0)):
             m.d.sync += gap.eq(gap - 1)
         with m.Elif(s0_valid):
@@ -176,34 +182,41 @@ class ConvEngine(wiring.Component):
                     m.d.sync += ki.eq(0)
                     with m.If(cg == cgroups - 1):
                         # Pixel finished: owe idle cycles if the drain is longer than the pixel.
-                        m.d.sync += [cg.eq(0), step_in_pixel.eq(0)]
+                        m.d.sync += [cg.eq(0), step_in_pixel.eq(0), pixel.eq(pixel + 1)]
                         with m.If(steps < drain):
                             m.d.sync += gap.eq(drain - steps)
                         with m.If(ox == self.out_w - 1):
-                            m.d.sync += ox.eq(0)
+                            m.d.sync += [ox.eq(0), x0.eq(neg_pad)]
                             with m.If(oy == self.out_h - 1):
-                                m.d.sync += oy.eq(0)
+                                m.d.sync += [oy.eq(0), y0.eq(neg_pad), pixel.eq(0),
+                                             row_addr.eq(self.pixel_origin),
+                                             fm_addr.eq(self.pixel_origin),
+                                             og_weight.eq(og_weight + steps),
+                                             og_out.eq(og_out + self.out_group_step)]
                                 with m.If(og == ogroups - 1):
                                     m.d.sync += running.eq(0)
                                 with m.Else():
                                     m.d.sync += og.eq(og + 1)
                             with m.Else():
-                                m.d.sync += oy.eq(oy + 1)
+                                m.d.sync += [oy.eq(oy + 1), y0.eq(y0 + self.stride),
+                                             row_addr.eq(row_addr + self.step_oy),
+                                             fm_addr.eq(row_addr + self.step_oy)]
                         with m.Else():
-                            m.d.sync += ox.eq(ox + 1)
+                            m.d.sync += [ox.eq(ox + 1), x0.eq(x0 + self.stride),
+                                         fm_addr.eq(row_addr + (x0 + self.stride + self.pad))]
                     with m.Else():
-                        m.d.sync += cg.eq(cg + 1)
+                        m.d.sync += [cg.eq(cg + 1), fm_addr.eq(fm_addr + self.step_group)]
                 with m.Else():
-                    m.d.sync += ki.eq(ki + 1)
+                    m.d.sync += [ki.eq(ki + 1), fm_addr.eq(fm_addr + self.step_row)]
             with m.Else():
-                m.d.sync += kj.eq(kj + 1)
+                m.d.sync += [kj.eq(kj + 1), fm_addr.eq(fm_addr + 1)]
 
         # Control travelling with each step.
         ctrl = data.StructLayout({"valid": 1, "inside": 1, "first": 1, "last": 1,
-                                  "og": 12, "pixel": 20})
+                                  "og": 12, "out_word": 22})
         s1 = Signal(ctrl)
         m.d.sync += [s1.valid.eq(s0_valid), s1.inside.eq(inside), s1.first.eq(first),
-                     s1.last.eq(last_step), s1.og.eq(og), s1.pixel.eq(oy * self.out_w + ox)]
+                     s1.last.eq(last_step), s1.og.eq(og), s1.out_word.eq(og_out + pixel)]
 
         # ---- S1: activations and indices arrive; read codebooks ------------------------------
         table_base = Signal(16)
@@ -242,36 +255,33 @@ class ConvEngine(wiring.Component):
                 m.d.sync += acc[o].eq(nxt[o])
 
         result = [Signal(signed(cfg.acc_bits), name=f"result{o}") for o in range(po)]
-        res_og = Signal(12)
-        res_pixel = Signal(20)
+        drain_word = Signal(22)          # output word of drain step d: one per bank
         draining = Signal()
         d = Signal(range(drain + 1))
         with m.If(s4.valid & s4.last):
             m.d.sync += [result[o].eq(nxt[o]) for o in range(po)]
-            m.d.sync += [res_og.eq(s4.og), res_pixel.eq(s4.pixel), draining.eq(1), d.eq(0)]
+            m.d.sync += [drain_word.eq(s4.out_word), draining.eq(1), d.eq(0)]
         with m.Elif(draining):
+            m.d.sync += drain_word.eq(drain_word + self.out_plane)
             with m.If(d == drain - 1):
                 m.d.sync += draining.eq(0)
             with m.Else():
                 m.d.sync += d.eq(d + 1)
 
         # ---- R1..R3: PC requantisation lanes ---------------------------------------------------
-        out_plane = Signal(20)
-        m.d.comb += out_plane.eq(self.out_h * self.out_w)
+        # Lane t takes output lane d*PC + t, which lives in bank t at ``drain_word``.
         half = Signal(48)
         m.d.comb += half.eq((Const(1, 48) << self.shift) >> 1)
         r1_valid = Signal()
-        r1_addr = Signal(data.ArrayLayout(self.fm_addr_bits, pc))
+        r1_addr = Signal(self.fm_addr_bits)
         r1_prod = [Signal(signed(cfg.requant_product_bits + 1), name=f"rq_prod{t}")
                    for t in range(pc)]
-        m.d.sync += r1_valid.eq(draining)
+        m.d.sync += [r1_valid.eq(draining), r1_addr.eq(drain_word)]
         for t in range(pc):
             value = Array(result[k * pc + t] for k in range(drain))[d]
-            channel = self.out_channel_base + (res_og << 4 if po == 16 else res_og * po) + d * pc + t
-            m.d.sync += [r1_prod[t].eq(value * self.mult),
-                         r1_addr[t].eq((channel >> log_pc) * out_plane + res_pixel)]
+            m.d.sync += r1_prod[t].eq(value * self.mult)
         r2_valid = Signal()
-        r2_addr = Signal(data.ArrayLayout(self.fm_addr_bits, pc))
+        r2_addr = Signal(self.fm_addr_bits)
         r2_byte = Signal(data.ArrayLayout(cfg.act_bits, pc))
         m.d.sync += [r2_valid.eq(r1_valid), r2_addr.eq(r1_addr)]
         for t in range(pc):
@@ -283,7 +293,8 @@ class ConvEngine(wiring.Component):
                 m.d.sync += r2_byte[t].eq(255)
             with m.Else():
                 m.d.sync += r2_byte[t].eq(shifted[:8])
-        m.d.comb += [self.fm_wr_addr.eq(r2_addr), self.fm_wr_data.eq(r2_byte),
+        m.d.comb += [self.fm_wr_addr.eq(Cat(r2_addr for _ in range(pc))),
+                     self.fm_wr_data.eq(r2_byte),
                      self.fm_wr_en.eq(Mux(r2_valid, (1 << pc) - 1, 0))]
 
         # ---- done: nothing left in flight -------------------------------------------------------

@@ -19,7 +19,9 @@ __all__ = ["FeatureBuffer", "ConvLayer", "ENGINE_INPUTS"]
 # Engine ports that the top level passes straight through from the host.
 ENGINE_INPUTS = ("in_channels", "out_channels", "in_h", "in_w", "out_h", "out_w", "kernel",
                  "stride", "pad", "mult", "shift", "weight_base", "codebook_table", "bias_base",
-                 "out_channel_base", "start",
+                 "out_channel_base", "cgroups", "ogroups", "steps", "pixel_origin",
+                 "step_row", "step_group", "step_oy", "out_plane", "out_base_word",
+                 "out_group_step", "start",
                  "weight_wr_addr", "weight_wr_data", "weight_wr_en",
                  "codebook_wr_addr", "codebook_wr_data", "codebook_wr_en",
                  "bias_wr_addr", "bias_wr_lane", "bias_wr_data", "bias_wr_en")

@@ -63,7 +63,7 @@ class ConvLayerTB:
                           ("codebook_wr_addr", "codebook_wr_data"))
         await self._write("bias_wr_en", load.bias_writes,
                           ("bias_wr_addr", "bias_wr_lane", "bias_wr_data"))
-        for k, v in load.descriptor.ports().items():
+        for k, v in load.descriptor.ports(CFG).items():
             getattr(d, k).value = v
 
     async def run(self, timeout_cycles: int) -> int:

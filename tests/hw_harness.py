@@ -30,7 +30,7 @@ def run_layer(cfg, qc, x, timeout=200_000):
         for addr, lane, value in load.bias_writes:
             await pulse(bias_wr_addr=addr, bias_wr_lane=lane, bias_wr_data=value, bias_wr_en=1)
         ctx.set(dut.bias_wr_en, 0)
-        for k, v in load.descriptor.ports().items():
+        for k, v in load.descriptor.ports(cfg).items():
             ctx.set(getattr(dut, k), v)
         await pulse(start=1)
         ctx.set(dut.start, 0)
