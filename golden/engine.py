@@ -62,5 +62,6 @@ def run_reference(q: QuantizedModel, pixels: np.ndarray, keep: bool = False):
 
 
 def top_k(logits: np.ndarray, k: int = 5) -> np.ndarray:
-    """Indices of the k largest logits; ties go to the lower class index (stable)."""
-    return np.argsort(-logits.astype(np.int64), kind="stable")[:k]
+    """Indices of the k largest logits; ties go to the lower class index (stable). Integer
+    logits (uint32 sums) and float logits alike: float64 holds both exactly."""
+    return np.argsort(-np.asarray(logits, dtype=np.float64), kind="stable")[:k]

@@ -106,3 +106,9 @@ def test_accumulator_overflow_is_refused():
     assert max(c.accumulator_bound() for c in q.convs.values()) < 2 ** 31
     with pytest.raises(QuantizationError, match="index bits"):
         quantize(m, [x], 5)
+
+
+def test_top_k_orders_float_and_integer_logits():
+    assert top_k(np.array([0.2, 0.9, 0.5, 0.45], np.float32), 3).tolist() == [1, 2, 3]
+    assert top_k(np.array([7, 9, 9, 1], np.uint32), 3).tolist() == [1, 2, 0]   # ties: lower first
+    assert top_k(np.array([4_000_000_000, 3_999_999_999], np.uint32), 1).tolist() == [0]
