@@ -47,7 +47,7 @@ def calibration_set(count: int = 10) -> list[np.ndarray]:
 def accuracy(model, bits: str, value_bits: int | None = None) -> float:
     """Held-out accuracy of ``model`` on the float path or a quantised one."""
     from . import numerics as nx
-    from .engine import Golden
+    from .engine import Golden, top_k
     from .preprocess import float_input
     from .quantize import quantize
     from .reference_float import forward_float
@@ -59,7 +59,7 @@ def accuracy(model, bits: str, value_bits: int | None = None) -> float:
     else:
         g = Golden(quantize(model, calibration_set(), int(bits),
                             value_bits or nx.DEFAULT_VALUE_BITS))
-        pred = [int(np.argsort(-g(x).astype(np.int64), kind="stable")[0]) for x in test_x]
+        pred = [int(top_k(g(x), 1)[0]) for x in test_x]
     return float(np.mean(np.array(pred) == test_y))
 
 
