@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def _rate(fn, inputs, seconds: float) -> float:
     fn(inputs[0])                                   # warm: JIT cache, BLAS threads, ORT arena

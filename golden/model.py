@@ -11,8 +11,6 @@ Compression ``.net`` (``read_deep_compression``), ONNX (``golden.onnx_io``).
 
 from __future__ import annotations
 
-import io
-import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path

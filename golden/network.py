@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 __all__ = [
     "Conv", "Fire", "MaxPool", "Bypass", "GlobalAvgPool", "Network", "ConvSpec", "InputSpec",

@@ -96,7 +96,7 @@ def import_onnx(source, input_spec: InputSpec | None = None) -> Model:
     (default: torchvision's ImageNet convention at the graph's input size).
     """
     import onnx
-    from onnx import numpy_helper, shape_inference
+    from onnx import numpy_helper
 
     where = str(source) if not isinstance(source, onnx.ModelProto) else "ONNX model"
     try:
@@ -135,15 +135,9 @@ def import_onnx(source, input_spec: InputSpec | None = None) -> Model:
 
     # Walk the graph in order, building tensors -> (kind, data) and the layer list.
     alias = {graph_inputs[0].name: "input"}         # onnx tensor -> our tensor name
-    producer: dict[str, tuple] = {}                  # our tensor -> ("conv", spec, relu'd?)...
     layers: list = []
     weights: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     shapes = {"input": (c, h, w)}
-    pending_conv: dict[str, dict] = {}               # conv output not yet known to be ReLU'd
-    consumers: dict[str, list] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
 
     counter = {"conv": 0, "pool": 0, "add": 0}
 

@@ -5,7 +5,6 @@ Every rule here is written out in docs/NUMERICS.md; widths come from ``golden.nu
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 

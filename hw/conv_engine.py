@@ -99,7 +99,6 @@ class ConvEngine(wiring.Component):
         m = Module()
         cfg = self.cfg
         po, pc, ib, vb = cfg.po, cfg.pc, cfg.index_bits, cfg.value_bits
-        log_pc = (pc - 1).bit_length()
         drain = po // pc
 
         # ---- parameter memories ------------------------------------------------------------

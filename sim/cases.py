@@ -53,3 +53,18 @@ def random_case(rng, value_bits: int, max_channels: int = 40, max_size: int = 12
     else:
         x = rng.integers(0, 256, (cin, h, w)).astype(np.uint8)
     return qc, x
+
+
+def authors_model_on_a_photo(shared):
+    """The authors' model quantised to 8 bits (calibrated on every 100th shared photo) and its
+    golden activations on the first of them: (model, quantized model, tensors by name)."""
+    from golden.engine import Golden
+    from golden.model import read_deep_compression
+    from golden.preprocess import load_image
+    from golden.quantize import quantize
+    model = read_deep_compression(
+        shared / "models/squeezenet-v1.0-deep-compression/compressed_SqueezeNet.net")
+    photos = sorted((shared / "imagenet-sample").glob("*.JPEG"))
+    calib = [load_image(p, model.network.input) for p in photos[::100]]
+    q = quantize(model, calib, 8)
+    return model, q, Golden(q)(calib[0], keep=True)

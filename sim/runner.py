@@ -56,7 +56,6 @@ def run(sim: str = "verilator", waves: bool = False, cases: int | None = None,
         only: str | None = None, mac_units: int = 64) -> int:
     from cocotb_tools.runner import get_runner
 
-    from hw.config import AcceleratorConfig
     from sim.sim_config import sim_config
 
     if sim == "verilator":

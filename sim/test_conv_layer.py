@@ -154,16 +154,9 @@ async def real_fire_modules(dut):
             raise AssertionError(f"{net_file} is missing (see ../shared/README.md)")
         dut._log.warning(f"skipped: {net_file} not found (see ../shared/README.md)")
         return
-    from golden.engine import Golden
-    from golden.model import read_deep_compression
     from golden.network import Fire
-    from golden.preprocess import load_image
-    from golden.quantize import quantize
-    model = read_deep_compression(net_file)
-    photos = sorted((SHARED / "imagenet-sample").glob("*.JPEG"))
-    calib = [load_image(p, model.network.input) for p in photos[::100]]
-    q = quantize(model, calib, 8)
-    acts = Golden(q)(calib[0], keep=True)
+    from sim.cases import authors_model_on_a_photo
+    model, q, acts = authors_model_on_a_photo(SHARED)
     tb = ConvLayerTB(dut)
     await tb.reset()
     for i, node in enumerate(model.network.nodes):

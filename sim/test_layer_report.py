@@ -33,16 +33,9 @@ async def full_layers(dut):
     net_file = SHARED / "models/squeezenet-v1.0-deep-compression/compressed_SqueezeNet.net"
     if not net_file.exists():
         raise AssertionError(f"{net_file} is missing (see ../shared/README.md)")
-    from golden.engine import Golden
-    from golden.model import read_deep_compression
-    from golden.network import Conv, Fire
-    from golden.preprocess import load_image
-    from golden.quantize import _conv_input, quantize
-    model = read_deep_compression(net_file)
-    photos = sorted((SHARED / "imagenet-sample").glob("*.JPEG"))
-    calib = [load_image(p, model.network.input) for p in photos[::100]]
-    q = quantize(model, calib, 8)
-    acts = Golden(q)(calib[0], keep=True)
+    from golden.quantize import _conv_input
+    from sim.cases import authors_model_on_a_photo
+    model, q, acts = authors_model_on_a_photo(SHARED)
     tb = ConvLayerTB(dut)
     await tb.reset()
     rows = []

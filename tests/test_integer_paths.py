@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from golden import kernels, numerics as nx, reference_int
-from golden.network import ConvSpec
-from golden.quantize import QAdd, QConv
+from golden.quantize import QAdd
 
 
 from sim.cases import random_conv  # noqa: E402  (shared with the cocotb benches)
