@@ -17,7 +17,7 @@ from numba import njit
 
 from . import numerics as nx
 
-__all__ = ["PreparedConv", "conv", "maxpool", "bypass_add", "global_sum", "warm_up"]
+__all__ = ["PreparedConv", "maxpool", "bypass_add", "global_sum", "warm_up"]
 
 
 def im2col_f32(x: np.ndarray, k: int, stride: int, pad: int, ho: int, wo: int) -> np.ndarray:
@@ -124,10 +124,6 @@ class PreparedConv:
             out = np.empty((o, ho * wo), np.uint8)
             combine_requant(parts, self.factors, self.bias, self.qc.mult, self.qc.shift, out)
         return out.reshape(o, ho, wo)
-
-
-def conv(x: np.ndarray, prepared: PreparedConv) -> np.ndarray:
-    return prepared(x)
 
 
 def maxpool(x: np.ndarray, kernel: int, stride: int) -> np.ndarray:
