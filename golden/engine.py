@@ -12,7 +12,9 @@ from .quantize import QuantizedModel
 __all__ = ["Golden", "run_reference", "top_k"]
 
 
-def _walk(q: QuantizedModel, pixels: np.ndarray, conv, ops, keep: bool):
+def _walk(q: QuantizedModel, pixels: np.ndarray, conv, expand, ops, keep: bool):
+    """conv(x, name) runs one convolution unit; expand(squeezed, (e1, e3)) both expand paths
+    of a Fire module, concatenated on the channel axis (1x1 first); ops: pool, add, sum."""
     net = q.network
     spec = net.input
     if pixels.shape != (spec.channels, spec.height, spec.width) or pixels.dtype != np.uint8:
@@ -31,7 +33,7 @@ def _walk(q: QuantizedModel, pixels: np.ndarray, conv, ops, keep: bool):
             squeezed = conv(src[0], sq.name)
             if keep:
                 t[sq.name] = squeezed
-            t[node.name] = np.concatenate([conv(squeezed, e1.name), conv(squeezed, e3.name)])
+            t[node.name] = expand(squeezed, (e1.name, e3.name))
         elif isinstance(node, MaxPool):
             t[node.name] = ops.maxpool(src[0], node.kernel, node.stride)
         elif isinstance(node, Bypass):
@@ -50,15 +52,30 @@ class Golden:
         self.prepared = {n: kernels.PreparedConv(c) for n, c in q.convs.items()}
 
     def _conv(self, x, name):
-        return self.prepared[name](x)
+        return self.prepared[name].run(x)
+
+    def _expand(self, squeezed, names):
+        # Both expand paths write straight into their halves of the concatenated output.
+        e1, e3 = (self.prepared[n] for n in names)
+        o1, (_, h, w) = e1.qc.spec.out_channels, squeezed.shape    # both keep H x W
+        out = np.empty((o1 + e3.qc.spec.out_channels, h, w), np.uint8)
+        e1.run(squeezed, out[:o1])
+        e3.run(squeezed, out[o1:])
+        return out
 
     def __call__(self, pixels: np.ndarray, keep: bool = False):
-        return _walk(self.q, pixels, self._conv, kernels, keep)
+        return _walk(self.q, pixels, self._conv, self._expand, kernels, keep)
 
 
 def run_reference(q: QuantizedModel, pixels: np.ndarray, keep: bool = False):
     """The same network through golden/reference_int.py (plain int64 NumPy)."""
-    return _walk(q, pixels, lambda x, n: reference_int.conv(x, q.convs[n]), reference_int, keep)
+    def conv(x, name):
+        return reference_int.conv(x, q.convs[name])
+
+    def expand(x, names):
+        return np.concatenate([conv(x, n) for n in names])
+
+    return _walk(q, pixels, conv, expand, reference_int, keep)
 
 
 def top_k(logits: np.ndarray, k: int = 5) -> np.ndarray:

@@ -14,52 +14,103 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numpy.lib.stride_tricks import as_strided
 
 from . import numerics as nx
 
 __all__ = ["PreparedConv", "maxpool", "bypass_add", "global_sum", "warm_up"]
 
 
-def im2col_f32(x: np.ndarray, k: int, stride: int, pad: int, ho: int, wo: int) -> np.ndarray:
-    """(C, H, W) uint8 -> (C*k*k, ho*wo) float32, rows in (c, i, j) order, zeros outside:
-    one strided slice copy per kernel tap (measured faster here than a Numba gather loop)."""
-    c = x.shape[0]
-    if pad:
-        x = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
-    cols = np.empty((c, k, k, ho, wo), np.float32)
-    for i in range(k):
-        for j in range(k):
-            cols[:, i, j] = x[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
-    return cols.reshape(c * k * k, ho * wo)
+def _phases(x: np.ndarray, k: int, stride: int, pad: int):
+    """The image laid out so that every kernel tap is one contiguous run (see _tap_rows).
+
+    Split the zero-padded image into stride x stride phases (phase (a, b) holds the padded
+    pixels (a + stride*r, b + stride*q)), each flattened with a row pitch ``pitch``. Tap (i, j)
+    at output (oy, ox) then reads phase (i % s, j % s) at flat position
+    (oy + i//s) * pitch + ox + j//s: for a band of output rows, one contiguous run. The product
+    is computed on a grid of ``ho x pitch`` positions of which the first ``wo`` of each row are
+    the output (the rest, a few columns per row, are discarded).
+    Returns (phases (C, s, s, length) float32, ho, wo, pitch)."""
+    c, h, w = x.shape
+    s = stride
+    hp, wp = h + 2 * pad, w + 2 * pad
+    ho, wo = (hp - k) // s + 1, (wp - k) // s + 1
+    hq, pitch = -(-hp // s), -(-wp // s)
+    reach = (k - 1) // s                            # furthest tap offset, in phase pixels
+    length = max(hq * pitch, reach * (pitch + 1) + ho * pitch)
+    phases = np.zeros((c, s, s, length), np.float32)
+    grid = phases[..., :hq * pitch].reshape(c, s, s, hq, pitch)
+    for a in range(s):
+        for b in range(s):
+            # phase row r holds padded row a + s*r, which is image row a + s*r - pad
+            r0, q0 = -(-(pad - a) // s) if pad > a else 0, -(-(pad - b) // s) if pad > b else 0
+            ys = np.arange(r0, hq) * s + a - pad
+            xs = np.arange(q0, pitch) * s + b - pad
+            ny, nx_ = int(np.sum(ys < h)), int(np.sum(xs < w))
+            if ny > 0 and nx_ > 0:
+                grid[:, a, b, r0:r0 + ny, q0:q0 + nx_] = \
+                    x[:, ys[0]:ys[0] + s * (ny - 1) + 1:s, xs[0]:xs[0] + s * (nx_ - 1) + 1:s]
+    return phases, ho, wo, pitch
+
+
+def _tap_rows(phases: np.ndarray, k: int, pitch: int, y0: int, y1: int,
+              cols: np.ndarray) -> np.ndarray:
+    """Column matrix rows (c, i, j) for output rows [y0, y1): contiguous copies. cols is a
+    scratch buffer of at least C*k*k * (y1-y0)*pitch values; returns the (C*k*k, span) view.
+    (Bands of rows sized to stay in cache were measured no faster than one band.)"""
+    c, s = phases.shape[0], phases.shape[1]
+    span = (y1 - y0) * pitch
+    out = cols[:c * k * k * span].reshape(c, k, k, span)
+    if s == 1:                                      # one strided view covers every tap
+        item = phases.itemsize
+        start = phases[:, 0, 0, y0 * pitch:]
+        out[...] = as_strided(start, shape=(c, k, k, span),
+                              strides=(phases.strides[0], pitch * item, item, item))
+    else:
+        for i in range(k):
+            for j in range(k):
+                start = (y0 + i // s) * pitch + j // s
+                out[:, i, j] = phases[:, i % s, j % s, start:start + span]
+    return out.reshape(c * k * k, span)
 
 
 @njit(cache=True)
 def combine_requant(parts, factors, bias, mult, shift, out):
-    """acc = sum_i int(parts[i]) * factors[i] + bias; out = clamp((acc*M + 2**(S-1)) >> S)."""
-    n, o_ch, p = parts.shape
+    """acc = sum_i int(parts[i]) * factors[i] + bias; out = clamp((acc*M + 2**(S-1)) >> S).
+    parts (n, O, ho, pitch) holds the products on the column grid; out (O, ho, wo) takes the
+    first wo of each row. A single part has factor 1 (see _split_exact)."""
+    n = parts.shape[0]
+    o_ch, ho, wo = out.shape
     half = np.int64(1) << (shift - 1)
-    acc = np.empty(p, np.int64)
     for o in range(o_ch):
-        for q in range(p):
-            acc[q] = np.int64(parts[0, o, q]) * factors[0] + bias[o]
-        for i in range(1, n):
-            f = factors[i]
-            for q in range(p):
-                acc[q] += np.int64(parts[i, o, q]) * f
-        for q in range(p):
-            out[o, q] = min(max((acc[q] * mult + half) >> shift, 0), 255)
+        b = bias[o] * mult + half                   # bias folded into the rounding constant
+        for y in range(ho):
+            row = out[o, y]
+            if n == 1:                              # the common case, kept vectorisable
+                src = parts[0, o, y]
+                for q in range(wo):
+                    row[q] = min(max((np.int64(src[q]) * mult + b) >> shift, 0), 255)
+            else:
+                for q in range(wo):
+                    acc = np.int64(0)
+                    for i in range(n):
+                        acc += np.int64(parts[i, o, y, q]) * factors[i]
+                    row[q] = min(max((acc * mult + b) >> shift, 0), 255)
 
 
 @njit(cache=True)
 def combine_acc(parts, factors, bias, out):
-    """acc = sum_i int(parts[i]) * factors[i] + bias, kept as int32 (convolution without ReLU)."""
-    n, o_ch, p = parts.shape
+    """acc = sum_i int(parts[i]) * factors[i] + bias, kept as int32 (convolution without ReLU);
+    shapes as combine_requant."""
+    n = parts.shape[0]
+    o_ch, ho, wo = out.shape
     for o in range(o_ch):
-        for q in range(p):
-            acc = np.int64(bias[o])
-            for i in range(n):
-                acc += np.int64(parts[i, o, q]) * factors[i]
-            out[o, q] = acc
+        for y in range(ho):
+            for q in range(wo):
+                acc = np.int64(bias[o])
+                for i in range(n):
+                    acc += np.int64(parts[i, o, y, q]) * factors[i]
+                out[o, y, q] = acc
 
 
 @njit(cache=True)
@@ -99,51 +150,62 @@ class PreparedConv:
         self.weight_parts = [np.ascontiguousarray(p, dtype=np.float32) for p, _ in parts]
         self.factors = np.array([f for _, f in parts], np.int64)
         self.bias = qc.bias.astype(np.int64)
+        self._buffers: dict = {}     # scratch reused across calls (so a PreparedConv is not
+                                     # thread-safe): saves the page faults of fresh buffers
 
-    def accumulate_parts(self, x: np.ndarray) -> tuple[np.ndarray, int, int]:
+    def _scratch(self, key, shape) -> np.ndarray:
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape != shape:
+            buf = self._buffers[key] = np.empty(shape, np.float32)
+        return buf
+
+    def run(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """x: (C, H, W) uint8. Returns uint8 activations, or the int32 accumulator for a
+        convolution without ReLU; ``out`` (C-contiguous, the output shape) receives the result
+        in place, e.g. one half of a Fire module's concatenated output."""
         spec = self.qc.spec
         c, h, w = x.shape
-        ho = (h + 2 * spec.pad - spec.kernel) // spec.stride + 1
-        wo = (w + 2 * spec.pad - spec.kernel) // spec.stride + 1
+        o, n = spec.out_channels, len(self.weight_parts)
         if spec.kernel == 1 and spec.stride == 1 and spec.pad == 0:
-            cols = x.reshape(c, h * w).astype(np.float32)
+            cols, ho, wo, pitch = x.reshape(c, h * w).astype(np.float32), h, w, w
         else:
-            cols = im2col_f32(x, spec.kernel, spec.stride, spec.pad, ho, wo)
-        parts = np.empty((len(self.weight_parts), spec.out_channels, ho * wo), np.float32)
+            phases, ho, wo, pitch = _phases(x, spec.kernel, spec.stride, spec.pad)
+            kdim = c * spec.kernel * spec.kernel
+            cols = _tap_rows(phases, spec.kernel, pitch, 0, ho,
+                             self._scratch("cols", (kdim * ho * pitch,)))
+        prod = self._scratch("parts", (n, o, ho * pitch))
         for i, wp in enumerate(self.weight_parts):
-            np.matmul(wp, cols, out=parts[i])
-        return parts, ho, wo
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        parts, ho, wo = self.accumulate_parts(x)
-        o = self.qc.spec.out_channels
-        if not self.qc.spec.relu:
-            out = np.empty((o, ho * wo), np.int32)
-            combine_acc(parts, self.factors, self.bias, out)
+            np.matmul(wp, cols, out=prod[i])
+        prod = prod.reshape(n, o, ho, pitch)
+        if out is None:
+            out = np.empty((o, ho, wo), np.uint8 if spec.relu else np.int32)
+        if spec.relu:
+            combine_requant(prod, self.factors, self.bias, self.qc.mult, self.qc.shift, out)
         else:
-            out = np.empty((o, ho * wo), np.uint8)
-            combine_requant(parts, self.factors, self.bias, self.qc.mult, self.qc.shift, out)
-        return out.reshape(o, ho, wo)
+            combine_acc(prod, self.factors, self.bias, out)
+        return out
+
+    __call__ = run
 
 
 def maxpool(x: np.ndarray, kernel: int, stride: int) -> np.ndarray:
-    """Ceil-mode max pool as the max of kernel*kernel strided views. Windows that run past the
-    edge see zero padding, which is exact: activations are unsigned, so 0 never wins a max
-    that a real value could."""
+    """Ceil-mode max pool, separably: the max over the window's rows (whole contiguous rows),
+    then over its columns. Windows that run past the edge see zero padding, which is exact:
+    activations are unsigned, so 0 never wins a max that a real value could."""
     from .network import pool_output_size
     c, h, w = x.shape
     ho, wo = pool_output_size(h, kernel, stride), pool_output_size(w, kernel, stride)
     hp, wp = (ho - 1) * stride + kernel, (wo - 1) * stride + kernel
     if hp > h or wp > w:
-        padded = np.zeros((c, max(hp, h), max(wp, w)), np.uint8)
+        padded = np.zeros((c, max(hp, h), max(wp, w)), x.dtype)
         padded[:, :h, :w] = x
         x = padded
-    out = x[:, :stride * (ho - 1) + 1:stride, :stride * (wo - 1) + 1:stride].copy()
-    for i in range(kernel):
-        for j in range(kernel):
-            if i or j:
-                np.maximum(out, x[:, i:i + stride * (ho - 1) + 1:stride,
-                                  j:j + stride * (wo - 1) + 1:stride], out=out)
+    rows = x[:, :stride * (ho - 1) + 1:stride].copy()
+    for i in range(1, kernel):
+        np.maximum(rows, x[:, i:i + stride * (ho - 1) + 1:stride], out=rows)
+    out = rows[:, :, :stride * (wo - 1) + 1:stride].copy()
+    for j in range(1, kernel):
+        np.maximum(out, rows[:, :, j:j + stride * (wo - 1) + 1:stride], out=out)
     return out
 
 
@@ -159,9 +221,9 @@ def global_sum(x: np.ndarray) -> np.ndarray:
 def warm_up() -> None:
     """Compile (or load from the on-disk cache) every kernel once, on tiny inputs."""
     x = np.zeros((1, 4, 4), np.uint8)
-    parts = np.zeros((1, 1, 4), np.float32)
+    parts = np.zeros((1, 1, 2, 4), np.float32)
     combine_requant(parts, np.ones(1, np.int64), np.zeros(1, np.int64), 1, 1,
-                    np.empty((1, 4), np.uint8))
-    combine_acc(parts, np.ones(1, np.int64), np.zeros(1, np.int64), np.empty((1, 4), np.int32))
+                    np.empty((1, 2, 3), np.uint8))
+    combine_acc(parts, np.ones(1, np.int64), np.zeros(1, np.int64), np.empty((1, 2, 3), np.int32))
     add_requant(x, x, 1, 1, 1)
     add_requant(x, x.astype(np.int32), 1, 1, 1)
