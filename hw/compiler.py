@@ -15,7 +15,8 @@ from golden.quantize import QConv
 from .config import AcceleratorConfig
 
 __all__ = ["LayerDescriptor", "describe", "pack_weights", "pack_feature_map",
-           "unpack_feature_map", "ideal_cycles", "expected_cycles"]
+           "unpack_feature_map", "ideal_cycles", "expected_cycles", "layer_load", "fire_load",
+           "pack_descriptor", "fire_expected_cycles"]
 
 
 @dataclass(frozen=True)
@@ -149,19 +150,113 @@ class LayerLoad:
     out_shape: tuple[int, int, int]
 
 
-def layer_load(qc: QConv, x: np.ndarray, cfg: AcceleratorConfig, table: int = 0) -> LayerLoad:
-    """The writes that set up ``qc`` on input ``x`` (uint8 C x H x W)."""
-    c, h, w = x.shape
-    desc = describe(qc, h, w, codebook_table=table)
-    check_fits(desc, cfg, qc.name)
-    fm = []
-    for bank, words in enumerate(pack_feature_map(x, cfg)):
-        fm += [(bank, a, int(v)) for a, v in enumerate(words)]    # zeros too: no stale data
-    weights = [(a, wd) for a, wd in enumerate(pack_weights(qc, cfg))]
+def _parameter_writes(qc: QConv, cfg: AcceleratorConfig, weight_base: int = 0, table: int = 0,
+                      bias_base: int = 0):
+    """(weight, codebook, bias) writes that put one layer's parameters at the given bases."""
+    weights = [(weight_base + a, wd) for a, wd in enumerate(pack_weights(qc, cfg))]
     entries = cfg.codebook_entries
     cb = [(table * entries + i, int(v)) for i, v in enumerate(qc.codebook[:entries])]
     og_n = _groups(qc.spec.out_channels, cfg.po)
     bias = np.zeros(og_n * cfg.po, np.int64)
     bias[:qc.spec.out_channels] = qc.bias
-    bias_w = [(o // cfg.po, o % cfg.po, int(bias[o])) for o in range(len(bias))]
-    return LayerLoad(desc, fm, weights, cb, bias_w, (qc.spec.out_channels, desc.out_h, desc.out_w))
+    bias_w = [(bias_base + o // cfg.po, o % cfg.po, int(bias[o])) for o in range(len(bias))]
+    return weights, cb, bias_w
+
+
+def _feature_map_writes(x: np.ndarray, cfg: AcceleratorConfig) -> list[tuple[int, int, int]]:
+    fm = []
+    for bank, words in enumerate(pack_feature_map(x, cfg)):
+        fm += [(bank, a, int(v)) for a, v in enumerate(words)]    # zeros too: no stale data
+    return fm
+
+
+def layer_load(qc: QConv, x: np.ndarray, cfg: AcceleratorConfig, table: int = 0) -> LayerLoad:
+    """The writes that set up ``qc`` on input ``x`` (uint8 C x H x W)."""
+    c, h, w = x.shape
+    desc = describe(qc, h, w, codebook_table=table)
+    check_fits(desc, cfg, qc.name)
+    weights, cb, bias_w = _parameter_writes(qc, cfg, table=table)
+    return LayerLoad(desc, _feature_map_writes(x, cfg), weights, cb, bias_w,
+                     (qc.spec.out_channels, desc.out_h, desc.out_w))
+
+
+# ---- the Fire unit (hw/fire.py) -------------------------------------------------------------
+
+def pack_descriptor(desc: LayerDescriptor, cfg: AcceleratorConfig) -> int:
+    """A descriptor as the integer the Fire unit's ``desc_wr_data`` takes: the engine's
+    descriptor ports packed as hw.fire.descriptor_layout."""
+    ports = desc.ports(cfg)
+    layout = _descriptor_layout(cfg)
+    return layout.const({k: ports[k] for k in layout.members}).as_bits()
+
+
+_LAYOUTS: dict = {}
+
+
+def _descriptor_layout(cfg: AcceleratorConfig):
+    if cfg not in _LAYOUTS:
+        from .fire import descriptor_layout
+        _LAYOUTS[cfg] = descriptor_layout(cfg)
+    return _LAYOUTS[cfg]
+
+
+@dataclass
+class FireLoad:
+    """Everything the host writes before starting one Fire module on a FireUnit."""
+
+    descriptors: list[LayerDescriptor]             # squeeze, expand1x1, expand3x3
+    fm_writes: list[tuple[int, int, int]]
+    weight_writes: list[tuple[int, int]]
+    codebook_writes: list[tuple[int, int]]
+    bias_writes: list[tuple[int, int, int]]
+    out_shape: tuple[int, int, int]
+
+    def descriptor_words(self, cfg: AcceleratorConfig) -> list[tuple[int, int]]:
+        return [(i, pack_descriptor(d, cfg)) for i, d in enumerate(self.descriptors)]
+
+
+def fire_load(squeeze: QConv, expand1x1: QConv, expand3x3: QConv, x: np.ndarray,
+              cfg: AcceleratorConfig, name: str = "fire") -> FireLoad:
+    """The writes that set up one Fire module on input ``x``: the three layers' weights one
+    after another, codebook tables 0, 1, 2, biases one after another, and the descriptors
+    (the expand3x3 output starts at channel E1, which must be a multiple of PC)."""
+    c, h, w = x.shape
+    e1 = expand1x1.spec.out_channels
+    if e1 % cfg.pc:
+        raise ValueError(f"{name}: expand1x1 has {e1} channels; the concat needs a multiple of "
+                         f"{cfg.pc} (the input lanes of {cfg.mac_units} MAC units)")
+    layers = (squeeze, expand1x1, expand3x3)
+    descs, weights, cb, bias_w = [], [], [], []
+    weight_base = bias_base = 0
+    for table, (qc, channel_base) in enumerate(zip(layers, (0, 0, e1))):
+        descs.append(describe(qc, h, w, weight_base=weight_base, codebook_table=table,
+                              bias_base=bias_base, out_channel_base=channel_base))
+        wts, cbs, bs = _parameter_writes(qc, cfg, weight_base, table, bias_base)
+        weights, cb, bias_w = weights + wts, cb + cbs, bias_w + bs
+        weight_base += len(wts)
+        bias_base += _groups(qc.spec.out_channels, cfg.po)
+    _check_fire_fits(descs, cfg, name, weight_base, bias_base)
+    out_c = e1 + expand3x3.spec.out_channels
+    return FireLoad(descs, _feature_map_writes(x, cfg), weights, cb, bias_w, (out_c, h, w))
+
+
+def _check_fire_fits(descs, cfg: AcceleratorConfig, name: str, weight_words: int,
+                     bias_words: int) -> None:
+    sq, e1, e3 = descs
+    needs = (("input feature map", buffer_words(sq, cfg)[0], cfg.fm_depth),
+             ("squeeze buffer", buffer_words(sq, cfg)[1], cfg.squeeze_depth),
+             ("output feature map", max(buffer_words(e1, cfg)[1], buffer_words(e3, cfg)[1]),
+              cfg.fm_depth),
+             ("weights", weight_words, cfg.weight_depth),
+             ("biases", bias_words, cfg.bias_depth),
+             ("codebook tables", 3, cfg.codebook_tables))
+    for what, need, have in needs:
+        if need > have:
+            raise ValueError(f"{name}: {what} needs {need} words per bank, the configuration "
+                             f"has {have}; use a larger AcceleratorConfig or a smaller crop")
+
+
+def fire_expected_cycles(descs, cfg: AcceleratorConfig) -> int:
+    """The Fire unit's cycle count: three engine runs plus the sequencer's per-pass cycles."""
+    from .fire import PASS_OVERHEAD
+    return sum(expected_cycles(d, cfg) + PASS_OVERHEAD for d in descs)

@@ -31,6 +31,7 @@ class AcceleratorConfig:
     acc_bits: int = nx.ACC_BITS
     mult_bits: int = nx.MULT_BITS
     fm_depth: int = 4096                       # words per feature-map bank
+    squeeze_depth: int = 2048                  # words per bank of the Fire unit's squeeze buffer
     weight_depth: int = 1024                   # PO*PC-index words
     codebook_tables: int = 4                   # layers whose codebooks are resident at once
     bias_depth: int = 64                       # PO-wide bias words (output-channel groups)

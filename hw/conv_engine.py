@@ -49,6 +49,24 @@ def _bits(n: int) -> int:
     return max(1, (n - 1).bit_length())
 
 
+def descriptor_shapes(cfg: AcceleratorConfig) -> dict:
+    """The layer descriptor: port name -> shape, in a fixed order (the packed descriptor of
+    hw/fire.py follows it)."""
+    return {
+        "in_channels": 12, "out_channels": 12,
+        "in_h": 10, "in_w": 10, "out_h": 10, "out_w": 10,
+        "kernel": 4, "stride": 3, "pad": 2,
+        "mult": cfg.mult_bits, "shift": 6,
+        # Derived by the host (hw/compiler.py) so that no address needs a multiplier:
+        "cgroups": 12, "ogroups": 12, "steps": 16,
+        "pixel_origin": signed(22), "step_row": signed(22),
+        "step_group": signed(22), "step_oy": signed(22),
+        "out_plane": 20, "out_base_word": 22, "out_group_step": 22,
+        "weight_base": _bits(cfg.weight_depth), "codebook_table": _bits(cfg.codebook_tables),
+        "bias_base": _bits(cfg.bias_depth), "out_channel_base": 12,
+    }
+
+
 class ConvEngine(wiring.Component):
     """Ports (direction from the engine's side):
 
@@ -71,17 +89,7 @@ class ConvEngine(wiring.Component):
         ca = _bits(cfg.codebook_tables * cfg.codebook_entries)
         self.fm_addr_bits = fa
         super().__init__({
-            "in_channels": In(12), "out_channels": In(12),
-            "in_h": In(10), "in_w": In(10), "out_h": In(10), "out_w": In(10),
-            "kernel": In(4), "stride": In(3), "pad": In(2),
-            "mult": In(cfg.mult_bits), "shift": In(6),
-            # Derived by the host (hw/compiler.py) so that no address needs a multiplier:
-            "cgroups": In(12), "ogroups": In(12), "steps": In(16),
-            "pixel_origin": In(signed(22)), "step_row": In(signed(22)),
-            "step_group": In(signed(22)), "step_oy": In(signed(22)),
-            "out_plane": In(20), "out_base_word": In(22), "out_group_step": In(22),
-            "weight_base": In(wa), "codebook_table": In(_bits(cfg.codebook_tables)),
-            "bias_base": In(_bits(cfg.bias_depth)), "out_channel_base": In(12),
+            **{name: In(shape) for name, shape in descriptor_shapes(cfg).items()},
             "start": In(1), "busy": Out(1), "done": Out(1), "cycles": Out(32),
             "fm_rd_addr": Out(fa), "fm_rd_data": In(data.ArrayLayout(cfg.act_bits, pc)),
             "fm_wr_addr": Out(data.ArrayLayout(fa, pc)),

@@ -28,13 +28,14 @@ ENGINE_INPUTS = ("in_channels", "out_channels", "in_h", "in_w", "out_h", "out_w"
 
 
 class FeatureBuffer(wiring.Component):
-    """PC banks of ``fm_depth`` bytes. Port A (engine or host): one synchronous read of the same
+    """PC banks of ``depth`` bytes (default ``fm_depth``). Port A (engine or host): one synchronous read of the same
     word from every bank. Port B: per-bank writes. Reads return data the cycle after the
     address."""
 
-    def __init__(self, cfg: AcceleratorConfig):
+    def __init__(self, cfg: AcceleratorConfig, depth: int | None = None):
         self.cfg = cfg
-        fa = max(1, (cfg.fm_depth - 1).bit_length())
+        self.depth = depth or cfg.fm_depth
+        fa = max(1, (self.depth - 1).bit_length())
         super().__init__({
             "rd_addr": In(fa), "rd_data": Out(data.ArrayLayout(cfg.act_bits, cfg.pc)),
             "wr_addr": In(data.ArrayLayout(fa, cfg.pc)),
@@ -45,7 +46,7 @@ class FeatureBuffer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         for t in range(self.cfg.pc):
-            mem = memory.Memory(shape=self.cfg.act_bits, depth=self.cfg.fm_depth, init=[])
+            mem = memory.Memory(shape=self.cfg.act_bits, depth=self.depth, init=[])
             m.submodules[f"bank{t}"] = mem
             rd = mem.read_port()
             wr = mem.write_port()

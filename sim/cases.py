@@ -68,3 +68,27 @@ def authors_model_on_a_photo(shared):
     calib = [load_image(p, model.network.input) for p in photos[::100]]
     q = quantize(model, calib, 8)
     return model, q, Golden(q)(calib[0], keep=True)
+
+
+def random_fire(rng, value_bits: int, pc: int, max_channels: int = 24, max_size: int = 8):
+    """A random Fire module (squeeze, expand1x1, expand3x3; expand1x1 a multiple of ``pc``
+    channels so the concat is bank-aligned) and its input."""
+    cin = int(rng.integers(1, max_channels))
+    squeeze = int(rng.integers(1, max_channels))
+    e1 = pc * int(rng.integers(1, max(2, max_channels // pc)))
+    e3 = int(rng.integers(1, max_channels))
+    ib = [8, 6, 4][int(rng.integers(0, 3))]
+    layers = (random_conv(rng, cin, squeeze, 1, 1, 0, value_bits, ib, name="squeeze1x1"),
+              random_conv(rng, squeeze, e1, 1, 1, 0, value_bits, ib, name="expand1x1"),
+              random_conv(rng, squeeze, e3, 3, 1, 1, value_bits, ib, name="expand3x3"))
+    h, w = int(rng.integers(1, max_size + 1)), int(rng.integers(1, max_size + 1))
+    x = rng.integers(0, 256, (cin, h, w)).astype(np.uint8)
+    return layers, x
+
+
+def fire_reference(layers, x):
+    """Golden for a Fire unit: squeeze, then both expands on its output, concatenated."""
+    from golden import reference_int
+    sq, e1, e3 = layers
+    squeezed = reference_int.conv(x, sq)
+    return np.concatenate([reference_int.conv(squeezed, e1), reference_int.conv(squeezed, e3)])

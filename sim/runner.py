@@ -45,6 +45,7 @@ def write_verilog(top, name: str, out_dir: Path) -> Path:
 BENCHES = {
     # bench name -> (top-level factory, HDL name, cocotb module, configuration profile)
     "conv_layer": ("hw.conv_layer:ConvLayer", "conv_layer", "sim.test_conv_layer", "bench"),
+    "fire": ("hw.fire:FireUnit", "fire_unit", "sim.test_fire", "bench"),
 }
 # Run on request only (make sim-report): whole real layers, minutes of simulation.
 REPORTS = {
@@ -83,6 +84,7 @@ def run(sim: str = "verilator", waves: bool = False, cases: int | None = None,
                "PYTHONPATH": str(ROOT)}
         if cases is not None:
             env["SQZ_SIM_CASES"] = str(cases)
+            env["SQZ_SIM_FIRE_CASES"] = str(max(1, cases // 10))
         results = runner.test(hdl_toplevel=hdl, test_module=module, build_dir=build_dir,
                               test_dir=build_dir, extra_env=env, waves=waves)
         from cocotb_tools.runner import get_results

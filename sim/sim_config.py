@@ -9,7 +9,7 @@ import os
 
 from hw.config import AcceleratorConfig
 
-PROFILES = {"bench": dict(fm_depth=8192, weight_depth=8192, bias_depth=64),
+PROFILES = {"bench": dict(fm_depth=8192, squeeze_depth=1024, weight_depth=8192, bias_depth=64),
             "report": dict(fm_depth=1 << 19, weight_depth=8192, bias_depth=64)}
 
 

@@ -56,3 +56,55 @@ def run_layer(cfg, qc, x, timeout=200_000):
     sim.add_testbench(tb)
     sim.run()
     return result, load
+
+
+def run_fire(cfg, layers, x, timeout=400_000, idle_between_writes=False):
+    """Drive a hw.fire.FireUnit: load (hw.compiler.fire_load), start once, read the concat."""
+    from hw.compiler import fire_load
+    from hw.fire import FireUnit
+
+    dut = FireUnit(cfg)
+    load = fire_load(*layers, x, cfg)
+    result = {}
+
+    async def tb(ctx):
+        async def write(enable, rows, fields):
+            for row in rows:
+                for f, v in zip(fields, row):
+                    ctx.set(getattr(dut, f), v)
+                ctx.set(getattr(dut, enable), 1)
+                await ctx.tick()
+                if idle_between_writes:
+                    ctx.set(getattr(dut, enable), 0)
+                    await ctx.tick()
+            ctx.set(getattr(dut, enable), 0)
+        await write("host_wr_en", load.fm_writes, ("host_wr_bank", "host_wr_addr", "host_wr_data"))
+        await write("weight_wr_en", load.weight_writes, ("weight_wr_addr", "weight_wr_data"))
+        await write("codebook_wr_en", load.codebook_writes, ("codebook_wr_addr", "codebook_wr_data"))
+        await write("bias_wr_en", load.bias_writes, ("bias_wr_addr", "bias_wr_lane", "bias_wr_data"))
+        await write("desc_wr_en", load.descriptor_words(cfg), ("desc_wr_addr", "desc_wr_data"))
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        ticks = 0
+        while not ctx.get(dut.done):
+            await ctx.tick()
+            ticks += 1
+            assert ticks < timeout, "Fire unit did not finish"
+        result["cycles"] = ctx.get(dut.cycles)
+        c, h, w = load.out_shape
+        words = -(-c // cfg.pc) * h * w
+        banks = [np.zeros(words, np.uint8) for _ in range(cfg.pc)]
+        for addr in range(words):
+            ctx.set(dut.host_rd_addr, addr)
+            await ctx.tick()
+            row = ctx.get(dut.host_rd_data)
+            for t in range(cfg.pc):
+                banks[t][addr] = row[t]
+        result["out"] = unpack_feature_map(banks, load.out_shape, cfg)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return result, load

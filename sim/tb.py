@@ -1,0 +1,88 @@
+"""Testbench pieces shared by the cocotb benches: clock and reset, a driver for the host's
+write ports, the run/wait with a timeout, a monitor that reads the output buffer back, and the
+scoreboard that names layer, channel, row and column of a mismatch."""
+
+from __future__ import annotations
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
+
+from hw.compiler import unpack_feature_map
+
+
+class HostTB:
+    """A top level with host write ports, ``start``/``done``/``cycles`` and ``host_rd_*``."""
+
+    def __init__(self, dut, cfg, enables: tuple[str, ...]):
+        self.dut, self.cfg, self.enables = dut, cfg, enables
+        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+
+    async def reset(self):
+        d = self.dut
+        for name in ("start", *self.enables):
+            getattr(d, name).value = 0
+        d.rst.value = 1
+        for _ in range(2):
+            await RisingEdge(d.clk)
+        d.rst.value = 0
+        await RisingEdge(d.clk)
+
+    async def write(self, enable: str, rows, fields):
+        """Driver: one write per clock on the port group behind ``enable``."""
+        d = self.dut
+        getattr(d, enable).value = 1
+        for row in rows:
+            for f, v in zip(fields, row):
+                getattr(d, f).value = v
+            await RisingEdge(d.clk)
+        getattr(d, enable).value = 0
+
+    async def write_parameters(self, load):
+        await self.write("host_wr_en", load.fm_writes,
+                         ("host_wr_bank", "host_wr_addr", "host_wr_data"))
+        await self.write("weight_wr_en", load.weight_writes, ("weight_wr_addr", "weight_wr_data"))
+        await self.write("codebook_wr_en", load.codebook_writes,
+                         ("codebook_wr_addr", "codebook_wr_data"))
+        await self.write("bias_wr_en", load.bias_writes,
+                         ("bias_wr_addr", "bias_wr_lane", "bias_wr_data"))
+
+    async def run(self, timeout_cycles: int) -> int:
+        d = self.dut
+        d.start.value = 1
+        await RisingEdge(d.clk)
+        d.start.value = 0
+        deadline = Timer(timeout_cycles * 10, unit="ns")
+        while True:
+            fired = await First(RisingEdge(d.done), deadline)
+            assert fired is not deadline, f"did not finish within {timeout_cycles} cycles"
+            await ReadOnly()
+            if int(d.done.value) == 1:
+                break
+        cycles = int(d.cycles.value)
+        await RisingEdge(d.clk)
+        return cycles
+
+    async def monitor(self, shape) -> np.ndarray:
+        """Read the output buffer back: the data of address a appears one edge later."""
+        d, cfg = self.dut, self.cfg
+        c, h, w = shape
+        words = -(-c // cfg.pc) * h * w
+        banks = [np.zeros(words, np.uint8) for _ in range(cfg.pc)]
+        for a in range(words + 1):
+            d.host_rd_addr.value = min(a, words - 1)
+            await RisingEdge(d.clk)
+            if a:
+                row = int(d.host_rd_data.value)
+                for t in range(cfg.pc):
+                    banks[t][a - 1] = (row >> (8 * t)) & 0xFF
+        return unpack_feature_map(banks, shape, cfg)
+
+
+def scoreboard(layer: str, got: np.ndarray, want: np.ndarray) -> None:
+    if not np.array_equal(got, want):
+        bad = np.argwhere(got != want)
+        o, y, x = bad[0]
+        raise AssertionError(f"layer {layer}: {len(bad)} bytes differ; first at channel {o}, "
+                             f"row {y}, column {x}: hardware {got[o, y, x]}, golden {want[o, y, x]}")
