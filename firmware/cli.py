@@ -155,6 +155,70 @@ def cmd_bench_golden(args) -> int:
     return 0
 
 
+def _density_arg(text: str):
+    """'paper' (Table 1), a fraction, or a JSON file {layer: fraction}."""
+    from golden.compress import PAPER_DENSITY
+    if text == "paper":
+        return PAPER_DENSITY
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    path = Path(text)
+    if not path.exists():
+        raise ValueError(f"--density {text!r}: not 'paper', a fraction, or an existing JSON file")
+    table = json.loads(path.read_text())
+    return {str(k): float(v) for k, v in table.items()}
+
+
+def cmd_compress(args) -> int:
+    from golden import compress as C
+    from golden.model import load_model
+    model = load_model(args.model)
+    pruned = C.prune(model, _density_arg(args.density))
+    shared = C.share_weights(pruned, args.bits)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".net":
+        if args.bits != 8 or args.huffman:
+            raise ValueError("the .net format holds 8-bit codes without Huffman coding; "
+                             "write .sqz for other widths or --huffman")
+        data = C.net_bytes(shared)
+        per_layer = [{"name": s.name, "stored": len(C.sparse_entries(shared.layers[s.name]
+                                                                     .indices)[0])}
+                     for s in shared.network.convs()]
+    elif out.suffix == ".sqz":
+        data, per_layer = C.packed_bytes(shared, args.huffman)
+    else:
+        raise ValueError(f"--out {out}: write .sqz (packed, any width) or .net (8-bit)")
+    out.write_bytes(data)
+    report = C.size_report(shared, args.bits, args.huffman, data, per_layer)
+    report.update({"model": str(args.model), "out": str(out)})
+    print(f"{out}: {report['bytes']:,} bytes ({report['mib']:.3f} MiB), {args.bits}-bit codes"
+          f"{', Huffman-coded' if args.huffman else ''}, {report['stored']:,} stored entries, "
+          f"density {report['density']:.3f}; dense float32 {report['dense_float32_bytes']:,} "
+          f"bytes ({report['dense_float32_bytes'] / report['bytes']:.1f}x)")
+    _write_json(report, args.json)
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from golden import compress as C
+    from golden.model import load_model, save_model
+    model = load_model(args.input)
+    out = Path(args.out)
+    if args.to == "net":
+        size = C.write_deep_compression(model, out)
+    elif args.to == "sqz":
+        C.write_packed(model, out, args.huffman)
+        size = out.stat().st_size
+    else:
+        save_model(model, out)
+        size = out.stat().st_size
+    print(f"wrote {out}: {size:,} bytes")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from golden.digits import demo
     return demo(args.model, args.image, args.count)
@@ -236,6 +300,35 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seconds", type=float, default=10.0, help="time per contender")
     sp.add_argument("--json", default="build/bench/golden.json")
     sp.set_defaults(func=cmd_bench_golden)
+
+    sp = sub.add_parser(
+        "compress", help="Deep Compression: prune, share weights, optionally Huffman-code",
+        description="Magnitude-prune each layer to its target density, share its weights by "
+        "k-means (2**bits - 1 values, linear initialisation, entry 0 = 0.0), and write the "
+        "packed model (.sqz) or the authors' layout (.net, 8-bit). The report gives the file's "
+        "size and each layer's stored entries and bytes.")
+    model_arg(sp)
+    sp.add_argument("--bits", type=int, choices=[8, 6, 4], required=True,
+                    help="codebook index width")
+    sp.add_argument("--density", default="paper",
+                    help="'paper' (SqueezeNet v1.0's Table 1 densities, by layer name; the "
+                         "default), one fraction for every layer, or a JSON file "
+                         "{layer: fraction}")
+    sp.add_argument("--huffman", action="store_true",
+                    help="Huffman-code the codes and the position gaps (.sqz only)")
+    sp.add_argument("--out", required=True, help="output file: .sqz or .net")
+    sp.add_argument("--json", help="write the size report here")
+    sp.set_defaults(func=cmd_compress)
+
+    sp = sub.add_parser("convert", help="rewrite a model in another format",
+                        description="Read any model file and write it as the authors' .net, "
+                        "the packed .sqz, or the project's .npz. Reading the authors' file and "
+                        "writing it back as .net gives the identical bytes.")
+    sp.add_argument("input", help="model file (.net, .sqz, .npz, .onnx)")
+    sp.add_argument("--to", choices=["net", "sqz", "npz"], required=True)
+    sp.add_argument("--huffman", action="store_true", help=".sqz: Huffman-code the entries")
+    sp.add_argument("--out", required=True)
+    sp.set_defaults(func=cmd_convert)
 
     sp = sub.add_parser("demo", help="classify held-out digits (and --image) with the default model")
     model_arg(sp, required=False)

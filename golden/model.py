@@ -206,7 +206,8 @@ def save_model(model: Model, path: str | Path) -> None:
 
 
 def load_model(path: str | Path) -> Model:
-    """Load a model by its file type: ``.net`` (Deep Compression), ``.onnx``, or ``.npz``."""
+    """Load a model by its file type: ``.net`` (Deep Compression), ``.onnx``, ``.sqz`` (packed,
+    golden.compress) or ``.npz``."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"model file {path} does not exist")
@@ -216,6 +217,9 @@ def load_model(path: str | Path) -> Model:
     if suffix == ".onnx":
         from .onnx_io import import_onnx
         return import_onnx(path)
+    if suffix == ".sqz":
+        from .compress import read_packed
+        return read_packed(path)
     try:
         with np.load(path) as z:
             if "network" not in z.files:

@@ -1,0 +1,113 @@
+"""Deep Compression toolchain: pruning, weight sharing, the sparse entry code, Huffman coding,
+the .net writer (byte-identical round trip of the authors' file) and the packed .sqz model."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import AUTHORS_NET, ROOT, shared_file
+from golden import compress as C
+from golden.model import ModelFormatError, load_model
+
+
+def digits_model():
+    return load_model(ROOT / "models/digits-squeezenet.npz")
+
+
+def test_authors_file_round_trips_byte_for_byte(tmp_path, authors_model):
+    out = tmp_path / "again.net"
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "convert",
+                           str(shared_file(AUTHORS_NET)), "--to", "net", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes() == AUTHORS_NET.read_bytes()
+    assert out.stat().st_size == 675_763
+
+
+def test_sparse_entries_bridge_long_zero_runs():
+    idx = np.zeros(60, np.uint8)
+    idx[[3, 40, 41, 59]] = [7, 1, 2, 9]
+    codes, gaps = C.sparse_entries(idx)
+    # 3 zeros, then 36 zeros (two fillers of 16 + a gap of 4), then 0, then 17 (one filler + 1)
+    assert codes.tolist() == [7, 0, 0, 1, 2, 0, 9]
+    assert gaps.tolist() == [3, 15, 15, 4, 0, 15, 1]
+    positions = np.cumsum(gaps.astype(int) + 1) - 1
+    back = np.zeros(60, np.uint8)
+    back[positions] = codes
+    assert np.array_equal(back, idx)
+
+
+def test_huffman_round_trip_and_length_limit():
+    rng = np.random.default_rng(0)
+    # Geometric frequencies would give codes far longer than 16 bits without the limit.
+    counts = (2.0 ** np.arange(40)[::-1]).astype(np.int64)
+    lengths = C.huffman_lengths(counts)
+    assert lengths.max() <= C.MAX_CODE_BITS and (lengths > 0).all()
+    assert sum(2.0 ** -lengths.astype(float)) <= 1.0          # a prefix code (Kraft)
+    symbols = rng.choice(40, 5000, p=counts / counts.sum())
+    lengths = C.huffman_lengths(np.bincount(symbols, minlength=40))
+    data, nbits = C.huffman_encode(symbols, lengths)
+    assert nbits == int(lengths[symbols].astype(int).sum())
+    assert np.array_equal(C.huffman_decode(data, nbits, len(symbols), lengths), symbols)
+
+
+def test_prune_and_share_follow_their_targets():
+    model = digits_model()
+    pruned = C.prune(model, 0.3)
+    for spec in pruned.network.convs():
+        w = pruned.layers[spec.name].weights
+        assert np.count_nonzero(w) <= round(0.3 * w.size)
+        kept = w != 0
+        original = model.layers[spec.name].weights
+        # the largest magnitudes survive
+        if kept.any() and (~kept).any():
+            assert np.abs(original[kept]).min() >= np.abs(original[~kept]).max()
+    for bits in (8, 6, 4):
+        shared = C.share_weights(pruned, bits)
+        for spec in shared.network.convs():
+            lw = shared.layers[spec.name]
+            assert len(lw.codebook) == 1 << bits and lw.codebook[0] == 0.0
+            assert np.array_equal(lw.weights != 0, pruned.layers[spec.name].weights != 0)
+
+
+@pytest.mark.parametrize("huffman", [False, True])
+def test_packed_model_round_trip_and_sizes(tmp_path, huffman):
+    model = C.share_weights(C.prune(digits_model(), 0.5), 6)
+    path = tmp_path / "m.sqz"
+    per_layer = C.write_packed(model, path, huffman)
+    back = load_model(path)
+    for name, lw in model.layers.items():
+        assert np.array_equal(back.layers[name].indices, lw.indices)
+        assert np.array_equal(back.layers[name].codebook, lw.codebook)
+        assert np.array_equal(back.layers[name].bias, lw.bias)
+    header = path.stat().st_size - sum(p["bytes"] for p in per_layer)
+    assert 0 < header < 2000                        # magic, version, network description
+
+
+def test_corrupt_packed_files_are_named(tmp_path):
+    model = C.share_weights(digits_model(), 6)
+    data, _ = C.packed_bytes(model, huffman=True)
+    for name, blob, match in (("short.sqz", data[:len(data) // 2], "truncated"),
+                              ("long.sqz", data + b"\0\0", "after the last layer"),
+                              ("other.sqz", b"GIF89a" + data[6:], "not an .sqz")):
+        path = tmp_path / name
+        path.write_bytes(blob)
+        with pytest.raises(ModelFormatError, match=match):
+            load_model(path)
+
+
+def test_sqz_compress_report(tmp_path):
+    out, report = tmp_path / "d.sqz", tmp_path / "d.json"
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "compress",
+                           str(ROOT / "models/digits-squeezenet.npz"), "--bits", "4",
+                           "--density", "0.5", "--huffman", "--out", str(out),
+                           "--json", str(report)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(report.read_text())
+    assert r["bytes"] == out.stat().st_size and r["bits"] == 4 and r["huffman"] is True
+    assert abs(r["density"] - 0.5) < 0.01
+    assert {"name", "stored", "bytes"} <= set(r["layers"][0])
+    assert load_model(out).network.name == load_model(ROOT / "models/digits-squeezenet.npz").network.name
