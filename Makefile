@@ -12,7 +12,8 @@ SIM ?= verilator
 WAVES ?= 0
 CASES ?= 1000
 
-.PHONY: setup demo test sim sim-report synth bench-golden eval-imagenet train-digits clean
+.PHONY: setup demo test sim sim-report synth bench-golden eval-imagenet compress-imagenet \
+        train-digits clean
 
 setup: $(STAMP)
 
@@ -50,6 +51,28 @@ bench-golden: $(STAMP)
 eval-imagenet: $(STAMP)
 	for b in float 8 6; do $(VENV)/bin/sqz eval $(SHARED)/imagenet-sample --model $(MODEL_NET) \
 	  --bits $$b --json build/eval/imagenet-$$b.json || exit 1; done
+
+# Deep Compression of the authors' model at 8/6/4 bits (plain and Huffman-coded), fine-tuned
+# 6/4-bit by distillation on half of the shared photos, every variant evaluated on the other
+# half; build/compress/report.{json,md} next to paper Table 2. About 40 minutes.
+SQZ := $(VENV)/bin/sqz
+SPLIT := build/split
+HELD := --synsets $(SHARED)/imagenet-sample/synsets.txt --quiet
+compress-imagenet: $(STAMP)
+	$(VENV)/bin/pip install --quiet -e ".[train]"
+	$(PY) tools/split_photos.py $(SHARED)/imagenet-sample $(SPLIT)
+	mkdir -p build/compress
+	$(SQZ) eval $(SPLIT)/held --model $(MODEL_NET) --bits float $(HELD) --json build/compress/eval-float.json
+	$(SQZ) eval $(SPLIT)/held --model $(MODEL_NET) --bits 8 $(HELD) --json build/compress/eval-authors-8.json
+	for b in 8 6 4; do \
+	  $(SQZ) compress $(MODEL_NET) --bits $$b --out build/compress/sqn-$$b.sqz --json build/compress/sqn-$$b.json && \
+	  $(SQZ) compress $(MODEL_NET) --bits $$b --huffman --out build/compress/sqn-$$b-huff.sqz --json build/compress/sqn-$$b-huff.json && \
+	  $(SQZ) eval $(SPLIT)/held --model build/compress/sqn-$$b.sqz --bits $$b $(HELD) --json build/compress/eval-$$b.json || exit 1; done
+	for b in 6 4; do \
+	  $(SQZ) compress $(MODEL_NET) --bits $$b --finetune $(SPLIT)/tune --out build/compress/sqn-$$b-ft.sqz --json build/compress/sqn-$$b-ft.json && \
+	  $(SQZ) eval $(SPLIT)/held --model build/compress/sqn-$$b-ft.sqz --bits $$b $(HELD) --json build/compress/eval-$$b-ft.json || exit 1; done
+	$(SQZ) compress $(MODEL_NET) --bits 8 --out build/compress/sqn-8.net --json build/compress/sqn-8-net.json
+	$(PY) tools/compression_report.py build/compress
 
 train-digits: $(STAMP)
 	$(VENV)/bin/pip install --quiet -e ".[train]"

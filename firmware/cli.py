@@ -177,6 +177,8 @@ def cmd_compress(args) -> int:
     model = load_model(args.model)
     pruned = C.prune(model, _density_arg(args.density))
     shared = C.share_weights(pruned, args.bits)
+    if args.finetune:
+        shared = _finetune(args, model, shared)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".net":
@@ -200,6 +202,25 @@ def cmd_compress(args) -> int:
           f"bytes ({report['dense_float32_bytes'] / report['bytes']:.1f}x)")
     _write_json(report, args.json)
     return 0
+
+
+def _finetune(args, teacher, student):
+    """Distil the float model into the compressed one's shared values (golden/finetune.py)."""
+    from tqdm import tqdm
+
+    from golden.finetune import finetune_codebooks, load_training_images
+    images = load_training_images(args.finetune, teacher.network)
+    bar = tqdm(total=args.finetune_steps, desc=f"fine-tune {args.bits}-bit on {len(images)} "
+                                               "images", unit="step")
+
+    def progress(step, loss):
+        bar.update(1)
+        bar.set_postfix(kl=f"{loss:.4f}")
+    try:
+        return finetune_codebooks(student, teacher, images, steps=args.finetune_steps,
+                                  lr=args.finetune_lr, progress=progress)
+    finally:
+        bar.close()
 
 
 def cmd_convert(args) -> int:
@@ -316,6 +337,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "{layer: fraction}")
     sp.add_argument("--huffman", action="store_true",
                     help="Huffman-code the codes and the position gaps (.sqz only)")
+    sp.add_argument("--finetune", metavar="DIR",
+                    help="fine-tune the shared values on the (unlabelled) images in DIR, with "
+                         "the input model as teacher (needs the PyTorch extra: pip install "
+                         "-e '.[train]'); evaluate on other photos")
+    sp.add_argument("--finetune-steps", type=int, default=200,
+                    help="optimizer steps of 16 random crops each (default 200)")
+    sp.add_argument("--finetune-lr", type=float, default=1e-4, help="Adam learning rate")
     sp.add_argument("--out", required=True, help="output file: .sqz or .net")
     sp.add_argument("--json", help="write the size report here")
     sp.set_defaults(func=cmd_compress)
@@ -339,10 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from golden.torch_net import MissingExtraError
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, OSError) as e:
+    except (ValueError, FileNotFoundError, OSError, MissingExtraError) as e:
         print(f"sqz {args.command}: error: {e}", file=sys.stderr)
         return 2
 

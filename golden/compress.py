@@ -303,7 +303,8 @@ def _index_bits(model: Model) -> int:
 
 
 def packed_bytes(model: Model, huffman: bool = False) -> tuple[bytes, list[dict]]:
-    """The .sqz file and, per layer, {name, stored, bytes} (bytes of that layer's section)."""
+    """The .sqz file and, per layer, {name, stored, bytes, code_bytes, gap_bytes}: the bytes of
+    the layer's section, and of its codes and its gaps (with Huffman: tables and streams)."""
     bits = _index_bits(model)
     out = io.BytesIO()
     net = model.network.to_json().encode()
@@ -319,14 +320,17 @@ def packed_bytes(model: Model, huffman: bool = False) -> tuple[bytes, list[dict]
         out.write(struct.pack("<I", len(codes)) + codebook.tobytes()
                   + lw.bias.astype("<f4").tobytes())
         if huffman:
+            sections = []
             for symbols, alphabet in ((codes, 1 << bits), (gaps, MAX_GAP + 1)):
                 lengths = huffman_lengths(np.bincount(symbols, minlength=alphabet))
                 stream, nbits = huffman_encode(symbols, lengths)
-                out.write(lengths.tobytes() + struct.pack("<I", nbits) + stream)
+                sections.append(lengths.tobytes() + struct.pack("<I", nbits) + stream)
         else:
-            out.write(_bitpack(codes, bits) + _pack_nibbles(gaps))
+            sections = [_bitpack(codes, bits), _pack_nibbles(gaps)]
+        out.write(b"".join(sections))
         per_layer.append({"name": spec.name, "stored": int(len(codes)),
-                          "bytes": out.tell() - start})
+                          "bytes": out.tell() - start, "code_bytes": len(sections[0]),
+                          "gap_bytes": len(sections[1])})
     return out.getvalue(), per_layer
 
 
@@ -396,7 +400,11 @@ def size_report(model: Model, bits: int, huffman: bool, data: bytes,
     stored = sum(p["stored"] for p in per_layer)
     weights = sum(lw.indices.size for lw in model.layers.values())
     nonzero = sum(int(np.count_nonzero(lw.indices)) for lw in model.layers.values())
-    return {"bytes": len(data), "mib": len(data) / 2**20, "bits": bits, "huffman": huffman,
-            "density": nonzero / weights, "parameters": model.parameter_count,
-            "dense_float32_bytes": 4 * model.parameter_count, "stored": stored,
-            "layers": per_layer}
+    report = {"bytes": len(data), "mib": len(data) / 2**20, "bits": bits, "huffman": huffman,
+              "density": nonzero / weights, "parameters": model.parameter_count,
+              "dense_float32_bytes": 4 * model.parameter_count, "stored": stored,
+              "layers": per_layer}
+    if all("code_bytes" in p for p in per_layer):
+        report["code_bytes"] = sum(p["code_bytes"] for p in per_layer)
+        report["gap_bytes"] = sum(p["gap_bytes"] for p in per_layer)
+    return report

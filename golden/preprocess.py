@@ -24,8 +24,9 @@ class ImageError(ValueError):
     """An image that cannot be turned into the network's input."""
 
 
-def prepare_image(img: Image.Image, spec: InputSpec) -> np.ndarray:
-    """Resize (shorter side to ``spec.resize``, bilinear), centre crop, to uint8 (C, H, W)."""
+def prepare_image(img: Image.Image, spec: InputSpec, crop: bool = True) -> np.ndarray:
+    """Resize (shorter side to ``spec.resize``, bilinear), centre crop, to uint8 (C, H, W).
+    ``crop=False`` keeps the whole resized image (for random crops in fine-tuning)."""
     if spec.channel_order == "GRAY":
         img = img.convert("L")
     else:
@@ -36,8 +37,9 @@ def prepare_image(img: Image.Image, spec: InputSpec) -> np.ndarray:
         img = img.resize((max(spec.width, round(w * scale)), max(spec.height, round(h * scale))),
                          Image.BILINEAR)
         w, h = img.size
-        left, top = (w - spec.width) // 2, (h - spec.height) // 2
-        img = img.crop((left, top, left + spec.width, top + spec.height))
+        if crop:
+            left, top = (w - spec.width) // 2, (h - spec.height) // 2
+            img = img.crop((left, top, left + spec.width, top + spec.height))
     else:
         img = img.resize((spec.width, spec.height), Image.BILINEAR)
     a = np.asarray(img, dtype=np.uint8)

@@ -111,3 +111,25 @@ def test_sqz_compress_report(tmp_path):
     assert abs(r["density"] - 0.5) < 0.01
     assert {"name", "stored", "bytes"} <= set(r["layers"][0])
     assert load_model(out).network.name == load_model(ROOT / "models/digits-squeezenet.npz").network.name
+
+
+def test_finetune_moves_only_the_shared_values():
+    pytest.importorskip("torch", reason="the PyTorch extra (pip install -e '.[train]')")
+    from golden.digits import load_digits_split
+    from golden.finetune import finetune_codebooks
+    teacher = digits_model()
+    student = C.share_weights(C.prune(teacher, 0.5), 4)
+    train_x = load_digits_split()[0]
+    images = [x for x in train_x[:200]]
+    losses = []
+    tuned = finetune_codebooks(student, teacher, images, steps=40, batch=16, lr=3e-3,
+                               progress=lambda step, loss: losses.append(loss))
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    moved = 0
+    for name, lw in tuned.layers.items():
+        before = student.layers[name]
+        assert lw.codebook[0] == 0.0 and len(lw.codebook) == 16
+        assert np.array_equal(lw.indices, before.indices)        # mask and codes kept
+        assert np.array_equal(lw.bias, before.bias)
+        moved += int(np.count_nonzero(lw.codebook != before.codebook))
+    assert moved > 0

@@ -1,0 +1,111 @@
+"""Trained quantisation without labels: fine-tune each layer's shared values by distillation.
+
+Deep Compression fine-tunes the shared values of a weight-shared network: the gradient of a
+shared value is the sum of the gradients of every weight that uses it. Here the labels are
+replaced by a teacher, the float model the compression started from: on unlabelled photos
+(random crops and flips of the folder's images), the student (the compressed model, whose only
+trainable parameters are the codebooks, entry 0 pinned at 0.0 so pruned weights stay pruned)
+learns to match the teacher's output distribution (KL divergence). Indices, biases and the
+pruning mask do not move: the file keeps its size.
+
+Needs the optional PyTorch extra. Deterministic for a given seed on one thread count.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .model import LayerWeights, Model
+from .torch_net import require_torch, torch_module
+
+__all__ = ["finetune_codebooks", "load_training_images"]
+
+
+def load_training_images(folder: str | Path, network, limit: int = 0) -> list[np.ndarray]:
+    """Every image in ``folder`` (JPEG/PNG), resized so its shorter side is the network's
+    resize size, as uint8 (C, H, W) in the network's channel order: crops come later."""
+    from PIL import Image
+
+    from .preprocess import prepare_image
+    spec = network.input
+    paths = sorted(p for p in Path(folder).iterdir()
+                   if p.suffix.lower() in (".jpeg", ".jpg", ".png"))
+    if limit:
+        paths = paths[:limit]
+    if not paths:
+        raise ValueError(f"{folder}: no JPEG or PNG images to fine-tune on")
+    images = []
+    for p in paths:
+        with Image.open(p) as img:
+            images.append(prepare_image(img, spec, crop=False))
+    return images
+
+
+def _crops(rng, images, spec, count):
+    """``count`` random (crop, flip) views, as the float network's input batch."""
+    from .preprocess import float_input
+    out = np.empty((count, spec.channels, spec.height, spec.width), np.float32)
+    for i in range(count):
+        img = images[int(rng.integers(len(images)))]
+        _, h, w = img.shape
+        y = int(rng.integers(0, h - spec.height + 1))
+        x = int(rng.integers(0, w - spec.width + 1))
+        view = img[:, y:y + spec.height, x:x + spec.width]
+        if rng.random() < 0.5:
+            view = view[:, :, ::-1]
+        out[i] = float_input(np.ascontiguousarray(view), spec)
+    return out
+
+
+def finetune_codebooks(student: Model, teacher: Model, images: list[np.ndarray],
+                       steps: int = 300, batch: int = 16, lr: float = 1e-4,
+                       temperature: float = 1.0, seed: int = 0, progress=None) -> Model:
+    """Adam on the codebooks of ``student`` against ``teacher``'s outputs; returns the model
+    with the fine-tuned codebooks."""
+    torch = require_torch()
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = student.network
+    spec = net.input
+
+    codebooks = {n: torch.nn.Parameter(torch.tensor(lw.codebook[1:], dtype=torch.float32))
+                 for n, lw in student.layers.items()}
+    indices = {n: torch.tensor(lw.indices.astype(np.int64)) for n, lw in student.layers.items()}
+    zero = torch.zeros(1)
+
+    def shared_weight(name, conv):
+        table = torch.cat([zero, codebooks[name]])          # entry 0 stays 0.0: pruned
+        return table[indices[name]]
+
+    s_net = torch_module(net, shared_weight)
+    t_net = torch_module(net)
+    for net_module, model in ((s_net, student), (t_net, teacher)):
+        for n, (w, b) in model.float_weights().items():
+            conv = net_module.convs[n.replace("/", "__")]
+            conv.weight.data = torch.tensor(w)
+            conv.bias.data = torch.tensor(b)
+            conv.weight.requires_grad_(False)
+            conv.bias.requires_grad_(False)
+    t_net.eval()
+    s_net.eval()
+    opt = torch.optim.Adam(codebooks.values(), lr=lr)
+    for step in range(steps):
+        x = torch.from_numpy(_crops(rng, images, spec, batch))
+        with torch.no_grad():
+            target = torch.log_softmax(t_net(x) / temperature, dim=1)
+        logp = torch.log_softmax(s_net(x) / temperature, dim=1)
+        loss = torch.nn.functional.kl_div(logp, target, log_target=True, reduction="batchmean")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if progress:
+            progress(step, float(loss.detach()))
+    layers = {}
+    for n, lw in student.layers.items():
+        cb = np.concatenate([[0.0], codebooks[n].detach().numpy()]).astype(np.float32)
+        # A value tuned onto exactly 0.0 would alias the pruned entry: nudge it off.
+        cb[1:][cb[1:] == 0.0] = np.float32(np.finfo(np.float32).tiny)
+        layers[n] = LayerWeights(cb, lw.indices, lw.bias, lw.stored, shared=True)
+    return Model(net, layers, student.source).check()
