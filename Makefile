@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 SHARED := ../shared
 MODEL_NET := $(SHARED)/models/squeezenet-v1.0-deep-compression/compressed_SqueezeNet.net
 IMAGE ?=
@@ -20,13 +21,18 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e ".[test]"
+	$(VENV)/bin/pip install --quiet -e .
+	touch $@
+
+# The tests also fine-tune and train (a two-point design sweep): pytest plus the PyTorch extra.
+$(TEST_STAMP): $(STAMP)
+	$(VENV)/bin/pip install --quiet -e ".[test,train]"
 	touch $@
 
 demo: $(STAMP)
 	$(VENV)/bin/sqz demo $(if $(IMAGE),--image $(IMAGE))
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(PY) -m pytest -n 2 -q
 
 # cocotb benches on the generated Verilog: SIM=verilator (default) or icarus, WAVES=1 for

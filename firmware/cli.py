@@ -240,6 +240,26 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def cmd_explore(args) -> int:
+    from tqdm import tqdm
+
+    from firmware.explore import explore
+    bar = tqdm(desc="design points", unit="point")
+
+    def progress(done, total):
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+    try:
+        rows = explore(args.config, args.out, args.jobs, progress)
+    finally:
+        bar.close()
+    print((Path(args.out) / "table.md").read_text(), end="")
+    print(f"wrote {args.out}/table.csv, table.md, accuracy_vs_size.png, accuracy_vs_cycles.png "
+          f"({len(rows)} points)")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from golden.digits import demo
     return demo(args.model, args.image, args.count)
@@ -357,6 +377,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--huffman", action="store_true", help=".sqz: Huffman-code the entries")
     sp.add_argument("--out", required=True)
     sp.set_defaults(func=cmd_convert)
+
+    sp = sub.add_parser(
+        "explore", help="sweep Fire metaparameters: accuracy, size and cycles, Pareto plots",
+        description="Train and measure a grid of digits SqueezeNets (SR, pct3x3, bypass; see "
+        "configs/explore-digits.json), in parallel, cached in OUT/points/ so a rerun resumes. "
+        "Writes OUT/table.csv, OUT/table.md and plots of accuracy against compressed size and "
+        "against device cycles with the Pareto front. Needs the PyTorch extra.")
+    sp.add_argument("config", help="sweep settings (JSON)")
+    sp.add_argument("--out", required=True, help="output folder")
+    sp.add_argument("--jobs", type=int, default=None, help="parallel points (default: cores)")
+    sp.set_defaults(func=cmd_explore)
 
     sp = sub.add_parser("demo", help="classify held-out digits (and --image) with the default model")
     model_arg(sp, required=False)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .network import digits_net
+from .network import Network, digits_net
 
 __all__ = ["load_digits_split", "calibration_set", "demo"]
 
@@ -36,6 +36,38 @@ def load_digits_split():
     n_test = int(round(len(x) * TEST_FRACTION))
     test, train = order[:n_test], order[n_test:]
     return x[train], y[train], x[test], y[test]
+
+
+def train(net: Network, epochs: int = 40, seed: int = 0, lr: float = 3e-3, batch: int = 32,
+          log=print) -> Model:
+    """Adam with a one-cycle learning-rate schedule, cross-entropy, seeded, one CPU thread."""
+    from .model import Model
+    from .torch_net import require_torch, torch_module
+    torch = require_torch()
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)
+    train_x, train_y, _, _ = load_digits_split()
+    x = torch.tensor(train_x, dtype=torch.float32) / 255.0     # the network's input std is 255
+    y = torch.tensor(train_y)
+    m = torch_module(net)
+    steps = epochs * ((len(x) + batch - 1) // batch)
+    opt = torch.optim.Adam(m.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
+    for epoch in range(epochs):
+        m.train()
+        perm = torch.randperm(len(x))
+        total = 0.0
+        for i in range(0, len(x), batch):
+            idx = perm[i:i + batch]
+            loss = torch.nn.functional.cross_entropy(m(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+        if (epoch + 1) % 10 == 0:
+            log(f"epoch {epoch + 1}: loss {total / len(x):.4f}")
+    return Model.from_float(net, m.weights(), "digits (trained by tools/train_digits.py)")
 
 
 def calibration_set(count: int = 10) -> list[np.ndarray]:

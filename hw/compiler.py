@@ -260,3 +260,31 @@ def fire_expected_cycles(descs, cfg: AcceleratorConfig) -> int:
     """The Fire unit's cycle count: three engine runs plus the sequencer's per-pass cycles."""
     from .fire import PASS_OVERHEAD
     return sum(expected_cycles(d, cfg) + PASS_OVERHEAD for d in descs)
+
+
+# ---- a whole network ----------------------------------------------------------------------
+
+def network_cycles(network, cfg: AcceleratorConfig) -> dict[str, int]:
+    """Cycles of every convolution unit of ``network`` on the hardware (the cycle models
+    above: a Fire module as one Fire unit run, other convolutions as single engine runs),
+    keyed by node name. Pooling and the bypass add are not hardware units yet and are not
+    counted. The requantisation constants do not change cycles, so none are needed."""
+    from golden.network import Bypass, Conv, Fire
+    shapes = network.shapes()
+    cycles = {}
+    for i, node in enumerate(network.nodes):
+        srcs = network.node_inputs(i)
+        c, h, w = shapes[srcs[-1] if isinstance(node, Bypass) else srcs[0]]
+        descs = [_spec_descriptor(spec, h, w) for spec in node.convs()]
+        if isinstance(node, Fire):
+            cycles[node.name] = fire_expected_cycles(descs, cfg)
+        elif isinstance(node, (Conv, Bypass)) and descs:
+            cycles[node.name] = sum(expected_cycles(d, cfg) for d in descs)
+    return cycles
+
+
+def _spec_descriptor(spec, h: int, w: int) -> LayerDescriptor:
+    oh = (h + 2 * spec.pad - spec.kernel) // spec.stride + 1
+    ow = (w + 2 * spec.pad - spec.kernel) // spec.stride + 1
+    return LayerDescriptor(spec.in_channels, spec.out_channels, h, w, oh, ow, spec.kernel,
+                           spec.stride, spec.pad, mult=1 << 15, shift=16)

@@ -14,40 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from golden.digits import accuracy, load_digits_split  # noqa: E402
-from golden.model import Model, save_model  # noqa: E402
-from golden.network import Network, digits_net  # noqa: E402
-from golden.torch_net import torch_module  # noqa: E402
-
-
-def train(net: Network, epochs: int = 40, seed: int = 0, lr: float = 3e-3, batch: int = 32,
-          log=print) -> Model:
-    """Adam with a one-cycle learning-rate schedule, cross-entropy, seeded, one CPU thread."""
-    import torch
-    torch.manual_seed(seed)
-    torch.set_num_threads(1)
-    train_x, train_y, _, _ = load_digits_split()
-    x = torch.tensor(train_x, dtype=torch.float32) / 255.0     # the network's input std is 255
-    y = torch.tensor(train_y)
-    m = torch_module(net)
-    steps = epochs * ((len(x) + batch - 1) // batch)
-    opt = torch.optim.Adam(m.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
-    for epoch in range(epochs):
-        m.train()
-        perm = torch.randperm(len(x))
-        total = 0.0
-        for i in range(0, len(x), batch):
-            idx = perm[i:i + batch]
-            loss = torch.nn.functional.cross_entropy(m(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        if (epoch + 1) % 10 == 0:
-            log(f"epoch {epoch + 1}: loss {total / len(x):.4f}")
-    return Model.from_float(net, m.weights(), "digits (trained by tools/train_digits.py)")
+from golden.digits import accuracy, train  # noqa: E402
+from golden.model import save_model  # noqa: E402
+from golden.network import digits_net  # noqa: E402
 
 
 def main() -> int:
