@@ -175,6 +175,7 @@ def _plot(rows: list[dict], out: Path) -> None:
                             vmin=0, vmax=1, label=f"bypass: {bypass}")
         front = sorted((r for r in rows if r[flag]), key=lambda r: r[cost])
         ax.plot([r[cost] for r in front], [100 * r["int_accuracy"] for r in front], "r--",
+                drawstyle="steps-post",
                 label="Pareto front")
         for r in rows:
             ax.annotate(f"{r['pct3x3']:g}", (r[cost], 100 * r["int_accuracy"]), fontsize=6,
