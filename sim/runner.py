@@ -46,6 +46,7 @@ BENCHES = {
     # bench name -> (top-level factory, HDL name, cocotb module, configuration profile)
     "conv_layer": ("hw.conv_layer:ConvLayer", "conv_layer", "sim.test_conv_layer", "bench"),
     "fire": ("hw.fire:FireUnit", "fire_unit", "sim.test_fire", "bench"),
+    "stream_units": ("sim.tops:StreamUnits", "stream_units", "sim.test_stream_units", "bench"),
 }
 # Run on request only (make sim-report): whole real layers, minutes of simulation.
 REPORTS = {

@@ -7,7 +7,7 @@ from __future__ import annotations
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
+from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
 
 from hw.compiler import unpack_feature_map
 
@@ -86,3 +86,83 @@ def scoreboard(layer: str, got: np.ndarray, want: np.ndarray) -> None:
         o, y, x = bad[0]
         raise AssertionError(f"layer {layer}: {len(bad)} bytes differ; first at channel {o}, "
                              f"row {y}, column {x}: hardware {got[o, y, x]}, golden {want[o, y, x]}")
+
+
+def pack_lanes(values, bits: int) -> int:
+    """Lanes (lane 0 in the low bits) as one integer; negative values in two's complement."""
+    mask = (1 << bits) - 1
+    return sum((int(v) & mask) << (bits * t) for t, v in enumerate(values))
+
+
+def unpack_lanes(word: int, bits: int, lanes: int) -> list[int]:
+    mask = (1 << bits) - 1
+    return [(word >> (bits * t)) & mask for t in range(lanes)]
+
+
+class StreamDriver:
+    """Source of an amaranth.lib.stream port flattened to ``<name>_{valid,ready,payload}``:
+    offers the beats in order, idling a cycle with probability ``idle`` before each.
+
+    Timing: signals change just after a falling clock edge; ``ready`` is sampled once the
+    cycle has settled; the beat moves at the next rising edge if it was high."""
+
+    def __init__(self, dut, name: str, rng, idle: float = 0.0):
+        self.valid = getattr(dut, f"{name}_valid")
+        self.ready = getattr(dut, f"{name}_ready")
+        self.payload = getattr(dut, f"{name}_payload")
+        self.clk, self.rng, self.idle = dut.clk, rng, idle
+        self.valid.value = 0
+
+    async def send(self, beats):
+        for beat in beats:
+            await FallingEdge(self.clk)
+            while self.rng.random() < self.idle:
+                self.valid.value = 0
+                await FallingEdge(self.clk)
+            self.valid.value = 1
+            self.payload.value = beat
+            while True:
+                await ReadOnly()
+                taken = int(self.ready.value) == 1
+                await RisingEdge(self.clk)
+                if taken:
+                    break
+                await FallingEdge(self.clk)
+        await FallingEdge(self.clk)
+        self.valid.value = 0
+
+
+class StreamMonitor:
+    """Sink of a flattened stream port: takes ``count`` beats, holding ``ready`` low with
+    probability ``stall`` each cycle (backpressure), and checks that an offered beat does not
+    change or vanish before it is taken. Timing as StreamDriver."""
+
+    def __init__(self, dut, name: str, rng, stall: float = 0.0):
+        self.valid = getattr(dut, f"{name}_valid")
+        self.ready = getattr(dut, f"{name}_ready")
+        self.payload = getattr(dut, f"{name}_payload")
+        self.clk, self.rng, self.stall = dut.clk, rng, stall
+        self.ready.value = 0
+
+    async def receive(self, count: int, timeout_cycles: int = 1_000_000) -> list[int]:
+        got, offered = [], None
+        for _ in range(timeout_cycles):
+            if len(got) == count:
+                break
+            await FallingEdge(self.clk)
+            ready = self.rng.random() >= self.stall
+            self.ready.value = int(ready)
+            await ReadOnly()
+            if int(self.valid.value):
+                beat = int(self.payload.value)
+                assert offered is None or beat == offered, "an offered beat changed"
+                offered = None if ready else beat
+                if ready:
+                    got.append(beat)
+            else:
+                assert offered is None, "an offered beat was withdrawn"
+            await RisingEdge(self.clk)
+        await FallingEdge(self.clk)
+        self.ready.value = 0
+        assert len(got) == count, f"{len(got)} of {count} beats arrived"
+        return got
