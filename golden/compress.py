@@ -30,7 +30,8 @@ import numpy as np
 from .model import LayerWeights, Model, ModelFormatError
 from .network import Network
 
-__all__ = ["PAPER_DENSITY", "prune", "share_weights", "sparse_entries", "net_bytes",
+__all__ = ["PAPER_DENSITY", "prune", "share_weights", "sparse_entries", "fixed_layout_bytes",
+           "net_bytes",
            "write_deep_compression", "packed_bytes", "write_packed", "read_packed",
            "huffman_lengths", "huffman_encode", "huffman_decode", "size_report"]
 
@@ -120,22 +121,36 @@ def share_weights(model: Model, bits: int, iterations: int = 50) -> Model:
 
 # ---- the sparse entry encoding --------------------------------------------------------------
 
-def sparse_entries(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def sparse_entries(indices: np.ndarray, gap_bits: int = GAP_BITS) -> tuple[np.ndarray, np.ndarray]:
     """(codes, gaps) of a layer's stored entries: every non-zero index, in flat Caffe order,
-    with the number of zeros skipped before it (at most 15; longer runs get filler entries of
-    code 0 placed 16 positions on)."""
+    with the number of zeros skipped before it (at most 2**gap_bits - 1, 15 in the files;
+    longer runs get filler entries of code 0 placed 2**gap_bits positions on)."""
+    span = 1 << gap_bits
     flat = indices.ravel()
     nz = np.flatnonzero(flat)
     prev = np.concatenate([[-1], nz[:-1]])
     run = nz - prev - 1                            # zeros before each non-zero entry
-    fillers = run // (MAX_GAP + 1)                 # filler entries needed before it
+    fillers = run // span                          # filler entries needed before it
     total = len(nz) + int(fillers.sum())
     codes = np.zeros(total, np.uint16)
-    gaps = np.full(total, MAX_GAP, np.uint8)
+    gaps = np.full(total, span - 1, np.uint8)
     at = np.arange(len(nz)) + np.cumsum(fillers)   # where each real entry lands
     codes[at] = flat[nz]
-    gaps[at] = run - fillers * (MAX_GAP + 1)
+    gaps[at] = run - fillers * span
     return codes, gaps
+
+
+def fixed_layout_bytes(model: Model, gap_bits: int) -> int:
+    """Size of the plain .sqz file if its gaps were ``gap_bits`` wide instead of 4 (more or
+    fewer filler entries): the what-if behind docs/COMPRESSION.md. Equals the real file's size
+    at 4 bits."""
+    bits = _index_bits(model)
+    total = len(_header(model, False, bits))
+    for spec in model.network.convs():
+        n = len(sparse_entries(model.layers[spec.name].indices, gap_bits)[0])
+        total += 4 + (4 << bits) + 4 * spec.out_channels
+        total += (n * bits + 7) // 8 + (n * gap_bits + 7) // 8
+    return total
 
 
 def _positions(gaps: np.ndarray) -> np.ndarray:
@@ -307,9 +322,7 @@ def packed_bytes(model: Model, huffman: bool = False) -> tuple[bytes, list[dict]
     the layer's section, and of its codes and its gaps (with Huffman: tables and streams)."""
     bits = _index_bits(model)
     out = io.BytesIO()
-    net = model.network.to_json().encode()
-    out.write(MAGIC + struct.pack("<BBBB", VERSION, int(huffman), bits, 0))
-    out.write(struct.pack("<I", len(net)) + net)
+    out.write(_header(model, huffman, bits))
     per_layer = []
     for spec in model.network.convs():
         lw = model.layers[spec.name]
@@ -332,6 +345,12 @@ def packed_bytes(model: Model, huffman: bool = False) -> tuple[bytes, list[dict]
                           "bytes": out.tell() - start, "code_bytes": len(sections[0]),
                           "gap_bytes": len(sections[1])})
     return out.getvalue(), per_layer
+
+
+def _header(model: Model, huffman: bool, bits: int) -> bytes:
+    net = model.network.to_json().encode()
+    return (MAGIC + struct.pack("<BBBB", VERSION, int(huffman), bits, 0)
+            + struct.pack("<I", len(net)) + net)
 
 
 def write_packed(model: Model, path: str | Path, huffman: bool = False) -> list[dict]:
@@ -407,4 +426,6 @@ def size_report(model: Model, bits: int, huffman: bool, data: bytes,
     if all("code_bytes" in p for p in per_layer):
         report["code_bytes"] = sum(p["code_bytes"] for p in per_layer)
         report["gap_bytes"] = sum(p["gap_bytes"] for p in per_layer)
+        if not huffman:
+            report["bytes_with_gap_bits"] = {g: fixed_layout_bytes(model, g) for g in (2, 3, 4, 5)}
     return report

@@ -133,3 +133,11 @@ def test_finetune_moves_only_the_shared_values():
         assert np.array_equal(lw.bias, before.bias)
         moved += int(np.count_nonzero(lw.codebook != before.codebook))
     assert moved > 0
+
+
+def test_fixed_layout_what_if_matches_the_real_file_at_4_bits():
+    model = C.share_weights(C.prune(digits_model(), 0.4), 6)
+    data, _ = C.packed_bytes(model)
+    assert C.fixed_layout_bytes(model, 4) == len(data)
+    sizes = [C.fixed_layout_bytes(model, g) for g in (1, 2, 3, 4, 5, 8)]
+    assert len(set(sizes)) > 1

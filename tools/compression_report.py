@@ -61,6 +61,10 @@ def main() -> int:
         lines += ["", "6-bit, Huffman coding of one stream only (from the two reports): codes "
                   f"{codes_only:,} bytes ({codes_only / MIB:.3f} MiB), gaps {gaps_only:,} bytes "
                   f"({gaps_only / MIB:.3f} MiB)."]
+    if six and "bytes_with_gap_bits" in six:
+        what_if = ", ".join(f"{g}-bit gaps {b / MIB:.3f} MiB"
+                            for g, b in six["bytes_with_gap_bits"].items())
+        lines += ["", f"6-bit with other fixed gap widths: {what_if}."]
     lines += ["", "Accuracy on the held-out half of ../shared/imagenet-sample (250 photos); "
               "fine-tuning used only the other half."]
     (d / "report.md").write_text("\n".join(lines) + "\n")
