@@ -23,7 +23,9 @@ output bytes being written: ``LATENCY`` cycles plus the drain position):
     S2  codebook values x activations: PO*PC products
     S3  PC-input adder tree per output lane; bias read
     S4  accumulate (first step of a pixel starts from the bias); last step snapshots PO sums
-    R1..R2  PC requantisation lanes drain the PO sums, PO/PC cycles; R3 writes PC bytes
+    R1..R4  PC requantisation lanes drain the PO sums, PO/PC cycles: R1 two half products
+            (one 18x18 multiplier each), R2 their sum, R3 round and shift, R4 clamp; then
+            PC bytes are written
 
 If a pixel has fewer steps than the drain needs (CG*k*k < PO/PC), the counters insert idle
 cycles so that sums never arrive faster than they drain; ``cycles`` counts them.
@@ -40,9 +42,9 @@ from .config import AcceleratorConfig
 __all__ = ["ConvEngine", "LATENCY"]
 
 # Cycles counted after the issue of a layer's last step, beyond the drain's PO/PC cycles:
-# S1..S4 (4), R1..R2 (2), the cycle that sees the pipeline empty and the one in which ``busy``
+# S1..S4 (4), R1..R4 (4), the cycle that sees the pipeline empty and the one in which ``busy``
 # drops; ``done`` is high in the cycle after.
-LATENCY = 8
+LATENCY = 10
 
 
 def _bits(n: int) -> int:
@@ -148,7 +150,8 @@ class ConvEngine(wiring.Component):
         x0 = Signal(signed(13))
         row_addr = Signal(signed(22))    # address of (y0, 0) in channel group 0
         fm_addr = Signal(signed(22))     # address of (y0 + ki, x0 + kj) in channel group cg
-        og_weight = Signal(16)           # first weight word of the current output group
+        og_weight = Signal(16)           # weight word where the current output group starts
+        w_addr = Signal(16)              # og_weight + step_in_pixel: the word being read
         pixel = Signal(20)               # oy * out_w + ox, counted
 
         yy = Signal(signed(13))
@@ -156,8 +159,7 @@ class ConvEngine(wiring.Component):
         m.d.comb += [yy.eq(y0 + ki), xx.eq(x0 + kj)]
         inside = Signal()
         m.d.comb += inside.eq((yy >= 0) & (yy < self.in_h) & (xx >= 0) & (xx < self.in_w))
-        m.d.comb += [self.fm_rd_addr.eq(fm_addr),
-                     w_rd.addr.eq(self.weight_base + og_weight + step_in_pixel)]
+        m.d.comb += [self.fm_rd_addr.eq(fm_addr), w_rd.addr.eq(w_addr)]
         first = Signal()
         last_step = Signal()
         m.d.comb += [first.eq((cg == 0) & (ki == 0) & (kj == 0)),
@@ -176,20 +178,22 @@ class ConvEngine(wiring.Component):
         with m.If(self.start & ~busy):
             m.d.sync += [busy.eq(1), running.eq(1), cycles.eq(1), og.eq(0), oy.eq(0), ox.eq(0),
                          cg.eq(0), ki.eq(0), kj.eq(0), gap.eq(0), step_in_pixel.eq(0),
-                         y0.eq(neg_pad), x0.eq(neg_pad), og_weight.eq(0), pixel.eq(0),
+                         y0.eq(neg_pad), x0.eq(neg_pad), og_weight.eq(self.weight_base),
+                         w_addr.eq(self.weight_base), pixel.eq(0),
                          row_addr.eq(self.pixel_origin), fm_addr.eq(self.pixel_origin),
                          og_out.eq(self.out_base_word)]
         with m.Elif(running & (gap != 0)):
             m.d.sync += gap.eq(gap - 1)
         with m.Elif(s0_valid):
-            m.d.sync += step_in_pixel.eq(step_in_pixel + 1)
+            m.d.sync += [step_in_pixel.eq(step_in_pixel + 1), w_addr.eq(w_addr + 1)]
             with m.If(kj == self.kernel - 1):
                 m.d.sync += kj.eq(0)
                 with m.If(ki == self.kernel - 1):
                     m.d.sync += ki.eq(0)
                     with m.If(cg == cgroups - 1):
                         # Pixel finished: owe idle cycles if the drain is longer than the pixel.
-                        m.d.sync += [cg.eq(0), step_in_pixel.eq(0), pixel.eq(pixel + 1)]
+                        m.d.sync += [cg.eq(0), step_in_pixel.eq(0), pixel.eq(pixel + 1),
+                                     w_addr.eq(og_weight)]
                         with m.If(steps < drain):
                             m.d.sync += gap.eq(drain - steps)
                         with m.If(ox == self.out_w - 1):
@@ -199,6 +203,7 @@ class ConvEngine(wiring.Component):
                                              row_addr.eq(self.pixel_origin),
                                              fm_addr.eq(self.pixel_origin),
                                              og_weight.eq(og_weight + steps),
+                                             w_addr.eq(og_weight + steps),
                                              og_out.eq(og_out + self.out_group_step)]
                                 with m.If(og == ogroups - 1):
                                     m.d.sync += running.eq(0)
@@ -226,11 +231,10 @@ class ConvEngine(wiring.Component):
                      s1.last.eq(last_step), s1.og.eq(og), s1.out_word.eq(og_out + pixel)]
 
         # ---- S1: activations and indices arrive; read codebooks ------------------------------
-        table_base = Signal(16)
-        m.d.comb += table_base.eq(self.codebook_table << ib)
         for lane in range(po * pc):
             idx = w_rd.data[lane * ib:(lane + 1) * ib]
-            m.d.comb += cb_rd[lane].addr.eq(table_base + idx)
+            # table * 2**ib + idx, as wires: no adder in front of the codebook memories.
+            m.d.comb += cb_rd[lane].addr.eq(Cat(idx, self.codebook_table))
         x1 = Signal(data.ArrayLayout(cfg.act_bits, pc))
         for t in range(pc):
             m.d.sync += x1[t].eq(Mux(s1.inside, self.fm_rd_data[t], 0))
@@ -261,53 +265,64 @@ class ConvEngine(wiring.Component):
             with m.If(s4.valid):
                 m.d.sync += acc[o].eq(nxt[o])
 
-        result = [Signal(signed(cfg.acc_bits), name=f"result{o}") for o in range(po)]
+        # The drain is a shift register: the last step of a pixel loads its PO sums; each
+        # drain cycle moves them down by PC, so requantisation lane t always reads entry t
+        # (no multiplexer in front of the multipliers).
+        drain_regs = [Signal(signed(cfg.acc_bits), name=f"drain{o}") for o in range(po)]
         drain_word = Signal(22)          # output word of drain step d: one per bank
         draining = Signal()
         d = Signal(range(drain + 1))
         with m.If(s4.valid & s4.last):
-            m.d.sync += [result[o].eq(nxt[o]) for o in range(po)]
+            m.d.sync += [drain_regs[o].eq(nxt[o]) for o in range(po)]
             m.d.sync += [drain_word.eq(s4.out_word), draining.eq(1), d.eq(0)]
         with m.Elif(draining):
+            m.d.sync += [drain_regs[o].eq(drain_regs[o + pc]) for o in range(po - pc)]
             m.d.sync += drain_word.eq(drain_word + self.out_plane)
             with m.If(d == drain - 1):
                 m.d.sync += draining.eq(0)
             with m.Else():
                 m.d.sync += d.eq(d + 1)
 
-        # ---- R1..R3: PC requantisation lanes ---------------------------------------------------
-        # Lane t takes output lane d*PC + t, which lives in bank t at ``drain_word``.
-        half = Signal(48)
-        m.d.comb += half.eq((Const(1, 48) << self.shift) >> 1)
-        r1_valid = Signal()
-        r1_addr = Signal(self.fm_addr_bits)
-        r1_prod = [Signal(signed(cfg.requant_product_bits + 1), name=f"rq_prod{t}")
-                   for t in range(pc)]
-        m.d.sync += [r1_valid.eq(draining), r1_addr.eq(drain_word)]
+        # ---- R1..R4: PC requantisation lanes ---------------------------------------------------
+        # Lane t takes the sum in drain_regs[t] (output lane d*PC + t, bank t, ``drain_word``).
+        # y = clamp((acc * M + 2**(S-1)) >> S): the ACC_BITS x MULT_BITS product is split in two
+        # halves that each fit one 18x18 hard multiplier (R1), recombined (R2), rounded and
+        # shifted (R3) and clamped (R4); every stage registered, for the clock rate.
+        lo_bits = 16
+        hi_bits = cfg.acc_bits - lo_bits
+        width = cfg.requant_product_bits + 2
+        stage_valid = [Signal(name=f"rq_valid{k}") for k in range(4)]
+        stage_addr = [Signal(self.fm_addr_bits, name=f"rq_addr{k}") for k in range(4)]
+        m.d.sync += [stage_valid[0].eq(draining), stage_addr[0].eq(drain_word)]
+        for k in range(1, 4):
+            m.d.sync += [stage_valid[k].eq(stage_valid[k - 1]), stage_addr[k].eq(stage_addr[k - 1])]
+        half = Signal(width)
+        m.d.comb += half.eq((Const(1, width) << self.shift) >> 1)
+        r4_byte = Signal(data.ArrayLayout(cfg.act_bits, pc))
         for t in range(pc):
-            value = Array(result[k * pc + t] for k in range(drain))[d]
-            m.d.sync += r1_prod[t].eq(value * self.mult)
-        r2_valid = Signal()
-        r2_addr = Signal(self.fm_addr_bits)
-        r2_byte = Signal(data.ArrayLayout(cfg.act_bits, pc))
-        m.d.sync += [r2_valid.eq(r1_valid), r2_addr.eq(r1_addr)]
-        for t in range(pc):
-            shifted = Signal(signed(cfg.requant_product_bits + 2), name=f"rq_shift{t}")
-            m.d.comb += shifted.eq((r1_prod[t] + half) >> self.shift)
+            value = drain_regs[t]
+            p_lo = Signal(lo_bits + cfg.mult_bits, name=f"rq_lo{t}")
+            p_hi = Signal(signed(hi_bits + cfg.mult_bits + 1), name=f"rq_hi{t}")
+            m.d.sync += [p_lo.eq(value[:lo_bits] * self.mult),
+                         p_hi.eq(value[lo_bits:].as_signed() * self.mult)]
+            product = Signal(signed(width), name=f"rq_prod{t}")
+            m.d.sync += product.eq((p_hi << lo_bits) + p_lo)
+            shifted = Signal(signed(width), name=f"rq_shift{t}")
+            m.d.sync += shifted.eq((product + half) >> self.shift)
             with m.If(shifted < 0):
-                m.d.sync += r2_byte[t].eq(0)
+                m.d.sync += r4_byte[t].eq(0)
             with m.Elif(shifted > 255):
-                m.d.sync += r2_byte[t].eq(255)
+                m.d.sync += r4_byte[t].eq(255)
             with m.Else():
-                m.d.sync += r2_byte[t].eq(shifted[:8])
-        m.d.comb += [self.fm_wr_addr.eq(Cat(r2_addr for _ in range(pc))),
-                     self.fm_wr_data.eq(r2_byte),
-                     self.fm_wr_en.eq(Mux(r2_valid, (1 << pc) - 1, 0))]
+                m.d.sync += r4_byte[t].eq(shifted[:8])
+        m.d.comb += [self.fm_wr_addr.eq(Cat(stage_addr[3] for _ in range(pc))),
+                     self.fm_wr_data.eq(r4_byte),
+                     self.fm_wr_en.eq(Mux(stage_valid[3], (1 << pc) - 1, 0))]
 
         # ---- done: nothing left in flight -------------------------------------------------------
         idle = Signal()
         m.d.comb += idle.eq(~running & ~s1.valid & ~s2.valid & ~s3.valid & ~s4.valid
-                            & ~draining & ~r1_valid & ~r2_valid)
+                            & ~draining & ~Cat(stage_valid).any())
         # ``done`` is registered: a combinational pulse would glitch in event-driven simulators
         # while ``busy`` and ``running`` update in the same time step.
         done = Signal()
