@@ -77,8 +77,11 @@ def run(sim: str = "verilator", waves: bool = False, cases: int | None = None,
         build_dir = BUILD / f"{hdl}-{profile}-{sim}-{mac_units}"
         src = write_verilog(top, hdl, build_dir)
         runner = get_runner(sim)
+        # Icarus: Verilog-2005 semantics, under which a variable's initialiser is an event at
+        # time 0. The generated Verilog relies on it to run every combinational block once
+        # (under -g2012 a block whose inputs never change stays X).
         args = (["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O2"]
-                if sim == "verilator" else [])
+                if sim == "verilator" else ["-g2005"])
         runner.build(sources=[src], hdl_toplevel=hdl, build_dir=build_dir, build_args=args,
                      waves=waves, always=False, timescale=("1ns", "1ps"))
         env = {"SQZ_MAC_UNITS": str(mac_units), "SQZ_SIM_PROFILE": profile,

@@ -74,7 +74,9 @@ class HostTB:
             d.host_rd_addr.value = min(a, words - 1)
             await RisingEdge(d.clk)
             if a:
-                row = int(d.host_rd_data.value)
+                value = d.host_rd_data.value
+                assert value.is_resolvable, f"output word {a - 1} is undefined: {value}"
+                row = int(value)
                 for t in range(cfg.pc):
                     banks[t][a - 1] = (row >> (8 * t)) & 0xFF
         return unpack_feature_map(banks, shape, cfg)

@@ -44,6 +44,12 @@ def unframe(beats, c, h, w, bits=8) -> np.ndarray:
 
 
 async def start(dut):
+    # Every input defined from the first edge (handshakes idle, descriptors zero): an undriven
+    # input is X in an event-driven simulator and would be latched into the pipelines.
+    for name in ("mp_i_valid", "mp_o_ready", "gs_i_valid", "gs_o_ready", "ba_a_valid",
+                 "ba_b_valid", "ba_o_ready", "mp_in_h", "mp_in_w", "mp_out_h", "mp_out_w",
+                 "gs_pixels", "ba_mult_a", "ba_mult_b", "ba_shift"):
+        getattr(dut, name).value = 0
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     dut.rst.value = 1
     for _ in range(2):
