@@ -19,10 +19,12 @@ Pipeline (one step per cycle, throughput 1 step/cycle; latency from the step's i
 output bytes being written: ``LATENCY`` cycles plus the drain position):
 
     S0  counters -> feature-map and weight addresses (memories read synchronously)
-    S1  feature-map bytes (zero outside the image) and weight indices -> codebook reads
-    S2  codebook values x activations: PO*PC products
-    S3  PC-input adder tree per output lane; bias read
-    S4  accumulate (first step of a pixel starts from the bias); last step snapshots PO sums
+    S1  feature-map bytes (zero outside the image) and the weight word, registered
+    S2  codebook reads (one per multiplier)
+    S3  codebook values registered
+    S4  codebook values x activations: PO*PC products; bias read
+    S5  PC-input adder tree per output lane; bias registered
+    S6  accumulate (first step of a pixel starts from the bias); last step snapshots PO sums
     R1..R4  PC requantisation lanes drain the PO sums, PO/PC cycles: R1 two half products
             (one 18x18 multiplier each), R2 their sum, R3 round and shift, R4 clamp; then
             PC bytes are written
@@ -42,9 +44,9 @@ from .config import AcceleratorConfig
 __all__ = ["ConvEngine", "LATENCY"]
 
 # Cycles counted after the issue of a layer's last step, beyond the drain's PO/PC cycles:
-# S1..S4 (4), R1..R4 (4), the cycle that sees the pipeline empty and the one in which ``busy``
+# S1..S6 (6), R1..R4 (4), the cycle that sees the pipeline empty and the one in which ``busy``
 # drops; ``done`` is high in the cycle after.
-LATENCY = 10
+LATENCY = 12
 
 
 def _bits(n: int) -> int:
@@ -230,39 +232,59 @@ class ConvEngine(wiring.Component):
         m.d.sync += [s1.valid.eq(s0_valid), s1.inside.eq(inside), s1.first.eq(first),
                      s1.last.eq(last_step), s1.og.eq(og), s1.out_word.eq(og_out + pixel)]
 
-        # ---- S1: activations and indices arrive; read codebooks ------------------------------
-        for lane in range(po * pc):
-            idx = w_rd.data[lane * ib:(lane + 1) * ib]
-            # table * 2**ib + idx, as wires: no adder in front of the codebook memories.
-            m.d.comb += cb_rd[lane].addr.eq(Cat(idx, self.codebook_table))
+        def delayed(prev, name):
+            nxt_ctrl = Signal(ctrl, name=name)
+            m.d.sync += nxt_ctrl.eq(prev)
+            return nxt_ctrl
+
+        # ---- S1: the weight word and the activations arrive; both are registered ---------------
+        # (A memory's output goes straight into a register on every path: the block RAMs'
+        # clock-to-output time is a third of a 100 MHz cycle by itself.)
+        w1 = Signal(po * pc * ib)
+        m.d.sync += w1.eq(w_rd.data)
         x1 = Signal(data.ArrayLayout(cfg.act_bits, pc))
         for t in range(pc):
             m.d.sync += x1[t].eq(Mux(s1.inside, self.fm_rd_data[t], 0))
-        s2 = Signal(ctrl)
-        m.d.sync += s2.eq(s1)
+        s2 = delayed(s1, "s2")
 
-        # ---- S2: products ----------------------------------------------------------------------
+        # ---- S2: codebook reads ------------------------------------------------------------------
+        for lane in range(po * pc):
+            idx = w1[lane * ib:(lane + 1) * ib]
+            # table * 2**ib + idx, as wires: no adder in front of the codebook memories.
+            m.d.comb += cb_rd[lane].addr.eq(Cat(idx, self.codebook_table))
+        x2 = Signal.like(x1)
+        m.d.sync += x2.eq(x1)
+        s3 = delayed(s2, "s3")
+
+        # ---- S3: codebook values registered ---------------------------------------------------
+        values = [Signal(signed(vb), name=f"value{lane}") for lane in range(po * pc)]
+        m.d.sync += [values[lane].eq(cb_rd[lane].data) for lane in range(po * pc)]
+        x3 = Signal.like(x1)
+        m.d.sync += x3.eq(x2)
+        s4 = delayed(s3, "s4")
+
+        # ---- S4: products; bias read ---------------------------------------------------------
         prod = [Signal(signed(cfg.product_bits + 1), name=f"prod{lane}") for lane in range(po * pc)]
         for lane in range(po * pc):
-            m.d.sync += prod[lane].eq(cb_rd[lane].data * x1[lane % pc])
-        s3 = Signal(ctrl)
-        m.d.sync += s3.eq(s2)
+            m.d.sync += prod[lane].eq(values[lane] * x3[lane % pc])
+        for o in range(po):
+            m.d.comb += bias_rd[o].addr.eq(self.bias_base + s4.og)
+        s5 = delayed(s4, "s5")
 
-        # ---- S3: adder tree over the PC input lanes; bias read ---------------------------------
+        # ---- S5: adder tree over the PC input lanes; bias registered ------------------------
         sums = [Signal(signed(cfg.acc_bits), name=f"sum{o}") for o in range(po)]
         for o in range(po):
             m.d.sync += sums[o].eq(sum(prod[o * pc + t] for t in range(pc)))
-        for o in range(po):
-            m.d.comb += bias_rd[o].addr.eq(self.bias_base + s3.og)
-        s4 = Signal(ctrl)
-        m.d.sync += s4.eq(s3)
+        bias_q = [Signal(signed(cfg.acc_bits), name=f"bias{o}") for o in range(po)]
+        m.d.sync += [bias_q[o].eq(bias_rd[o].data) for o in range(po)]
+        s6 = delayed(s5, "s6")
 
-        # ---- S4: accumulate; the last step of a pixel hands the sums to the drain ------------
+        # ---- S6: accumulate; the last step of a pixel hands the sums to the drain ------------
         acc = [Signal(signed(cfg.acc_bits), name=f"acc{o}") for o in range(po)]
         nxt = [Signal(signed(cfg.acc_bits), name=f"acc_next{o}") for o in range(po)]
         for o in range(po):
-            m.d.comb += nxt[o].eq(Mux(s4.first, bias_rd[o].data, acc[o]) + sums[o])
-            with m.If(s4.valid):
+            m.d.comb += nxt[o].eq(Mux(s6.first, bias_q[o], acc[o]) + sums[o])
+            with m.If(s6.valid):
                 m.d.sync += acc[o].eq(nxt[o])
 
         # The drain is a shift register: the last step of a pixel loads its PO sums; each
@@ -272,9 +294,9 @@ class ConvEngine(wiring.Component):
         drain_word = Signal(22)          # output word of drain step d: one per bank
         draining = Signal()
         d = Signal(range(drain + 1))
-        with m.If(s4.valid & s4.last):
+        with m.If(s6.valid & s6.last):
             m.d.sync += [drain_regs[o].eq(nxt[o]) for o in range(po)]
-            m.d.sync += [drain_word.eq(s4.out_word), draining.eq(1), d.eq(0)]
+            m.d.sync += [drain_word.eq(s6.out_word), draining.eq(1), d.eq(0)]
         with m.Elif(draining):
             m.d.sync += [drain_regs[o].eq(drain_regs[o + pc]) for o in range(po - pc)]
             m.d.sync += drain_word.eq(drain_word + self.out_plane)
@@ -321,7 +343,7 @@ class ConvEngine(wiring.Component):
 
         # ---- done: nothing left in flight -------------------------------------------------------
         idle = Signal()
-        m.d.comb += idle.eq(~running & ~s1.valid & ~s2.valid & ~s3.valid & ~s4.valid
+        m.d.comb += idle.eq(~running & ~Cat(st.valid for st in (s1, s2, s3, s4, s5, s6)).any()
                             & ~draining & ~Cat(stage_valid).any())
         # ``done`` is registered: a combinational pulse would glitch in event-driven simulators
         # while ``busy`` and ``running`` update in the same time step.
