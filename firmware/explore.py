@@ -9,8 +9,9 @@ device cycles per image from the hardware's cycle model (hw.compiler.network_cyc
 RTL benches check on every simulated layer and Fire module).
 
 Points run in parallel on the local cores, one process per point. Each finished point is a
-JSON file under OUT/points/, so a rerun skips what is done (resumable) and a changed setting
-is a new point. OUT/table.csv, OUT/table.md and two plots (accuracy against size and against
+JSON file (and its trained model, .npz) under OUT/points/, so a rerun skips what is done
+(resumable) and a changed setting is a new point. Cycles are not cached: every run takes them
+from the current cycle model. OUT/table.csv, OUT/table.md and two plots (accuracy against size and against
 cycles, Pareto front marked) summarise the sweep.
 
 CONFIG (JSON):
@@ -72,8 +73,9 @@ def _key(point: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def run_point(point: dict) -> dict:
-    """Train, compress, measure one point (runs in a worker process, one thread)."""
+def run_point(point: dict, model_path: Path | None = None) -> dict:
+    """Train, compress, measure one point (runs in a worker process, one thread); the trained
+    float model is kept at ``model_path``."""
     import torch
     torch.set_num_threads(1)
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
@@ -81,18 +83,27 @@ def run_point(point: dict) -> dict:
     from golden import compress as C
     from golden.digits import accuracy, train
     from golden.network import digits_net
-    from hw.compiler import network_cycles
-    from hw.config import AcceleratorConfig
 
     net = digits_net(point["sr"], point["pct3x3"], point["bypass"], point["width"])
     model = train(net, point["epochs"], point["seed"], log=lambda *_: None)
+    if model_path is not None:
+        from golden.model import save_model
+        save_model(model, model_path)
     shared = C.share_weights(model, point["bits"])
     data, _ = C.packed_bytes(shared, point["huffman"])
-    cycles = network_cycles(net, AcceleratorConfig(mac_units=point["mac_units"]))
     return {**point, "network": net.name, "parameters": model.parameter_count,
             "bytes": len(data), "float_accuracy": accuracy(model, "float"),
-            "int_accuracy": accuracy(shared, str(point["bits"])),
-            "cycles": sum(cycles.values()), "cycles_per_unit": cycles}
+            "int_accuracy": accuracy(shared, str(point["bits"]))}
+
+
+def add_cycles(row: dict) -> dict:
+    """Device cycles from the current cycle model (not cached: it follows the hardware)."""
+    from golden.network import digits_net
+    from hw.compiler import network_cycles
+    from hw.config import AcceleratorConfig
+    net = digits_net(row["sr"], row["pct3x3"], row["bypass"], row["width"])
+    cycles = network_cycles(net, AcceleratorConfig(mac_units=row["mac_units"]))
+    return {**row, "cycles": sum(cycles.values()), "cycles_per_unit": cycles}
 
 
 def _pareto(rows: list[dict], cost: str) -> list[bool]:
@@ -126,13 +137,15 @@ def explore(config: str | Path, out: str | Path, jobs: int | None = None,
     jobs = jobs or os.cpu_count() or 1
     if todo:
         with ProcessPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
-            futures = {pool.submit(run_point, p): path for p, path in todo}
+            futures = {pool.submit(run_point, p, path.with_suffix(".npz")): path
+                       for p, path in todo}
             for f in as_completed(futures):
                 row = f.result()
                 futures[f].write_text(json.dumps(row, indent=1))
                 rows.append(row)
                 if progress:
                     progress(len(rows), total)
+    rows = [add_cycles(r) for r in rows]
     rows.sort(key=lambda r: (r["bypass"], r["sr"], r["pct3x3"]))
     for cost in ("bytes", "cycles"):
         for r, flag in zip(rows, _pareto(rows, cost)):
