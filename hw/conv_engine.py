@@ -25,9 +25,9 @@ output bytes being written: ``LATENCY`` cycles plus the drain position):
     S4  codebook values x activations: PO*PC products; bias read
     S5  PC-input adder tree per output lane; bias registered
     S6  accumulate (first step of a pixel starts from the bias); last step snapshots PO sums
-    R1..R4  PC requantisation lanes drain the PO sums, PO/PC cycles: R1 two half products
-            (one 18x18 multiplier each), R2 their sum, R3 round and shift, R4 clamp; then
-            PC bytes are written
+    R0..R4  PC requantisation lanes drain the PO sums, PO/PC cycles: R0 the lane's input
+            register, R1 two half products (one 18x18 multiplier each), R2 their sum, R3
+            round and shift, R4 clamp; then PC bytes are written
 
 If a pixel has fewer steps than the drain needs (CG*k*k < PO/PC), the counters insert idle
 cycles so that sums never arrive faster than they drain; ``cycles`` counts them.
@@ -44,9 +44,9 @@ from .config import AcceleratorConfig
 __all__ = ["ConvEngine", "LATENCY"]
 
 # Cycles counted after the issue of a layer's last step, beyond the drain's PO/PC cycles:
-# S1..S6 (6), R1..R4 (4), the cycle that sees the pipeline empty and the one in which ``busy``
+# S1..S6 (6), R0..R4 (5), the cycle that sees the pipeline empty and the one in which ``busy``
 # drops; ``done`` is high in the cycle after.
-LATENCY = 12
+LATENCY = 13
 
 
 def _bits(n: int) -> int:
@@ -305,7 +305,7 @@ class ConvEngine(wiring.Component):
             with m.Else():
                 m.d.sync += d.eq(d + 1)
 
-        # ---- R1..R4: PC requantisation lanes ---------------------------------------------------
+        # ---- R0..R4: PC requantisation lanes ---------------------------------------------------
         # Lane t takes the sum in drain_regs[t] (output lane d*PC + t, bank t, ``drain_word``).
         # y = clamp((acc * M + 2**(S-1)) >> S): the ACC_BITS x MULT_BITS product is split in two
         # halves that each fit one 18x18 hard multiplier (R1), recombined (R2), rounded and
@@ -313,16 +313,20 @@ class ConvEngine(wiring.Component):
         lo_bits = 16
         hi_bits = cfg.acc_bits - lo_bits
         width = cfg.requant_product_bits + 2
-        stage_valid = [Signal(name=f"rq_valid{k}") for k in range(4)]
-        stage_addr = [Signal(self.fm_addr_bits, name=f"rq_addr{k}") for k in range(4)]
+        stages = 5
+        stage_valid = [Signal(name=f"rq_valid{k}") for k in range(stages)]
+        stage_addr = [Signal(self.fm_addr_bits, name=f"rq_addr{k}") for k in range(stages)]
         m.d.sync += [stage_valid[0].eq(draining), stage_addr[0].eq(drain_word)]
-        for k in range(1, 4):
+        for k in range(1, stages):
             m.d.sync += [stage_valid[k].eq(stage_valid[k - 1]), stage_addr[k].eq(stage_addr[k - 1])]
         half = Signal(width)
         m.d.comb += half.eq((Const(1, width) << self.shift) >> 1)
         r4_byte = Signal(data.ArrayLayout(cfg.act_bits, pc))
         for t in range(pc):
-            value = drain_regs[t]
+            # A register of its own in front of each multiplier pair, which the placer can put
+            # beside the hard multipliers (the drain register is shared by all lanes).
+            value = Signal(signed(cfg.acc_bits), name=f"rq_in{t}")
+            m.d.sync += value.eq(drain_regs[t])
             p_lo = Signal(lo_bits + cfg.mult_bits, name=f"rq_lo{t}")
             p_hi = Signal(signed(hi_bits + cfg.mult_bits + 1), name=f"rq_hi{t}")
             m.d.sync += [p_lo.eq(value[:lo_bits] * self.mult),
@@ -337,9 +341,9 @@ class ConvEngine(wiring.Component):
                 m.d.sync += r4_byte[t].eq(255)
             with m.Else():
                 m.d.sync += r4_byte[t].eq(shifted[:8])
-        m.d.comb += [self.fm_wr_addr.eq(Cat(stage_addr[3] for _ in range(pc))),
+        m.d.comb += [self.fm_wr_addr.eq(Cat(stage_addr[-1] for _ in range(pc))),
                      self.fm_wr_data.eq(r4_byte),
-                     self.fm_wr_en.eq(Mux(stage_valid[3], (1 << pc) - 1, 0))]
+                     self.fm_wr_en.eq(Mux(stage_valid[-1], (1 << pc) - 1, 0))]
 
         # ---- done: nothing left in flight -------------------------------------------------------
         idle = Signal()
