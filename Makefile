@@ -14,7 +14,7 @@ WAVES ?= 0
 CASES ?= 1000
 
 .PHONY: setup demo test sim sim-report synth bench-golden eval-imagenet compress-imagenet \
-        train-digits clean
+        explore train-digits clean
 
 setup: $(STAMP)
 
@@ -79,6 +79,12 @@ compress-imagenet: $(STAMP)
 	  $(SQZ) eval $(SPLIT)/held --model build/compress/sqn-$$b-ft.sqz --bits $$b $(HELD) --json build/compress/eval-$$b-ft.json || exit 1; done
 	$(SQZ) compress $(MODEL_NET) --bits 8 --out build/compress/sqn-8.net --json build/compress/sqn-8-net.json
 	$(PY) tools/compression_report.py build/compress
+
+# The Fire metaparameter sweep on digits (SR x pct3x3, bypass variants): build/explore/
+# table.{csv,md} and Pareto plots. Cached per point; about 45 minutes from scratch on 2 cores.
+explore: $(STAMP)
+	$(VENV)/bin/pip install --quiet -e ".[train]"
+	$(SQZ) explore configs/explore-digits.json --out build/explore
 
 train-digits: $(STAMP)
 	$(VENV)/bin/pip install --quiet -e ".[train]"
