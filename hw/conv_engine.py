@@ -20,6 +20,7 @@ output bytes being written: ``LATENCY`` cycles plus the drain position):
 
     S0  counters -> feature-map and weight addresses (memories read synchronously)
     S1  feature-map bytes (zero outside the image) and the weight word, registered
+    S1b both registered again (the weight word fans out to every codebook memory)
     S2  codebook reads (one per multiplier)
     S3  codebook values registered
     S4  codebook values x activations: PO*PC products; bias read
@@ -44,9 +45,10 @@ from .config import AcceleratorConfig
 __all__ = ["ConvEngine", "LATENCY"]
 
 # Cycles counted after the issue of a layer's last step, beyond the drain's PO/PC cycles:
-# S1..S6 (6), R0..R4 (5), the cycle that sees the pipeline empty and the one in which ``busy``
+# S1..S6 and S1b (7), R0..R4 (5), the cycle that sees the pipeline empty and the one in which
+# ``busy``
 # drops; ``done`` is high in the cycle after.
-LATENCY = 13
+LATENCY = 14
 
 
 def _bits(n: int) -> int:
@@ -245,15 +247,23 @@ class ConvEngine(wiring.Component):
         x1 = Signal(data.ArrayLayout(cfg.act_bits, pc))
         for t in range(pc):
             m.d.sync += x1[t].eq(Mux(s1.inside, self.fm_rd_data[t], 0))
-        s2 = delayed(s1, "s2")
+        s1b = delayed(s1, "s1b")
+
+        # ---- S1b: the weight word registered again, to travel to the codebook memories --------
+        # (w1 sits by the weight memory, w1b by the codebooks it fans out to.)
+        w1b = Signal.like(w1)
+        m.d.sync += w1b.eq(w1)
+        x1b = Signal.like(x1)
+        m.d.sync += x1b.eq(x1)
+        s2 = delayed(s1b, "s2")
 
         # ---- S2: codebook reads ------------------------------------------------------------------
         for lane in range(po * pc):
-            idx = w1[lane * ib:(lane + 1) * ib]
+            idx = w1b[lane * ib:(lane + 1) * ib]
             # table * 2**ib + idx, as wires: no adder in front of the codebook memories.
             m.d.comb += cb_rd[lane].addr.eq(Cat(idx, self.codebook_table))
         x2 = Signal.like(x1)
-        m.d.sync += x2.eq(x1)
+        m.d.sync += x2.eq(x1b)
         s3 = delayed(s2, "s3")
 
         # ---- S3: codebook values registered ---------------------------------------------------
@@ -347,7 +357,7 @@ class ConvEngine(wiring.Component):
 
         # ---- done: nothing left in flight -------------------------------------------------------
         idle = Signal()
-        m.d.comb += idle.eq(~running & ~Cat(st.valid for st in (s1, s2, s3, s4, s5, s6)).any()
+        m.d.comb += idle.eq(~running & ~Cat(st.valid for st in (s1, s1b, s2, s3, s4, s5, s6)).any()
                             & ~draining & ~Cat(stage_valid).any())
         # ``done`` is registered: a combinational pulse would glitch in event-driven simulators
         # while ``busy`` and ``running`` update in the same time step.
