@@ -242,18 +242,20 @@ class ConvEngine(wiring.Component):
         # ---- S1: the weight word and the activations arrive; both are registered ---------------
         # (A memory's output goes straight into a register on every path: the block RAMs'
         # clock-to-output time is a third of a 100 MHz cycle by itself.)
-        w1 = Signal(po * pc * ib)
+        # Data registers carry no reset: valid bits travel beside them, and a reset would put a
+        # multiplexer between each memory output and its register.
+        w1 = Signal(po * pc * ib, reset_less=True)
         m.d.sync += w1.eq(w_rd.data)
-        x1 = Signal(data.ArrayLayout(cfg.act_bits, pc))
+        x1 = Signal(data.ArrayLayout(cfg.act_bits, pc), reset_less=True)
         for t in range(pc):
             m.d.sync += x1[t].eq(Mux(s1.inside, self.fm_rd_data[t], 0))
         s1b = delayed(s1, "s1b")
 
         # ---- S1b: the weight word registered again, to travel to the codebook memories --------
         # (w1 sits by the weight memory, w1b by the codebooks it fans out to.)
-        w1b = Signal.like(w1)
+        w1b = Signal.like(w1, reset_less=True)
         m.d.sync += w1b.eq(w1)
-        x1b = Signal.like(x1)
+        x1b = Signal.like(x1, reset_less=True)
         m.d.sync += x1b.eq(x1)
         s2 = delayed(s1b, "s2")
 
@@ -262,19 +264,21 @@ class ConvEngine(wiring.Component):
             idx = w1b[lane * ib:(lane + 1) * ib]
             # table * 2**ib + idx, as wires: no adder in front of the codebook memories.
             m.d.comb += cb_rd[lane].addr.eq(Cat(idx, self.codebook_table))
-        x2 = Signal.like(x1)
+        x2 = Signal.like(x1, reset_less=True)
         m.d.sync += x2.eq(x1b)
         s3 = delayed(s2, "s3")
 
         # ---- S3: codebook values registered ---------------------------------------------------
-        values = [Signal(signed(vb), name=f"value{lane}") for lane in range(po * pc)]
+        values = [Signal(signed(vb), name=f"value{lane}", reset_less=True)
+                  for lane in range(po * pc)]
         m.d.sync += [values[lane].eq(cb_rd[lane].data) for lane in range(po * pc)]
-        x3 = Signal.like(x1)
+        x3 = Signal.like(x1, reset_less=True)
         m.d.sync += x3.eq(x2)
         s4 = delayed(s3, "s4")
 
         # ---- S4: products; bias read ---------------------------------------------------------
-        prod = [Signal(signed(cfg.product_bits + 1), name=f"prod{lane}") for lane in range(po * pc)]
+        prod = [Signal(signed(cfg.product_bits + 1), name=f"prod{lane}", reset_less=True)
+                for lane in range(po * pc)]
         for lane in range(po * pc):
             m.d.sync += prod[lane].eq(values[lane] * x3[lane % pc])
         for o in range(po):
@@ -282,10 +286,10 @@ class ConvEngine(wiring.Component):
         s5 = delayed(s4, "s5")
 
         # ---- S5: adder tree over the PC input lanes; bias registered ------------------------
-        sums = [Signal(signed(cfg.acc_bits), name=f"sum{o}") for o in range(po)]
+        sums = [Signal(signed(cfg.acc_bits), name=f"sum{o}", reset_less=True) for o in range(po)]
         for o in range(po):
             m.d.sync += sums[o].eq(sum(prod[o * pc + t] for t in range(pc)))
-        bias_q = [Signal(signed(cfg.acc_bits), name=f"bias{o}") for o in range(po)]
+        bias_q = [Signal(signed(cfg.acc_bits), name=f"bias{o}", reset_less=True) for o in range(po)]
         m.d.sync += [bias_q[o].eq(bias_rd[o].data) for o in range(po)]
         s6 = delayed(s5, "s6")
 
