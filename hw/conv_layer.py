@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 from .config import AcceleratorConfig
 from .conv_engine import ConvEngine
 
-__all__ = ["FeatureBuffer", "ConvLayer", "ENGINE_INPUTS"]
+__all__ = ["FeatureBuffer", "ConvLayer", "ENGINE_INPUTS", "host_buffer_ports"]
 
 # Engine ports that the top level passes straight through from the host.
 ENGINE_INPUTS = ("in_channels", "out_channels", "in_h", "in_w", "out_h", "out_w", "kernel",
@@ -56,6 +56,15 @@ class FeatureBuffer(wiring.Component):
         return m
 
 
+def host_buffer_ports(cfg: AcceleratorConfig, addr_bits: int) -> dict:
+    """The host's ports on a top level: write the input buffer one bank at a time, read the
+    output buffer every bank at once (data the cycle after the address)."""
+    return {"host_wr_bank": In(max(1, (cfg.pc - 1).bit_length())), "host_wr_addr": In(addr_bits),
+            "host_wr_data": In(cfg.act_bits), "host_wr_en": In(1),
+            "host_rd_addr": In(addr_bits),
+            "host_rd_data": Out(data.ArrayLayout(cfg.act_bits, cfg.pc))}
+
+
 class ConvLayer(wiring.Component):
     """Host view: write input bytes (``host_wr_*``, one bank at a time), load parameters and the
     descriptor (the engine's ports, same names), pulse ``start``, wait for ``done``, read output
@@ -66,12 +75,8 @@ class ConvLayer(wiring.Component):
         self.engine = ConvEngine(cfg)
         fa = self.engine.fm_addr_bits
         members = {name: In(self.engine.signature.members[name].shape) for name in ENGINE_INPUTS}
-        members.update({
-            "busy": Out(1), "done": Out(1), "cycles": Out(32),
-            "host_wr_bank": In(max(1, (cfg.pc - 1).bit_length())), "host_wr_addr": In(fa),
-            "host_wr_data": In(cfg.act_bits), "host_wr_en": In(1),
-            "host_rd_addr": In(fa), "host_rd_data": Out(data.ArrayLayout(cfg.act_bits, cfg.pc)),
-        })
+        members.update({"busy": Out(1), "done": Out(1), "cycles": Out(32),
+                        **host_buffer_ports(cfg, fa)})
         super().__init__(members)
 
     def elaborate(self, platform):

@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig
 from .conv_engine import ConvEngine, descriptor_shapes
-from .conv_layer import FeatureBuffer
+from .conv_layer import FeatureBuffer, host_buffer_ports
 
 __all__ = ["FireUnit", "descriptor_layout", "PASS_OVERHEAD", "PASSES"]
 
@@ -58,9 +58,7 @@ class FireUnit(wiring.Component):
         members.update({
             "desc_wr_addr": In(2), "desc_wr_data": In(self.layout.size), "desc_wr_en": In(1),
             "start": In(1), "busy": Out(1), "done": Out(1), "cycles": Out(32),
-            "host_wr_bank": In(max(1, (cfg.pc - 1).bit_length())), "host_wr_addr": In(fa),
-            "host_wr_data": In(cfg.act_bits), "host_wr_en": In(1),
-            "host_rd_addr": In(fa), "host_rd_data": Out(data.ArrayLayout(cfg.act_bits, cfg.pc)),
+            **host_buffer_ports(cfg, fa),
         })
         super().__init__(members)
 

@@ -8,6 +8,20 @@ from hw.compiler import layer_load, unpack_feature_map
 from hw.conv_layer import ConvLayer
 
 
+async def read_output(ctx, dut, cfg, shape):
+    """Read a top level's output buffer back through ``host_rd_*``."""
+    c, h, w = shape
+    words = -(-c // cfg.pc) * h * w
+    banks = [np.zeros(words, np.uint8) for _ in range(cfg.pc)]
+    for addr in range(words):
+        ctx.set(dut.host_rd_addr, addr)
+        await ctx.tick()
+        row = ctx.get(dut.host_rd_data)
+        for t in range(cfg.pc):
+            banks[t][addr] = row[t]
+    return unpack_feature_map(banks, shape, cfg)
+
+
 def run_layer(cfg, qc, x, timeout=200_000):
     dut = ConvLayer(cfg)
     load = layer_load(qc, x, cfg)
@@ -40,16 +54,7 @@ def run_layer(cfg, qc, x, timeout=200_000):
             cycles += 1
             assert cycles < timeout, "engine did not finish"
         result["cycles"] = ctx.get(dut.cycles)
-        c, h, w = load.out_shape
-        groups = -(-c // cfg.pc)
-        banks = [np.zeros(groups * h * w, np.uint8) for _ in range(cfg.pc)]
-        for addr in range(groups * h * w):
-            ctx.set(dut.host_rd_addr, addr)
-            await ctx.tick()
-            row = ctx.get(dut.host_rd_data)
-            for t in range(cfg.pc):
-                banks[t][addr] = row[t]
-        result["out"] = unpack_feature_map(banks, load.out_shape, cfg)
+        result["out"] = await read_output(ctx, dut, cfg, load.out_shape)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -92,16 +97,7 @@ def run_fire(cfg, layers, x, timeout=400_000, idle_between_writes=False):
             ticks += 1
             assert ticks < timeout, "Fire unit did not finish"
         result["cycles"] = ctx.get(dut.cycles)
-        c, h, w = load.out_shape
-        words = -(-c // cfg.pc) * h * w
-        banks = [np.zeros(words, np.uint8) for _ in range(cfg.pc)]
-        for addr in range(words):
-            ctx.set(dut.host_rd_addr, addr)
-            await ctx.tick()
-            row = ctx.get(dut.host_rd_data)
-            for t in range(cfg.pc):
-                banks[t][addr] = row[t]
-        result["out"] = unpack_feature_map(banks, load.out_shape, cfg)
+        result["out"] = await read_output(ctx, dut, cfg, load.out_shape)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
