@@ -10,7 +10,9 @@ from pathlib import Path
 
 import cocotb
 from hw.compiler import describe, ideal_cycles
-from sim.test_conv_layer import CFG, SHARED, ConvLayerTB, run_case
+from sim.test_conv_layer import CFG, ConvLayerTB, run_case
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 OUT = Path(__file__).resolve().parents[1] / "build" / "sim"
 
