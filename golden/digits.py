@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .model import Model
 from .network import Network, digits_net
 
 __all__ = ["load_digits_split", "calibration_set", "demo"]
@@ -41,7 +42,6 @@ def load_digits_split():
 def train(net: Network, epochs: int = 40, seed: int = 0, lr: float = 3e-3, batch: int = 32,
           log=print) -> Model:
     """Adam with a one-cycle learning-rate schedule, cross-entropy, seeded, one CPU thread."""
-    from .model import Model
     from .torch_net import require_torch, torch_module
     torch = require_torch()
     torch.manual_seed(seed)

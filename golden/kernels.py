@@ -53,23 +53,21 @@ def _phases(x: np.ndarray, k: int, stride: int, pad: int):
     return phases, ho, wo, pitch
 
 
-def _tap_rows(phases: np.ndarray, k: int, pitch: int, y0: int, y1: int,
-              cols: np.ndarray) -> np.ndarray:
-    """Column matrix rows (c, i, j) for output rows [y0, y1): contiguous copies. cols is a
-    scratch buffer of at least C*k*k * (y1-y0)*pitch values; returns the (C*k*k, span) view.
-    (Bands of rows sized to stay in cache were measured no faster than one band.)"""
+def _tap_rows(phases: np.ndarray, k: int, pitch: int, ho: int, cols: np.ndarray) -> np.ndarray:
+    """Column matrix rows (c, i, j) for all ``ho`` output rows: contiguous copies out of the
+    phases. ``cols`` is a scratch buffer of at least C*k*k * ho*pitch values; returns the
+    (C*k*k, ho*pitch) view. (Bands of rows sized to stay in cache were measured no faster.)"""
     c, s = phases.shape[0], phases.shape[1]
-    span = (y1 - y0) * pitch
+    span = ho * pitch
     out = cols[:c * k * k * span].reshape(c, k, k, span)
     if s == 1:                                      # one strided view covers every tap
         item = phases.itemsize
-        start = phases[:, 0, 0, y0 * pitch:]
-        out[...] = as_strided(start, shape=(c, k, k, span),
+        out[...] = as_strided(phases, shape=(c, k, k, span),
                               strides=(phases.strides[0], pitch * item, item, item))
     else:
         for i in range(k):
             for j in range(k):
-                start = (y0 + i // s) * pitch + j // s
+                start = (i // s) * pitch + j // s
                 out[:, i, j] = phases[:, i % s, j % s, start:start + span]
     return out.reshape(c * k * k, span)
 
@@ -171,7 +169,7 @@ class PreparedConv:
         else:
             phases, ho, wo, pitch = _phases(x, spec.kernel, spec.stride, spec.pad)
             kdim = c * spec.kernel * spec.kernel
-            cols = _tap_rows(phases, spec.kernel, pitch, 0, ho,
+            cols = _tap_rows(phases, spec.kernel, pitch, ho,
                              self._scratch("cols", (kdim * ho * pitch,)))
         prod = self._scratch("parts", (n, o, ho * pitch))
         for i, wp in enumerate(self.weight_parts):

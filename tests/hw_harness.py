@@ -22,58 +22,14 @@ async def read_output(ctx, dut, cfg, shape):
     return unpack_feature_map(banks, shape, cfg)
 
 
-def run_layer(cfg, qc, x, timeout=200_000):
-    dut = ConvLayer(cfg)
-    load = layer_load(qc, x, cfg)
+def run_top(dut, load, writes, cfg, timeout, idle_between_writes=False, ports=None):
+    """Drive a top level with host ports: each (enable, rows, fields) group of ``writes`` one
+    row per clock (optionally with an idle cycle after each), set ``ports``, pulse ``start``,
+    wait for ``done``, read the output buffer. Returns {"cycles", "out"}."""
     result = {}
 
     async def tb(ctx):
-        async def pulse(**values):
-            for k, v in values.items():
-                ctx.set(getattr(dut, k), v)
-            await ctx.tick()
-        for bank, addr, byte in load.fm_writes:
-            await pulse(host_wr_bank=bank, host_wr_addr=addr, host_wr_data=byte, host_wr_en=1)
-        ctx.set(dut.host_wr_en, 0)
-        for addr, word in load.weight_writes:
-            await pulse(weight_wr_addr=addr, weight_wr_data=word, weight_wr_en=1)
-        ctx.set(dut.weight_wr_en, 0)
-        for addr, value in load.codebook_writes:
-            await pulse(codebook_wr_addr=addr, codebook_wr_data=value, codebook_wr_en=1)
-        ctx.set(dut.codebook_wr_en, 0)
-        for addr, lane, value in load.bias_writes:
-            await pulse(bias_wr_addr=addr, bias_wr_lane=lane, bias_wr_data=value, bias_wr_en=1)
-        ctx.set(dut.bias_wr_en, 0)
-        for k, v in load.descriptor.ports(cfg).items():
-            ctx.set(getattr(dut, k), v)
-        await pulse(start=1)
-        ctx.set(dut.start, 0)
-        cycles = 0
-        while not ctx.get(dut.done):
-            await ctx.tick()
-            cycles += 1
-            assert cycles < timeout, "engine did not finish"
-        result["cycles"] = ctx.get(dut.cycles)
-        result["out"] = await read_output(ctx, dut, cfg, load.out_shape)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
-    return result, load
-
-
-def run_fire(cfg, layers, x, timeout=400_000, idle_between_writes=False):
-    """Drive a hw.fire.FireUnit: load (hw.compiler.fire_load), start once, read the concat."""
-    from hw.compiler import fire_load
-    from hw.fire import FireUnit
-
-    dut = FireUnit(cfg)
-    load = fire_load(*layers, x, cfg)
-    result = {}
-
-    async def tb(ctx):
-        async def write(enable, rows, fields):
+        for enable, rows, fields in writes:
             for row in rows:
                 for f, v in zip(fields, row):
                     ctx.set(getattr(dut, f), v)
@@ -83,11 +39,8 @@ def run_fire(cfg, layers, x, timeout=400_000, idle_between_writes=False):
                     ctx.set(getattr(dut, enable), 0)
                     await ctx.tick()
             ctx.set(getattr(dut, enable), 0)
-        await write("host_wr_en", load.fm_writes, ("host_wr_bank", "host_wr_addr", "host_wr_data"))
-        await write("weight_wr_en", load.weight_writes, ("weight_wr_addr", "weight_wr_data"))
-        await write("codebook_wr_en", load.codebook_writes, ("codebook_wr_addr", "codebook_wr_data"))
-        await write("bias_wr_en", load.bias_writes, ("bias_wr_addr", "bias_wr_lane", "bias_wr_data"))
-        await write("desc_wr_en", load.descriptor_words(cfg), ("desc_wr_addr", "desc_wr_data"))
+        for k, v in (ports or {}).items():
+            ctx.set(getattr(dut, k), v)
         ctx.set(dut.start, 1)
         await ctx.tick()
         ctx.set(dut.start, 0)
@@ -95,7 +48,7 @@ def run_fire(cfg, layers, x, timeout=400_000, idle_between_writes=False):
         while not ctx.get(dut.done):
             await ctx.tick()
             ticks += 1
-            assert ticks < timeout, "Fire unit did not finish"
+            assert ticks < timeout, f"{type(dut).__name__} did not finish"
         result["cycles"] = ctx.get(dut.cycles)
         result["out"] = await read_output(ctx, dut, cfg, load.out_shape)
 
@@ -103,7 +56,34 @@ def run_fire(cfg, layers, x, timeout=400_000, idle_between_writes=False):
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
-    return result, load
+    return result
+
+
+def parameter_writes(load):
+    return [("host_wr_en", load.fm_writes, ("host_wr_bank", "host_wr_addr", "host_wr_data")),
+            ("weight_wr_en", load.weight_writes, ("weight_wr_addr", "weight_wr_data")),
+            ("codebook_wr_en", load.codebook_writes, ("codebook_wr_addr", "codebook_wr_data")),
+            ("bias_wr_en", load.bias_writes, ("bias_wr_addr", "bias_wr_lane", "bias_wr_data"))]
+
+
+def run_layer(cfg, qc, x, timeout=200_000):
+    """A ConvLayer: the layer's writes, its descriptor on the ports, start, the output."""
+    dut = ConvLayer(cfg)
+    load = layer_load(qc, x, cfg)
+    return run_top(dut, load, parameter_writes(load), cfg, timeout,
+                   ports=load.descriptor.ports(cfg)), load
+
+
+def run_fire(cfg, layers, x, timeout=400_000, idle_between_writes=False):
+    """Drive a hw.fire.FireUnit: load (hw.compiler.fire_load), start once, read the concat."""
+    from hw.compiler import fire_load
+    from hw.fire import FireUnit
+
+    dut = FireUnit(cfg)
+    load = fire_load(*layers, x, cfg)
+    writes = parameter_writes(load) + [
+        ("desc_wr_en", load.descriptor_words(cfg), ("desc_wr_addr", "desc_wr_data"))]
+    return run_top(dut, load, writes, cfg, timeout, idle_between_writes), load
 
 
 def run_stream(dut, ports: dict, streams: dict, outputs: int, seed: int = 0,
