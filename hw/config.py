@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from golden import numerics as nx
 
-__all__ = ["AcceleratorConfig", "DEFAULT", "mac_shape"]
+__all__ = ["AcceleratorConfig", "DEFAULT", "board_config", "mac_shape"]
 
 
 def mac_shape(mac_units: int) -> tuple[int, int]:
@@ -35,6 +35,9 @@ class AcceleratorConfig:
     weight_depth: int = 1024                   # PO*PC-index words
     codebook_tables: int = 4                   # layers whose codebooks are resident at once
     bias_depth: int = 64                       # PO-wide bias words (output-channel groups)
+    program_depth: int = 64                    # ops of the device's layer program
+    link_timeout: int = 1 << 16                # idle cycles that end a half-received frame
+                                               # (0.66 ms at 100 MHz: 200 bytes at 3 Mbaud)
 
     def __post_init__(self):
         if not nx.VALUE_BITS_MIN <= self.value_bits <= nx.VALUE_BITS_MAX:
@@ -68,3 +71,13 @@ class AcceleratorConfig:
 
 
 DEFAULT = AcceleratorConfig()
+
+
+def board_config(mac_units: int = 64) -> AcceleratorConfig:
+    """The device that runs a whole SqueezeNet v1.0: every weight of the model resident (the
+    dense 8-bit indices are 1.24 MB, so on a board they belong in SDRAM; the simulated board
+    holds them on chip), feature maps up to conv1's 96 x 111 x 111 output beside the image,
+    one codebook table per convolution."""
+    return AcceleratorConfig(mac_units=mac_units, fm_depth=1 << 19, squeeze_depth=1 << 15,
+                             weight_depth=1 << 15, codebook_tables=32, bias_depth=256,
+                             program_depth=64)

@@ -83,7 +83,8 @@ class ConvEngine(wiring.Component):
     - ``start`` (In, one cycle) / ``busy``, ``done`` (Out, ``done`` one cycle at the end);
     - ``fm_rd_addr`` (Out) / ``fm_rd_data`` (In, PC bytes, valid the cycle after the address);
     - ``fm_wr_addr``/``fm_wr_data``/``fm_wr_en`` (Out, per bank);
-    - ``weight_wr_*``, ``codebook_wr_*``, ``bias_wr_*`` (In): load the parameter memories;
+    - ``weight_wr_*``, ``codebook_wr_*``, ``bias_wr_*`` (In): load the parameter memories
+      (``weight_wr_en`` a whole word, ``weight_wr_lanes`` single indices);
     - ``cycles`` (Out): cycles of the last run, from ``start`` to ``done``.
     """
 
@@ -103,6 +104,9 @@ class ConvEngine(wiring.Component):
             "fm_wr_en": Out(pc),
             "weight_wr_addr": In(wa), "weight_wr_data": In(po * pc * cfg.index_bits),
             "weight_wr_en": In(1),
+            # Per-index write enables (the device's sparse weight decoder writes one index at
+            # a time); a top level that writes whole words leaves them at 0.
+            "weight_wr_lanes": In(po * pc),
             "codebook_wr_addr": In(ca), "codebook_wr_data": In(signed(cfg.value_bits)),
             "codebook_wr_en": In(1),
             "bias_wr_addr": In(_bits(cfg.bias_depth)), "bias_wr_lane": In(_bits(po)),
@@ -118,10 +122,10 @@ class ConvEngine(wiring.Component):
         # ---- parameter memories ------------------------------------------------------------
         weights = memory.Memory(shape=po * pc * ib, depth=cfg.weight_depth, init=[])
         m.submodules.weights = weights
-        w_wr = weights.write_port()
+        w_wr = weights.write_port(granularity=ib)
         w_rd = weights.read_port()
         m.d.comb += [w_wr.addr.eq(self.weight_wr_addr), w_wr.data.eq(self.weight_wr_data),
-                     w_wr.en.eq(self.weight_wr_en)]
+                     w_wr.en.eq(Mux(self.weight_wr_en, (1 << po * pc) - 1, self.weight_wr_lanes))]
         # One codebook copy per multiplier: each reads its own entry every cycle.
         cb_rd = []
         for lane in range(po * pc):

@@ -1,0 +1,111 @@
+"""The simulated board: hw/device.py compiled by Verilator with sim/board/board_main.cpp, a
+process that serves the device's host link on a TCP socket (``socket://127.0.0.1:PORT``).
+
+``build(cfg)`` generates the Verilog and compiles it once per configuration (cached under
+build/board/, keyed by the Verilog and the harness source); ``BoardProcess`` starts one and
+stops it. ``sqz board-sim`` runs one in the foreground; ``--device sim`` starts one on demand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hw.config import AcceleratorConfig
+
+__all__ = ["build", "BoardProcess", "device_verilog"]
+
+ROOT = Path(__file__).resolve().parents[1]
+HARNESS = ROOT / "sim" / "board" / "board_main.cpp"
+BUILD = ROOT / "build" / "board"
+
+
+@contextlib.contextmanager
+def _without_zero_memory_init():
+    """Amaranth writes every memory's initial contents word by word; the board's memories
+    (megabytes, all zero) would take minutes and 80 MB of Verilog. Verilator starts memories
+    at zero, so for this build the all-zero initialisers are left out."""
+    from amaranth.back import rtlil
+    original = rtlil.ModuleEmitter.emit_memory
+
+    def emit_memory(self, cell_idx, cell):
+        if any(cell.init):
+            original(self, cell_idx, cell)
+
+    rtlil.ModuleEmitter.emit_memory = emit_memory
+    try:
+        yield
+    finally:
+        rtlil.ModuleEmitter.emit_memory = original
+
+
+def device_verilog(cfg: AcceleratorConfig) -> str:
+    from amaranth.back import verilog
+
+    from hw.device import Device
+    with _without_zero_memory_init():
+        return verilog.convert(Device(cfg), name="device", emit_src=False)
+
+
+def build(cfg: AcceleratorConfig, quiet: bool = False) -> Path:
+    """The board simulator's executable for ``cfg`` (compiled if not cached)."""
+    from sim.runner import verilator_env
+    text = device_verilog(cfg)
+    key = hashlib.sha256(text.encode() + HARNESS.read_bytes()).hexdigest()[:16]
+    out = BUILD / f"mac{cfg.mac_units}-{key}"
+    exe = out / "board_sim"
+    if exe.exists():
+        return exe
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "device.v").write_text(text)
+    verilator_env()
+    if not quiet:
+        print(f"building the simulated board ({cfg.mac_units} MAC units) with Verilator, "
+              "once per configuration: about two minutes", file=sys.stderr)
+    cmd = ["verilator", "--cc", "--exe", "--build", "-j", str(os.cpu_count() or 2),
+           "--top-module", "device", "-O3", "--x-assign", "fast", "--x-initial", "fast",
+           "-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-lint", "-Wno-style",
+           "--Mdir", str(out / "obj"), "-o", str(exe),
+           "-CFLAGS", "-O2 --std=c++20", str(out / "device.v"), str(HARNESS)]
+    started = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0 or not exe.exists():
+        raise RuntimeError("Verilator could not build the simulated board:\n"
+                           + proc.stdout[-3000:] + proc.stderr[-3000:])
+    if not quiet:
+        print(f"built {exe} in {time.time() - started:.0f} s", file=sys.stderr)
+    return exe
+
+
+class BoardProcess:
+    """A running simulated board: ``with BoardProcess(cfg) as board: board.url``."""
+
+    def __init__(self, cfg: AcceleratorConfig, port: int = 0, quiet: bool = False):
+        self.exe = build(cfg, quiet=quiet)
+        self.proc = subprocess.Popen([str(self.exe), "--port", str(port)],
+                                     stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("listening on "):
+            self.close()
+            raise RuntimeError(f"the simulated board did not start: {line!r}")
+        self.port = int(line.split()[-1])
+        self.url = f"socket://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,242 @@
+"""The host driver: one API over any transport that carries the device's byte stream.
+
+    driver = Driver(open_transport("sim" | "golden" | "serial:/dev/ttyUSB0" | "socket://h:p"))
+    driver.load_model(program); driver.load_image(program, pixels); driver.run()
+    logits = driver.read_logits(program); cycles = driver.read_counters(program)
+
+The driver never knows what is on the other end. Every request is one frame (hw/protocol.py)
+and waits for the reply with its sequence number; a reply that does not come in time, one
+that arrives corrupted, or the device's report that it received a corrupted frame (BAD_CRC,
+BAD_LENGTH) makes the driver send the same request again, up to ``retries`` times. Every
+request is idempotent (writes name their addresses; RUN on a running device does nothing, and
+a second RUN recomputes the same result from the unchanged input), so a retry never changes
+the outcome. What cannot be recovered is raised as LinkError (no valid reply) or DeviceError
+(the device refused: the status is named).
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hw import protocol as proto
+from hw.protocol import Command, RunState, Status, Target
+
+__all__ = ["Driver", "DeviceError", "LinkError", "Identity", "LinkStats"]
+
+
+class LinkError(RuntimeError):
+    """No valid reply after every retry."""
+
+
+class DeviceError(RuntimeError):
+    """The device answered with an error status."""
+
+    def __init__(self, command: Command, status: int):
+        name = Status(status).name if status in Status._value2member_map_ else hex(status)
+        super().__init__(f"the device refused {Command(command).name}: {name}")
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Identity:
+    version: int
+    mac_units: int
+    po: int
+    pc: int
+    index_bits: int
+    value_bits: int
+    fm_depth: int
+    squeeze_depth: int
+    weight_depth: int
+    codebook_tables: int
+    bias_depth: int
+    program_depth: int
+    max_payload: int
+    op_bytes: int
+
+    @staticmethod
+    def parse(data: bytes) -> "Identity":
+        fields = struct.unpack(proto.IDENTITY_FORMAT, data)
+        if fields[0] != proto.IDENTITY_MAGIC:
+            raise LinkError(f"the device identified as {fields[0]!r}, not a SqueezeNet device")
+        return Identity(*fields[1:])
+
+
+@dataclass
+class LinkStats:
+    requests: int = 0
+    retries: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    bad_replies: int = 0         # replies dropped: bad CRC, or another request's
+    device_saw_errors: int = 0   # the device reported a corrupted request
+    by_command: dict = field(default_factory=dict)
+
+
+class Driver:
+    def __init__(self, transport, reply_timeout: float = 1.0, retries: int = 10):
+        self.transport = transport
+        self.reply_timeout = reply_timeout
+        self.retries = retries
+        self.seq = 0
+        self.parser = proto.FrameParser()
+        self.stats = LinkStats()
+
+    # ---- one request --------------------------------------------------------------------
+    def request(self, command: Command, payload: bytes = b"") -> bytes:
+        self.seq = (self.seq + 1) & 0xFF
+        frame = proto.encode_frame(command, self.seq, payload)
+        self.stats.requests += 1
+        self.stats.by_command[command.name] = self.stats.by_command.get(command.name, 0) + 1
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats.retries += 1
+            self.transport.write(frame)
+            self.stats.bytes_sent += len(frame)
+            reply = self._await(self.seq)
+            if reply is None:
+                continue
+            status, body = reply
+            if status == Status.OK:
+                return body
+            if status in (Status.BAD_CRC, Status.BAD_LENGTH):
+                self.stats.device_saw_errors += 1
+                continue
+            raise DeviceError(command, status)
+        raise LinkError(f"no valid reply to {command.name} (sequence {self.seq}) after "
+                        f"{self.retries + 1} tries; is the device connected and powered, and "
+                        "the link's speed right?")
+
+    def _await(self, seq: int):
+        deadline = time.monotonic() + self.reply_timeout
+        while (left := deadline - time.monotonic()) > 0:
+            data = self.transport.read(left)
+            self.stats.bytes_received += len(data)
+            for code, got_seq, body, check in self.parser.feed(data):
+                if check == Status.OK and got_seq == seq:
+                    return code, body
+                self.stats.bad_replies += 1
+        # Whatever half-frame is left belongs to a reply given up on.
+        self.parser.drop_partial()
+        return None
+
+    # ---- commands -----------------------------------------------------------------------------
+    def identify(self) -> Identity:
+        return Identity.parse(self.request(Command.IDENTIFY))
+
+    def reset(self) -> None:
+        self.request(Command.RESET)
+
+    def status(self) -> tuple[RunState, int, int]:
+        state, index, cycles = struct.unpack(proto.STATUS_FORMAT, self.request(Command.STATUS))
+        return RunState(state), index, cycles
+
+    def write(self, target: Target, address: int, data: bytes, flags: int = 0,
+              count: int = 0) -> None:
+        self.request(Command.WRITE, proto.args(target, address, count, flags) + data)
+
+    def clear(self, target: Target, address: int, count: int) -> None:
+        step = 0xFFFF
+        for a in range(address, address + count, step):
+            self.request(Command.CLEAR, proto.args(target, a, min(step, address + count - a)))
+
+    def read(self, target: Target, address: int, count: int, word_bytes: int) -> bytes:
+        out = bytearray()
+        step = proto.MAX_PAYLOAD // word_bytes
+        for a in range(address, address + count, step):
+            n = min(step, address + count - a)
+            data = self.request(Command.READ, proto.args(target, a, n))
+            if len(data) != n * word_bytes:
+                raise LinkError(f"READ returned {len(data)} bytes, expected {n * word_bytes}")
+            out += data
+        return bytes(out)
+
+    def write_words(self, target: Target, address: int, data: bytes, word_bytes: int,
+                    progress=None) -> None:
+        """Consecutive words, as many per frame as fit."""
+        per = (proto.MAX_PAYLOAD - proto.ARGS_BYTES) // word_bytes * word_bytes
+        for off in range(0, len(data), per):
+            self.write(target, address + off // word_bytes, data[off:off + per])
+            if progress:
+                progress(len(data[off:off + per]))
+
+    # ---- a model and an image ------------------------------------------------------------------
+    def load_model(self, program, progress=None) -> int:
+        """Reset the device and upload the program, codebooks, biases and sparse weights.
+        Returns the bytes sent."""
+        from hw.program import pack_entries
+        from hw.runner import op_bytes
+        before = self.stats.bytes_sent
+        self.reset()
+        ident = self.identify()
+        _check_identity(ident, program)
+        cfg = program.cfg
+        self.clear(Target.WEIGHTS, 0, program.weight_words)
+        nb = op_bytes(cfg)
+        words = b"".join(w.to_bytes(nb, "little") for w in program.words)
+        self.write_words(Target.PROGRAM, 0, words, nb)
+        for address, values in program.codebooks:
+            self.write_words(Target.CODEBOOK, address, values.astype("<i2").tobytes(), 2)
+        self.write_words(Target.BIAS, 0, program.biases.astype("<i4").tobytes(), 4)
+        width = proto.GAP_BITS + program.index_bits
+        per = min(0xFFFF, (proto.MAX_PAYLOAD - proto.ARGS_BYTES) * 8 // width)
+        for stream in program.weights:
+            pos = stream.start
+            for off in range(0, len(stream.entries), per):
+                chunk = stream.entries[off:off + per]
+                self.write(Target.WEIGHTS, pos, pack_entries(chunk, program.index_bits),
+                           flags=program.index_bits, count=len(chunk))
+                pos += int((chunk[:, 0] + 1).sum())
+                if progress:
+                    progress(len(chunk))
+        return self.stats.bytes_sent - before
+
+    def load_image(self, program, pixels: np.ndarray) -> None:
+        self.write_words(Target.FEATURE, program.input_base, program.input_words(pixels),
+                         program.cfg.pc)
+
+    def run(self, timeout: float = 3600.0, poll: float = 0.02, progress=None) -> int:
+        """Start the program and wait for it; returns the device's cycle count."""
+        self.request(Command.RUN)
+        deadline = time.monotonic() + timeout
+        while True:
+            state, index, cycles = self.status()
+            if progress:
+                progress(index)
+            if state == RunState.DONE:
+                return cycles
+            if state == RunState.IDLE:
+                raise DeviceError(Command.RUN, Status.BAD_ARGUMENT)
+            if time.monotonic() > deadline:
+                raise LinkError(f"the device still runs op {index} after {timeout:.0f} s")
+            time.sleep(poll)
+
+    def read_logits(self, program) -> np.ndarray:
+        data = self.read(Target.FEATURE, program.result_base, program.result_words,
+                         program.cfg.pc)
+        return program.logits(data)
+
+    def read_counters(self, program) -> dict[str, int]:
+        values = struct.unpack(f"<{len(program.ops)}I",
+                               self.read(Target.COUNTERS, 0, len(program.ops), 4))
+        return {op.name: v for op, v in zip(program.ops, values)}
+
+
+def _check_identity(ident: Identity, program) -> None:
+    cfg = program.cfg
+    want = {"mac_units": cfg.mac_units, "pc": cfg.pc, "po": cfg.po,
+            "index_bits": cfg.index_bits, "value_bits": cfg.value_bits,
+            "fm_depth": cfg.fm_depth, "squeeze_depth": cfg.squeeze_depth,
+            "weight_depth": cfg.weight_depth, "codebook_tables": cfg.codebook_tables,
+            "bias_depth": cfg.bias_depth, "program_depth": cfg.program_depth}
+    wrong = [f"{k} {getattr(ident, k)} (the program wants {v})" for k, v in want.items()
+             if getattr(ident, k) != v]
+    if ident.version != proto.VERSION:
+        wrong.insert(0, f"protocol version {ident.version} (the driver speaks {proto.VERSION})")
+    if wrong:
+        raise LinkError("the device does not match the program: " + "; ".join(wrong)
+                        + ". Compile the model for this device's configuration.")

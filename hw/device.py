@@ -1,0 +1,275 @@
+"""The device top level: host link, command executor and the network runner.
+
+    rx bytes -> FrameReceiver -> frame buffer -> command executor -> NetworkRunner
+    tx bytes <- FrameTransmitter <-------------- (replies)
+
+The executor takes one checked frame at a time (hw/protocol.py; docs/PROTOCOL.md) and
+answers it: IDENTIFY, RESET (aborts a run: the runner's registers are reset, memories keep
+their contents), WRITE (feature map, program, codebooks, biases, or sparse weights through
+the weight decoder), CLEAR, READ (feature map or cycle counters), RUN, STATUS. WRITE, CLEAR
+and READ are refused with BUSY while the program runs; STATUS, IDENTIFY and RESET always
+answer. A frame with a bad CRC, a length over MAX_PAYLOAD or an unknown command gets an error
+reply; the receiver drops frames that stop arriving, so the device never wedges.
+
+The weight decoder turns the sparse entries of a WRITE to WEIGHTS (GAP_BITS zero-run, then
+the index, ``flags`` bits, packed LSB first) into single-index writes of the weight memory:
+position ``p`` (counted from the WRITE's address, in engine order: word ``p // (PO*PC)``,
+index ``p % (PO*PC)``) advances by gap + 1 per entry. Positions no entry names keep what a
+CLEAR wrote: index 0, whose codebook entry is 0. Data bytes are taken one per 2 cycles (a
+frame-buffer read, then its use), entries one per cycle.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from amaranth import *
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from . import protocol as proto
+from .config import AcceleratorConfig
+from .link import FrameReceiver, FrameTransmitter
+from .protocol import Command, RunState, Status, Target
+from .runner import NetworkRunner, op_bytes
+
+__all__ = ["Device", "identity_bytes"]
+
+
+def identity_bytes(cfg: AcceleratorConfig) -> bytes:
+    return struct.pack(proto.IDENTITY_FORMAT, proto.IDENTITY_MAGIC, proto.VERSION,
+                       cfg.mac_units, cfg.po, cfg.pc, cfg.index_bits, cfg.value_bits,
+                       cfg.fm_depth, cfg.squeeze_depth, cfg.weight_depth, cfg.codebook_tables,
+                       cfg.bias_depth, cfg.program_depth, proto.MAX_PAYLOAD, op_bytes(cfg))
+
+
+class Device(wiring.Component):
+    """``rx``/``tx``: the host link, one byte per beat."""
+
+    def __init__(self, cfg: AcceleratorConfig):
+        self.cfg = cfg
+        super().__init__({"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8))})
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        pc, po, ib = cfg.pc, cfg.po, cfg.index_bits
+        lanes = po * pc
+        m.submodules.receiver = rx = FrameReceiver(cfg.link_timeout)
+        m.submodules.transmitter = tx = FrameTransmitter()
+        wiring.connect(m, wiring.flipped(self.rx), rx.i)
+        wiring.connect(m, tx.o, wiring.flipped(self.tx))
+        soft_reset = Signal()
+        runner = NetworkRunner(cfg)
+        m.submodules.runner = ResetInserter(soft_reset)(runner)
+
+        frames = memory.Memory(shape=8, depth=proto.MAX_PAYLOAD, init=[])
+        m.submodules.frame_buffer = frames
+        fb_wr, fb_rd = frames.write_port(), frames.read_port()
+        m.d.comb += [fb_wr.addr.eq(rx.buf_addr), fb_wr.data.eq(rx.buf_data),
+                     fb_wr.en.eq(rx.buf_en)]
+
+        # ---- executor registers --------------------------------------------------------------
+        args = Signal(proto.ARGS_BYTES * 8)
+        target, flags = args[0:8], args[8:16]
+        count, address = args[16:32], args[32:64]
+        k = Signal(16)                    # frame-buffer byte being read
+        addr = Signal(32)                 # running address in the target
+        words_left = Signal(16)
+        unit_bytes = {Target.FEATURE: pc, Target.PROGRAM: op_bytes(cfg), Target.CODEBOOK: 2,
+                      Target.BIAS: 4}
+        sr_bytes = max(unit_bytes.values())
+        sr = Signal(sr_bytes * 8)         # data bytes shift in at the top
+        nbytes = Signal(range(sr_bytes + 1))
+        # The weight decoder: a bit reservoir and the position of the next entry.
+        reservoir = Signal(32)
+        fill = Signal(6)
+        position = Signal(32)
+        entries_left = Signal(16)
+        width = Signal(5)
+        m.d.comb += width.eq(proto.GAP_BITS + flags[:4])
+
+        # Reply payload: a shift register the transmitter drains, refilled for READs.
+        ident = identity_bytes(cfg)
+        out_bits = max(len(ident), struct.calcsize(proto.STATUS_FORMAT), pc, 4) * 8
+        out_sr = Signal(out_bits)
+        out_left = Signal(range(out_bits // 8 + 1))
+        m.d.comb += [tx.payload.valid.eq(out_left != 0), tx.payload.payload.eq(out_sr[:8])]
+        with m.If(tx.payload.valid & tx.payload.ready):
+            m.d.sync += [out_sr.eq(out_sr >> 8), out_left.eq(out_left - 1)]
+
+        running = Signal()
+        m.d.comb += running.eq(runner.state == RunState.RUNNING)
+
+        def reply(status, length=0, payload=None):
+            m.d.comb += [tx.start.eq(1), tx.code.eq(status), tx.seq.eq(rx.seq),
+                         tx.length.eq(length)]
+            if payload is not None:
+                m.d.sync += [out_sr.eq(payload), out_left.eq(length)]
+            m.next = "REPLYING"
+
+        def write_unit(value_of):
+            """The unit of the WRITE's target is complete in ``value_of`` bytes (top of sr)."""
+            with m.Switch(target):
+                for tgt, n in unit_bytes.items():
+                    with m.Case(tgt):
+                        with m.If(nbytes == n - 1):
+                            unit = value_of(n)
+                            m.d.sync += [nbytes.eq(0), addr.eq(addr + 1)]
+                            if tgt == Target.FEATURE:
+                                m.d.comb += [runner.fm_host_addr.eq(addr),
+                                             runner.fm_host_wr_data.eq(unit),
+                                             runner.fm_host_wr_en.eq(1)]
+                            elif tgt == Target.PROGRAM:
+                                m.d.comb += [runner.prog_wr_addr.eq(addr),
+                                             runner.prog_wr_data.eq(unit),
+                                             runner.prog_wr_en.eq(1)]
+                            elif tgt == Target.CODEBOOK:
+                                m.d.comb += [runner.codebook_wr_addr.eq(addr),
+                                             runner.codebook_wr_data.eq(unit[:cfg.value_bits]),
+                                             runner.codebook_wr_en.eq(1)]
+                            else:
+                                m.d.comb += [runner.bias_wr_addr.eq(addr // po),
+                                             runner.bias_wr_lane.eq(addr % po),
+                                             runner.bias_wr_data.eq(unit),
+                                             runner.bias_wr_en.eq(1)]
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(rx.frame):
+                    m.d.sync += k.eq(0)
+                    with m.If(rx.check != Status.OK):
+                        reply(rx.check)
+                    with m.Else():
+                        with m.Switch(rx.code):
+                            with m.Case(Command.IDENTIFY):
+                                reply(Status.OK, len(ident),
+                                      Const(int.from_bytes(ident, "little"), out_bits))
+                            with m.Case(Command.RESET):
+                                m.d.comb += soft_reset.eq(1)
+                                reply(Status.OK)
+                            with m.Case(Command.STATUS):
+                                reply(Status.OK, struct.calcsize(proto.STATUS_FORMAT),
+                                      Cat(runner.state, Const(0, 6), runner.op_index,
+                                          Const(0, 16 - len(runner.op_index)), runner.cycles))
+                            with m.Case(Command.RUN):
+                                m.d.comb += runner.run.eq(~running)
+                                reply(Status.OK)
+                            with m.Case(Command.WRITE, Command.CLEAR, Command.READ):
+                                with m.If(running):
+                                    reply(Status.BUSY)
+                                with m.Elif(rx.length < proto.ARGS_BYTES):
+                                    reply(Status.BAD_LENGTH)
+                                with m.Else():
+                                    m.next = "ARGS_ADDR"
+                            with m.Default():
+                                reply(Status.UNKNOWN_COMMAND)
+
+            # ---- the argument header, one byte per 2 cycles --------------------------------
+            with m.State("ARGS_ADDR"):
+                m.d.comb += fb_rd.addr.eq(k)
+                m.next = "ARGS_BYTE"
+            with m.State("ARGS_BYTE"):
+                m.d.sync += [args.eq(Cat(args[8:], fb_rd.data)), k.eq(k + 1)]
+                with m.If(k == proto.ARGS_BYTES - 1):
+                    m.next = "DISPATCH"
+                with m.Else():
+                    m.next = "ARGS_ADDR"
+            with m.State("DISPATCH"):
+                m.d.sync += [addr.eq(address), nbytes.eq(0), words_left.eq(count),
+                             position.eq(address), fill.eq(0), entries_left.eq(count)]
+                with m.Switch(rx.code):
+                    with m.Case(Command.WRITE):
+                        with m.If((target > Target.WEIGHTS)
+                                  | ((target == Target.WEIGHTS)
+                                     & ((flags == 0) | (flags > ib)))):
+                            reply(Status.BAD_ARGUMENT)
+                        with m.Else():
+                            m.next = "DATA_ADDR"
+                    with m.Case(Command.CLEAR):
+                        with m.If((target == Target.FEATURE) | (target == Target.WEIGHTS)):
+                            m.next = "CLEAR"
+                        with m.Else():
+                            reply(Status.BAD_ARGUMENT)
+                    with m.Case(Command.READ):
+                        with m.If((target == Target.FEATURE) & (count * pc <= proto.MAX_PAYLOAD)):
+                            reply(Status.OK, count * pc)
+                            m.next = "READ_ADDR"
+                        with m.Elif((target == Target.COUNTERS) & (count * 4 <= proto.MAX_PAYLOAD)):
+                            reply(Status.OK, count * 4)
+                            m.next = "READ_ADDR"
+                        with m.Else():
+                            reply(Status.BAD_ARGUMENT)
+
+            # ---- WRITE: data bytes, one per 2 cycles ------------------------------------------
+            with m.State("DATA_ADDR"):
+                m.d.comb += fb_rd.addr.eq(k)
+                with m.If(k == rx.length):
+                    with m.If((target == Target.WEIGHTS) & (entries_left != 0)):
+                        reply(Status.BAD_LENGTH)     # fewer entries than the header counts
+                    with m.Else():
+                        reply(Status.OK)
+                with m.Else():
+                    m.next = "DATA_BYTE"
+            with m.State("DATA_BYTE"):
+                byte = fb_rd.data
+                m.d.sync += k.eq(k + 1)
+                with m.If(target == Target.WEIGHTS):
+                    m.d.sync += [reservoir.eq(reservoir | (byte << fill)), fill.eq(fill + 8)]
+                    m.next = "DECODE"
+                with m.Else():
+                    shifted = Cat(sr[8:], byte)
+                    m.d.sync += [sr.eq(shifted), nbytes.eq(nbytes + 1)]
+                    write_unit(lambda n: shifted[(sr_bytes - n) * 8:])
+                    m.next = "DATA_ADDR"
+            with m.State("DECODE"):
+                with m.If((fill >= width) & (entries_left != 0)):
+                    gap = reservoir[:proto.GAP_BITS]
+                    index = Signal(ib)
+                    m.d.comb += index.eq((reservoir >> proto.GAP_BITS)
+                                         & ((Const(1, ib + 1) << flags[:4]) - 1))
+                    target_pos = Signal(32)
+                    m.d.comb += target_pos.eq(position + gap)
+                    lane = target_pos[:(lanes - 1).bit_length()]
+                    m.d.comb += [runner.weight_wr_addr.eq(target_pos >> (lanes - 1).bit_length()),
+                                 runner.weight_wr_data.eq(index.replicate(lanes)),
+                                 runner.weight_wr_lanes.eq(Const(1, lanes) << lane)]
+                    m.d.sync += [position.eq(target_pos + 1), reservoir.eq(reservoir >> width),
+                                 fill.eq(fill - width), entries_left.eq(entries_left - 1)]
+                with m.Else():
+                    m.next = "DATA_ADDR"
+
+            # ---- CLEAR: one zero word per cycle ----------------------------------------------
+            with m.State("CLEAR"):
+                with m.If(words_left == 0):
+                    reply(Status.OK)
+                with m.Else():
+                    m.d.sync += [addr.eq(addr + 1), words_left.eq(words_left - 1)]
+                    with m.If(target == Target.WEIGHTS):
+                        m.d.comb += [runner.weight_wr_addr.eq(addr), runner.weight_wr_data.eq(0),
+                                     runner.weight_wr_en.eq(1)]
+                    with m.Else():
+                        m.d.comb += [runner.fm_host_addr.eq(addr), runner.fm_host_wr_data.eq(0),
+                                     runner.fm_host_wr_en.eq(1)]
+
+            # ---- READ: a word at a time into the reply's shift register ----------------------
+            with m.State("READ_ADDR"):
+                m.d.comb += [runner.fm_host_addr.eq(addr), runner.counter_rd_addr.eq(addr)]
+                with m.If(words_left == 0):
+                    m.next = "REPLYING"
+                with m.Elif(out_left == 0):
+                    m.d.sync += [addr.eq(addr + 1), words_left.eq(words_left - 1)]
+                    m.next = "READ_WORD"
+            with m.State("READ_WORD"):
+                with m.If(target == Target.FEATURE):
+                    m.d.sync += [out_sr.eq(runner.fm_host_rd_data), out_left.eq(pc)]
+                with m.Else():
+                    m.d.sync += [out_sr.eq(runner.counter_rd_data), out_left.eq(4)]
+                m.next = "READ_ADDR"
+
+            # ---- the reply goes out; then the receiver may take the next frame ----------------
+            with m.State("REPLYING"):
+                with m.If(~tx.busy & ~tx.start):
+                    m.d.comb += rx.taken.eq(1)
+                    m.next = "IDLE"
+        return m

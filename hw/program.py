@@ -1,0 +1,326 @@
+"""Compile a quantized network into what the device holds: the layer program, codebooks,
+biases, sparse weight streams and the feature-map plan (hw/runner.py, hw/device.py).
+
+Feature maps live in the device's feature-map memory, banked as hw/conv_engine.py describes.
+The input image sits at word 0 and stays there (a repeated RUN recomputes the same result);
+each node's output goes to the end of the memory opposite its input (low: right after the
+image, high: ending at the top), so an op never overwrites what it reads. A Fire module's
+squeeze output goes to the squeeze buffer, not to this memory.
+
+Weights travel as sparse entries in the engine's weight order (word-major, then index within
+the word: hw/conv_engine.py): per entry a GAP_BITS run of zero indices to skip, then the index
+(hw.protocol). Runs longer than 2**GAP_BITS - 1 take filler entries (gap 15, index 0). The
+device's weight decoder expands them into its weight memory, which the host clears first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from amaranth.hdl import Shape
+from amaranth.lib import data
+
+from golden.network import Bypass, Conv, Fire, GlobalAvgPool, MaxPool
+from golden.quantize import QuantizedModel
+
+from . import protocol as proto
+from .compiler import (LayerDescriptor, _groups, describe, expected_cycles, pack_feature_map,
+                       pack_weights)
+from .config import AcceleratorConfig
+from .runner import OP_OVERHEAD, POOL_OVERHEAD, SUM_OVERHEAD, SUM_WORDS, OpKind, op_layout
+
+__all__ = ["DeviceProgram", "compile_network", "UnsupportedNetworkError", "sparse_stream",
+           "decode_op", "descriptor_of", "pack_entries",
+           "op_cycles"]
+
+
+class UnsupportedNetworkError(ValueError):
+    """A network the device cannot run (named node, reason, what to do)."""
+
+
+@dataclass
+class Op:
+    name: str
+    kind: OpKind
+    fields: dict                     # op_layout members besides "conv"
+    desc: LayerDescriptor | None     # the engine's descriptor (pooling ops: their frame sizes)
+    in_words: int = 0
+
+    def cycles(self, cfg: AcceleratorConfig) -> int:
+        return op_cycles(self.kind, self.desc, self.fields.get("in_words", 0),
+                         self.fields.get("out_words", 0), cfg)
+
+
+def op_cycles(kind: OpKind, desc: LayerDescriptor | None, in_words: int, out_words: int,
+              cfg: AcceleratorConfig) -> int:
+    """The cycle model of one op (hw/runner.py), from its fetch to its last write: the
+    engine's cycles; a max pooling's input words (one per cycle); a global sum's input words
+    plus the 3 cycles per channel group in which the sum unit waits for its 4-byte result to
+    be written out."""
+    if kind == OpKind.CONV:
+        return expected_cycles(desc, cfg) + OP_OVERHEAD
+    if kind == OpKind.MAXPOOL:
+        return in_words + POOL_OVERHEAD + OP_OVERHEAD
+    groups = out_words // SUM_WORDS
+    return in_words + (SUM_WORDS - 1) * groups + SUM_OVERHEAD + OP_OVERHEAD
+
+
+@dataclass
+class WeightStream:
+    layer: str
+    start: int                       # weight position of the stream's first entry's gap
+    entries: np.ndarray              # (n, 2): gap, index
+
+
+@dataclass
+class DeviceProgram:
+    cfg: AcceleratorConfig
+    index_bits: int
+    ops: list[Op]
+    words: list[int]                 # the op words, END included
+    codebooks: list[tuple[int, np.ndarray]]  # (first address, int values)
+    biases: np.ndarray               # flat: bias word * PO + lane
+    weights: list[WeightStream]
+    weight_words: int
+    input_shape: tuple[int, int, int]
+    input_base: int
+    result_base: int
+    classes: int
+    output_node: str
+    node_ops: dict[str, list[int]] = field(default_factory=dict)  # node -> op indices
+
+    def input_words(self, pixels: np.ndarray) -> bytes:
+        """The image in feature-memory word order: PC bytes per word."""
+        if pixels.shape != self.input_shape or pixels.dtype != np.uint8:
+            raise ValueError(f"the program takes uint8 pixels of shape {self.input_shape}, got "
+                             f"{pixels.dtype} {pixels.shape}")
+        banks = pack_feature_map(pixels, self.cfg)
+        return np.stack(banks, axis=1).tobytes()
+
+    @property
+    def result_words(self) -> int:
+        return _groups(self.classes, self.cfg.pc) * 4
+
+    def logits(self, data: bytes) -> np.ndarray:
+        """The global sums from the result words (byte k of every lane in word 4g + k)."""
+        pc = self.cfg.pc
+        words = np.frombuffer(data, np.uint8).reshape(-1, 4, pc)     # (group, byte, lane)
+        sums = words.astype(np.uint32)
+        values = (sums[:, 0] | sums[:, 1] << 8 | sums[:, 2] << 16 | sums[:, 3] << 24)
+        return values.reshape(-1)[:self.classes].astype(np.uint32)
+
+    def expected_cycles(self) -> dict[str, int]:
+        """Cycles per op from the cycle model, keyed by op name, plus ``total``."""
+        per = {op.name: op.cycles(self.cfg) for op in self.ops}
+        return {**per, "total": sum(per.values()) + END_CYCLES}
+
+    def ideal_cycles(self) -> float:
+        """Multiply-accumulates / MAC units over the program's convolutions."""
+        from .compiler import ideal_cycles
+        return sum(ideal_cycles(op.desc, self.cfg) for op in self.ops if op.kind == OpKind.CONV)
+
+
+# Cycles of the END op: fetch, decode, and the cycle that sees it.
+END_CYCLES = 3
+
+
+def sparse_stream(indices: np.ndarray) -> np.ndarray:
+    """Flat indices (engine order) -> (gap, index) entries, fillers included."""
+    pos = np.flatnonzero(indices)
+    prev = np.concatenate([[-1], pos[:-1]])
+    gaps = pos - prev - 1
+    limit = (1 << proto.GAP_BITS) - 1
+    out = []
+    for p, g in zip(pos, gaps):
+        while g > limit:
+            out.append((limit, 0))
+            g -= limit + 1
+        out.append((g, int(indices[p])))
+    return np.array(out, np.int64).reshape(-1, 2)
+
+
+def pack_entries(entries: np.ndarray, index_bits: int) -> bytes:
+    """Entries packed LSB first, GAP_BITS + index_bits bits each."""
+    width = proto.GAP_BITS + index_bits
+    values = entries[:, 0] | (entries[:, 1] << proto.GAP_BITS)
+    bits = ((values[:, None] >> np.arange(width)) & 1).astype(np.uint8).reshape(-1)
+    return np.packbits(bits, bitorder="little").tobytes()
+
+
+def _conv_fields(desc: LayerDescriptor, cfg: AcceleratorConfig, in_base: int,
+                 out_base: int) -> dict:
+    ports = desc.ports(cfg)
+    ports["pixel_origin"] += in_base
+    ports["out_base_word"] += out_base
+    return ports
+
+
+def compile_network(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
+    net = q.network
+    shapes = net.shapes()
+    lanes = cfg.po * cfg.pc
+    depth = cfg.fm_depth
+    words_of = {name: _groups(c, cfg.pc) * h * w for name, (c, h, w) in shapes.items()}
+    for node in net.nodes:           # a global sum writes 4 words (bytes of 32-bit sums) a group
+        if isinstance(node, GlobalAvgPool):
+            words_of[node.name] = _groups(shapes[node.name][0], cfg.pc) * 4
+    place = {"input": 0}
+    side = {"input": "low"}
+    low_start = words_of["input"]
+    ops, codebooks, weights = [], [], []
+    biases = []
+    weight_base = bias_base = table = 0
+    node_ops: dict[str, list[int]] = {}
+
+    def allocate(node_name: str, src: str) -> int:
+        n = words_of[node_name]
+        if side[src] == "high":
+            base, side[node_name] = low_start, "low"
+        else:
+            base, side[node_name] = depth - n, "high"
+        lo_end = max(low_start, place[src] + words_of[src] if side[src] == "low" else 0,
+                     base + n if side[node_name] == "low" else 0)
+        hi_start = min(place[src] if side[src] == "high" else depth,
+                       base if side[node_name] == "high" else depth)
+        if lo_end > hi_start:
+            raise UnsupportedNetworkError(
+                f"{node_name}: its input and output feature maps need "
+                f"{words_of[src] + n + low_start} words per bank; the device has {depth}")
+        place[node_name] = base
+        return base
+
+    def conv_op(name, qc, h, w, in_base, out_base, src_sq=False, dst_sq=False, channel_base=0):
+        nonlocal weight_base, bias_base, table
+        if not qc.spec.relu:
+            raise UnsupportedNetworkError(f"{name}: a convolution without ReLU (its int32 "
+                                          "accumulator output) has no device op")
+        desc = describe(qc, h, w, weight_base=weight_base, codebook_table=table,
+                        bias_base=bias_base, out_channel_base=channel_base)
+        idx = np.asarray(pack_weights_indices(qc, cfg))
+        words = len(idx) // lanes
+        weights.append(WeightStream(name, weight_base * lanes, sparse_stream(idx)))
+        codebooks.append((table * cfg.codebook_entries, np.asarray(qc.codebook, np.int64)))
+        og = _groups(qc.spec.out_channels, cfg.po)
+        b = np.zeros(og * cfg.po, np.int64)
+        b[:qc.spec.out_channels] = qc.bias
+        biases.append(b)
+        ops.append(Op(name, OpKind.CONV, {"src_squeeze": int(src_sq), "dst_squeeze": int(dst_sq)},
+                      desc))
+        ops[-1].fields["conv"] = _conv_fields(desc, cfg, in_base, out_base)
+        weight_base += words
+        bias_base += og
+        table += 1
+        return desc
+
+    for i, node in enumerate(net.nodes):
+        srcs = net.node_inputs(i)
+        c, h, w = shapes[srcs[0]]
+        first = len(ops)
+        if isinstance(node, Bypass):
+            raise UnsupportedNetworkError(f"{node.name}: the bypass add is not a device op yet; "
+                                          "run bypass variants with --device golden")
+        out = allocate(node.name, srcs[0])
+        in_base = place[srcs[0]]
+        if isinstance(node, Conv):
+            conv_op(node.name, q.convs[node.convs()[0].name], h, w, in_base, out)
+        elif isinstance(node, Fire):
+            sq, e1, e3 = (q.convs[s.name] for s in node.convs())
+            if e1.spec.out_channels % cfg.pc:
+                raise UnsupportedNetworkError(f"{node.name}: expand1x1 has "
+                                              f"{e1.spec.out_channels} channels; the concat "
+                                              f"needs a multiple of {cfg.pc}")
+            sq_words = _groups(sq.spec.out_channels, cfg.po) * cfg.po // cfg.pc * h * w
+            if sq_words > cfg.squeeze_depth:
+                raise UnsupportedNetworkError(f"{node.name}: the squeeze output needs {sq_words} "
+                                              f"words per bank; the device has "
+                                              f"{cfg.squeeze_depth}")
+            conv_op(f"{node.name}/squeeze", sq, h, w, in_base, 0, dst_sq=True)
+            conv_op(f"{node.name}/expand1x1", e1, h, w, 0, out, src_sq=True)
+            conv_op(f"{node.name}/expand3x3", e3, h, w, 0, out, src_sq=True,
+                    channel_base=e1.spec.out_channels)
+        elif isinstance(node, MaxPool):
+            if (node.kernel, node.stride) != (3, 2):
+                raise UnsupportedNetworkError(f"{node.name}: max pooling {node.kernel}x"
+                                              f"{node.kernel}/{node.stride}; the device pools "
+                                              "3x3/2")
+            _, oh, ow = shapes[node.name]
+            desc = LayerDescriptor(c, c, h, w, oh, ow, 3, 2, 0, 0, 0)
+            ops.append(Op(node.name, OpKind.MAXPOOL, {
+                "in_base": in_base, "out_base": out, "in_words": words_of[srcs[0]],
+                "out_words": words_of[node.name]}, desc, words_of[srcs[0]]))
+        elif isinstance(node, GlobalAvgPool):
+            desc = LayerDescriptor(c, c, h, w, 1, 1, 1, 1, 0, 0, 0)
+            groups = _groups(c, cfg.pc)
+            ops.append(Op(node.name, OpKind.GLOBAL_SUM, {
+                "in_base": in_base, "out_base": out, "in_words": words_of[srcs[0]],
+                "out_words": groups * 4, "frame_pixels": h * w}, desc, words_of[srcs[0]]))
+        else:
+            raise UnsupportedNetworkError(f"{node.name}: {type(node).__name__} has no device op")
+        node_ops[node.name] = list(range(first, len(ops)))
+
+    if not isinstance(net.nodes[-1], GlobalAvgPool):
+        raise UnsupportedNetworkError("the device reads its result from a global average pool; "
+                                      f"{net.output_node} is a {type(net.nodes[-1]).__name__}")
+    _check(cfg, len(ops) + 1, table, bias_base, weight_base)
+    words = [_op_word(op, cfg) for op in ops] + [_op_word(None, cfg)]
+    return DeviceProgram(cfg, q.index_bits, ops, words, codebooks, np.concatenate(biases),
+                         weights, weight_base, shapes["input"], 0, place[net.output_node],
+                         shapes[net.output_node][0], net.output_node, node_ops)
+
+
+def pack_weights_indices(qc, cfg: AcceleratorConfig) -> np.ndarray:
+    """A layer's indices flattened in engine order (words of PO*PC lanes, lane-minor)."""
+    words = pack_weights(qc, cfg)
+    lanes = cfg.po * cfg.pc
+    mask = (1 << cfg.index_bits) - 1
+    out = np.zeros(len(words) * lanes, np.int64)
+    for a, word in enumerate(words):
+        if word:
+            out[a * lanes:(a + 1) * lanes] = [(word >> (lane * cfg.index_bits)) & mask
+                                              for lane in range(lanes)]
+    return out
+
+
+def _check(cfg, ops, tables, bias_words, weight_words):
+    for what, need, have in (("program ops", ops, cfg.program_depth),
+                             ("codebook tables", tables, cfg.codebook_tables),
+                             ("bias words", bias_words, cfg.bias_depth),
+                             ("weight words", weight_words, cfg.weight_depth)):
+        if need > have:
+            raise UnsupportedNetworkError(f"the network needs {need} {what}; the device has "
+                                          f"{have} (hw.config.board_config)")
+
+
+def _op_word(op: Op | None, cfg: AcceleratorConfig) -> int:
+    layout = op_layout(cfg)
+    conv_layout = layout["conv"].shape
+    if op is None:
+        value = {"kind": OpKind.END}
+    else:
+        value = {"kind": op.kind, **{k: v for k, v in op.fields.items() if k != "conv"}}
+        ports = op.fields.get("conv") or op.desc.ports(cfg)
+        value["conv"] = {k: ports[k] for k in conv_layout.members}
+    return int(layout.const(value).as_bits())
+
+
+def decode_op(word: int, cfg: AcceleratorConfig) -> dict:
+    """An op word back into its fields (``conv`` a dict of the descriptor's), as the
+    sequencer sees them: the golden device (firmware/golden_device.py) runs programs from it."""
+    def unpack(layout, value):
+        out = {}
+        for name, fld in layout:
+            bits = (value >> fld.offset) & ((1 << fld.width) - 1)
+            if isinstance(fld.shape, data.StructLayout):
+                out[name] = unpack(fld.shape, bits)
+            else:
+                shape = Shape.cast(fld.shape)
+                out[name] = bits - (1 << fld.width) if shape.signed and bits >> (fld.width - 1) else bits
+        return out
+    return unpack(op_layout(cfg), word)
+
+
+def descriptor_of(conv: dict) -> LayerDescriptor:
+    """The LayerDescriptor an op's ``conv`` fields came from (bases included as stored)."""
+    names = LayerDescriptor.__dataclass_fields__
+    return LayerDescriptor(**{k: conv[k] for k in names})

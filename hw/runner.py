@@ -1,0 +1,322 @@
+"""The network runner: the layer sequencer with every unit and memory a whole network needs.
+
+    program memory --> sequencer --(one op at a time)--> ConvEngine  (fm <-> fm, fm -> squeeze,
+                                                                      squeeze -> fm)
+                                                     --> BufferReader -> MaxPoolUnit ----------> BufferWriter
+                                                                      -> GlobalSumUnit -> SumSerializer ->
+
+The host (hw/device.py's command executor) writes the program, the parameters and the input
+feature map while the runner is idle, pulses ``run`` and reads the results and the per-op
+cycle counters back. No host round trip per layer: the sequencer fetches op after op until END.
+
+An op (``op_layout``) is one convolution pass of the engine (its descriptor, plus whether it
+reads or writes the Fire unit's squeeze buffer instead of the feature-map memory: a Fire
+module is three ops, squeeze -> expand1x1 -> expand3x3, and its squeeze output never leaves
+the chip), a 3x3/2 max pooling or a global sum, each from ``in_base`` to ``out_base`` of the
+feature-map memory. hw/program.py compiles a network into ops.
+
+Cycles of an op, from its fetch to its last write: the unit's own cycles plus
+``OP_OVERHEAD`` (fetch and decode), checked against the cycle model by the tests
+(hw.program.op_cycles).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from amaranth import *
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from .config import AcceleratorConfig
+from .conv_engine import ConvEngine
+from .fire import descriptor_layout
+from .pool import GlobalSumUnit, MaxPoolUnit, pixel_layout
+from .protocol import RunState
+
+__all__ = ["OpKind", "op_layout", "op_bytes", "NetworkRunner", "BufferReader", "BufferWriter",
+           "SumSerializer", "OP_OVERHEAD", "POOL_OVERHEAD", "SUM_OVERHEAD", "SUM_WORDS"]
+
+# Cycles an op spends in the sequencer beyond its unit: the fetch, the decode, the start.
+OP_OVERHEAD = 3
+# A pooling op's cycles beyond its input words (and, for a global sum, the serializer's waits):
+# the start, the reader's read latency and FIFO, the pool unit's latency, the writer. Measured
+# on the RTL; tests/test_device.py checks every op of a run against hw.program.op_cycles.
+POOL_OVERHEAD = 6
+SUM_OVERHEAD = 5
+SUM_WORDS = 4            # feature-map words per channel group of 32-bit sums
+ADDR_BITS = 22           # feature-map word addresses in an op
+
+
+class OpKind(IntEnum):
+    END = 0
+    CONV = 1
+    MAXPOOL = 2
+    GLOBAL_SUM = 3
+
+
+def op_layout(cfg: AcceleratorConfig) -> data.StructLayout:
+    """One program op. ``conv`` is the engine's descriptor (its sizes also describe a pooling
+    op's frames); ``in_words``/``out_words`` are a pooling op's input and output words,
+    ``frame_pixels`` a global sum's pixels per channel group."""
+    return data.StructLayout({
+        "kind": 2, "src_squeeze": 1, "dst_squeeze": 1,
+        "in_base": ADDR_BITS, "out_base": ADDR_BITS,
+        "in_words": ADDR_BITS, "out_words": ADDR_BITS, "frame_pixels": 20,
+        "conv": descriptor_layout(cfg),
+    })
+
+
+def op_bytes(cfg: AcceleratorConfig) -> int:
+    return (op_layout(cfg).size + 7) // 8
+
+
+class BufferReader(wiring.Component):
+    """Streams ``count`` words from ``base`` of a buffer (read port: ``rd_addr``, data the cycle
+    after) as beats of PC bytes. Reads run ahead into a 4-beat FIFO, so ``o`` carries one beat
+    per cycle while it is taken; ``o.valid`` follows a read by 2 cycles."""
+
+    def __init__(self, cfg: AcceleratorConfig, addr_bits: int):
+        self.cfg = cfg
+        super().__init__({
+            "start": In(1), "base": In(ADDR_BITS), "count": In(ADDR_BITS),
+            "rd_addr": Out(addr_bits), "rd_data": In(pixel_layout(cfg)),
+            "o": Out(stream.Signature(pixel_layout(cfg))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        depth = 4
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=pixel_layout(self.cfg).size,
+                                                     depth=depth)
+        addr = Signal(ADDR_BITS)
+        left = Signal(ADDR_BITS)
+        in_flight = Signal()
+        issue = Signal()
+        m.d.comb += [issue.eq((left != 0) & (fifo.level + in_flight < depth)),
+                     self.rd_addr.eq(addr)]
+        m.d.sync += in_flight.eq(issue)
+        with m.If(self.start):
+            m.d.sync += [addr.eq(self.base), left.eq(self.count)]
+        with m.Elif(issue):
+            m.d.sync += [addr.eq(addr + 1), left.eq(left - 1)]
+        m.d.comb += [fifo.w_en.eq(in_flight), fifo.w_data.eq(self.rd_data),
+                     self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
+                     fifo.r_en.eq(self.o.ready)]
+        return m
+
+
+class BufferWriter(wiring.Component):
+    """Writes ``count`` beats of PC bytes to consecutive words from ``base`` (always ready);
+    ``done`` is high from the cycle after the last write until the next ``start``."""
+
+    def __init__(self, cfg: AcceleratorConfig, addr_bits: int):
+        self.cfg = cfg
+        super().__init__({
+            "start": In(1), "base": In(ADDR_BITS), "count": In(ADDR_BITS),
+            "i": In(stream.Signature(pixel_layout(cfg))),
+            "wr_addr": Out(addr_bits), "wr_data": Out(pixel_layout(cfg)), "wr_en": Out(1),
+            "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        addr = Signal(ADDR_BITS)
+        left = Signal(ADDR_BITS)
+        m.d.comb += [self.i.ready.eq(1), self.wr_addr.eq(addr), self.wr_data.eq(self.i.payload),
+                     self.wr_en.eq(self.i.valid & (left != 0)), self.done.eq(left == 0)]
+        with m.If(self.start):
+            m.d.sync += [addr.eq(self.base), left.eq(self.count)]
+        with m.Elif(self.wr_en):
+            m.d.sync += [addr.eq(addr + 1), left.eq(left - 1)]
+        return m
+
+
+class SumSerializer(wiring.Component):
+    """A beat of PC 32-bit sums -> 4 beats of PC bytes, least significant byte first, so the
+    sums of channel group g land in feature-map words 4g..4g+3 (byte k of every lane in word
+    4g+k). Takes a beat when its last byte goes; one byte-beat per cycle."""
+
+    def __init__(self, cfg: AcceleratorConfig, sum_bits: int):
+        self.cfg = cfg
+        self.sum_bits = sum_bits
+        super().__init__({
+            "i": In(stream.Signature(pixel_layout(cfg, sum_bits))),
+            "o": Out(stream.Signature(pixel_layout(cfg))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        pc, nbytes = self.cfg.pc, self.sum_bits // 8
+        k = Signal(range(nbytes))
+        m.d.comb += self.o.valid.eq(self.i.valid)
+        for t in range(pc):
+            m.d.comb += self.o.payload[t].eq(self.i.payload[t].word_select(k, 8))
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += k.eq(Mux(k == nbytes - 1, 0, k + 1))
+            m.d.comb += self.i.ready.eq(k == nbytes - 1)
+        return m
+
+
+class NetworkRunner(wiring.Component):
+    """Host view (everything but ``run``, ``state``, ``op_index`` and ``cycles`` is meant for
+    an idle runner):
+
+    - ``prog_wr_*``: program ops; ``counter_rd_*``: cycles of op i of the last run (data the
+      cycle after the address);
+    - ``fm_host_*``: the feature-map memory, one word (PC bytes) at a time (read data the cycle
+      after the address);
+    - the engine's parameter write ports, same names (hw/conv_engine.py);
+    - ``run`` (one cycle) starts the program at op 0; ``state`` (RunState), ``op_index``,
+      ``cycles`` (since ``run``, through the END op).
+    """
+
+    PARAMETER_PORTS = ("weight_wr_addr", "weight_wr_data", "weight_wr_en", "weight_wr_lanes",
+                       "codebook_wr_addr", "codebook_wr_data", "codebook_wr_en",
+                       "bias_wr_addr", "bias_wr_lane", "bias_wr_data", "bias_wr_en")
+
+    def __init__(self, cfg: AcceleratorConfig):
+        self.cfg = cfg
+        self.engine = ConvEngine(cfg)
+        self.layout = op_layout(cfg)
+        self.fm_addr_bits = self.engine.fm_addr_bits
+        prog_bits = max(1, (cfg.program_depth - 1).bit_length())
+        members = {name: In(self.engine.signature.members[name].shape)
+                   for name in self.PARAMETER_PORTS}
+        members.update({
+            "prog_wr_addr": In(prog_bits), "prog_wr_data": In(self.layout.size),
+            "prog_wr_en": In(1),
+            "counter_rd_addr": In(prog_bits), "counter_rd_data": Out(32),
+            "fm_host_addr": In(self.fm_addr_bits),
+            "fm_host_rd_data": Out(pixel_layout(cfg)),
+            "fm_host_wr_data": In(pixel_layout(cfg)), "fm_host_wr_en": In(1),
+            "run": In(1), "state": Out(2), "op_index": Out(prog_bits), "cycles": Out(32),
+        })
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        from golden import numerics as nx
+        m = Module()
+        cfg = self.cfg
+        pc = cfg.pc
+        fa = self.fm_addr_bits
+        m.submodules.engine = eng = self.engine
+        for name in self.PARAMETER_PORTS:
+            m.d.comb += getattr(eng, name).eq(getattr(self, name))
+
+        # ---- memories -------------------------------------------------------------------------
+        program = memory.Memory(shape=self.layout.size, depth=cfg.program_depth, init=[])
+        counters = memory.Memory(shape=32, depth=cfg.program_depth, init=[])
+        m.submodules.program = program
+        m.submodules.counters = counters
+        prog_wr, prog_rd = program.write_port(), program.read_port()
+        cnt_wr, cnt_rd = counters.write_port(), counters.read_port()
+        m.d.comb += [prog_wr.addr.eq(self.prog_wr_addr), prog_wr.data.eq(self.prog_wr_data),
+                     prog_wr.en.eq(self.prog_wr_en),
+                     cnt_rd.addr.eq(self.counter_rd_addr), self.counter_rd_data.eq(cnt_rd.data)]
+        fm_rd, fm_wr, sq_rd, sq_wr = [], [], [], []
+        for t in range(pc):
+            fm = memory.Memory(shape=cfg.act_bits, depth=cfg.fm_depth, init=[])
+            sq = memory.Memory(shape=cfg.act_bits, depth=cfg.squeeze_depth, init=[])
+            m.submodules[f"fm{t}"] = fm
+            m.submodules[f"squeeze{t}"] = sq
+            fm_rd.append(fm.read_port())
+            fm_wr.append(fm.write_port())
+            sq_rd.append(sq.read_port())
+            sq_wr.append(sq.write_port())
+
+        # ---- the op being run -------------------------------------------------------------------
+        op = Signal(self.layout)
+        for name in self.layout["conv"].shape.members:
+            m.d.comb += getattr(eng, name).eq(getattr(op.conv, name))
+
+        m.submodules.reader = reader = BufferReader(cfg, fa)
+        m.submodules.writer = writer = BufferWriter(cfg, fa)
+        m.submodules.maxpool = maxpool = MaxPoolUnit(cfg)
+        m.submodules.gsum = gsum = GlobalSumUnit(cfg)
+        m.submodules.serializer = ser = SumSerializer(cfg, nx.LOGIT_BITS)
+        m.d.comb += [reader.base.eq(op.in_base), reader.count.eq(op.in_words),
+                     writer.base.eq(op.out_base), writer.count.eq(op.out_words),
+                     maxpool.in_h.eq(op.conv.in_h), maxpool.in_w.eq(op.conv.in_w),
+                     maxpool.out_h.eq(op.conv.out_h), maxpool.out_w.eq(op.conv.out_w),
+                     gsum.pixels.eq(op.frame_pixels)]
+        wiring.connect(m, gsum.o, ser.i)
+        pooling = Signal()
+        summing = Signal()
+        m.d.comb += summing.eq(op.kind == OpKind.GLOBAL_SUM)
+        # reader -> (max pool | global sum -> serializer) -> writer
+        m.d.comb += [maxpool.i.payload.eq(reader.o.payload), gsum.i.payload.eq(reader.o.payload),
+                     maxpool.i.valid.eq(reader.o.valid & ~summing),
+                     gsum.i.valid.eq(reader.o.valid & summing),
+                     reader.o.ready.eq(Mux(summing, gsum.i.ready, maxpool.i.ready)),
+                     writer.i.valid.eq(Mux(summing, ser.o.valid, maxpool.o.valid)),
+                     writer.i.payload.eq(Mux(summing, ser.o.payload, maxpool.o.payload)),
+                     maxpool.o.ready.eq(writer.i.ready & ~summing),
+                     ser.o.ready.eq(writer.i.ready & summing)]
+
+        # ---- feature-map and squeeze-buffer ports: whoever the op (or the host) makes owner ---
+        conv_running = Signal()
+        for t in range(pc):
+            m.d.comb += [sq_rd[t].addr.eq(eng.fm_rd_addr), sq_wr[t].addr.eq(eng.fm_wr_addr[t]),
+                         sq_wr[t].data.eq(eng.fm_wr_data[t]),
+                         sq_wr[t].en.eq(conv_running & op.dst_squeeze & eng.fm_wr_en[t])]
+            with m.If(conv_running):
+                m.d.comb += [fm_rd[t].addr.eq(eng.fm_rd_addr), fm_wr[t].addr.eq(eng.fm_wr_addr[t]),
+                             fm_wr[t].data.eq(eng.fm_wr_data[t]),
+                             fm_wr[t].en.eq(~op.dst_squeeze & eng.fm_wr_en[t])]
+            with m.Elif(pooling):
+                m.d.comb += [fm_rd[t].addr.eq(reader.rd_addr), fm_wr[t].addr.eq(writer.wr_addr),
+                             fm_wr[t].data.eq(writer.wr_data[t]), fm_wr[t].en.eq(writer.wr_en)]
+            with m.Else():
+                m.d.comb += [fm_rd[t].addr.eq(self.fm_host_addr), fm_wr[t].addr.eq(self.fm_host_addr),
+                             fm_wr[t].data.eq(self.fm_host_wr_data[t]),
+                             fm_wr[t].en.eq(self.fm_host_wr_en)]
+            m.d.comb += [self.fm_host_rd_data[t].eq(fm_rd[t].data),
+                         reader.rd_data[t].eq(fm_rd[t].data),
+                         eng.fm_rd_data[t].eq(Mux(op.src_squeeze, sq_rd[t].data, fm_rd[t].data))]
+
+        # ---- the sequencer -----------------------------------------------------------------------
+        state = Signal(RunState)
+        index = Signal.like(self.op_index)
+        cycles = Signal(32)
+        op_cycles = Signal(32)
+        m.d.comb += [self.state.eq(state), self.op_index.eq(index), self.cycles.eq(cycles),
+                     prog_rd.addr.eq(index), cnt_wr.addr.eq(index), cnt_wr.data.eq(op_cycles + 1)]
+        with m.If(state == RunState.RUNNING):
+            m.d.sync += [cycles.eq(cycles + 1), op_cycles.eq(op_cycles + 1)]
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.run):
+                    m.d.sync += [index.eq(0), cycles.eq(0), state.eq(RunState.RUNNING)]
+                    m.next = "FETCH"
+            with m.State("FETCH"):       # the program memory reads op ``index``
+                m.d.sync += op_cycles.eq(1)
+                m.next = "DECODE"
+            with m.State("DECODE"):
+                m.d.sync += op.eq(prog_rd.data)
+                m.next = "START"
+            with m.State("START"):
+                with m.Switch(op.kind):
+                    with m.Case(OpKind.CONV):
+                        m.d.comb += [eng.start.eq(1), conv_running.eq(1)]
+                        m.next = "CONV"
+                    with m.Case(OpKind.MAXPOOL, OpKind.GLOBAL_SUM):
+                        m.d.comb += [reader.start.eq(1), writer.start.eq(1)]
+                        m.next = "POOL"
+                    with m.Default():
+                        m.d.sync += state.eq(RunState.DONE)
+                        m.next = "IDLE"
+            with m.State("CONV"):
+                m.d.comb += conv_running.eq(1)
+                with m.If(eng.done):
+                    m.d.comb += cnt_wr.en.eq(1)
+                    m.d.sync += index.eq(index + 1)
+                    m.next = "FETCH"
+            with m.State("POOL"):
+                m.d.comb += pooling.eq(1)
+                with m.If(writer.done):
+                    m.d.comb += cnt_wr.en.eq(1)
+                    m.d.sync += index.eq(index + 1)
+                    m.next = "FETCH"
+        return m
