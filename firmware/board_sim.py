@@ -9,6 +9,7 @@ stops it. ``sqz board-sim`` runs one in the foreground; ``--device sim`` starts 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import subprocess
@@ -54,13 +55,21 @@ def device_verilog(cfg: AcceleratorConfig) -> str:
 
 def build(cfg: AcceleratorConfig, quiet: bool = False) -> Path:
     """The board simulator's executable for ``cfg`` (compiled if not cached)."""
-    from sim.runner import verilator_env
     text = device_verilog(cfg)
     key = hashlib.sha256(text.encode() + HARNESS.read_bytes()).hexdigest()[:16]
     out = BUILD / f"mac{cfg.mac_units}-{key}"
     exe = out / "board_sim"
-    if exe.exists():
-        return exe
+    BUILD.mkdir(parents=True, exist_ok=True)
+    # One build at a time (parallel test workers ask for the same board).
+    with open(BUILD / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not exe.exists():
+            _compile(cfg, text, out, exe, quiet)
+    return exe
+
+
+def _compile(cfg: AcceleratorConfig, text: str, out: Path, exe: Path, quiet: bool) -> None:
+    from sim.runner import verilator_env
     out.mkdir(parents=True, exist_ok=True)
     (out / "device.v").write_text(text)
     verilator_env()
@@ -79,7 +88,6 @@ def build(cfg: AcceleratorConfig, quiet: bool = False) -> Path:
                            + proc.stdout[-3000:] + proc.stderr[-3000:])
     if not quiet:
         print(f"built {exe} in {time.time() - started:.0f} s", file=sys.stderr)
-    return exe
 
 
 class BoardProcess:

@@ -96,16 +96,44 @@ def cmd_eval(args) -> int:
 
 
 def cmd_infer(args) -> int:
-    from golden.engine import Golden, top_k
     from golden.model import load_model
-    from golden.preprocess import float_input, load_image
-    from golden.reference_float import forward_float
+    from golden.preprocess import load_image
     model = load_model(args.model)
+    if args.device and args.bits == "float":
+        raise ValueError("--device runs the integer model: choose --bits 8 or 6")
+    if args.check and not args.device:
+        raise ValueError("--check compares a device with golden: give --device")
     names = class_names(model.network.classes, args.labels)
+    images = [(image, load_image(image, model.network.input)) for image in args.images]
+    if args.device:
+        results, summary = _infer_on_device(args, model, names, images)
+    else:
+        results, summary = _infer_in_process(args, model, names, images), {}
+    _write_json({"model": str(args.model), "bits": args.bits, "device": args.device,
+                 **summary, "results": results}, args.json)
+    return 1 if any(r.get("bit_exact") is False for r in results) else 0
+
+
+def _print_top5(image, logits, scores, names) -> list[dict]:
+    from golden.engine import top_k
+    p = np.exp(scores - scores.max())
+    p /= p.sum()
+    order = top_k(logits, 5)
+    print(f"{image}:")
+    for rank, c in enumerate(order):
+        print(f"  {rank + 1}. {names[c]:<30} p={p[c]:.3f}  logit={scores[c]:.3f}")
+    return [{"class": int(c), "name": names[c], "probability": float(p[c]),
+             "logit": int(logits[c]) if logits.dtype.kind in "ui" else float(logits[c])}
+            for c in order]
+
+
+def _infer_in_process(args, model, names, images) -> list[dict]:
+    from golden.engine import Golden
+    from golden.preprocess import float_input
+    from golden.reference_float import forward_float
     results = []
     golden = None if args.bits == "float" else Golden(_quantized(args, model))
-    for image in args.images:
-        pixels = load_image(image, model.network.input)
+    for image, pixels in images:
         t = time.perf_counter()
         if golden is None:
             logits = forward_float(model.network, model.float_weights(),
@@ -115,16 +143,73 @@ def cmd_infer(args) -> int:
             logits = golden(pixels)
             scores = logits.astype(np.float64) * golden.q.logits_scale()
         seconds = time.perf_counter() - t
-        p = np.exp(scores - scores.max())
-        p /= p.sum()
-        order = top_k(logits, 5)
-        print(f"{image}:")
-        for rank, c in enumerate(order):
-            print(f"  {rank + 1}. {names[c]:<30} p={p[c]:.3f}  logit={scores[c]:.3f}")
-        results.append({"image": str(image), "top5": [
-            {"class": int(c), "name": names[c], "probability": float(p[c])} for c in order],
-            "seconds": seconds})
-    _write_json({"model": str(args.model), "bits": args.bits, "results": results}, args.json)
+        results.append({"image": str(image), "top5": _print_top5(image, logits, scores, names),
+                        "seconds": seconds})
+    return results
+
+
+def _infer_on_device(args, model, names, images):
+    from firmware.board import Board, first_mismatch
+    from golden.engine import Golden
+    from hw.config import board_config
+    q = _quantized(args, model)
+    golden = Golden(q) if args.check else None
+    cfg = board_config(args.mac_units)
+    progress = not args.quiet
+    with Board(q, args.device, cfg, progress=progress) as board:
+        prog = board.program
+        print(f"{model.network.name} on {args.device} ({cfg.mac_units} MAC units): model uploaded, "
+              f"{board.upload_bytes:,} bytes on the link in {board.upload_seconds:.1f} s")
+        ideal = prog.ideal_cycles()
+        results = []
+        for image, pixels in images:
+            r = board.classify(pixels, progress=progress)
+            scores = r.logits.astype(np.float64) * q.logits_scale()
+            top5 = _print_top5(image, r.logits, scores, names)
+            layers = [{"name": op.name, "cycles": r.layers[op.name],
+                       "ideal": (round(op_ideal, 1) if (op_ideal := _op_ideal(op, cfg)) else None)}
+                      for op in prog.ops]
+            print(f"  device: {r.cycles:,} cycles ({ideal:,.0f} ideal at {cfg.mac_units} MACs: "
+                  f"{100 * ideal / r.cycles:.1f}% of peak), {r.seconds:.1f} s")
+            if args.layers:
+                for row in layers:
+                    print(f"    {row['name']:<20} {row['cycles']:>12,}"
+                          + (f"  ideal {row['ideal']:>12,.0f}" if row["ideal"] else ""))
+            entry = {"image": str(image), "top5": top5, "cycles": r.cycles,
+                     "ideal_cycles": ideal, "layers": layers, "seconds": r.seconds}
+            if golden is not None:
+                problem = first_mismatch(r.logits, golden(pixels), prog.output_node)
+                entry["bit_exact"] = problem is None
+                print("  check: every output byte equals golden" if problem is None
+                      else f"  check: MISMATCH: {problem}")
+            results.append(entry)
+        summary = {"bytes_sent": board.driver.stats.bytes_sent,
+                   "model_bytes_sent": board.upload_bytes,
+                   "upload_seconds": board.upload_seconds, "mac_units": cfg.mac_units,
+                   "retries": board.driver.stats.retries}
+        if len(results) == 1:      # the single-image fields the issue names, at the top level
+            summary.update({k: results[0][k] for k in ("top5", "cycles", "layers", "seconds")})
+            if "bit_exact" in results[0]:
+                summary["bit_exact"] = results[0]["bit_exact"]
+    return results, summary
+
+
+def _op_ideal(op, cfg):
+    from hw.compiler import ideal_cycles
+    from hw.runner import OpKind
+    return ideal_cycles(op.desc, cfg) if op.kind == OpKind.CONV else None
+
+
+def cmd_board_sim(args) -> int:
+    from firmware.board_sim import BoardProcess
+    from hw.config import board_config
+    with BoardProcess(board_config(args.mac_units), port=args.port) as board:
+        print(f"simulated board ({args.mac_units} MAC units) at {board.url}; "
+              f"use: sqz infer IMAGE --device {board.url}   (Ctrl-C stops it)", flush=True)
+        try:
+            board.proc.wait()
+        except KeyboardInterrupt:
+            pass
     return 0
 
 
@@ -262,7 +347,27 @@ def cmd_explore(args) -> int:
 
 def cmd_demo(args) -> int:
     from golden.digits import demo
-    return demo(args.model, args.image, args.count)
+    if args.device == "none":
+        return demo(args.model, args.image, args.count)
+    from firmware.board import Board
+    from golden import numerics as nx
+    from golden.digits import calibration_set
+    from golden.model import load_model
+    from golden.quantize import quantize
+    q = quantize(load_model(args.model), calibration_set(), 8, nx.DEFAULT_VALUE_BITS)
+    with Board(q, args.device) as board:
+        print(f"model uploaded to the {args.device} board: {board.upload_bytes:,} bytes on the link")
+        cycles = []
+
+        def classify(x):
+            r = board.classify(x)
+            cycles.append(r.cycles)
+            return r.logits
+
+        status = demo(args.model, args.image, args.count, classify=classify,
+                      where=f"the {args.device} board")
+        print(f"{cycles[0]:,} device cycles per image")
+        return status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -312,14 +417,39 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     sp.set_defaults(func=cmd_eval)
 
-    sp = sub.add_parser("infer", help="classify images with the golden model",
-                        description="Print the top-5 classes of each image.")
+    sp = sub.add_parser(
+        "infer", help="classify images on a device (or with the golden model in process)",
+        description="Print the top-5 classes of each image. With --device the model is "
+        "compiled for the device, uploaded once (compressed: codebook indices and sparse "
+        "positions), and every image runs on the device: sim starts a simulated board "
+        "(Verilator, the RTL that would be synthesised), golden an in-process model of the "
+        "device speaking the same protocol, serial:PORT a real board (3 Mbaud), socket://HOST:PORT "
+        "a simulated board started with 'sqz board-sim'. Without --device the golden model "
+        "runs in this process.")
     sp.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
     model_arg(sp, required=False)
     quant_args(sp)
+    sp.add_argument("--device", default=None,
+                    help="sim, golden, serial:PORT or socket://HOST:PORT (default: none, the "
+                         "golden model in this process)")
+    sp.add_argument("--check", action="store_true",
+                    help="compare every output byte of the device with the golden model")
+    sp.add_argument("--layers", action="store_true", help="print the cycles of every layer")
+    sp.add_argument("--mac-units", type=int, default=64,
+                    help="MAC units of the device configuration (default 64)")
     sp.add_argument("--labels", help="class names, one per line")
-    sp.add_argument("--json", help="write the results here")
+    sp.add_argument("--quiet", action="store_true", help="no progress bars")
+    sp.add_argument("--json", help="write the results here: top5, bit_exact, cycles, layers "
+                                   "(name, cycles), seconds, bytes_sent")
     sp.set_defaults(func=cmd_infer)
+
+    sp = sub.add_parser("board-sim", help="run a simulated board, serving its link on a socket",
+                        description="Build (once) and run the device top level under Verilator; "
+                        "its host link is a TCP socket that 'sqz infer --device socket://...' "
+                        "or any pyserial program opens like a serial port.")
+    sp.add_argument("--port", type=int, default=0, help="TCP port (default: any free port)")
+    sp.add_argument("--mac-units", type=int, default=64, help="MAC units (default 64)")
+    sp.set_defaults(func=cmd_board_sim)
 
     sp = sub.add_parser("quantize", help="quantise a model to the integer contract (.q.npz)")
     model_arg(sp)
@@ -393,6 +523,9 @@ def build_parser() -> argparse.ArgumentParser:
     model_arg(sp, required=False)
     sp.add_argument("--image", default=None, help="also classify this image file")
     sp.add_argument("--count", type=int, default=8, help="held-out digits to show")
+    sp.add_argument("--device", default="sim",
+                    help="where the digits run: sim (default: the simulated board), golden, "
+                         "serial:PORT, socket://HOST:PORT, or none (the golden model in process)")
     sp.set_defaults(func=cmd_demo)
     return p
 

@@ -36,8 +36,7 @@ class DeviceError(RuntimeError):
     """The device answered with an error status."""
 
     def __init__(self, command: Command, status: int):
-        name = Status(status).name if status in Status._value2member_map_ else hex(status)
-        super().__init__(f"the device refused {Command(command).name}: {name}")
+        super().__init__(f"the device refused {_name(command)}: {_name(status, Status)}")
         self.status = status
 
 
@@ -91,7 +90,8 @@ class Driver:
         self.seq = (self.seq + 1) & 0xFF
         frame = proto.encode_frame(command, self.seq, payload)
         self.stats.requests += 1
-        self.stats.by_command[command.name] = self.stats.by_command.get(command.name, 0) + 1
+        name = _name(command)
+        self.stats.by_command[name] = self.stats.by_command.get(name, 0) + 1
         for attempt in range(self.retries + 1):
             if attempt:
                 self.stats.retries += 1
@@ -107,7 +107,7 @@ class Driver:
                 self.stats.device_saw_errors += 1
                 continue
             raise DeviceError(command, status)
-        raise LinkError(f"no valid reply to {command.name} (sequence {self.seq}) after "
+        raise LinkError(f"no valid reply to {name} (sequence {self.seq}) after "
                         f"{self.retries + 1} tries; is the device connected and powered, and "
                         "the link's speed right?")
 
@@ -224,6 +224,10 @@ class Driver:
         values = struct.unpack(f"<{len(program.ops)}I",
                                self.read(Target.COUNTERS, 0, len(program.ops), 4))
         return {op.name: v for op, v in zip(program.ops, values)}
+
+
+def _name(code: int, kind=Command) -> str:
+    return kind(code).name if code in kind._value2member_map_ else f"{code:#04x}"
 
 
 def _check_identity(ident: Identity, program) -> None:

@@ -1,0 +1,262 @@
+"""The device end to end: protocol, compiler, driver, the golden device, and the simulated
+board (Verilator, the RTL of hw/device.py) with the default model and the authors' SqueezeNet;
+fault injection on the link."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+import numpy as np
+import pytest
+
+from firmware.driver import DeviceError, Driver, LinkError
+from firmware.golden_device import GoldenDevice
+from firmware.transport import FaultyTransport, GoldenTransport
+from golden import numerics as nx
+from golden.digits import calibration_set, load_digits_split
+from golden.engine import Golden
+from golden.model import load_model
+from golden.network import digits_net
+from golden.quantize import quantize
+from hw import protocol as proto
+from hw.config import board_config
+from hw.program import UnsupportedNetworkError, compile_network, pack_entries, sparse_stream
+from hw.protocol import Command, Status, Target
+
+from conftest import ROOT, SHARED
+
+CFG = board_config()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    model = load_model(ROOT / "models" / "digits-squeezenet.npz")
+    q = quantize(model, calibration_set(), 8, nx.DEFAULT_VALUE_BITS)
+    _, _, test_x, _ = load_digits_split()
+    return q, compile_network(q, CFG), test_x[:6]
+
+
+# ---- protocol and compiler ----------------------------------------------------------------
+
+def test_frames_round_trip_and_garbage_between_them_is_skipped():
+    frames = [proto.encode_frame(Command.WRITE, s, bytes(range(s))) for s in range(5)]
+    stream = b"\x00\xa5\x11" + frames[0] + b"\xff\xa5" + b"".join(frames[1:])
+    parser = proto.FrameParser()
+    got = parser.feed(stream[:7]) + parser.feed(stream[7:])
+    assert [(c, s, p, k) for c, s, p, k in got] == [
+        (Command.WRITE, s, bytes(range(s)), Status.OK) for s in range(5)]
+
+
+def test_a_corrupted_frame_is_reported_not_accepted():
+    frame = bytearray(proto.encode_frame(Command.READ, 9, b"abc"))
+    frame[7] ^= 0x10
+    assert proto.FrameParser().feed(bytes(frame)) == [(Command.READ, 9, b"arc", Status.BAD_CRC)]
+    too_long = bytes(proto.SYNC) + struct.pack("<BBH", 1, 3, proto.MAX_PAYLOAD + 1)
+    assert proto.FrameParser().feed(too_long)[0][3] == Status.BAD_LENGTH
+
+
+def test_sparse_stream_bridges_long_zero_runs_and_packs_lsb_first():
+    idx = np.zeros(100, np.int64)
+    idx[[0, 3, 40, 99]] = [5, 7, 9, 255]
+    entries = sparse_stream(idx)
+    # 40 - 3 - 1 = 36 zeros: two fillers of 16 positions, then a gap of 4
+    assert entries.tolist() == [[0, 5], [2, 7], [15, 0], [15, 0], [4, 9], [15, 0], [15, 0],
+                                [15, 0], [10, 255]]
+    pos, dense = -1, np.zeros(100, np.int64)
+    for gap, index in entries:
+        pos += gap + 1
+        dense[pos] = index
+    np.testing.assert_array_equal(dense, idx)
+    assert pack_entries(np.array([[1, 2], [3, 4]]), 6) == bytes([0x21, 0x0C, 0x01])   # 0x21 | 0x43 << 10
+
+
+def test_compiler_refuses_bypass_networks_by_name():
+    from golden.model import Model
+    net = digits_net(bypass="simple")
+    rng = np.random.default_rng(0)
+    weights = {s.name: (rng.normal(0, 0.1, s.weight_shape), np.zeros(s.out_channels))
+               for s in net.convs()}
+    q = quantize(Model.from_float(net, weights), [np.full((1, 16, 16), 128, np.uint8)], 8)
+    with pytest.raises(UnsupportedNetworkError, match="bypass add is not a device op"):
+        compile_network(q, CFG)
+
+
+# ---- the golden device ----------------------------------------------------------------------
+
+def test_golden_device_runs_the_program_bit_exact_with_the_cycle_model(digits):
+    q, prog, images = digits
+    driver = Driver(GoldenTransport(GoldenDevice(CFG)), reply_timeout=0.01)
+    driver.load_model(prog)
+    golden = Golden(q)
+    for x in images:
+        driver.load_image(prog, x)
+        cycles = driver.run()
+        np.testing.assert_array_equal(driver.read_logits(prog), golden(x))
+    expected = prog.expected_cycles()
+    assert cycles == expected.pop("total")
+    assert driver.read_counters(prog) == expected
+
+
+def test_driver_names_refusals():
+    driver = Driver(GoldenTransport(GoldenDevice(CFG)), reply_timeout=0.01)
+    with pytest.raises(DeviceError, match="UNKNOWN_COMMAND"):
+        driver.request(0x42)
+    with pytest.raises(DeviceError, match="BAD_ARGUMENT"):
+        driver.request(Command.READ, proto.args(Target.FEATURE, 0, proto.MAX_PAYLOAD))
+
+
+def _fault_campaign(transport_factory, seeds, rate, requests_per_seed):
+    """Random writes and read-backs of the feature memory through a faulty link. Returns
+    (faults injected, requests, correct, clear errors, wrong answers)."""
+    faults = requests = correct = errors = wrong = 0
+    for seed in seeds:
+        inner = transport_factory()
+        link = FaultyTransport(inner, rate, seed)
+        driver = Driver(link, reply_timeout=_timeout(inner), retries=12)
+        rng = np.random.default_rng(seed)
+        shadow = {}
+        for _ in range(requests_per_seed // 2):
+            address = int(rng.integers(0, 2048))
+            words = int(rng.integers(1, 64))
+            data = rng.integers(0, 256, words * CFG.pc, dtype=np.uint8).tobytes()
+            requests += 2
+            try:
+                driver.write(Target.FEATURE, address, data)
+                for i in range(words):
+                    shadow[address + i] = data[i * CFG.pc:(i + 1) * CFG.pc]
+                got = driver.read(Target.FEATURE, address, words, CFG.pc)
+            except (LinkError, DeviceError):
+                errors += 1
+                shadow.clear()           # what a failed write left is unknown: start over
+                continue
+            want = b"".join(shadow[address + i] for i in range(words))
+            correct += got == want
+            wrong += got != want
+        faults += link.faults.total
+        inner.close()
+    return faults, requests, correct, errors, wrong
+
+
+def _timeout(transport):
+    return 0.01 if isinstance(transport, GoldenTransport) else 0.3
+
+
+def test_fault_injection_on_the_golden_device_never_gives_a_wrong_answer():
+    faults, requests, correct, errors, wrong = _fault_campaign(
+        lambda: GoldenTransport(GoldenDevice(CFG)), seeds=range(10), rate=0.003,
+        requests_per_seed=200)
+    print(f"golden device: {faults} faults injected, {requests} requests, {correct} read-backs "
+          f"correct, {errors} clear errors, {wrong} wrong answers")
+    assert faults > 500
+    assert wrong == 0
+    assert correct >= 0.9 * requests / 2
+
+
+def test_fault_injection_on_a_whole_inference(digits):
+    """Model upload, image, run and result over a link that damages 1 byte in 5000."""
+    q, prog, images = digits
+    golden = Golden(q)
+    link = FaultyTransport(GoldenTransport(GoldenDevice(CFG)), 2e-4, seed=7)
+    driver = Driver(link, reply_timeout=0.01, retries=20)
+    driver.load_model(prog)
+    for x in images[:3]:
+        driver.load_image(prog, x)
+        driver.run()
+        np.testing.assert_array_equal(driver.read_logits(prog), golden(x))
+    assert link.faults.total > 5 and driver.stats.retries > 0
+
+
+# ---- the simulated board ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def board():
+    from firmware.board_sim import BoardProcess
+    with BoardProcess(CFG, quiet=True) as b:
+        yield b
+
+
+def _sim_driver(board, retries=10):
+    from firmware.transport import SerialTransport
+    return Driver(SerialTransport(board.url), reply_timeout=1.0, retries=retries)
+
+
+def test_simulated_board_classifies_digits_bit_exact_with_the_cycle_model(board, digits):
+    q, prog, images = digits
+    driver = _sim_driver(board)
+    driver.load_model(prog)
+    golden = Golden(q)
+    for x in images:
+        driver.load_image(prog, x)
+        cycles = driver.run()
+        np.testing.assert_array_equal(driver.read_logits(prog), golden(x))
+    expected = prog.expected_cycles()
+    assert cycles == expected.pop("total")
+    assert driver.read_counters(prog) == expected
+    driver.transport.close()
+
+
+def _raw(board):
+    s = socket.create_connection(("127.0.0.1", board.port))
+    s.settimeout(5)
+    return s
+
+
+def _replies(sock, n):
+    parser, got = proto.FrameParser(), []
+    deadline = time.monotonic() + 10
+    while len(got) < n and time.monotonic() < deadline:
+        got += parser.feed(sock.recv(65536))
+    return got
+
+
+def test_simulated_board_answers_bad_frames_with_errors_and_never_wedges(board):
+    s = _raw(board)
+    bad_crc = bytearray(proto.encode_frame(Command.IDENTIFY, 1))
+    bad_crc[-1] ^= 0xFF
+    too_long = bytes(proto.SYNC) + struct.pack("<BBH", Command.WRITE, 3, proto.MAX_PAYLOAD + 1)
+    s.sendall(bytes(bad_crc) + proto.encode_frame(0x42, 2) + too_long
+              + b"\x00\xa5garbage\x5a" + proto.encode_frame(Command.STATUS, 4))
+    got = [(code, seq) for code, seq, _, check in _replies(s, 4) if check == Status.OK]
+    assert got == [(Status.BAD_CRC, 1), (Status.UNKNOWN_COMMAND, 2), (Status.BAD_LENGTH, 3),
+                   (Status.OK, 4)]
+    # A frame cut short is dropped after the link timeout; the next one is answered.
+    s.sendall(proto.encode_frame(Command.IDENTIFY, 5)[:7])
+    time.sleep(0.5)
+    s.sendall(proto.encode_frame(Command.IDENTIFY, 6))
+    got = _replies(s, 1)
+    assert [(code, seq) for code, seq, _, _ in got] == [(Status.OK, 6)]
+    assert got[0][2][:4] == proto.IDENTITY_MAGIC
+    s.close()
+
+
+def test_fault_injection_on_the_simulated_board_never_gives_a_wrong_answer(board):
+    from firmware.transport import SerialTransport
+    faults, requests, correct, errors, wrong = _fault_campaign(
+        lambda: SerialTransport(board.url), seeds=range(2), rate=0.003, requests_per_seed=60)
+    print(f"simulated board: {faults} faults injected, {requests} requests, {correct} read-backs "
+          f"correct, {errors} clear errors, {wrong} wrong answers")
+    assert faults > 20
+    assert wrong == 0
+
+
+@pytest.mark.skipif(not (SHARED / "imagenet-sample").exists(), reason="needs ../shared")
+def test_authors_squeezenet_on_the_simulated_board_is_bit_exact(board):
+    """One real photo through the authors' Deep Compression SqueezeNet v1.0 (8-bit) on the
+    RTL: every logit equal to golden, cycles equal to the model (about a minute)."""
+    from golden.evaluate import calibration_images
+    from golden.preprocess import load_image
+    model = load_model(SHARED / "models" / "squeezenet-v1.0-deep-compression"
+                       / "compressed_SqueezeNet.net")
+    calib, _ = calibration_images(SHARED / "imagenet-sample", model.network.input, 10)
+    q = quantize(model, calib, 8)
+    prog = compile_network(q, CFG)
+    driver = _sim_driver(board)
+    driver.load_model(prog)
+    pixels = load_image(SHARED / "imagenet-sample" / "n01440764_tench.JPEG", model.network.input)
+    driver.load_image(prog, pixels)
+    cycles = driver.run()
+    np.testing.assert_array_equal(driver.read_logits(prog), Golden(q)(pixels))
+    assert cycles == prog.expected_cycles()["total"]
+    driver.transport.close()
