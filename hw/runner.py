@@ -16,7 +16,7 @@ the chip), a 3x3/2 max pooling or a global sum, each from ``in_base`` to ``out_b
 feature-map memory. hw/program.py compiles a network into ops.
 
 Cycles of an op, from its fetch to its last write: the unit's own cycles plus
-``OP_OVERHEAD`` (fetch and decode), checked against the cycle model by the tests
+``OP_OVERHEAD`` (fetch, decode, start), checked against the cycle model by the tests
 (hw.program.op_cycles).
 """
 

@@ -23,7 +23,7 @@ from golden.quantize import quantize
 from hw import protocol as proto
 from hw.config import board_config
 from hw.program import UnsupportedNetworkError, compile_network, pack_entries, sparse_stream
-from hw.protocol import Command, Status, Target
+from hw.protocol import Command, RunState, Status, Target
 
 from conftest import ROOT, SHARED
 
@@ -197,6 +197,21 @@ def test_simulated_board_classifies_digits_bit_exact_with_the_cycle_model(board,
     driver.transport.close()
 
 
+@pytest.mark.parametrize("bits", [6, 4])
+def test_simulated_board_runs_narrower_indices(board, bits):
+    """6- and 4-bit indices: narrower entries on the wire, the same decoder."""
+    model = load_model(ROOT / "models" / "digits-squeezenet.npz")
+    q = quantize(model, calibration_set(), bits, nx.DEFAULT_VALUE_BITS)
+    prog = compile_network(q, CFG)
+    driver = _sim_driver(board)
+    driver.load_model(prog)
+    x = load_digits_split()[2][0]
+    driver.load_image(prog, x)
+    driver.run()
+    np.testing.assert_array_equal(driver.read_logits(prog), Golden(q)(x))
+    driver.transport.close()
+
+
 def _raw(board):
     s = socket.create_connection(("127.0.0.1", board.port))
     s.settimeout(5)
@@ -256,6 +271,13 @@ def test_authors_squeezenet_on_the_simulated_board_is_bit_exact(board):
     driver.load_model(prog)
     pixels = load_image(SHARED / "imagenet-sample" / "n01440764_tench.JPEG", model.network.input)
     driver.load_image(prog, pixels)
+    # While the program runs, STATUS answers, memory commands are refused, RESET stops it.
+    driver.request(Command.RUN)
+    assert driver.status()[0] == RunState.RUNNING
+    with pytest.raises(DeviceError, match="BUSY"):
+        driver.read(Target.FEATURE, 0, 1, CFG.pc)
+    driver.reset()
+    assert driver.status()[0] == RunState.IDLE
     cycles = driver.run()
     np.testing.assert_array_equal(driver.read_logits(prog), Golden(q)(pixels))
     assert cycles == prog.expected_cycles()["total"]
