@@ -13,7 +13,7 @@ SIM ?= verilator
 WAVES ?= 0
 CASES ?= 1000
 
-.PHONY: setup demo test sim sim-report synth board-imagenet bench-golden eval-imagenet compress-imagenet \
+.PHONY: setup demo test sim sim-report synth board-imagenet faults bench-golden eval-imagenet compress-imagenet \
         explore train-digits clean
 
 setup: $(STAMP)
@@ -56,6 +56,13 @@ BOARD_PHOTOS := n01440764_tench n01484850_great_white_shark n01494475_hammerhead
 board-imagenet: $(STAMP)
 	$(VENV)/bin/sqz infer $(foreach p,$(BOARD_PHOTOS),$(SHARED)/imagenet-sample/$(p).JPEG) \
 	  --model $(MODEL_NET) --device sim --check --layers --json build/board/imagenet.json
+
+# Fault injection on the host link, larger than the tests': the golden device and the simulated
+# board; build/faults/report.json.
+faults: $(STAMP)
+	rm -f build/faults/report.json
+	$(PY) -m firmware.faults --device golden --seeds 20 --rate 0.003 --requests 400 --json build/faults/report.json
+	$(PY) -m firmware.faults --device sim --seeds 4 --rate 0.003 --requests 200 --json build/faults/report.json
 
 bench-golden: $(STAMP)
 	$(VENV)/bin/sqz bench-golden --model $(MODEL_NET) --json build/bench/golden.json

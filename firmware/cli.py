@@ -535,7 +535,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, OSError, MissingExtraError) as e:
+    except (ValueError, FileNotFoundError, OSError, MissingExtraError, RuntimeError) as e:
+        # RuntimeError: the device's (LinkError, DeviceError) and the board build's
         print(f"sqz {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -36,6 +36,8 @@ class AcceleratorConfig:
     codebook_tables: int = 4                   # layers whose codebooks are resident at once
     bias_depth: int = 64                       # PO-wide bias words (output-channel groups)
     program_depth: int = 64                    # ops of the device's layer program
+    dsp_primitives: bool = False               # multipliers as ECP5 MULT18X18D instances with
+                                               # their own registers (synthesis; hw/dsp.py)
     link_timeout: int = 1 << 16                # idle cycles that end a half-received frame
                                                # (0.66 ms at 100 MHz: 200 bytes at 3 Mbaud)
 

@@ -23,12 +23,15 @@ output bytes being written: ``LATENCY`` cycles plus the drain position):
     S1b both registered again (the weight word fans out to every codebook memory)
     S2  codebook reads (one per multiplier)
     S3  codebook values registered
-    S4  codebook values x activations: PO*PC products; bias read
+    S4  the multipliers' input registers (hw/dsp.py: inside the hard multipliers on the ECP5)
+    S4b PO*PC products in the multipliers' output registers
+    S4c the products registered again in the fabric, beside the adder tree; bias read
     S5  PC-input adder tree per output lane; bias registered
     S6  accumulate (first step of a pixel starts from the bias); last step snapshots PO sums
-    R0..R4  PC requantisation lanes drain the PO sums, PO/PC cycles: R0 the lane's input
-            register, R1 two half products (one 18x18 multiplier each), R2 their sum, R3
-            round and shift, R4 clamp; then PC bytes are written
+    R0..R4  PC requantisation lanes drain the PO sums, PO/PC cycles: R0 the multipliers'
+            input registers, R1 two half products (one registered 18x18 multiplier each), R1b
+            both registered again in the fabric, R2 their sum, R3 round and shift, R4 clamp;
+            then PC bytes are written
 
 If a pixel has fewer steps than the drain needs (CG*k*k < PO/PC), the counters insert idle
 cycles so that sums never arrive faster than they drain; ``cycles`` counts them.
@@ -41,14 +44,14 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig
+from .dsp import RegisteredMultiplier
 
 __all__ = ["ConvEngine", "LATENCY"]
 
 # Cycles counted after the issue of a layer's last step, beyond the drain's PO/PC cycles:
-# S1..S6 and S1b (7), R0..R4 (5), the cycle that sees the pipeline empty and the one in which
-# ``busy``
-# drops; ``done`` is high in the cycle after.
-LATENCY = 14
+# S1..S6, S1b, S4b and S4c (9), R0..R4 and R1b (6), the cycle that sees the pipeline empty and
+# the one in which ``busy`` drops; ``done`` is high in the cycle after.
+LATENCY = 17
 
 
 def _bits(n: int) -> int:
@@ -280,14 +283,23 @@ class ConvEngine(wiring.Component):
         m.d.sync += x3.eq(x2)
         s4 = delayed(s3, "s4")
 
-        # ---- S4: products; bias read ---------------------------------------------------------
-        prod = [Signal(signed(cfg.product_bits + 1), name=f"prod{lane}", reset_less=True)
-                for lane in range(po * pc)]
+        # ---- S4, S4b: products, through a registered multiplier (hw/dsp.py: its input
+        # registers are S4, its output register S4b); bias read ---------------------------------
+        # S4c: the products registered again in the fabric, beside the adder tree: the route
+        # out of the multiplier column gets a cycle of its own.
+        prod = []
         for lane in range(po * pc):
-            m.d.sync += prod[lane].eq(values[lane] * x3[lane % pc])
+            mul = RegisteredMultiplier(signed(vb), unsigned(cfg.act_bits), cfg.dsp_primitives)
+            m.submodules[f"mac{lane}"] = mul
+            m.d.comb += [mul.a.eq(values[lane]), mul.b.eq(x3[lane % pc])]
+            p = Signal.like(mul.p, name=f"prod{lane}", reset_less=True)
+            m.d.sync += p.eq(mul.p)
+            prod.append(p)
+        s4b = delayed(s4, "s4b")
+        s4c = delayed(s4b, "s4c")
         for o in range(po):
-            m.d.comb += bias_rd[o].addr.eq(self.bias_base + s4.og)
-        s5 = delayed(s4, "s5")
+            m.d.comb += bias_rd[o].addr.eq(self.bias_base + s4c.og)
+        s5 = delayed(s4c, "s5")
 
         # ---- S5: adder tree over the PC input lanes; bias registered ------------------------
         sums = [Signal(signed(cfg.acc_bits), name=f"sum{o}", reset_less=True) for o in range(po)]
@@ -331,7 +343,7 @@ class ConvEngine(wiring.Component):
         lo_bits = 16
         hi_bits = cfg.acc_bits - lo_bits
         width = cfg.requant_product_bits + 2
-        stages = 5
+        stages = 6
         stage_valid = [Signal(name=f"rq_valid{k}") for k in range(stages)]
         stage_addr = [Signal(self.fm_addr_bits, name=f"rq_addr{k}") for k in range(stages)]
         m.d.sync += [stage_valid[0].eq(draining), stage_addr[0].eq(drain_word)]
@@ -341,14 +353,23 @@ class ConvEngine(wiring.Component):
         m.d.comb += half.eq((Const(1, width) << self.shift) >> 1)
         r4_byte = Signal(data.ArrayLayout(cfg.act_bits, pc))
         for t in range(pc):
-            # A register of its own in front of each multiplier pair, which the placer can put
-            # beside the hard multipliers (the drain register is shared by all lanes).
-            value = Signal(signed(cfg.acc_bits), name=f"rq_in{t}")
-            m.d.sync += value.eq(drain_regs[t])
-            p_lo = Signal(lo_bits + cfg.mult_bits, name=f"rq_lo{t}")
-            p_hi = Signal(signed(hi_bits + cfg.mult_bits + 1), name=f"rq_hi{t}")
-            m.d.sync += [p_lo.eq(value[:lo_bits] * self.mult),
-                         p_hi.eq(value[lo_bits:].as_signed() * self.mult)]
+            # R0, R1: the two halves of acc * M in registered multipliers (hw/dsp.py): their
+            # input registers take the drain register's entry (R0), their output registers
+            # hold the products (R1).
+            mul_lo = RegisteredMultiplier(unsigned(lo_bits), unsigned(cfg.mult_bits),
+                                          cfg.dsp_primitives)
+            mul_hi = RegisteredMultiplier(signed(hi_bits), unsigned(cfg.mult_bits),
+                                          cfg.dsp_primitives)
+            m.submodules[f"rq_lo{t}"] = mul_lo
+            m.submodules[f"rq_hi{t}"] = mul_hi
+            m.d.comb += [mul_lo.a.eq(drain_regs[t][:lo_bits]), mul_lo.b.eq(self.mult),
+                         mul_hi.a.eq(drain_regs[t][lo_bits:].as_signed()),
+                         mul_hi.b.eq(self.mult)]
+            # R1b: both products registered again in the fabric (the route out of the
+            # multiplier column in a cycle of its own, not in front of R2's adder).
+            p_lo = Signal(lo_bits + cfg.mult_bits, name=f"rq_lo{t}", reset_less=True)
+            p_hi = Signal.like(mul_hi.p, name=f"rq_hi{t}", reset_less=True)
+            m.d.sync += [p_lo.eq(mul_lo.p[:lo_bits + cfg.mult_bits]), p_hi.eq(mul_hi.p)]
             product = Signal(signed(width), name=f"rq_prod{t}")
             m.d.sync += product.eq((p_hi << lo_bits) + p_lo)
             shifted = Signal(signed(width), name=f"rq_shift{t}")
@@ -365,7 +386,7 @@ class ConvEngine(wiring.Component):
 
         # ---- done: nothing left in flight -------------------------------------------------------
         idle = Signal()
-        m.d.comb += idle.eq(~running & ~Cat(st.valid for st in (s1, s1b, s2, s3, s4, s5, s6)).any()
+        m.d.comb += idle.eq(~running & ~Cat(st.valid for st in (s1, s1b, s2, s3, s4, s4b, s4c, s5, s6)).any()
                             & ~draining & ~Cat(stage_valid).any())
         # ``done`` is registered: a combinational pulse would glitch in event-driven simulators
         # while ``busy`` and ``running`` update in the same time step.

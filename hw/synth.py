@@ -24,10 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "build" / "synth"
 BIN = Path(sys.executable).parent
 
-# Board-sized buffers: one codebook table per multiplier copy, 4,096-byte feature-map banks.
+# Board-sized buffers: one codebook table per multiplier copy, 4,096-byte feature-map banks;
+# the multipliers as MULT18X18D with their own registers (hw/dsp.py).
 def synth_config(mac_units: int) -> AcceleratorConfig:
     return AcceleratorConfig(mac_units=mac_units, fm_depth=4096, weight_depth=512,
-                             codebook_tables=1, bias_depth=64)
+                             codebook_tables=1, bias_depth=64, dsp_primitives=True)
 
 
 def synthesise(mac_units: int, freq: float = 100.0, seed: int = 1) -> dict:

@@ -11,7 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from firmware.driver import DeviceError, Driver, LinkError
+from firmware.driver import DeviceError, Driver
+from firmware.faults import run_campaign
 from firmware.golden_device import GoldenDevice
 from firmware.transport import FaultyTransport, GoldenTransport
 from golden import numerics as nx
@@ -107,51 +108,12 @@ def test_driver_names_refusals():
         driver.request(Command.READ, proto.args(Target.FEATURE, 0, proto.MAX_PAYLOAD))
 
 
-def _fault_campaign(transport_factory, seeds, rate, requests_per_seed):
-    """Random writes and read-backs of the feature memory through a faulty link. Returns
-    (faults injected, requests, correct, clear errors, wrong answers)."""
-    faults = requests = correct = errors = wrong = 0
-    for seed in seeds:
-        inner = transport_factory()
-        link = FaultyTransport(inner, rate, seed)
-        driver = Driver(link, reply_timeout=_timeout(inner), retries=12)
-        rng = np.random.default_rng(seed)
-        shadow = {}
-        for _ in range(requests_per_seed // 2):
-            address = int(rng.integers(0, 2048))
-            words = int(rng.integers(1, 64))
-            data = rng.integers(0, 256, words * CFG.pc, dtype=np.uint8).tobytes()
-            requests += 2
-            try:
-                driver.write(Target.FEATURE, address, data)
-                for i in range(words):
-                    shadow[address + i] = data[i * CFG.pc:(i + 1) * CFG.pc]
-                got = driver.read(Target.FEATURE, address, words, CFG.pc)
-            except (LinkError, DeviceError):
-                errors += 1
-                shadow.clear()           # what a failed write left is unknown: start over
-                continue
-            want = b"".join(shadow[address + i] for i in range(words))
-            correct += got == want
-            wrong += got != want
-        faults += link.faults.total
-        inner.close()
-    return faults, requests, correct, errors, wrong
-
-
-def _timeout(transport):
-    return 0.01 if isinstance(transport, GoldenTransport) else 0.3
-
-
 def test_fault_injection_on_the_golden_device_never_gives_a_wrong_answer():
-    faults, requests, correct, errors, wrong = _fault_campaign(
-        lambda: GoldenTransport(GoldenDevice(CFG)), seeds=range(10), rate=0.003,
-        requests_per_seed=200)
-    print(f"golden device: {faults} faults injected, {requests} requests, {correct} read-backs "
-          f"correct, {errors} clear errors, {wrong} wrong answers")
-    assert faults > 500
-    assert wrong == 0
-    assert correct >= 0.9 * requests / 2
+    r = run_campaign("golden", range(10), rate=0.003, requests_per_seed=200, cfg=CFG)
+    print(r)
+    assert r.faults > 500 and r.retries > 100
+    assert r.wrong == 0
+    assert r.correct >= 0.9 * r.requests / 2
 
 
 def test_fault_injection_on_a_whole_inference(digits):
@@ -247,13 +209,11 @@ def test_simulated_board_answers_bad_frames_with_errors_and_never_wedges(board):
 
 
 def test_fault_injection_on_the_simulated_board_never_gives_a_wrong_answer(board):
-    from firmware.transport import SerialTransport
-    faults, requests, correct, errors, wrong = _fault_campaign(
-        lambda: SerialTransport(board.url), seeds=range(2), rate=0.003, requests_per_seed=60)
-    print(f"simulated board: {faults} faults injected, {requests} requests, {correct} read-backs "
-          f"correct, {errors} clear errors, {wrong} wrong answers")
-    assert faults > 20
-    assert wrong == 0
+    r = run_campaign(board.url, range(2), rate=0.003, requests_per_seed=60, cfg=CFG)
+    print(r)
+    assert r.faults > 20 and r.retries > 5
+    assert r.wrong == 0
+    assert r.correct >= 0.8 * r.requests / 2
 
 
 @pytest.mark.skipif(not (SHARED / "imagenet-sample").exists(), reason="needs ../shared")
