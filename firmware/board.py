@@ -36,7 +36,8 @@ class Board:
                  progress: bool = False, retries: int = 10):
         self.cfg = cfg or board_config()
         self.program: DeviceProgram = compile_network(q, self.cfg)
-        self.transport, timeout = open_device(device, self.cfg, quiet=not progress)
+        # The one-off Verilator build of a simulated board always says that it is building.
+        self.transport, timeout = open_device(device, self.cfg, quiet=False)
         self.driver = Driver(self.transport, timeout, retries)
         started = time.perf_counter()
         bar = _bar(sum(len(w.entries) for w in self.program.weights), "weights",

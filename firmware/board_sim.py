@@ -75,7 +75,7 @@ def _compile(cfg: AcceleratorConfig, text: str, out: Path, exe: Path, quiet: boo
     verilator_env()
     if not quiet:
         print(f"building the simulated board ({cfg.mac_units} MAC units) with Verilator, "
-              "once per configuration: about two minutes", file=sys.stderr)
+              "once per configuration: under a minute", file=sys.stderr)
     cmd = ["verilator", "--cc", "--exe", "--build", "-j", str(os.cpu_count() or 2),
            "--top-module", "device", "-O3", "--x-assign", "fast", "--x-initial", "fast",
            "-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-lint", "-Wno-style",

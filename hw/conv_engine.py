@@ -139,9 +139,12 @@ class ConvEngine(wiring.Component):
             m.d.comb += [wr.addr.eq(self.codebook_wr_addr), wr.data.eq(self.codebook_wr_data),
                          wr.en.eq(self.codebook_wr_en)]
             cb_rd.append(cb.read_port())
+        # Biases in distributed RAM: a block RAM's 6 ns clock-to-output plus the route from
+        # wherever the placer puts 16 small block RAMs left no time in a 100 MHz cycle.
         bias_rd = []
         for lane in range(po):
-            bm = memory.Memory(shape=signed(cfg.acc_bits), depth=cfg.bias_depth, init=[])
+            bm = memory.Memory(shape=signed(cfg.acc_bits), depth=cfg.bias_depth, init=[],
+                               attrs={"ram_style": "distributed"})
             m.submodules[f"bias{lane}"] = bm
             wr = bm.write_port()
             m.d.comb += [wr.addr.eq(self.bias_wr_addr), wr.data.eq(self.bias_wr_data),
