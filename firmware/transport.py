@@ -13,7 +13,6 @@ simulated board for ``sim``).
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass, field
 
 __all__ = ["SerialTransport", "GoldenTransport", "FaultyTransport", "open_device", "FaultCounts"]

@@ -300,22 +300,17 @@ class NetworkRunner(wiring.Component):
                 with m.Switch(op.kind):
                     with m.Case(OpKind.CONV):
                         m.d.comb += [eng.start.eq(1), conv_running.eq(1)]
-                        m.next = "CONV"
+                        m.next = "UNIT"
                     with m.Case(OpKind.MAXPOOL, OpKind.GLOBAL_SUM):
                         m.d.comb += [reader.start.eq(1), writer.start.eq(1)]
-                        m.next = "POOL"
+                        m.next = "UNIT"
                     with m.Default():
                         m.d.sync += state.eq(RunState.DONE)
                         m.next = "IDLE"
-            with m.State("CONV"):
-                m.d.comb += conv_running.eq(1)
-                with m.If(eng.done):
-                    m.d.comb += cnt_wr.en.eq(1)
-                    m.d.sync += index.eq(index + 1)
-                    m.next = "FETCH"
-            with m.State("POOL"):
-                m.d.comb += pooling.eq(1)
-                with m.If(writer.done):
+            with m.State("UNIT"):            # the engine or the pooling path runs the op
+                is_conv = op.kind == OpKind.CONV
+                m.d.comb += [conv_running.eq(is_conv), pooling.eq(~is_conv)]
+                with m.If(Mux(is_conv, eng.done, writer.done)):
                     m.d.comb += cnt_wr.en.eq(1)
                     m.d.sync += index.eq(index + 1)
                     m.next = "FETCH"

@@ -86,9 +86,9 @@ def test_compiler_refuses_bypass_networks_by_name():
 
 # ---- the golden device ----------------------------------------------------------------------
 
-def test_golden_device_runs_the_program_bit_exact_with_the_cycle_model(digits):
-    q, prog, images = digits
-    driver = Driver(GoldenTransport(GoldenDevice(CFG)), reply_timeout=0.01)
+def _runs_bit_exact_with_the_cycle_model(driver, q, prog, images):
+    """Upload, then every image: logits equal to golden; the last run's total and per-op
+    cycles equal to the cycle model."""
     driver.load_model(prog)
     golden = Golden(q)
     for x in images:
@@ -98,6 +98,11 @@ def test_golden_device_runs_the_program_bit_exact_with_the_cycle_model(digits):
     expected = prog.expected_cycles()
     assert cycles == expected.pop("total")
     assert driver.read_counters(prog) == expected
+
+
+def test_golden_device_runs_the_program_bit_exact_with_the_cycle_model(digits):
+    driver = Driver(GoldenTransport(GoldenDevice(CFG)), reply_timeout=0.01)
+    _runs_bit_exact_with_the_cycle_model(driver, *digits)
 
 
 def test_driver_names_refusals():
@@ -145,17 +150,8 @@ def _sim_driver(board, retries=10):
 
 
 def test_simulated_board_classifies_digits_bit_exact_with_the_cycle_model(board, digits):
-    q, prog, images = digits
     driver = _sim_driver(board)
-    driver.load_model(prog)
-    golden = Golden(q)
-    for x in images:
-        driver.load_image(prog, x)
-        cycles = driver.run()
-        np.testing.assert_array_equal(driver.read_logits(prog), golden(x))
-    expected = prog.expected_cycles()
-    assert cycles == expected.pop("total")
-    assert driver.read_counters(prog) == expected
+    _runs_bit_exact_with_the_cycle_model(driver, *digits)
     driver.transport.close()
 
 
