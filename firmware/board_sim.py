@@ -8,7 +8,6 @@ stops it. ``sqz board-sim`` runs one in the foreground; ``--device sim`` starts 
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import os
@@ -26,30 +25,12 @@ HARNESS = ROOT / "sim" / "board" / "board_main.cpp"
 BUILD = ROOT / "build" / "board"
 
 
-@contextlib.contextmanager
-def _without_zero_memory_init():
-    """Amaranth writes every memory's initial contents word by word; the board's memories
-    (megabytes, all zero) would take minutes and 80 MB of Verilog. Verilator starts memories
-    at zero, so for this build the all-zero initialisers are left out."""
-    from amaranth.back import rtlil
-    original = rtlil.ModuleEmitter.emit_memory
-
-    def emit_memory(self, cell_idx, cell):
-        if any(cell.init):
-            original(self, cell_idx, cell)
-
-    rtlil.ModuleEmitter.emit_memory = emit_memory
-    try:
-        yield
-    finally:
-        rtlil.ModuleEmitter.emit_memory = original
-
-
 def device_verilog(cfg: AcceleratorConfig) -> str:
     from amaranth.back import verilog
 
     from hw.device import Device
-    with _without_zero_memory_init():
+    from sim.runner import without_zero_memory_init
+    with without_zero_memory_init():
         return verilog.convert(Device(cfg), name="device", emit_src=False)
 
 

@@ -9,6 +9,7 @@ PATH and VERILATOR_ROOT); Icarus is used when ``iverilog`` is on the PATH.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -16,6 +17,26 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build" / "sim"
+
+
+@contextlib.contextmanager
+def without_zero_memory_init():
+    """Amaranth writes every memory's initial contents word by word; big memories (the board's
+    megabytes, the report's full-size layers) take minutes and tens of MB of Verilog, and
+    Verilator gigabytes to compile them. Verilator starts memories at zero, so for its builds
+    the all-zero initialisers are left out (Icarus keeps them: it starts memories at x)."""
+    from amaranth.back import rtlil
+    original = rtlil.ModuleEmitter.emit_memory
+
+    def emit_memory(self, cell_idx, cell):
+        if any(cell.init):
+            original(self, cell_idx, cell)
+
+    rtlil.ModuleEmitter.emit_memory = emit_memory
+    try:
+        yield
+    finally:
+        rtlil.ModuleEmitter.emit_memory = original
 
 
 def verilator_env() -> None:
@@ -32,11 +53,12 @@ def verilator_env() -> None:
     os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
 
 
-def write_verilog(top, name: str, out_dir: Path) -> Path:
+def write_verilog(top, name: str, out_dir: Path, zero_init: bool = True) -> Path:
     from amaranth.back import verilog
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.v"
-    text = verilog.convert(top, name=name, emit_src=False)
+    with (contextlib.nullcontext() if zero_init else without_zero_memory_init()):
+        text = verilog.convert(top, name=name, emit_src=False)
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
     return path
@@ -75,7 +97,7 @@ def run(sim: str = "verilator", waves: bool = False, cases: int | None = None,
         mod, cls = factory.split(":")
         top = getattr(__import__(mod, fromlist=[cls]), cls)(cfg)
         build_dir = BUILD / f"{hdl}-{profile}-{sim}-{mac_units}"
-        src = write_verilog(top, hdl, build_dir)
+        src = write_verilog(top, hdl, build_dir, zero_init=sim != "verilator")
         runner = get_runner(sim)
         # Icarus: Verilog-2005 semantics, under which a variable's initialiser is an event at
         # time 0. The generated Verilog relies on it to run every combinational block once
