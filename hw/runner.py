@@ -31,6 +31,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig
 from .conv_engine import ConvEngine
+from .conv_layer import FeatureBuffer
 from .fire import descriptor_layout
 from .pool import GlobalSumUnit, MaxPoolUnit, pixel_layout
 from .protocol import RunState
@@ -215,16 +216,11 @@ class NetworkRunner(wiring.Component):
         m.d.comb += [prog_wr.addr.eq(self.prog_wr_addr), prog_wr.data.eq(self.prog_wr_data),
                      prog_wr.en.eq(self.prog_wr_en),
                      cnt_rd.addr.eq(self.counter_rd_addr), self.counter_rd_data.eq(cnt_rd.data)]
-        fm_rd, fm_wr, sq_rd, sq_wr = [], [], [], []
-        for t in range(pc):
-            fm = memory.Memory(shape=cfg.act_bits, depth=cfg.fm_depth, init=[])
-            sq = memory.Memory(shape=cfg.act_bits, depth=cfg.squeeze_depth, init=[])
-            m.submodules[f"fm{t}"] = fm
-            m.submodules[f"squeeze{t}"] = sq
-            fm_rd.append(fm.read_port())
-            fm_wr.append(fm.write_port())
-            sq_rd.append(sq.read_port())
-            sq_wr.append(sq.write_port())
+        # The feature-map memory and the squeeze buffer, behind FeatureBuffer's ports (one read
+        # of every bank at one address, data the next cycle; per-bank writes): the interface a
+        # board's memory (SDRAM behind a cache that keeps that one-cycle read) would implement.
+        m.submodules.fm = fm = FeatureBuffer(cfg)
+        m.submodules.squeeze = sq = FeatureBuffer(cfg, depth=cfg.squeeze_depth)
 
         # ---- the op being run -------------------------------------------------------------------
         op = Signal(self.layout)
@@ -257,24 +253,24 @@ class NetworkRunner(wiring.Component):
 
         # ---- feature-map and squeeze-buffer ports: whoever the op (or the host) makes owner ---
         conv_running = Signal()
-        for t in range(pc):
-            m.d.comb += [sq_rd[t].addr.eq(eng.fm_rd_addr), sq_wr[t].addr.eq(eng.fm_wr_addr[t]),
-                         sq_wr[t].data.eq(eng.fm_wr_data[t]),
-                         sq_wr[t].en.eq(conv_running & op.dst_squeeze & eng.fm_wr_en[t])]
-            with m.If(conv_running):
-                m.d.comb += [fm_rd[t].addr.eq(eng.fm_rd_addr), fm_wr[t].addr.eq(eng.fm_wr_addr[t]),
-                             fm_wr[t].data.eq(eng.fm_wr_data[t]),
-                             fm_wr[t].en.eq(~op.dst_squeeze & eng.fm_wr_en[t])]
-            with m.Elif(pooling):
-                m.d.comb += [fm_rd[t].addr.eq(reader.rd_addr), fm_wr[t].addr.eq(writer.wr_addr),
-                             fm_wr[t].data.eq(writer.wr_data[t]), fm_wr[t].en.eq(writer.wr_en)]
-            with m.Else():
-                m.d.comb += [fm_rd[t].addr.eq(self.fm_host_addr), fm_wr[t].addr.eq(self.fm_host_addr),
-                             fm_wr[t].data.eq(self.fm_host_wr_data[t]),
-                             fm_wr[t].en.eq(self.fm_host_wr_en)]
-            m.d.comb += [self.fm_host_rd_data[t].eq(fm_rd[t].data),
-                         reader.rd_data[t].eq(fm_rd[t].data),
-                         eng.fm_rd_data[t].eq(Mux(op.src_squeeze, sq_rd[t].data, fm_rd[t].data))]
+        # (the squeeze buffer takes the address bits it has, bank by bank)
+        m.d.comb += [sq.wr_addr[t].eq(eng.fm_wr_addr[t]) for t in range(pc)]
+        m.d.comb += [sq.rd_addr.eq(eng.fm_rd_addr), sq.wr_data.eq(eng.fm_wr_data),
+                     sq.wr_en.eq(Mux(conv_running & op.dst_squeeze, eng.fm_wr_en, 0))]
+        with m.If(conv_running):
+            m.d.comb += [fm.rd_addr.eq(eng.fm_rd_addr), fm.wr_addr.eq(eng.fm_wr_addr),
+                         fm.wr_data.eq(eng.fm_wr_data),
+                         fm.wr_en.eq(Mux(op.dst_squeeze, 0, eng.fm_wr_en))]
+        with m.Elif(pooling):
+            m.d.comb += [fm.rd_addr.eq(reader.rd_addr), fm.wr_data.eq(writer.wr_data),
+                         fm.wr_en.eq(Mux(writer.wr_en, (1 << pc) - 1, 0))]
+            m.d.comb += [fm.wr_addr[t].eq(writer.wr_addr) for t in range(pc)]
+        with m.Else():
+            m.d.comb += [fm.rd_addr.eq(self.fm_host_addr), fm.wr_data.eq(self.fm_host_wr_data),
+                         fm.wr_en.eq(Mux(self.fm_host_wr_en, (1 << pc) - 1, 0))]
+            m.d.comb += [fm.wr_addr[t].eq(self.fm_host_addr) for t in range(pc)]
+        m.d.comb += [self.fm_host_rd_data.eq(fm.rd_data), reader.rd_data.eq(fm.rd_data),
+                     eng.fm_rd_data.eq(Mux(op.src_squeeze, sq.rd_data, fm.rd_data))]
 
         # ---- the sequencer -----------------------------------------------------------------------
         state = Signal(RunState)
