@@ -176,12 +176,9 @@ class ConvEngine(wiring.Component):
         m.d.comb += [self.fm_rd_addr.eq(fm_addr), w_rd.addr.eq(w_addr)]
         first = Signal()
         last_step = Signal()
-        # The counters' last values, registered at start (the descriptor holds still while the
-        # engine runs): the wrap conditions are then equalities, with no subtractor in front.
-        k_max, cg_max, ow_max, oh_max, og_max = (Signal(12, name=f"{n}_max")
-                                                 for n in ("k", "cg", "ow", "oh", "og"))
         m.d.comb += [first.eq((cg == 0) & (ki == 0) & (kj == 0)),
-                     last_step.eq((cg == cg_max) & (ki == k_max) & (kj == k_max))]
+                     last_step.eq((cg == cgroups - 1) & (ki == self.kernel - 1)
+                                  & (kj == self.kernel - 1))]
 
         cycles = Signal(32)
         busy = Signal()
@@ -198,34 +195,31 @@ class ConvEngine(wiring.Component):
                          y0.eq(neg_pad), x0.eq(neg_pad), og_weight.eq(self.weight_base),
                          w_addr.eq(self.weight_base), pixel.eq(0),
                          row_addr.eq(self.pixel_origin), fm_addr.eq(self.pixel_origin),
-                         og_out.eq(self.out_base_word),
-                         k_max.eq(self.kernel - 1), cg_max.eq(cgroups - 1),
-                         ow_max.eq(self.out_w - 1), oh_max.eq(self.out_h - 1),
-                         og_max.eq(ogroups - 1)]
+                         og_out.eq(self.out_base_word)]
         with m.Elif(running & (gap != 0)):
             m.d.sync += gap.eq(gap - 1)
         with m.Elif(s0_valid):
             m.d.sync += [step_in_pixel.eq(step_in_pixel + 1), w_addr.eq(w_addr + 1)]
-            with m.If(kj == k_max):
+            with m.If(kj == self.kernel - 1):
                 m.d.sync += kj.eq(0)
-                with m.If(ki == k_max):
+                with m.If(ki == self.kernel - 1):
                     m.d.sync += ki.eq(0)
-                    with m.If(cg == cg_max):
+                    with m.If(cg == cgroups - 1):
                         # Pixel finished: owe idle cycles if the drain is longer than the pixel.
                         m.d.sync += [cg.eq(0), step_in_pixel.eq(0), pixel.eq(pixel + 1),
                                      w_addr.eq(og_weight)]
                         with m.If(steps < drain):
                             m.d.sync += gap.eq(drain - steps)
-                        with m.If(ox == ow_max):
+                        with m.If(ox == self.out_w - 1):
                             m.d.sync += [ox.eq(0), x0.eq(neg_pad)]
-                            with m.If(oy == oh_max):
+                            with m.If(oy == self.out_h - 1):
                                 m.d.sync += [oy.eq(0), y0.eq(neg_pad), pixel.eq(0),
                                              row_addr.eq(self.pixel_origin),
                                              fm_addr.eq(self.pixel_origin),
                                              og_weight.eq(og_weight + steps),
                                              w_addr.eq(og_weight + steps),
                                              og_out.eq(og_out + self.out_group_step)]
-                                with m.If(og == og_max):
+                                with m.If(og == ogroups - 1):
                                     m.d.sync += running.eq(0)
                                 with m.Else():
                                     m.d.sync += og.eq(og + 1)
