@@ -166,9 +166,11 @@ def _infer_on_device(args, model, names, images):
             r = board.classify(pixels, progress=progress)
             scores = r.logits.astype(np.float64) * q.logits_scale()
             top5 = _print_top5(image, r.logits, scores, names)
-            layers = [{"name": op.name, "cycles": r.layers[op.name],
-                       "ideal": (round(op_ideal, 1) if (op_ideal := _op_ideal(op, cfg)) else None)}
-                      for op in prog.ops]
+            layers = []
+            for op in prog.ops:
+                ideal_op = op.ideal_cycles(cfg)
+                layers.append({"name": op.name, "cycles": r.layers[op.name],
+                               "ideal": None if ideal_op is None else round(ideal_op, 1)})
             print(f"  device: {r.cycles:,} cycles ({ideal:,.0f} ideal at {cfg.mac_units} MACs: "
                   f"{100 * ideal / r.cycles:.1f}% of peak), {r.seconds:.1f} s")
             if args.layers:
@@ -192,12 +194,6 @@ def _infer_on_device(args, model, names, images):
             if "bit_exact" in results[0]:
                 summary["bit_exact"] = results[0]["bit_exact"]
     return results, summary
-
-
-def _op_ideal(op, cfg):
-    from hw.compiler import ideal_cycles
-    from hw.runner import OpKind
-    return ideal_cycles(op.desc, cfg) if op.kind == OpKind.CONV else None
 
 
 def cmd_board_sim(args) -> int:

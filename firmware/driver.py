@@ -168,20 +168,23 @@ class Driver:
     def load_model(self, program, progress=None) -> int:
         """Reset the device and upload the program, codebooks, biases and sparse weights.
         Returns the bytes sent."""
+        from hw.device import unit_bytes
         from hw.program import pack_entries
-        from hw.runner import op_bytes
         before = self.stats.bytes_sent
         self.reset()
         ident = self.identify()
         _check_identity(ident, program)
         cfg = program.cfg
+        units = unit_bytes(cfg)
         self.clear(Target.WEIGHTS, 0, program.weight_words)
-        nb = op_bytes(cfg)
+        nb = units[Target.PROGRAM]
         words = b"".join(w.to_bytes(nb, "little") for w in program.words)
         self.write_words(Target.PROGRAM, 0, words, nb)
         for address, values in program.codebooks:
-            self.write_words(Target.CODEBOOK, address, values.astype("<i2").tobytes(), 2)
-        self.write_words(Target.BIAS, 0, program.biases.astype("<i4").tobytes(), 4)
+            self.write_words(Target.CODEBOOK, address, values.astype("<i2").tobytes(),
+                             units[Target.CODEBOOK])
+        self.write_words(Target.BIAS, 0, program.biases.astype("<i4").tobytes(),
+                         units[Target.BIAS])
         width = proto.GAP_BITS + program.index_bits
         per = min(0xFFFF, (proto.MAX_PAYLOAD - proto.ARGS_BYTES) * 8 // width)
         for stream in program.weights:
@@ -231,16 +234,12 @@ def _name(code: int, kind=Command) -> str:
 
 
 def _check_identity(ident: Identity, program) -> None:
-    cfg = program.cfg
-    want = {"mac_units": cfg.mac_units, "pc": cfg.pc, "po": cfg.po,
-            "index_bits": cfg.index_bits, "value_bits": cfg.value_bits,
-            "fm_depth": cfg.fm_depth, "squeeze_depth": cfg.squeeze_depth,
-            "weight_depth": cfg.weight_depth, "codebook_tables": cfg.codebook_tables,
-            "bias_depth": cfg.bias_depth, "program_depth": cfg.program_depth}
-    wrong = [f"{k} {getattr(ident, k)} (the program wants {v})" for k, v in want.items()
-             if getattr(ident, k) != v]
-    if ident.version != proto.VERSION:
-        wrong.insert(0, f"protocol version {ident.version} (the driver speaks {proto.VERSION})")
+    """The device must be the one the program was compiled for: its IDENTIFY reply equals the
+    reply a device of the program's configuration gives (protocol version included)."""
+    from hw.device import identity_bytes
+    want = Identity.parse(identity_bytes(program.cfg))
+    wrong = [f"{k} {getattr(ident, k)} (the program wants {getattr(want, k)})"
+             for k in Identity.__dataclass_fields__ if getattr(ident, k) != getattr(want, k)]
     if wrong:
         raise LinkError("the device does not match the program: " + "; ".join(wrong)
                         + ". Compile the model for this device's configuration.")

@@ -19,10 +19,10 @@ from golden.network import ConvSpec
 from golden.quantize import QConv
 from hw import protocol as proto
 from hw.config import AcceleratorConfig
-from hw.device import identity_bytes
+from hw.device import identity_bytes, unit_bytes
 from hw.program import END_CYCLES, decode_op, descriptor_of, op_cycles
 from hw.protocol import Command, RunState, Status, Target
-from hw.runner import OpKind, op_bytes
+from hw.runner import OpKind
 
 __all__ = ["GoldenDevice"]
 
@@ -93,8 +93,7 @@ class GoldenDevice:
             if not 0 < flags <= cfg.index_bits:
                 return Status.BAD_ARGUMENT
             return self._decode_weights(flags, count, address, body)
-        units = {Target.FEATURE: cfg.pc, Target.PROGRAM: op_bytes(cfg), Target.CODEBOOK: 2,
-                 Target.BIAS: 4}
+        units = unit_bytes(cfg)
         if target not in units:
             return Status.BAD_ARGUMENT
         n = units[target]

@@ -14,8 +14,8 @@ from golden.quantize import QConv
 
 from .config import AcceleratorConfig
 
-__all__ = ["LayerDescriptor", "describe", "pack_weights", "pack_feature_map",
-           "unpack_feature_map", "ideal_cycles", "expected_cycles", "layer_load", "fire_load",
+__all__ = ["LayerDescriptor", "describe", "pack_weights", "weight_lanes",
+           "pack_feature_map", "unpack_feature_map", "ideal_cycles", "expected_cycles", "layer_load", "fire_load",
            "pack_descriptor", "fire_expected_cycles"]
 
 
@@ -67,9 +67,10 @@ def _groups(n: int, size: int) -> int:
     return -(-n // size)
 
 
-def pack_weights(qc: QConv, cfg: AcceleratorConfig) -> list[int]:
-    """Weight words in engine order: word ((og*CG + cg)*k + i)*k + j holds, at bit offset
-    (po*PC + t)*index_bits, the index of output og*PO+po, input cg*PC+t, tap (i, j)."""
+def weight_lanes(qc: QConv, cfg: AcceleratorConfig) -> np.ndarray:
+    """The layer's indices in engine order, (words, PO*PC): row ((og*CG + cg)*k + i)*k + j,
+    lane po*PC + t holds the index of output og*PO+po, input cg*PC+t, tap (i, j); channels
+    beyond the layer's count hold 0."""
     s = qc.spec
     po, pc, ib = cfg.po, cfg.pc, cfg.index_bits
     og_n, cg_n = _groups(s.out_channels, po), _groups(s.in_channels, pc)
@@ -79,9 +80,14 @@ def pack_weights(qc: QConv, cfg: AcceleratorConfig) -> list[int]:
         raise ValueError(f"layer {qc.name}: indices need more than {ib} bits")
     # (og, po, cg, t, i, j) -> (og, cg, i, j, po, t)
     blocks = idx.reshape(og_n, po, cg_n, pc, s.kernel, s.kernel).transpose(0, 2, 4, 5, 1, 3)
-    lanes = blocks.reshape(-1, po * pc)
-    shifts = np.arange(po * pc, dtype=object) * ib
-    return [int(sum(int(v) << int(sh) for v, sh in zip(row, shifts) if v)) for row in lanes]
+    return blocks.reshape(-1, po * pc)
+
+
+def pack_weights(qc: QConv, cfg: AcceleratorConfig) -> list[int]:
+    """Weight words: ``weight_lanes`` rows, lane l at bit offset l * index_bits."""
+    shifts = np.arange(cfg.po * cfg.pc, dtype=object) * cfg.index_bits
+    return [int(sum(int(v) << int(sh) for v, sh in zip(row, shifts) if v))
+            for row in weight_lanes(qc, cfg)]
 
 
 def pack_feature_map(x: np.ndarray, cfg: AcceleratorConfig) -> list[np.ndarray]:

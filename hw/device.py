@@ -33,7 +33,7 @@ from .link import FrameReceiver, FrameTransmitter
 from .protocol import Command, RunState, Status, Target
 from .runner import NetworkRunner, op_bytes
 
-__all__ = ["Device", "identity_bytes"]
+__all__ = ["Device", "identity_bytes", "unit_bytes"]
 
 
 def identity_bytes(cfg: AcceleratorConfig) -> bytes:
@@ -41,6 +41,12 @@ def identity_bytes(cfg: AcceleratorConfig) -> bytes:
                        cfg.mac_units, cfg.po, cfg.pc, cfg.index_bits, cfg.value_bits,
                        cfg.fm_depth, cfg.squeeze_depth, cfg.weight_depth, cfg.codebook_tables,
                        cfg.bias_depth, cfg.program_depth, proto.MAX_PAYLOAD, op_bytes(cfg))
+
+
+def unit_bytes(cfg: AcceleratorConfig) -> dict[Target, int]:
+    """Bytes per word in a WRITE's data, by target (WEIGHTS carries sparse entries instead)."""
+    return {Target.FEATURE: cfg.pc, Target.PROGRAM: op_bytes(cfg), Target.CODEBOOK: 2,
+            Target.BIAS: 4}
 
 
 class Device(wiring.Component):
@@ -76,9 +82,8 @@ class Device(wiring.Component):
         k = Signal(16)                    # frame-buffer byte being read
         addr = Signal(32)                 # running address in the target
         words_left = Signal(16)
-        unit_bytes = {Target.FEATURE: pc, Target.PROGRAM: op_bytes(cfg), Target.CODEBOOK: 2,
-                      Target.BIAS: 4}
-        sr_bytes = max(unit_bytes.values())
+        units = unit_bytes(cfg)
+        sr_bytes = max(units.values())
         sr = Signal(sr_bytes * 8)         # data bytes shift in at the top
         nbytes = Signal(range(sr_bytes + 1))
         # The weight decoder: a bit reservoir and the position of the next entry.
@@ -111,7 +116,7 @@ class Device(wiring.Component):
         def write_unit(value_of):
             """The unit of the WRITE's target is complete in ``value_of`` bytes (top of sr)."""
             with m.Switch(target):
-                for tgt, n in unit_bytes.items():
+                for tgt, n in units.items():
                     with m.Case(tgt):
                         with m.If(nbytes == n - 1):
                             unit = value_of(n)

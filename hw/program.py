@@ -26,7 +26,7 @@ from golden.quantize import QuantizedModel
 
 from . import protocol as proto
 from .compiler import (LayerDescriptor, _groups, describe, expected_cycles, pack_feature_map,
-                       pack_weights)
+                       weight_lanes)
 from .config import AcceleratorConfig
 from .runner import OP_OVERHEAD, POOL_OVERHEAD, SUM_OVERHEAD, SUM_WORDS, OpKind, op_layout
 
@@ -45,11 +45,15 @@ class Op:
     kind: OpKind
     fields: dict                     # op_layout members besides "conv"
     desc: LayerDescriptor | None     # the engine's descriptor (pooling ops: their frame sizes)
-    in_words: int = 0
 
     def cycles(self, cfg: AcceleratorConfig) -> int:
         return op_cycles(self.kind, self.desc, self.fields.get("in_words", 0),
                          self.fields.get("out_words", 0), cfg)
+
+    def ideal_cycles(self, cfg: AcceleratorConfig) -> float | None:
+        """A convolution's multiply-accumulates / MAC units; None for pooling."""
+        from .compiler import ideal_cycles
+        return ideal_cycles(self.desc, cfg) if self.kind == OpKind.CONV else None
 
 
 def op_cycles(kind: OpKind, desc: LayerDescriptor | None, in_words: int, out_words: int,
@@ -100,7 +104,7 @@ class DeviceProgram:
 
     @property
     def result_words(self) -> int:
-        return _groups(self.classes, self.cfg.pc) * 4
+        return _groups(self.classes, self.cfg.pc) * SUM_WORDS
 
     def logits(self, data: bytes) -> np.ndarray:
         """The global sums from the result words (byte k of every lane in word 4g + k)."""
@@ -117,8 +121,7 @@ class DeviceProgram:
 
     def ideal_cycles(self) -> float:
         """Multiply-accumulates / MAC units over the program's convolutions."""
-        from .compiler import ideal_cycles
-        return sum(ideal_cycles(op.desc, self.cfg) for op in self.ops if op.kind == OpKind.CONV)
+        return sum(op.ideal_cycles(self.cfg) or 0 for op in self.ops)
 
 
 # Cycles of the END op: fetch, decode, and the cycle that sees it.
@@ -164,7 +167,7 @@ def compile_network(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
     words_of = {name: _groups(c, cfg.pc) * h * w for name, (c, h, w) in shapes.items()}
     for node in net.nodes:           # a global sum writes 4 words (bytes of 32-bit sums) a group
         if isinstance(node, GlobalAvgPool):
-            words_of[node.name] = _groups(shapes[node.name][0], cfg.pc) * 4
+            words_of[node.name] = _groups(shapes[node.name][0], cfg.pc) * SUM_WORDS
     place = {"input": 0}
     side = {"input": "low"}
     low_start = words_of["input"]
@@ -174,16 +177,16 @@ def compile_network(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
     node_ops: dict[str, list[int]] = {}
 
     def allocate(node_name: str, src: str) -> int:
+        """The output goes to the end of the memory opposite its input: low (right after the
+        image) when the input is high, else high (ending at the top). It must fit in between."""
         n = words_of[node_name]
         if side[src] == "high":
             base, side[node_name] = low_start, "low"
+            room = place[src] - low_start
         else:
             base, side[node_name] = depth - n, "high"
-        lo_end = max(low_start, place[src] + words_of[src] if side[src] == "low" else 0,
-                     base + n if side[node_name] == "low" else 0)
-        hi_start = min(place[src] if side[src] == "high" else depth,
-                       base if side[node_name] == "high" else depth)
-        if lo_end > hi_start:
+            room = depth - max(low_start, place[src] + words_of[src])
+        if n > room:
             raise UnsupportedNetworkError(
                 f"{node_name}: its input and output feature maps need "
                 f"{words_of[src] + n + low_start} words per bank; the device has {depth}")
@@ -197,17 +200,17 @@ def compile_network(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
                                           "accumulator output) has no device op")
         desc = describe(qc, h, w, weight_base=weight_base, codebook_table=table,
                         bias_base=bias_base, out_channel_base=channel_base)
-        idx = np.asarray(pack_weights_indices(qc, cfg))
-        words = len(idx) // lanes
-        weights.append(WeightStream(name, weight_base * lanes, sparse_stream(idx)))
+        idx = weight_lanes(qc, cfg)
+        words = len(idx)
+        weights.append(WeightStream(name, weight_base * lanes, sparse_stream(idx.reshape(-1))))
         codebooks.append((table * cfg.codebook_entries, np.asarray(qc.codebook, np.int64)))
         og = _groups(qc.spec.out_channels, cfg.po)
         b = np.zeros(og * cfg.po, np.int64)
         b[:qc.spec.out_channels] = qc.bias
         biases.append(b)
-        ops.append(Op(name, OpKind.CONV, {"src_squeeze": int(src_sq), "dst_squeeze": int(dst_sq)},
+        ops.append(Op(name, OpKind.CONV, {"src_squeeze": int(src_sq), "dst_squeeze": int(dst_sq),
+                                          "conv": _conv_fields(desc, cfg, in_base, out_base)},
                       desc))
-        ops[-1].fields["conv"] = _conv_fields(desc, cfg, in_base, out_base)
         weight_base += words
         bias_base += og
         table += 1
@@ -248,13 +251,12 @@ def compile_network(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
             desc = LayerDescriptor(c, c, h, w, oh, ow, 3, 2, 0, 0, 0)
             ops.append(Op(node.name, OpKind.MAXPOOL, {
                 "in_base": in_base, "out_base": out, "in_words": words_of[srcs[0]],
-                "out_words": words_of[node.name]}, desc, words_of[srcs[0]]))
+                "out_words": words_of[node.name]}, desc))
         elif isinstance(node, GlobalAvgPool):
             desc = LayerDescriptor(c, c, h, w, 1, 1, 1, 1, 0, 0, 0)
-            groups = _groups(c, cfg.pc)
             ops.append(Op(node.name, OpKind.GLOBAL_SUM, {
                 "in_base": in_base, "out_base": out, "in_words": words_of[srcs[0]],
-                "out_words": groups * 4, "frame_pixels": h * w}, desc, words_of[srcs[0]]))
+                "out_words": words_of[node.name], "frame_pixels": h * w}, desc))
         else:
             raise UnsupportedNetworkError(f"{node.name}: {type(node).__name__} has no device op")
         node_ops[node.name] = list(range(first, len(ops)))
@@ -267,19 +269,6 @@ def compile_network(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
     return DeviceProgram(cfg, q.index_bits, ops, words, codebooks, np.concatenate(biases),
                          weights, weight_base, shapes["input"], 0, place[net.output_node],
                          shapes[net.output_node][0], net.output_node, node_ops)
-
-
-def pack_weights_indices(qc, cfg: AcceleratorConfig) -> np.ndarray:
-    """A layer's indices flattened in engine order (words of PO*PC lanes, lane-minor)."""
-    words = pack_weights(qc, cfg)
-    lanes = cfg.po * cfg.pc
-    mask = (1 << cfg.index_bits) - 1
-    out = np.zeros(len(words) * lanes, np.int64)
-    for a, word in enumerate(words):
-        if word:
-            out[a * lanes:(a + 1) * lanes] = [(word >> (lane * cfg.index_bits)) & mask
-                                              for lane in range(lanes)]
-    return out
 
 
 def _check(cfg, ops, tables, bias_words, weight_words):
