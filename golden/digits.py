@@ -101,7 +101,7 @@ def demo(model_path: str | Path, image: str | None = None, count: int = 8, class
     model); a classifier other than golden is checked against it on every digit."""
     from . import numerics as nx
     from .engine import Golden, top_k
-    from .model import load_model
+    from .formats import load_model
     from .preprocess import load_image
     from .quantize import quantize
     model = load_model(model_path)

@@ -5,22 +5,18 @@ sharing, Deep Compression's form). A model that comes with plain float weights (
 model) gets a uniform codebook, since plain b-bit fixed point is the special case of a codebook
 whose values are evenly spaced; so there is a single weight path for golden, hw and the driver.
 
-Readers: the project's own ``.npz`` (``load_model``/``save_model``), the authors' Deep
-Compression ``.net`` (``read_deep_compression``), ONNX (``golden.onnx_io``).
+The data types only: the files are read and written by golden.formats.
 """
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from .network import Network, squeezenet_v1_0
+from .network import Network
 
-__all__ = ["LayerWeights", "Model", "ModelFormatError", "load_model", "save_model",
-           "read_deep_compression", "uniform_codebook"]
+__all__ = ["LayerWeights", "Model", "ModelFormatError", "uniform_codebook"]
 
 
 class ModelFormatError(ValueError):
@@ -129,115 +125,3 @@ def uniform_codebook(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     idx = np.where(q > 0, 2 * q - 1, np.where(q < 0, -2 * q, 0))
     dtype = np.uint8 if bits <= 8 else np.uint16
     return codebook, idx.astype(dtype)
-
-
-# ---- the authors' Deep Compression file -----------------------------------------------------
-
-def read_deep_compression(path: str | Path, network: Network | None = None) -> Model:
-    """Read ``compressed_SqueezeNet.net`` (format: ../shared/README.md and docs/NUMERICS.md).
-
-    Layout, little-endian: one uint32 entry count N per convolution (network order), then per
-    convolution a 256-entry float32 codebook, one float32 bias per output channel, N code bytes
-    and ceil(N/2) gap bytes (4-bit gaps, low nibble first). Entry i lands at flat position
-    p(i) = p(i-1) + gap(i) + 1 with p(-1) = -1, in Caffe (out, in, kh, kw) order.
-    """
-    path = Path(path)
-    net = network or squeezenet_v1_0()
-    convs = net.convs()
-    data = path.read_bytes()
-    where = f"{path.name}"
-    header = 4 * len(convs)
-    if len(data) < header:
-        raise ModelFormatError(f"{where}: {len(data)} bytes is too short for the {len(convs)}-layer "
-                               f"header of a Deep Compression {net.name}; is this the right file?")
-    counts = np.frombuffer(data, "<u4", len(convs))
-    offset = header
-    layers = {}
-    for spec, n in zip(convs, counts):
-        n = int(n)
-        size = 4 * 256 + 4 * spec.out_channels + n + (n + 1) // 2
-        if n > spec.weight_count or offset + size > len(data):
-            raise ModelFormatError(
-                f"{where}: layer {spec.name} claims {n} entries, which "
-                + ("exceeds its " + str(spec.weight_count) + " weights" if n > spec.weight_count
-                   else f"runs past the end of the file ({len(data)} bytes)")
-                + "; the file is truncated or corrupt: download it again "
-                  "(see README, 'The authors' SqueezeNet')")
-        codebook = np.frombuffer(data, "<f4", 256, offset).astype(np.float32)
-        offset += 4 * 256
-        bias = np.frombuffer(data, "<f4", spec.out_channels, offset).astype(np.float32)
-        offset += 4 * spec.out_channels
-        codes = np.frombuffer(data, np.uint8, n, offset)
-        offset += n
-        packed = np.frombuffer(data, np.uint8, (n + 1) // 2, offset)
-        offset += (n + 1) // 2
-        gaps = np.empty(2 * len(packed), np.int64)
-        gaps[0::2] = packed & 0x0F
-        gaps[1::2] = packed >> 4
-        positions = np.cumsum(gaps[:n] + 1) - 1
-        if n and positions[-1] >= spec.weight_count:
-            raise ModelFormatError(f"{where}: layer {spec.name} places a weight at position "
-                                   f"{positions[-1]} of {spec.weight_count}; the file is corrupt")
-        if not (np.isfinite(codebook).all() and np.isfinite(bias).all()):
-            raise ModelFormatError(f"{where}: layer {spec.name} has non-finite codebook or bias "
-                                   "values; the file is corrupt")
-        flat = np.zeros(spec.weight_count, np.uint8)
-        flat[positions] = codes
-        layers[spec.name] = LayerWeights(codebook, flat.reshape(spec.weight_shape), bias, n)
-    if offset != len(data):
-        raise ModelFormatError(f"{where}: {len(data) - offset} bytes left over after the last "
-                               f"layer; this is not a Deep Compression {net.name} file")
-    return Model(net, layers, str(path)).check()
-
-
-# ---- the project's own file -----------------------------------------------------------------
-
-def save_model(model: Model, path: str | Path) -> None:
-    arrays = {"network": np.frombuffer(model.network.to_json().encode(), np.uint8)}
-    for name, lw in model.layers.items():
-        arrays[f"{name}:codebook"] = lw.codebook
-        arrays[f"{name}:indices"] = lw.indices
-        arrays[f"{name}:bias"] = lw.bias
-        arrays[f"{name}:shared"] = np.array(lw.shared)
-        if lw.stored is not None:
-            arrays[f"{name}:stored"] = np.array(lw.stored)
-    with open(path, "wb") as f:
-        np.savez_compressed(f, **arrays)
-
-
-def load_model(path: str | Path) -> Model:
-    """Load a model by its file type: ``.net`` (Deep Compression), ``.onnx``, ``.sqz`` (packed,
-    golden.compress) or ``.npz``."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"model file {path} does not exist")
-    suffix = path.suffix.lower()
-    if suffix == ".net":
-        return read_deep_compression(path)
-    if suffix == ".onnx":
-        from .onnx_io import import_onnx
-        return import_onnx(path)
-    if suffix == ".sqz":
-        from .compress import read_packed
-        return read_packed(path)
-    try:
-        with np.load(path) as z:
-            if "network" not in z.files:
-                raise ModelFormatError(f"{path}: no 'network' entry; not a model saved by sqz")
-            network = Network.from_json(bytes(z["network"]).decode())
-            layers = {}
-            for spec in network.convs():
-                key = spec.name
-                stored = int(z[f"{key}:stored"]) if f"{key}:stored" in z.files else None
-                shared = bool(z[f"{key}:shared"]) if f"{key}:shared" in z.files else True
-                layers[key] = LayerWeights(z[f"{key}:codebook"].astype(np.float32),
-                                           z[f"{key}:indices"], z[f"{key}:bias"].astype(np.float32),
-                                           stored, shared)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        if isinstance(e, ModelFormatError):
-            raise
-        raise ModelFormatError(f"{path}: cannot read as a model file ({e}); expected .npz written "
-                               "by 'sqz', a Deep Compression .net or an .onnx file") from e
-    except KeyError as e:
-        raise ModelFormatError(f"{path}: missing array {e}; the file is incomplete") from e
-    return Model(network, layers, str(path)).check()

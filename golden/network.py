@@ -1,4 +1,4 @@
-"""Declarative description of SqueezeNet-family networks, read by golden, hw and firmware alike.
+"""Declarative description of SqueezeNet-family networks, read by golden, hw and host alike.
 
 A network is a straight list of nodes. Each node reads the tensor of the node before it, or the
 tensors named in ``inputs``; its own output is named after the node. That is all the graph

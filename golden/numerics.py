@@ -1,4 +1,4 @@
-"""The integer contract shared by golden, hw, sim and firmware: every width in one place.
+"""The integer contract shared by golden, hw, sim and host: every width in one place.
 
 docs/NUMERICS.md explains each rule; this module is the only place the numbers are written.
 """

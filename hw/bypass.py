@@ -15,11 +15,10 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig
-from .pool import pixel_layout
+from .layout import pixel_layout
+from .timing import ADD_LATENCY
 
-__all__ = ["BypassAddUnit", "ADD_LATENCY"]
-
-ADD_LATENCY = 2
+__all__ = ["BypassAddUnit"]
 
 
 class BypassAddUnit(wiring.Component):

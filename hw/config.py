@@ -1,15 +1,18 @@
-"""The one configuration of the accelerator: widths come from golden.numerics, sizes live here.
+"""The one configuration of the accelerator: arithmetic widths come from golden.numerics, every
+size and every field width of the hardware follows from ``AcceleratorConfig``.
 
-hw, sim and firmware import ``AcceleratorConfig``; nothing else writes a width or a size.
+hw, sim and host import it; nothing else writes a width or a size. A field width is a property
+here (``side_bits``, ``fm_addr_bits``, ...), so the descriptor and op layouts (hw/layout.py),
+the engine's counters and the compiler's range checks can never disagree.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from golden import numerics as nx
 
-__all__ = ["AcceleratorConfig", "DEFAULT", "board_config", "mac_shape"]
+__all__ = ["AcceleratorConfig", "DEFAULT", "board_config", "mac_shape", "address_bits"]
 
 
 def mac_shape(mac_units: int) -> tuple[int, int]:
@@ -20,6 +23,18 @@ def mac_shape(mac_units: int) -> tuple[int, int]:
         raise ValueError(f"MAC units must be a power of two >= 16, not {mac_units}")
     po = 16
     return po, mac_units // po
+
+
+def address_bits(depth: int) -> int:
+    """Address bits of a memory of ``depth`` words (at least 1)."""
+    return max(1, (depth - 1).bit_length())
+
+
+# Memories whose depth must be a power of two: every address into them is a counter or an
+# offset sum that the hardware truncates to the memory's address bits, which is the same as
+# wrapping modulo the depth only when the depth is a power of two (the golden device wraps).
+_POWER_OF_TWO = ("fm_depth", "squeeze_depth", "weight_depth", "codebook_tables", "bias_depth",
+                 "program_depth")
 
 
 @dataclass(frozen=True)
@@ -36,6 +51,12 @@ class AcceleratorConfig:
     codebook_tables: int = 4                   # layers whose codebooks are resident at once
     bias_depth: int = 64                       # PO-wide bias words (output-channel groups)
     program_depth: int = 64                    # ops of the device's layer program
+    # The largest layer the descriptor can describe (they set the descriptor's field widths).
+    max_channels: int = 4095
+    max_side: int = 1023                       # feature-map height and width
+    max_kernel: int = 15
+    max_stride: int = 7
+    max_pad: int = 3
     dsp_primitives: bool = False               # multipliers as ECP5 MULT18X18D instances with
                                                # their own registers (synthesis; hw/dsp.py)
     link_timeout: int = 1 << 16                # idle cycles that end a half-received frame
@@ -43,11 +64,23 @@ class AcceleratorConfig:
 
     def __post_init__(self):
         if not nx.VALUE_BITS_MIN <= self.value_bits <= nx.VALUE_BITS_MAX:
-            raise ValueError(f"value_bits must be {nx.VALUE_BITS_MIN}..{nx.VALUE_BITS_MAX}")
-        if self.index_bits not in (4, 6, 8):
-            raise ValueError("index_bits must be 4, 6 or 8")
+            raise ValueError(f"value_bits must be {nx.VALUE_BITS_MIN}..{nx.VALUE_BITS_MAX}, "
+                             f"not {self.value_bits}")
+        if self.index_bits not in nx.INDEX_BITS_CHOICES:
+            raise ValueError(f"index_bits must be one of {nx.INDEX_BITS_CHOICES}, not "
+                             f"{self.index_bits}")
         mac_shape(self.mac_units)
+        for name in _POWER_OF_TWO:
+            depth = getattr(self, name)
+            if depth < 1 or depth & (depth - 1):
+                raise ValueError(f"{name} = {depth}: it must be a power of two, since the "
+                                 "hardware's addresses wrap at the memory's address bits; use "
+                                 f"{1 << max(0, depth - 1).bit_length()}")
+        for name in ("max_channels", "max_side", "max_kernel", "max_stride"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
 
+    # ---- lanes ------------------------------------------------------------------------------
     @property
     def po(self) -> int:
         """Output-channel lanes."""
@@ -57,6 +90,11 @@ class AcceleratorConfig:
     def pc(self) -> int:
         """Input-channel lanes (and feature-map banks)."""
         return mac_shape(self.mac_units)[1]
+
+    @property
+    def lanes(self) -> int:
+        """Weight indices per weight word: one per multiplier."""
+        return self.po * self.pc
 
     @property
     def codebook_entries(self) -> int:
@@ -70,6 +108,76 @@ class AcceleratorConfig:
     @property
     def requant_product_bits(self) -> int:
         return self.acc_bits + self.mult_bits
+
+    # ---- field widths (hw/layout.py, the engine's counters) -------------------------------
+    @property
+    def channel_bits(self) -> int:
+        return self.max_channels.bit_length()
+
+    @property
+    def side_bits(self) -> int:
+        return self.max_side.bit_length()
+
+    @property
+    def plane_bits(self) -> int:
+        """Pixels of a feature-map plane (height x width)."""
+        return (self.max_side * self.max_side).bit_length()
+
+    @property
+    def kernel_bits(self) -> int:
+        return self.max_kernel.bit_length()
+
+    @property
+    def stride_bits(self) -> int:
+        return self.max_stride.bit_length()
+
+    @property
+    def pad_bits(self) -> int:
+        return max(1, self.max_pad.bit_length())
+
+    @property
+    def steps_bits(self) -> int:
+        """Steps of one output pixel: channel groups x kernel taps."""
+        return (-(-self.max_channels // self.pc) * self.max_kernel ** 2).bit_length()
+
+    @property
+    def shift_bits(self) -> int:
+        return nx.SHIFT_MAX.bit_length()
+
+    @property
+    def fm_addr_bits(self) -> int:
+        return address_bits(self.fm_depth)
+
+    @property
+    def fm_offset_bits(self) -> int:
+        """Signed address offsets into the feature-map memory (the engine's increments and its
+        running addresses): the address bits, a bit of headroom, the sign."""
+        return self.fm_addr_bits + 2
+
+    @property
+    def fm_count_bits(self) -> int:
+        """Word counts up to the whole feature-map memory."""
+        return self.fm_depth.bit_length()
+
+    @property
+    def weight_addr_bits(self) -> int:
+        return address_bits(self.weight_depth)
+
+    @property
+    def codebook_table_bits(self) -> int:
+        return address_bits(self.codebook_tables)
+
+    @property
+    def bias_addr_bits(self) -> int:
+        return address_bits(self.bias_depth)
+
+    @property
+    def program_addr_bits(self) -> int:
+        return address_bits(self.program_depth)
+
+    def as_dict(self) -> dict:
+        """The configuration's fields (reports write it beside their figures)."""
+        return asdict(self)
 
 
 DEFAULT = AcceleratorConfig()

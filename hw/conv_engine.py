@@ -16,7 +16,8 @@ Weights are codebook indices, PO*PC per word, word ``weight_base + ((og * CG + c
 entry 0 is 0, so they contribute nothing whatever the bank holds there.
 
 Pipeline (one step per cycle, throughput 1 step/cycle; latency from the step's issue to its
-output bytes being written: ``LATENCY`` cycles plus the drain position):
+output bytes being written: ``ENGINE_LATENCY`` cycles plus the drain position; every latency
+is stated in hw/timing.py):
 
     S0  counters -> feature-map and weight addresses (memories read synchronously)
     S1  feature-map bytes (zero outside the image) and the weight word, registered
@@ -28,10 +29,8 @@ output bytes being written: ``LATENCY`` cycles plus the drain position):
     S4c the products registered again in the fabric, beside the adder tree; bias read
     S5  PC-input adder tree per output lane; bias registered
     S6  accumulate (first step of a pixel starts from the bias); last step snapshots PO sums
-    R0..R4  PC requantisation lanes drain the PO sums, PO/PC cycles: R0 the multipliers'
-            input registers, R1 two half products (one registered 18x18 multiplier each), R1b
-            both registered again in the fabric, R2 their sum, R3 round and shift, R4 clamp;
-            then PC bytes are written
+    R0..R4  PC requantisation lanes (``Requantizer``) drain the PO sums, PO/PC cycles; then
+            PC bytes are written
 
 If a pixel has fewer steps than the drain needs (CG*k*k < PO/PC), the counters insert idle
 cycles so that sums never arrive faster than they drain; ``cycles`` counts them.
@@ -43,77 +42,109 @@ from amaranth import *
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import AcceleratorConfig
+from .config import AcceleratorConfig, address_bits
 from .dsp import RegisteredMultiplier
+from .layout import descriptor_layout, pixel_layout
+from .timing import REQUANT_LATENCY
 
-__all__ = ["ConvEngine", "LATENCY"]
-
-# Cycles counted after the issue of a layer's last step, beyond the drain's PO/PC cycles:
-# S1..S6, S1b, S4b and S4c (9), R0..R4 and R1b (6), the cycle that sees the pipeline empty and
-# the one in which ``busy`` drops; ``done`` is high in the cycle after.
-LATENCY = 17
+__all__ = ["ConvEngine", "Requantizer", "parameter_signatures"]
 
 
-def _bits(n: int) -> int:
-    return max(1, (n - 1).bit_length())
+def parameter_signatures(cfg: AcceleratorConfig) -> dict:
+    """The engine's parameter memories as write ports (a top level passes them through with
+    ``wiring.connect(m, wiring.flipped(self.weight_wr), engine.weight_wr)``). The signature is
+    amaranth.lib.memory's, written from the memory's side, so a component that takes the writes
+    has it as an ``Out`` member:
 
-
-def descriptor_shapes(cfg: AcceleratorConfig) -> dict:
-    """The layer descriptor: port name -> shape, in a fixed order (the packed descriptor of
-    hw/fire.py follows it)."""
+    - ``weight_wr``: word ``addr`` of PO*PC indices (hw.layout.weight_lanes), ``en`` one bit
+      per index (all ones writes a whole word; the device's sparse decoder sets one);
+    - ``codebook_wr``: entry ``table * 2**index_bits + index``, a signed value;
+    - ``bias_wr``: bias ``word * PO + lane``, a signed accumulator value.
+    """
     return {
-        "in_channels": 12, "out_channels": 12,
-        "in_h": 10, "in_w": 10, "out_h": 10, "out_w": 10,
-        "kernel": 4, "stride": 3, "pad": 2,
-        "mult": cfg.mult_bits, "shift": 6,
-        # Derived by the host (hw/compiler.py) so that no address needs a multiplier:
-        "cgroups": 12, "ogroups": 12, "steps": 16,
-        "pixel_origin": signed(22), "step_row": signed(22),
-        "step_group": signed(22), "step_oy": signed(22),
-        "out_plane": 20, "out_base_word": 22, "out_group_step": 22,
-        "weight_base": _bits(cfg.weight_depth), "codebook_table": _bits(cfg.codebook_tables),
-        "bias_base": _bits(cfg.bias_depth), "out_channel_base": 12,
+        "weight_wr": Out(memory.WritePort.Signature(
+            addr_width=cfg.weight_addr_bits, shape=cfg.lanes * cfg.index_bits,
+            granularity=cfg.index_bits)),
+        "codebook_wr": Out(memory.WritePort.Signature(
+            addr_width=address_bits(cfg.codebook_tables * cfg.codebook_entries),
+            shape=signed(cfg.value_bits))),
+        "bias_wr": Out(memory.WritePort.Signature(
+            addr_width=cfg.bias_addr_bits + address_bits(cfg.po), shape=signed(cfg.acc_bits))),
     }
+
+
+class Requantizer(wiring.Component):
+    """y = clamp((acc * M + 2**(S-1)) >> S, 0, 2**ACT_BITS - 1) (docs/NUMERICS.md), one value
+    per cycle, ``REQUANT_LATENCY`` cycles from ``acc`` to ``y`` (``mult``/``shift`` held).
+
+    The ACC_BITS x MULT_BITS product is split in two halves that each fit one 18x18 hard
+    multiplier: R0-R1 the registered multipliers (hw/dsp.py), R1b both products registered again
+    in the fabric (the route out of the multiplier column in a cycle of its own), R2 their sum,
+    R3 round and shift, R4 clamp. Verified for every signed 32-bit ``acc``, 16-bit ``mult`` and
+    shift 1..47 against golden.reference_int.requantize (tests/test_hw_conv.py)."""
+
+    LO_BITS = 16
+
+    def __init__(self, cfg: AcceleratorConfig):
+        self.cfg = cfg
+        super().__init__({"acc": In(signed(cfg.acc_bits)), "mult": In(cfg.mult_bits),
+                          "shift": In(cfg.shift_bits), "y": Out(cfg.act_bits)})
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        lo_bits, hi_bits = self.LO_BITS, cfg.acc_bits - self.LO_BITS
+        width = cfg.requant_product_bits + 2
+        m.submodules.lo = mul_lo = RegisteredMultiplier(unsigned(lo_bits), unsigned(cfg.mult_bits),
+                                                        cfg.dsp_primitives)
+        m.submodules.hi = mul_hi = RegisteredMultiplier(signed(hi_bits), unsigned(cfg.mult_bits),
+                                                        cfg.dsp_primitives)
+        m.d.comb += [mul_lo.a.eq(self.acc[:lo_bits]), mul_lo.b.eq(self.mult),
+                     mul_hi.a.eq(self.acc[lo_bits:].as_signed()), mul_hi.b.eq(self.mult)]
+        p_lo = Signal(lo_bits + cfg.mult_bits, reset_less=True)
+        p_hi = Signal.like(mul_hi.p, reset_less=True)
+        m.d.sync += [p_lo.eq(mul_lo.p[:lo_bits + cfg.mult_bits]), p_hi.eq(mul_hi.p)]   # R1b
+        product = Signal(signed(width), reset_less=True)
+        m.d.sync += product.eq((p_hi << lo_bits) + p_lo)                                 # R2
+        half = Signal(width)
+        m.d.comb += half.eq((Const(1, width) << self.shift) >> 1)
+        shifted = Signal(signed(width), reset_less=True)
+        m.d.sync += shifted.eq((product + half) >> self.shift)                           # R3
+        top = (1 << cfg.act_bits) - 1
+        y = Signal(cfg.act_bits, reset_less=True)
+        m.d.sync += y.eq(Mux(shifted < 0, 0, Mux(shifted > top, top, shifted[:cfg.act_bits])))
+        m.d.comb += self.y.eq(y)                                                         # R4
+        return m
 
 
 class ConvEngine(wiring.Component):
     """Ports (direction from the engine's side):
 
-    - layer descriptor, ``In``, held while ``busy``: channels, sizes, kernel/stride/pad,
-      requantisation ``mult``/``shift``, ``weight_base``, ``codebook_table``, ``bias_base``,
-      ``out_channel_base`` (a multiple of PC: where the output channels start, for the Fire
-      concat);
+    - ``desc`` (In, hw.layout.descriptor_layout, held while ``busy``): channels, sizes,
+      kernel/stride/pad, requantisation ``mult``/``shift``, ``weight_base``,
+      ``codebook_table``, ``bias_base``, ``out_channel_base`` (a multiple of PC: where the
+      output channels start, for the Fire concat), and the host-derived increments;
     - ``start`` (In, one cycle) / ``busy``, ``done`` (Out, ``done`` one cycle at the end);
     - ``fm_rd_addr`` (Out) / ``fm_rd_data`` (In, PC bytes, valid the cycle after the address);
     - ``fm_wr_addr``/``fm_wr_data``/``fm_wr_en`` (Out, per bank);
-    - ``weight_wr_*``, ``codebook_wr_*``, ``bias_wr_*`` (In): load the parameter memories
-      (``weight_wr_en`` a whole word, ``weight_wr_lanes`` single indices);
+    - ``weight_wr``, ``codebook_wr``, ``bias_wr`` (``parameter_signatures``): load the
+      parameter memories;
     - ``cycles`` (Out): cycles of the last run, from ``start`` to ``done``.
     """
 
     def __init__(self, cfg: AcceleratorConfig):
         self.cfg = cfg
-        po, pc = cfg.po, cfg.pc
-        fa = _bits(cfg.fm_depth)
-        wa = _bits(cfg.weight_depth)
-        ca = _bits(cfg.codebook_tables * cfg.codebook_entries)
+        pc = cfg.pc
+        fa = cfg.fm_addr_bits
         self.fm_addr_bits = fa
         super().__init__({
-            **{name: In(shape) for name, shape in descriptor_shapes(cfg).items()},
+            "desc": In(descriptor_layout(cfg)),
             "start": In(1), "busy": Out(1), "done": Out(1), "cycles": Out(32),
-            "fm_rd_addr": Out(fa), "fm_rd_data": In(data.ArrayLayout(cfg.act_bits, pc)),
+            "fm_rd_addr": Out(fa), "fm_rd_data": In(pixel_layout(cfg)),
             "fm_wr_addr": Out(data.ArrayLayout(fa, pc)),
-            "fm_wr_data": Out(data.ArrayLayout(cfg.act_bits, pc)),
+            "fm_wr_data": Out(pixel_layout(cfg)),
             "fm_wr_en": Out(pc),
-            "weight_wr_addr": In(wa), "weight_wr_data": In(po * pc * cfg.index_bits),
-            "weight_wr_en": In(1),
-            # Per-index write enables (the device's sparse weight decoder writes one index at
-            # a time); a top level that writes whole words leaves them at 0.
-            "weight_wr_lanes": In(po * pc),
-            "codebook_wr_addr": In(ca), "codebook_wr_data": In(signed(cfg.value_bits)),
-            "codebook_wr_en": In(1),
-            "bias_wr_addr": In(_bits(cfg.bias_depth)), "bias_wr_lane": In(_bits(po)),
-            "bias_wr_data": In(signed(cfg.acc_bits)), "bias_wr_en": In(1),
+            **parameter_signatures(cfg),
         })
 
     def elaborate(self, platform):
@@ -123,12 +154,12 @@ class ConvEngine(wiring.Component):
         drain = po // pc
 
         # ---- parameter memories ------------------------------------------------------------
+        desc = self.desc
         weights = memory.Memory(shape=po * pc * ib, depth=cfg.weight_depth, init=[])
         m.submodules.weights = weights
         w_wr = weights.write_port(granularity=ib)
         w_rd = weights.read_port()
-        m.d.comb += [w_wr.addr.eq(self.weight_wr_addr), w_wr.data.eq(self.weight_wr_data),
-                     w_wr.en.eq(Mux(self.weight_wr_en, (1 << po * pc) - 1, self.weight_wr_lanes))]
+        wiring.connect(m, wiring.flipped(self.weight_wr), w_wr)
         # One codebook copy per multiplier: each reads its own entry every cycle.
         cb_rd = []
         for lane in range(po * pc):
@@ -136,8 +167,8 @@ class ConvEngine(wiring.Component):
                                init=[])
             m.submodules[f"codebook{lane}"] = cb
             wr = cb.write_port()
-            m.d.comb += [wr.addr.eq(self.codebook_wr_addr), wr.data.eq(self.codebook_wr_data),
-                         wr.en.eq(self.codebook_wr_en)]
+            m.d.comb += [wr.addr.eq(self.codebook_wr.addr), wr.data.eq(self.codebook_wr.data),
+                         wr.en.eq(self.codebook_wr.en)]
             cb_rd.append(cb.read_port())
         # Biases in distributed RAM: a block RAM's 6 ns clock-to-output plus the route from
         # wherever the placer puts 16 small block RAMs left no time in a 100 MHz cycle.
@@ -147,38 +178,43 @@ class ConvEngine(wiring.Component):
                                attrs={"ram_style": "distributed"})
             m.submodules[f"bias{lane}"] = bm
             wr = bm.write_port()
-            m.d.comb += [wr.addr.eq(self.bias_wr_addr), wr.data.eq(self.bias_wr_data),
-                         wr.en.eq(self.bias_wr_en & (self.bias_wr_lane == lane))]
+            lane_bits = address_bits(po)
+            m.d.comb += [wr.addr.eq(self.bias_wr.addr[lane_bits:]), wr.data.eq(self.bias_wr.data),
+                         wr.en.eq(self.bias_wr.en & (self.bias_wr.addr[:lane_bits] == lane))]
             bias_rd.append(bm.read_port())
 
         # ---- S0: loop counters and addresses (adders only; increments come from the host) ---
-        cgroups, ogroups, steps = self.cgroups, self.ogroups, self.steps
-        og, oy, ox, cg, ki, kj = (Signal(12, name=n) for n in ("og", "oy", "ox", "cg", "ki", "kj"))
-        step_in_pixel = Signal(16)
-        gap = Signal(8)                  # idle cycles still owed before the next pixel
+        cgroups, ogroups, steps = desc.cgroups, desc.ogroups, desc.steps
+        og, cg = (Signal(cfg.channel_bits, name=n) for n in ("og", "cg"))
+        oy, ox = (Signal(cfg.side_bits, name=n) for n in ("oy", "ox"))
+        ki, kj = (Signal(cfg.kernel_bits, name=n) for n in ("ki", "kj"))
+        gap = Signal(range(drain + 1))   # idle cycles still owed before the next pixel
         running = Signal()
         s0_valid = Signal()
         m.d.comb += s0_valid.eq(running & (gap == 0))
         # Top-left input coordinate of the current output pixel, and its word address.
-        y0 = Signal(signed(13))
-        x0 = Signal(signed(13))
-        row_addr = Signal(signed(22))    # address of (y0, 0) in channel group 0
-        fm_addr = Signal(signed(22))     # address of (y0 + ki, x0 + kj) in channel group cg
-        og_weight = Signal(16)           # weight word where the current output group starts
-        w_addr = Signal(16)              # og_weight + step_in_pixel: the word being read
-        pixel = Signal(20)               # oy * out_w + ox, counted
+        # (Coordinates: the side, the overhang of padding and kernel, the sign. Addresses wrap
+        # at the memory's address bits, which AcceleratorConfig makes a power of two.)
+        coord = signed(cfg.side_bits + 3)
+        y0 = Signal(coord)
+        x0 = Signal(coord)
+        row_addr = Signal(signed(cfg.fm_offset_bits))  # address of (y0, 0) in channel group 0
+        fm_addr = Signal(signed(cfg.fm_offset_bits))   # of (y0 + ki, x0 + kj) in group cg
+        og_weight = Signal(cfg.weight_addr_bits)  # weight word where the output group starts
+        w_addr = Signal(cfg.weight_addr_bits)     # the weight word being read
+        pixel = Signal(cfg.plane_bits)            # oy * out_w + ox, counted
 
-        yy = Signal(signed(13))
-        xx = Signal(signed(13))
+        yy = Signal(coord)
+        xx = Signal(coord)
         m.d.comb += [yy.eq(y0 + ki), xx.eq(x0 + kj)]
         inside = Signal()
-        m.d.comb += inside.eq((yy >= 0) & (yy < self.in_h) & (xx >= 0) & (xx < self.in_w))
+        m.d.comb += inside.eq((yy >= 0) & (yy < desc.in_h) & (xx >= 0) & (xx < desc.in_w))
         m.d.comb += [self.fm_rd_addr.eq(fm_addr), w_rd.addr.eq(w_addr)]
         first = Signal()
         last_step = Signal()
         m.d.comb += [first.eq((cg == 0) & (ki == 0) & (kj == 0)),
-                     last_step.eq((cg == cgroups - 1) & (ki == self.kernel - 1)
-                                  & (kj == self.kernel - 1))]
+                     last_step.eq((cg == cgroups - 1) & (ki == desc.kernel - 1)
+                                  & (kj == desc.kernel - 1))]
 
         cycles = Signal(32)
         busy = Signal()
@@ -186,60 +222,60 @@ class ConvEngine(wiring.Component):
         with m.If(busy):
             m.d.sync += cycles.eq(cycles + 1)
 
-        neg_pad = Signal(signed(13))
-        m.d.comb += neg_pad.eq(-self.pad)
-        og_out = Signal(22)              # first output word of the current output group
+        neg_pad = Signal(coord)
+        m.d.comb += neg_pad.eq(-desc.pad)
+        og_out = Signal(cfg.fm_addr_bits)   # first output word of the current output group
         with m.If(self.start & ~busy):
             m.d.sync += [busy.eq(1), running.eq(1), cycles.eq(1), og.eq(0), oy.eq(0), ox.eq(0),
-                         cg.eq(0), ki.eq(0), kj.eq(0), gap.eq(0), step_in_pixel.eq(0),
-                         y0.eq(neg_pad), x0.eq(neg_pad), og_weight.eq(self.weight_base),
-                         w_addr.eq(self.weight_base), pixel.eq(0),
-                         row_addr.eq(self.pixel_origin), fm_addr.eq(self.pixel_origin),
-                         og_out.eq(self.out_base_word)]
+                         cg.eq(0), ki.eq(0), kj.eq(0), gap.eq(0),
+                         y0.eq(neg_pad), x0.eq(neg_pad), og_weight.eq(desc.weight_base),
+                         w_addr.eq(desc.weight_base), pixel.eq(0),
+                         row_addr.eq(desc.pixel_origin), fm_addr.eq(desc.pixel_origin),
+                         og_out.eq(desc.out_base_word)]
         with m.Elif(running & (gap != 0)):
             m.d.sync += gap.eq(gap - 1)
         with m.Elif(s0_valid):
-            m.d.sync += [step_in_pixel.eq(step_in_pixel + 1), w_addr.eq(w_addr + 1)]
-            with m.If(kj == self.kernel - 1):
+            m.d.sync += w_addr.eq(w_addr + 1)
+            with m.If(kj == desc.kernel - 1):
                 m.d.sync += kj.eq(0)
-                with m.If(ki == self.kernel - 1):
+                with m.If(ki == desc.kernel - 1):
                     m.d.sync += ki.eq(0)
                     with m.If(cg == cgroups - 1):
                         # Pixel finished: owe idle cycles if the drain is longer than the pixel.
-                        m.d.sync += [cg.eq(0), step_in_pixel.eq(0), pixel.eq(pixel + 1),
+                        m.d.sync += [cg.eq(0), pixel.eq(pixel + 1),
                                      w_addr.eq(og_weight)]
                         with m.If(steps < drain):
                             m.d.sync += gap.eq(drain - steps)
-                        with m.If(ox == self.out_w - 1):
+                        with m.If(ox == desc.out_w - 1):
                             m.d.sync += [ox.eq(0), x0.eq(neg_pad)]
-                            with m.If(oy == self.out_h - 1):
+                            with m.If(oy == desc.out_h - 1):
                                 m.d.sync += [oy.eq(0), y0.eq(neg_pad), pixel.eq(0),
-                                             row_addr.eq(self.pixel_origin),
-                                             fm_addr.eq(self.pixel_origin),
+                                             row_addr.eq(desc.pixel_origin),
+                                             fm_addr.eq(desc.pixel_origin),
                                              og_weight.eq(og_weight + steps),
                                              w_addr.eq(og_weight + steps),
-                                             og_out.eq(og_out + self.out_group_step)]
+                                             og_out.eq(og_out + desc.out_group_step)]
                                 with m.If(og == ogroups - 1):
                                     m.d.sync += running.eq(0)
                                 with m.Else():
                                     m.d.sync += og.eq(og + 1)
                             with m.Else():
-                                m.d.sync += [oy.eq(oy + 1), y0.eq(y0 + self.stride),
-                                             row_addr.eq(row_addr + self.step_oy),
-                                             fm_addr.eq(row_addr + self.step_oy)]
+                                m.d.sync += [oy.eq(oy + 1), y0.eq(y0 + desc.stride),
+                                             row_addr.eq(row_addr + desc.step_oy),
+                                             fm_addr.eq(row_addr + desc.step_oy)]
                         with m.Else():
-                            m.d.sync += [ox.eq(ox + 1), x0.eq(x0 + self.stride),
-                                         fm_addr.eq(row_addr + (x0 + self.stride + self.pad))]
+                            m.d.sync += [ox.eq(ox + 1), x0.eq(x0 + desc.stride),
+                                         fm_addr.eq(row_addr + (x0 + desc.stride + desc.pad))]
                     with m.Else():
-                        m.d.sync += [cg.eq(cg + 1), fm_addr.eq(fm_addr + self.step_group)]
+                        m.d.sync += [cg.eq(cg + 1), fm_addr.eq(fm_addr + desc.step_group)]
                 with m.Else():
-                    m.d.sync += [ki.eq(ki + 1), fm_addr.eq(fm_addr + self.step_row)]
+                    m.d.sync += [ki.eq(ki + 1), fm_addr.eq(fm_addr + desc.step_row)]
             with m.Else():
                 m.d.sync += [kj.eq(kj + 1), fm_addr.eq(fm_addr + 1)]
 
         # Control travelling with each step.
         ctrl = data.StructLayout({"valid": 1, "inside": 1, "first": 1, "last": 1,
-                                  "og": 12, "out_word": 22})
+                                  "og": cfg.channel_bits, "out_word": cfg.fm_addr_bits})
         s1 = Signal(ctrl)
         m.d.sync += [s1.valid.eq(s0_valid), s1.inside.eq(inside), s1.first.eq(first),
                      s1.last.eq(last_step), s1.og.eq(og), s1.out_word.eq(og_out + pixel)]
@@ -256,7 +292,7 @@ class ConvEngine(wiring.Component):
         # multiplexer between each memory output and its register.
         w1 = Signal(po * pc * ib, reset_less=True)
         m.d.sync += w1.eq(w_rd.data)
-        x1 = Signal(data.ArrayLayout(cfg.act_bits, pc), reset_less=True)
+        x1 = Signal(pixel_layout(cfg), reset_less=True)
         for t in range(pc):
             m.d.sync += x1[t].eq(Mux(s1.inside, self.fm_rd_data[t], 0))
         s1b = delayed(s1, "s1b")
@@ -273,7 +309,7 @@ class ConvEngine(wiring.Component):
         for lane in range(po * pc):
             idx = w1b[lane * ib:(lane + 1) * ib]
             # table * 2**ib + idx, as wires: no adder in front of the codebook memories.
-            m.d.comb += cb_rd[lane].addr.eq(Cat(idx, self.codebook_table))
+            m.d.comb += cb_rd[lane].addr.eq(Cat(idx, desc.codebook_table))
         x2 = Signal.like(x1, reset_less=True)
         m.d.sync += x2.eq(x1b)
         s3 = delayed(s2, "s3")
@@ -301,7 +337,7 @@ class ConvEngine(wiring.Component):
         s4b = delayed(s4, "s4b")
         s4c = delayed(s4b, "s4c")
         for o in range(po):
-            m.d.comb += bias_rd[o].addr.eq(self.bias_base + s4c.og)
+            m.d.comb += bias_rd[o].addr.eq(desc.bias_base + s4c.og)
         s5 = delayed(s4c, "s5")
 
         # ---- S5: adder tree over the PC input lanes; bias registered ------------------------
@@ -324,7 +360,7 @@ class ConvEngine(wiring.Component):
         # drain cycle moves them down by PC, so requantisation lane t always reads entry t
         # (no multiplexer in front of the multipliers).
         drain_regs = [Signal(signed(cfg.acc_bits), name=f"drain{o}") for o in range(po)]
-        drain_word = Signal(22)          # output word of drain step d: one per bank
+        drain_word = Signal(cfg.fm_addr_bits)   # output word of drain step d: one per bank
         draining = Signal()
         d = Signal(range(drain + 1))
         with m.If(s6.valid & s6.last):
@@ -332,59 +368,29 @@ class ConvEngine(wiring.Component):
             m.d.sync += [drain_word.eq(s6.out_word), draining.eq(1), d.eq(0)]
         with m.Elif(draining):
             m.d.sync += [drain_regs[o].eq(drain_regs[o + pc]) for o in range(po - pc)]
-            m.d.sync += drain_word.eq(drain_word + self.out_plane)
+            m.d.sync += drain_word.eq(drain_word + desc.out_plane)
             with m.If(d == drain - 1):
                 m.d.sync += draining.eq(0)
             with m.Else():
                 m.d.sync += d.eq(d + 1)
 
         # ---- R0..R4: PC requantisation lanes ---------------------------------------------------
-        # Lane t takes the sum in drain_regs[t] (output lane d*PC + t, bank t, ``drain_word``).
-        # y = clamp((acc * M + 2**(S-1)) >> S): the ACC_BITS x MULT_BITS product is split in two
-        # halves that each fit one 18x18 hard multiplier (R1), recombined (R2), rounded and
-        # shifted (R3) and clamped (R4); every stage registered, for the clock rate.
-        lo_bits = 16
-        hi_bits = cfg.acc_bits - lo_bits
-        width = cfg.requant_product_bits + 2
-        stages = 6
-        stage_valid = [Signal(name=f"rq_valid{k}") for k in range(stages)]
-        stage_addr = [Signal(self.fm_addr_bits, name=f"rq_addr{k}") for k in range(stages)]
+        # Lane t takes the sum in drain_regs[t] (output lane d*PC + t, bank t, ``drain_word``);
+        # the valid bit and the address travel beside the lanes' pipelines.
+        stage_valid = [Signal(name=f"rq_valid{k}") for k in range(REQUANT_LATENCY)]
+        stage_addr = [Signal(self.fm_addr_bits, name=f"rq_addr{k}")
+                      for k in range(REQUANT_LATENCY)]
         m.d.sync += [stage_valid[0].eq(draining), stage_addr[0].eq(drain_word)]
-        for k in range(1, stages):
+        for k in range(1, REQUANT_LATENCY):
             m.d.sync += [stage_valid[k].eq(stage_valid[k - 1]), stage_addr[k].eq(stage_addr[k - 1])]
-        half = Signal(width)
-        m.d.comb += half.eq((Const(1, width) << self.shift) >> 1)
-        r4_byte = Signal(data.ArrayLayout(cfg.act_bits, pc))
+        out_bytes = Signal(pixel_layout(cfg))
         for t in range(pc):
-            # R0, R1: the two halves of acc * M in registered multipliers (hw/dsp.py): their
-            # input registers take the drain register's entry (R0), their output registers
-            # hold the products (R1).
-            mul_lo = RegisteredMultiplier(unsigned(lo_bits), unsigned(cfg.mult_bits),
-                                          cfg.dsp_primitives)
-            mul_hi = RegisteredMultiplier(signed(hi_bits), unsigned(cfg.mult_bits),
-                                          cfg.dsp_primitives)
-            m.submodules[f"rq_lo{t}"] = mul_lo
-            m.submodules[f"rq_hi{t}"] = mul_hi
-            m.d.comb += [mul_lo.a.eq(drain_regs[t][:lo_bits]), mul_lo.b.eq(self.mult),
-                         mul_hi.a.eq(drain_regs[t][lo_bits:].as_signed()),
-                         mul_hi.b.eq(self.mult)]
-            # R1b: both products registered again in the fabric (the route out of the
-            # multiplier column in a cycle of its own, not in front of R2's adder).
-            p_lo = Signal(lo_bits + cfg.mult_bits, name=f"rq_lo{t}", reset_less=True)
-            p_hi = Signal.like(mul_hi.p, name=f"rq_hi{t}", reset_less=True)
-            m.d.sync += [p_lo.eq(mul_lo.p[:lo_bits + cfg.mult_bits]), p_hi.eq(mul_hi.p)]
-            product = Signal(signed(width), name=f"rq_prod{t}")
-            m.d.sync += product.eq((p_hi << lo_bits) + p_lo)
-            shifted = Signal(signed(width), name=f"rq_shift{t}")
-            m.d.sync += shifted.eq((product + half) >> self.shift)
-            with m.If(shifted < 0):
-                m.d.sync += r4_byte[t].eq(0)
-            with m.Elif(shifted > 255):
-                m.d.sync += r4_byte[t].eq(255)
-            with m.Else():
-                m.d.sync += r4_byte[t].eq(shifted[:8])
+            rq = Requantizer(cfg)
+            m.submodules[f"requant{t}"] = rq
+            m.d.comb += [rq.acc.eq(drain_regs[t]), rq.mult.eq(desc.mult), rq.shift.eq(desc.shift),
+                         out_bytes[t].eq(rq.y)]
         m.d.comb += [self.fm_wr_addr.eq(Cat(stage_addr[-1] for _ in range(pc))),
-                     self.fm_wr_data.eq(r4_byte),
+                     self.fm_wr_data.eq(out_bytes),
                      self.fm_wr_en.eq(Mux(stage_valid[-1], (1 << pc) - 1, 0))]
 
         # ---- done: nothing left in flight -------------------------------------------------------

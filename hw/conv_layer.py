@@ -11,20 +11,17 @@ from amaranth import *
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import AcceleratorConfig
-from .conv_engine import ConvEngine
+from .config import AcceleratorConfig, address_bits
+from .conv_engine import ConvEngine, parameter_signatures
+from .layout import descriptor_layout, pixel_layout
 
-__all__ = ["FeatureBuffer", "ConvLayer", "ENGINE_INPUTS", "host_buffer_ports"]
+__all__ = ["FeatureBuffer", "ConvLayer", "host_buffer_ports", "connect_parameters"]
 
-# Engine ports that the top level passes straight through from the host.
-ENGINE_INPUTS = ("in_channels", "out_channels", "in_h", "in_w", "out_h", "out_w", "kernel",
-                 "stride", "pad", "mult", "shift", "weight_base", "codebook_table", "bias_base",
-                 "out_channel_base", "cgroups", "ogroups", "steps", "pixel_origin",
-                 "step_row", "step_group", "step_oy", "out_plane", "out_base_word",
-                 "out_group_step", "start",
-                 "weight_wr_addr", "weight_wr_data", "weight_wr_en",
-                 "codebook_wr_addr", "codebook_wr_data", "codebook_wr_en",
-                 "bias_wr_addr", "bias_wr_lane", "bias_wr_data", "bias_wr_en")
+
+def connect_parameters(m: Module, top: wiring.Component, engine: ConvEngine) -> None:
+    """Pass a top level's parameter write ports (``parameter_signatures``) to its engine."""
+    for name in parameter_signatures(engine.cfg):
+        wiring.connect(m, wiring.flipped(getattr(top, name)), getattr(engine, name))
 
 
 class FeatureBuffer(wiring.Component):
@@ -35,11 +32,11 @@ class FeatureBuffer(wiring.Component):
     def __init__(self, cfg: AcceleratorConfig, depth: int | None = None):
         self.cfg = cfg
         self.depth = depth or cfg.fm_depth
-        fa = max(1, (self.depth - 1).bit_length())
+        fa = address_bits(self.depth)
         super().__init__({
-            "rd_addr": In(fa), "rd_data": Out(data.ArrayLayout(cfg.act_bits, cfg.pc)),
+            "rd_addr": In(fa), "rd_data": Out(pixel_layout(cfg)),
             "wr_addr": In(data.ArrayLayout(fa, cfg.pc)),
-            "wr_data": In(data.ArrayLayout(cfg.act_bits, cfg.pc)),
+            "wr_data": In(pixel_layout(cfg)),
             "wr_en": In(cfg.pc),
         })
 
@@ -59,24 +56,25 @@ class FeatureBuffer(wiring.Component):
 def host_buffer_ports(cfg: AcceleratorConfig, addr_bits: int) -> dict:
     """The host's ports on a top level: write the input buffer one bank at a time, read the
     output buffer every bank at once (data the cycle after the address)."""
-    return {"host_wr_bank": In(max(1, (cfg.pc - 1).bit_length())), "host_wr_addr": In(addr_bits),
+    return {"host_wr_bank": In(address_bits(cfg.pc)), "host_wr_addr": In(addr_bits),
             "host_wr_data": In(cfg.act_bits), "host_wr_en": In(1),
             "host_rd_addr": In(addr_bits),
-            "host_rd_data": Out(data.ArrayLayout(cfg.act_bits, cfg.pc))}
+            "host_rd_data": Out(pixel_layout(cfg))}
 
 
 class ConvLayer(wiring.Component):
-    """Host view: write input bytes (``host_wr_*``, one bank at a time), load parameters and the
-    descriptor (the engine's ports, same names), pulse ``start``, wait for ``done``, read output
-    words (``host_rd_addr`` -> ``host_rd_data`` next cycle, every bank at once)."""
+    """Host view: write input bytes (``host_wr_*``, one bank at a time), load parameters (the
+    engine's write ports, same names) and the descriptor (``desc``), pulse ``start``, wait for
+    ``done``, read output words (``host_rd_addr`` -> ``host_rd_data`` next cycle, every bank at
+    once)."""
 
     def __init__(self, cfg: AcceleratorConfig):
         self.cfg = cfg
         self.engine = ConvEngine(cfg)
         fa = self.engine.fm_addr_bits
-        members = {name: In(self.engine.signature.members[name].shape) for name in ENGINE_INPUTS}
-        members.update({"busy": Out(1), "done": Out(1), "cycles": Out(32),
-                        **host_buffer_ports(cfg, fa)})
+        members = {"desc": In(descriptor_layout(cfg)), "start": In(1), **parameter_signatures(cfg),
+                   "busy": Out(1), "done": Out(1), "cycles": Out(32),
+                   **host_buffer_ports(cfg, fa)}
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -85,9 +83,8 @@ class ConvLayer(wiring.Component):
         m.submodules.engine = eng = self.engine
         m.submodules.fm_in = fm_in = FeatureBuffer(cfg)
         m.submodules.fm_out = fm_out = FeatureBuffer(cfg)
-        for name in ENGINE_INPUTS:
-            m.d.comb += getattr(eng, name).eq(getattr(self, name))
-        m.d.comb += [self.busy.eq(eng.busy), self.done.eq(eng.done), self.cycles.eq(eng.cycles)]
+        connect_parameters(m, self, eng)
+        m.d.comb += [eng.desc.eq(self.desc), eng.start.eq(self.start), self.busy.eq(eng.busy), self.done.eq(eng.done), self.cycles.eq(eng.cycles)]
         # Input buffer: the engine reads; the host writes one bank at a time.
         m.d.comb += [fm_in.rd_addr.eq(eng.fm_rd_addr), eng.fm_rd_data.eq(fm_in.rd_data)]
         for t in range(cfg.pc):

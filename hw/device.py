@@ -9,14 +9,11 @@ their contents), WRITE (feature map, program, codebooks, biases, or sparse weigh
 the weight decoder), CLEAR, READ (feature map or cycle counters), RUN, STATUS. WRITE, CLEAR
 and READ are refused with BUSY while the program runs; STATUS, IDENTIFY and RESET always
 answer. A frame with a bad CRC, a length over MAX_PAYLOAD or an unknown command gets an error
-reply; the receiver drops frames that stop arriving, so the device never wedges.
+reply; the receiver drops frames that stop arriving, so the device never wedges. A refused
+request changes nothing: a WRITE to WEIGHTS whose data is shorter than its entries is refused
+with BAD_LENGTH before any entry is written.
 
-The weight decoder turns the sparse entries of a WRITE to WEIGHTS (GAP_BITS zero-run, then
-the index, ``flags`` bits, packed LSB first) into single-index writes of the weight memory:
-position ``p`` (counted from the WRITE's address, in engine order: word ``p // (PO*PC)``,
-index ``p % (PO*PC)``) advances by gap + 1 per entry. Positions no entry names keep what a
-CLEAR wrote: index 0, whose codebook entry is 0. Data bytes are taken one per 2 cycles (a
-frame-buffer read, then its use), entries one per cycle.
+Addresses wrap at each memory's address bits (hw/config.py makes every depth a power of two).
 """
 
 from __future__ import annotations
@@ -28,25 +25,68 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import protocol as proto
-from .config import AcceleratorConfig
+from .config import AcceleratorConfig, address_bits
+from .layout import GAP_BITS
 from .link import FrameReceiver, FrameTransmitter
-from .protocol import Command, RunState, Status, Target
-from .runner import NetworkRunner, op_bytes
+from .protocol import Command, RunState, Status, Target, identity_bytes, unit_bytes
+from .runner import NetworkRunner
 
-__all__ = ["Device", "identity_bytes", "unit_bytes"]
-
-
-def identity_bytes(cfg: AcceleratorConfig) -> bytes:
-    return struct.pack(proto.IDENTITY_FORMAT, proto.IDENTITY_MAGIC, proto.VERSION,
-                       cfg.mac_units, cfg.po, cfg.pc, cfg.index_bits, cfg.value_bits,
-                       cfg.fm_depth, cfg.squeeze_depth, cfg.weight_depth, cfg.codebook_tables,
-                       cfg.bias_depth, cfg.program_depth, proto.MAX_PAYLOAD, op_bytes(cfg))
+__all__ = ["Device", "WeightDecoder"]
 
 
-def unit_bytes(cfg: AcceleratorConfig) -> dict[Target, int]:
-    """Bytes per word in a WRITE's data, by target (WEIGHTS carries sparse entries instead)."""
-    return {Target.FEATURE: cfg.pc, Target.PROGRAM: op_bytes(cfg), Target.CODEBOOK: 2,
-            Target.BIAS: 4}
+class WeightDecoder(wiring.Component):
+    """The sparse entries of a WRITE to WEIGHTS (hw.layout.pack_entries: GAP_BITS zero-run,
+    then the index, ``index_bits`` wide, LSB first) -> single-index writes of the weight memory.
+
+    ``start`` (one cycle) takes ``position`` (the first entry's gap counts from it, in engine
+    order: word ``p // (PO*PC)``, index ``p % (PO*PC)``), ``count`` entries and
+    ``index_bits``. Bytes arrive on ``i``; each entry is written (``wr_*``, one index, the
+    cycle its last bit is in) and advances the position by gap + 1. A byte is taken only while
+    no whole entry is waiting; bytes after the last entry are taken and dropped. ``busy`` is
+    high while an entry is still to be written from bits already taken. Positions no entry
+    names keep what a CLEAR wrote: index 0, whose codebook entry is 0."""
+
+    def __init__(self, cfg: AcceleratorConfig):
+        self.cfg = cfg
+        super().__init__({
+            "start": In(1), "position": In(32), "count": In(16), "index_bits": In(4),
+            "i": In(stream.Signature(8)),
+            "wr_addr": Out(cfg.weight_addr_bits), "wr_data": Out(cfg.lanes * cfg.index_bits),
+            "wr_lanes": Out(cfg.lanes), "busy": Out(1), "left": Out(16),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        lane_bits = address_bits(cfg.lanes)
+        reservoir = Signal(GAP_BITS + cfg.index_bits + 8)
+        fill = Signal(range(GAP_BITS + cfg.index_bits + 9))
+        position = Signal(32)
+        left = Signal(16)
+        width = Signal(range(GAP_BITS + 16))
+        index_bits = Signal(4)
+        m.d.comb += [width.eq(GAP_BITS + index_bits), self.left.eq(left)]
+        entry = Signal()
+        m.d.comb += [entry.eq((fill >= width) & (left != 0)), self.busy.eq(entry),
+                     self.i.ready.eq(~entry)]
+        with m.If(self.start):
+            m.d.sync += [position.eq(self.position), left.eq(self.count), fill.eq(0),
+                         reservoir.eq(0), index_bits.eq(self.index_bits)]
+        with m.Elif(entry):
+            gap = reservoir[:GAP_BITS]
+            index = Signal(cfg.index_bits)
+            m.d.comb += index.eq((reservoir >> GAP_BITS)
+                                 & ((Const(1, cfg.index_bits + 1) << index_bits) - 1))
+            at = Signal(32)
+            m.d.comb += at.eq(position + gap)
+            m.d.comb += [self.wr_addr.eq(at >> lane_bits),
+                         self.wr_data.eq(index.replicate(cfg.lanes)),
+                         self.wr_lanes.eq(Const(1, cfg.lanes) << at[:lane_bits])]
+            m.d.sync += [position.eq(at + 1), reservoir.eq(reservoir >> width),
+                         fill.eq(fill - width), left.eq(left - 1)]
+        with m.Elif(self.i.valid & (left != 0)):
+            m.d.sync += [reservoir.eq(reservoir | (self.i.payload << fill)), fill.eq(fill + 8)]
+        return m
 
 
 class Device(wiring.Component):
@@ -59,8 +99,7 @@ class Device(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        pc, po, ib = cfg.pc, cfg.po, cfg.index_bits
-        lanes = po * pc
+        pc, ib = cfg.pc, cfg.index_bits
         m.submodules.receiver = rx = FrameReceiver(cfg.link_timeout)
         m.submodules.transmitter = tx = FrameTransmitter()
         wiring.connect(m, wiring.flipped(self.rx), rx.i)
@@ -86,13 +125,16 @@ class Device(wiring.Component):
         sr_bytes = max(units.values())
         sr = Signal(sr_bytes * 8)         # data bytes shift in at the top
         nbytes = Signal(range(sr_bytes + 1))
-        # The weight decoder: a bit reservoir and the position of the next entry.
-        reservoir = Signal(32)
-        fill = Signal(6)
-        position = Signal(32)
-        entries_left = Signal(16)
-        width = Signal(5)
-        m.d.comb += width.eq(proto.GAP_BITS + flags[:4])
+        m.submodules.weight_decoder = decoder = WeightDecoder(cfg)
+        m.d.comb += [decoder.position.eq(address), decoder.count.eq(count),
+                     decoder.index_bits.eq(flags[:4])]
+        with m.If(decoder.busy):
+            m.d.comb += [runner.weight_wr.addr.eq(decoder.wr_addr),
+                         runner.weight_wr.data.eq(decoder.wr_data),
+                         runner.weight_wr.en.eq(decoder.wr_lanes)]
+        # A WRITE to WEIGHTS must carry the bits of all its entries (checked before any write).
+        entry_bits = Signal(16 + 5)
+        m.d.sync += entry_bits.eq(count * (GAP_BITS + flags[:4]))
 
         # Reply payload: a shift register the transmitter drains, refilled for READs.
         ident = identity_bytes(cfg)
@@ -130,14 +172,13 @@ class Device(wiring.Component):
                                              runner.prog_wr_data.eq(unit),
                                              runner.prog_wr_en.eq(1)]
                             elif tgt == Target.CODEBOOK:
-                                m.d.comb += [runner.codebook_wr_addr.eq(addr),
-                                             runner.codebook_wr_data.eq(unit[:cfg.value_bits]),
-                                             runner.codebook_wr_en.eq(1)]
-                            else:
-                                m.d.comb += [runner.bias_wr_addr.eq(addr // po),
-                                             runner.bias_wr_lane.eq(addr % po),
-                                             runner.bias_wr_data.eq(unit),
-                                             runner.bias_wr_en.eq(1)]
+                                m.d.comb += [runner.codebook_wr.addr.eq(addr),
+                                             runner.codebook_wr.data.eq(unit[:cfg.value_bits]),
+                                             runner.codebook_wr.en.eq(1)]
+                            else:        # bias word * PO + lane: the bias port's address
+                                m.d.comb += [runner.bias_wr.addr.eq(addr),
+                                             runner.bias_wr.data.eq(unit),
+                                             runner.bias_wr.en.eq(1)]
 
         with m.FSM():
             with m.State("IDLE"):
@@ -181,14 +222,16 @@ class Device(wiring.Component):
                 with m.Else():
                     m.next = "ARGS_ADDR"
             with m.State("DISPATCH"):
-                m.d.sync += [addr.eq(address), nbytes.eq(0), words_left.eq(count),
-                             position.eq(address), fill.eq(0), entries_left.eq(count)]
+                m.d.sync += [addr.eq(address), nbytes.eq(0), words_left.eq(count)]
+                m.d.comb += decoder.start.eq(1)
                 with m.Switch(rx.code):
                     with m.Case(Command.WRITE):
                         with m.If((target > Target.WEIGHTS)
                                   | ((target == Target.WEIGHTS)
                                      & ((flags == 0) | (flags > ib)))):
                             reply(Status.BAD_ARGUMENT)
+                        with m.Elif(target == Target.WEIGHTS):
+                            m.next = "CHECK_ENTRIES"
                         with m.Else():
                             m.next = "DATA_ADDR"
                     with m.Case(Command.CLEAR):
@@ -206,42 +249,33 @@ class Device(wiring.Component):
                         with m.Else():
                             reply(Status.BAD_ARGUMENT)
 
-            # ---- WRITE: data bytes, one per 2 cycles ------------------------------------------
+            with m.State("CHECK_ENTRIES"):     # entry_bits is ready: count * entry width
+                with m.If(entry_bits > (rx.length - proto.ARGS_BYTES) * 8):
+                    reply(Status.BAD_LENGTH)         # fewer bits than the header's entries
+                with m.Else():
+                    m.next = "DATA_ADDR"
+
+            # ---- WRITE: data bytes, one per 2 cycles (a frame-buffer read, then its use) --------
             with m.State("DATA_ADDR"):
                 m.d.comb += fb_rd.addr.eq(k)
                 with m.If(k == rx.length):
-                    with m.If((target == Target.WEIGHTS) & (entries_left != 0)):
-                        reply(Status.BAD_LENGTH)     # fewer entries than the header counts
-                    with m.Else():
+                    with m.If(~decoder.busy):    # the last entries leave the decoder first
                         reply(Status.OK)
                 with m.Else():
                     m.next = "DATA_BYTE"
             with m.State("DATA_BYTE"):
                 byte = fb_rd.data
-                m.d.sync += k.eq(k + 1)
+                m.d.comb += fb_rd.addr.eq(k)     # hold the byte while the decoder is busy
                 with m.If(target == Target.WEIGHTS):
-                    m.d.sync += [reservoir.eq(reservoir | (byte << fill)), fill.eq(fill + 8)]
-                    m.next = "DECODE"
+                    m.d.comb += [decoder.i.valid.eq(1), decoder.i.payload.eq(byte)]
+                    with m.If(decoder.i.ready):
+                        m.d.sync += k.eq(k + 1)
+                        m.next = "DATA_ADDR"
                 with m.Else():
+                    m.d.sync += k.eq(k + 1)
                     shifted = Cat(sr[8:], byte)
                     m.d.sync += [sr.eq(shifted), nbytes.eq(nbytes + 1)]
                     write_unit(lambda n: shifted[(sr_bytes - n) * 8:])
-                    m.next = "DATA_ADDR"
-            with m.State("DECODE"):
-                with m.If((fill >= width) & (entries_left != 0)):
-                    gap = reservoir[:proto.GAP_BITS]
-                    index = Signal(ib)
-                    m.d.comb += index.eq((reservoir >> proto.GAP_BITS)
-                                         & ((Const(1, ib + 1) << flags[:4]) - 1))
-                    target_pos = Signal(32)
-                    m.d.comb += target_pos.eq(position + gap)
-                    lane = target_pos[:(lanes - 1).bit_length()]
-                    m.d.comb += [runner.weight_wr_addr.eq(target_pos >> (lanes - 1).bit_length()),
-                                 runner.weight_wr_data.eq(index.replicate(lanes)),
-                                 runner.weight_wr_lanes.eq(Const(1, lanes) << lane)]
-                    m.d.sync += [position.eq(target_pos + 1), reservoir.eq(reservoir >> width),
-                                 fill.eq(fill - width), entries_left.eq(entries_left - 1)]
-                with m.Else():
                     m.next = "DATA_ADDR"
 
             # ---- CLEAR: one zero word per cycle ----------------------------------------------
@@ -251,8 +285,8 @@ class Device(wiring.Component):
                 with m.Else():
                     m.d.sync += [addr.eq(addr + 1), words_left.eq(words_left - 1)]
                     with m.If(target == Target.WEIGHTS):
-                        m.d.comb += [runner.weight_wr_addr.eq(addr), runner.weight_wr_data.eq(0),
-                                     runner.weight_wr_en.eq(1)]
+                        m.d.comb += [runner.weight_wr.addr.eq(addr), runner.weight_wr.data.eq(0),
+                                     runner.weight_wr.en.eq(-1)]
                     with m.Else():
                         m.d.comb += [runner.fm_host_addr.eq(addr), runner.fm_host_wr_data.eq(0),
                                      runner.fm_host_wr_en.eq(1)]

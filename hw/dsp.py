@@ -1,5 +1,6 @@
-"""A registered multiplier: ``p`` = ``a`` x ``b`` two cycles after the operands (an input
-register on each operand, an output register on the product), throughput one per cycle.
+"""A registered multiplier: ``p`` = ``a`` x ``b`` ``hw.timing.MULTIPLIER_LATENCY`` cycles after
+the operands (an input register on each operand, an output register on the product),
+throughput one per cycle.
 
 With ``primitive`` set (synthesis for the ECP5, ``AcceleratorConfig.dsp_primitives``) it is
 one MULT18X18D with its own input and output registers, so neither register sits in the
@@ -16,9 +17,7 @@ from amaranth.hdl import Shape
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RegisteredMultiplier", "MULTIPLIER_LATENCY"]
-
-MULTIPLIER_LATENCY = 2
+__all__ = ["RegisteredMultiplier"]
 _WIDTH = 18
 
 

@@ -7,13 +7,12 @@ One ConvEngine runs the three passes in turn; the squeeze output never leaves th
 not written to the feature-map memory), and the two expand passes write their channels into
 one output buffer at ``out_channel_base`` 0 and E1, which is the concat. The host loads the
 three layers' weights, codebooks (one table per layer) and biases, and three descriptors
-(the engine's descriptor ports packed by ``descriptor_layout``; hw.compiler.pack_descriptor),
-then pulses ``start`` once.
+(hw.layout.descriptor_layout words), then pulses ``start`` once.
 
 Timing: a pass starts the cycle after the previous pass's ``done``; the unit's ``cycles`` is
-the sum of the three engine runs plus ``PASS_OVERHEAD`` cycle per pass (the start cycle), and
-``done`` is high for one cycle after the third pass (the cycle model,
-hw.compiler.fire_expected_cycles, is checked against the RTL by the tests).
+the sum of the three engine runs plus ``FIRE_PASS_OVERHEAD`` per pass (the start cycle), and
+``done`` is high for one cycle after the third pass (hw.timing.fire_cycles, checked against
+the RTL by the tests).
 """
 
 from __future__ import annotations
@@ -23,38 +22,28 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig
-from .conv_engine import ConvEngine, descriptor_shapes
-from .conv_layer import FeatureBuffer, host_buffer_ports
+from .conv_engine import ConvEngine, parameter_signatures
+from .conv_layer import FeatureBuffer, connect_parameters, host_buffer_ports
+from .layout import descriptor_layout
 
-__all__ = ["FireUnit", "descriptor_layout", "PASS_OVERHEAD", "PASSES"]
+__all__ = ["FireUnit", "PASSES"]
 
-PARAMETER_PORTS = ("weight_wr_addr", "weight_wr_data", "weight_wr_en",
-                   "codebook_wr_addr", "codebook_wr_data", "codebook_wr_en",
-                   "bias_wr_addr", "bias_wr_lane", "bias_wr_data", "bias_wr_en")
 PASSES = ("squeeze", "expand1x1", "expand3x3")
-# Cycles the unit adds to each engine run: the cycle in which it asserts the engine's start
-# (the engine counts from the next one, through its done).
-PASS_OVERHEAD = 1
-
-
-def descriptor_layout(cfg: AcceleratorConfig) -> data.StructLayout:
-    """The packed descriptor: the engine's descriptor ports, in hw.conv_engine order."""
-    return data.StructLayout(descriptor_shapes(cfg))
 
 
 class FireUnit(wiring.Component):
     """Host view: ``host_wr_*`` writes the input buffer (one bank at a time); the parameter
     write ports are the engine's; ``desc_wr_*`` loads descriptor 0..2 (squeeze, expand1x1,
-    expand3x3); ``start``/``busy``/``done``/``cycles``; ``host_rd_*`` reads the output buffer
-    (every bank at once, data the cycle after the address)."""
+    expand3x3; hw.layout.descriptor_layout words); ``start``/``busy``/``done``/``cycles``;
+    ``host_rd_*`` reads the output buffer (every bank at once, data the cycle after the
+    address)."""
 
     def __init__(self, cfg: AcceleratorConfig):
         self.cfg = cfg
         self.engine = ConvEngine(cfg)
         self.layout = descriptor_layout(cfg)
         fa = self.engine.fm_addr_bits
-        members = {name: In(self.engine.signature.members[name].shape)
-                   for name in PARAMETER_PORTS}
+        members = dict(parameter_signatures(cfg))
         members.update({
             "desc_wr_addr": In(2), "desc_wr_data": In(self.layout.size), "desc_wr_en": In(1),
             "start": In(1), "busy": Out(1), "done": Out(1), "cycles": Out(32),
@@ -69,8 +58,7 @@ class FireUnit(wiring.Component):
         m.submodules.fm_in = fm_in = FeatureBuffer(cfg)
         m.submodules.squeezed = sq = FeatureBuffer(cfg, depth=cfg.squeeze_depth)
         m.submodules.fm_out = fm_out = FeatureBuffer(cfg)
-        for name in PARAMETER_PORTS:
-            m.d.comb += getattr(eng, name).eq(getattr(self, name))
+        connect_parameters(m, self, eng)
 
         # Three descriptor registers; the current pass's drives the engine while it runs.
         descs = [Signal(self.layout, name=f"desc_{p}") for p in PASSES]
@@ -79,9 +67,7 @@ class FireUnit(wiring.Component):
                 m.d.sync += d.as_value().eq(self.desc_wr_data)
         stage = Signal(range(len(PASSES)))
         current = Signal(self.layout)
-        m.d.comb += current.eq(Array(descs)[stage])
-        for name in self.layout.members:
-            m.d.comb += getattr(eng, name).eq(getattr(current, name))
+        m.d.comb += [current.eq(Array(descs)[stage]), eng.desc.eq(current)]
 
         # Routing: pass 0 reads fm_in and writes the squeeze buffer; passes 1-2 read the
         # squeeze buffer and write fm_out. Each buffer takes the address bits it has.

@@ -1,8 +1,8 @@
 """Pooling units on pixel streams: 3x3/2 ceil-mode max pooling and the global (sum) pooling.
 
 Both take a feature map as a stream of pixels, one channel group per frame: each beat is the
-``PC`` channels of one pixel (``PIXEL``: ``PC`` unsigned bytes), frames in raster order (row by
-row, left to right), one frame per channel group, back to back. They implement
+``PC`` channels of one pixel (hw.layout.pixel_layout: ``PC`` unsigned bytes), frames in raster
+order (row by row, left to right), one frame per channel group, back to back. They implement
 golden/reference_int.py ``maxpool`` (kernel 3, stride 2) and ``global_sum`` bit for bit.
 
 Streams follow amaranth.lib.stream: a beat moves when ``valid`` and ``ready`` are both high;
@@ -16,17 +16,10 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig
+from .layout import pixel_layout
+from .timing import POOL_LATENCY, SUM_LATENCY
 
-__all__ = ["MaxPoolUnit", "GlobalSumUnit", "pixel_layout", "POOL_LATENCY", "SUM_LATENCY"]
-
-# Cycles from an input beat's acceptance to the output beat it completes being valid.
-POOL_LATENCY = 2
-SUM_LATENCY = 1
-
-
-def pixel_layout(cfg: AcceleratorConfig, bits: int | None = None) -> data.ArrayLayout:
-    """One beat: the PC channels of a pixel (unsigned ``bits``, default the activation width)."""
-    return data.ArrayLayout(unsigned(bits or cfg.act_bits), cfg.pc)
+__all__ = ["MaxPoolUnit", "GlobalSumUnit"]
 
 
 class MaxPoolUnit(wiring.Component):

@@ -1,6 +1,6 @@
 """The host link's wire format: the one definition the device (hw/device.py), the host driver
-(firmware/driver.py) and the in-process golden device (firmware/golden_device.py) share.
-docs/PROTOCOL.md describes it for people.
+(host/driver.py) and the golden device (host/golden_device.py) share. docs/PROTOCOL.md
+describes it for people.
 
 A frame, in both directions::
 
@@ -14,20 +14,27 @@ Commands with arguments start their payload with an 8-byte header (``ARGS``)::
 
     target u8 | flags u8 | count u16 | address u32
 
-then data (WRITE). No pure-Python code here depends on Amaranth, so the driver imports it
-without the HDL toolchain.
+then data (WRITE). Nothing here is a hardware component, so the driver imports it without the
+gateware.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
+from dataclasses import dataclass, fields
 from enum import IntEnum
+
+from golden.sparse import GAP_BITS
+
+from .config import AcceleratorConfig
+from .layout import op_bytes
 
 __all__ = ["SYNC", "HEADER_BYTES", "CRC_BYTES", "ARGS_BYTES", "MAX_PAYLOAD", "VERSION",
            "IDENTITY_FORMAT", "IDENTITY_MAGIC", "STATUS_FORMAT", "GAP_BITS",
            "Command", "Status", "Target", "RunState", "encode_frame", "FrameParser", "args",
-           "crc32"]
+           "parse_args", "crc32", "Identity", "identity_bytes", "unit_bytes",
+           "ProtocolError"]
 
 SYNC = (0xA5, 0x5A)
 HEADER_BYTES = 6                 # sync (2), code, seq, length (2)
@@ -36,10 +43,9 @@ ARGS_BYTES = 8                   # target, flags, count (u16), address (u32)
 MAX_PAYLOAD = 2048               # the device's frame buffer; longer frames are refused
 VERSION = 1
 
-# Sparse weight entries (WRITE to WEIGHTS): a GAP_BITS zero-run length, then the codebook index
-# (flags = index bits), packed LSB first. As in Deep Compression, a run longer than the gap
-# field can hold is bridged by a filler entry (gap 2**GAP_BITS - 1, index 0).
-GAP_BITS = 4
+# Sparse weight entries (WRITE to WEIGHTS): golden.sparse's GAP_BITS zero-run length, then the
+# codebook index (flags = index bits: 4, 6 or 8, up to the device's), packed LSB first
+# (hw.layout.pack_entries). A run longer than the gap field holds is bridged by a filler entry.
 
 
 # IDENTIFY's reply: magic, VERSION, MAC units, PO, PC, index bits, value bits, feature-map,
@@ -51,8 +57,12 @@ IDENTITY_MAGIC = b"SQZD"
 STATUS_FORMAT = "<BHI"
 
 
+class ProtocolError(RuntimeError):
+    """A reply that is not what the protocol says it should be."""
+
+
 class Command(IntEnum):
-    IDENTIFY = 0x01      # -> identity (see firmware.driver.Identity)
+    IDENTIFY = 0x01      # -> identity (``Identity``)
     RESET = 0x02         # abort a run, clear the link and sequencer state
     WRITE = 0x03         # ARGS, data: write target memory from address on
     CLEAR = 0x04         # ARGS: zero ``count`` words of the target from address on
@@ -72,7 +82,7 @@ class Status(IntEnum):
 
 class Target(IntEnum):
     FEATURE = 0          # feature-map memory: PC bytes per word (channel t%PC in byte t)
-    PROGRAM = 1          # the layer program: op words (hw.device.op_layout), OP_BYTES each
+    PROGRAM = 1          # the layer program: op words (hw.layout.op_layout), op_bytes each
     CODEBOOK = 2         # codebook entries (table * 2**index_bits + index): i16 each
     BIAS = 3             # biases (output-group word * PO + lane): i32 each
     WEIGHTS = 4          # WRITE: sparse entries, address = first weight position;
@@ -97,8 +107,75 @@ def encode_frame(code: int, seq: int, payload: bytes = b"") -> bytes:
     return bytes(SYNC) + body + struct.pack("<I", crc32(body))
 
 
+ARGS_FORMAT = "<BBHI"
+
+
 def args(target: int, address: int = 0, count: int = 0, flags: int = 0) -> bytes:
-    return struct.pack("<BBHI", target, flags, count, address)
+    return struct.pack(ARGS_FORMAT, target, flags, count, address)
+
+
+def parse_args(payload: bytes) -> tuple[int, int, int, int]:
+    """The inverse of ``args``: (target, flags, count, address)."""
+    return struct.unpack_from(ARGS_FORMAT, payload)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """IDENTIFY's reply: the device's configuration as the host needs it."""
+
+    version: int
+    mac_units: int
+    po: int
+    pc: int
+    index_bits: int
+    value_bits: int
+    fm_depth: int
+    squeeze_depth: int
+    weight_depth: int
+    codebook_tables: int
+    bias_depth: int
+    program_depth: int
+    max_payload: int
+    op_bytes: int
+
+    @staticmethod
+    def parse(data: bytes) -> "Identity":
+        if len(data) != struct.calcsize(IDENTITY_FORMAT):
+            raise ProtocolError(f"an identity of {len(data)} bytes; the protocol's is "
+                                f"{struct.calcsize(IDENTITY_FORMAT)}: not a SqueezeNet device "
+                                "of this version")
+        values = struct.unpack(IDENTITY_FORMAT, data)
+        if values[0] != IDENTITY_MAGIC:
+            raise ProtocolError(f"the device identified as {values[0]!r}, not a SqueezeNet "
+                                "device")
+        return Identity(*values[1:])
+
+    @staticmethod
+    def of(cfg: AcceleratorConfig) -> "Identity":
+        return Identity.parse(identity_bytes(cfg))
+
+    def differences(self, other: "Identity") -> list[str]:
+        return [f"{f.name} {getattr(self, f.name)} (expected {getattr(other, f.name)})"
+                for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
+
+
+def identity_bytes(cfg: AcceleratorConfig) -> bytes:
+    """IDENTIFY's reply payload for a device of configuration ``cfg``."""
+    return struct.pack(IDENTITY_FORMAT, IDENTITY_MAGIC, VERSION,
+                       cfg.mac_units, cfg.po, cfg.pc, cfg.index_bits, cfg.value_bits,
+                       cfg.fm_depth, cfg.squeeze_depth, cfg.weight_depth, cfg.codebook_tables,
+                       cfg.bias_depth, cfg.program_depth, MAX_PAYLOAD, op_bytes(cfg))
+
+
+CODEBOOK_BYTES = 2               # a codebook entry on the link: i16 (value_bits <= 16)
+BIAS_BYTES = 4                   # a bias: i32
+COUNTER_BYTES = 4                # a cycle counter: u32
+
+
+def unit_bytes(cfg: AcceleratorConfig) -> dict[Target, int]:
+    """Bytes per word of a WRITE's data, by target (WEIGHTS carries sparse entries instead)."""
+    return {Target.FEATURE: cfg.pc, Target.PROGRAM: op_bytes(cfg),
+            Target.CODEBOOK: CODEBOOK_BYTES, Target.BIAS: BIAS_BYTES}
 
 
 class FrameParser:

@@ -13,75 +13,40 @@ An op (``op_layout``) is one convolution pass of the engine (its descriptor, plu
 reads or writes the Fire unit's squeeze buffer instead of the feature-map memory: a Fire
 module is three ops, squeeze -> expand1x1 -> expand3x3, and its squeeze output never leaves
 the chip), a 3x3/2 max pooling or a global sum, each from ``in_base`` to ``out_base`` of the
-feature-map memory. hw/program.py compiles a network into ops.
+feature-map memory (hw.layout.op_layout). host/compiler.py compiles a network into ops.
 
-Cycles of an op, from its fetch to its last write: the unit's own cycles plus
-``OP_OVERHEAD`` (fetch, decode, start), checked against the cycle model by the tests
-(hw.program.op_cycles).
+Cycles of an op, from its fetch to its counter's write: hw.timing.op_cycles, composed from the
+latencies this module's blocks state there (the sequencer's OP_OVERHEAD, the reader's
+READER_LATENCY, the writer's WRITER_LATENCY), checked against the RTL by the tests.
 """
 
 from __future__ import annotations
 
-from enum import IntEnum
-
 from amaranth import *
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import memory, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig
-from .conv_engine import ConvEngine
-from .conv_layer import FeatureBuffer
-from .fire import descriptor_layout
-from .pool import GlobalSumUnit, MaxPoolUnit, pixel_layout
-from .protocol import RunState
+from .conv_engine import ConvEngine, parameter_signatures
+from .conv_layer import FeatureBuffer, connect_parameters
+from .layout import SUM_WORDS, OpKind, op_layout, pixel_layout
+from .pool import GlobalSumUnit, MaxPoolUnit
+from .protocol import COUNTER_BYTES, RunState
 
-__all__ = ["OpKind", "op_layout", "op_bytes", "NetworkRunner", "BufferReader", "BufferWriter",
-           "SumSerializer", "OP_OVERHEAD", "POOL_OVERHEAD", "SUM_OVERHEAD", "SUM_WORDS"]
-
-# Cycles an op spends in the sequencer beyond its unit: the fetch, the decode, the start.
-OP_OVERHEAD = 3
-# A pooling op's cycles beyond its input words (and, for a global sum, the serializer's waits):
-# the start, the reader's read latency and FIFO, the pool unit's latency, the writer. Measured
-# on the RTL; tests/test_device.py checks every op of a run against hw.program.op_cycles.
-POOL_OVERHEAD = 6
-SUM_OVERHEAD = 5
-SUM_WORDS = 4            # feature-map words per channel group of 32-bit sums
-ADDR_BITS = 22           # feature-map word addresses in an op
-
-
-class OpKind(IntEnum):
-    END = 0
-    CONV = 1
-    MAXPOOL = 2
-    GLOBAL_SUM = 3
-
-
-def op_layout(cfg: AcceleratorConfig) -> data.StructLayout:
-    """One program op. ``conv`` is the engine's descriptor (its sizes also describe a pooling
-    op's frames); ``in_words``/``out_words`` are a pooling op's input and output words,
-    ``frame_pixels`` a global sum's pixels per channel group."""
-    return data.StructLayout({
-        "kind": 2, "src_squeeze": 1, "dst_squeeze": 1,
-        "in_base": ADDR_BITS, "out_base": ADDR_BITS,
-        "in_words": ADDR_BITS, "out_words": ADDR_BITS, "frame_pixels": 20,
-        "conv": descriptor_layout(cfg),
-    })
-
-
-def op_bytes(cfg: AcceleratorConfig) -> int:
-    return (op_layout(cfg).size + 7) // 8
+__all__ = ["NetworkRunner", "BufferReader", "BufferWriter", "SumSerializer"]
 
 
 class BufferReader(wiring.Component):
     """Streams ``count`` words from ``base`` of a buffer (read port: ``rd_addr``, data the cycle
     after) as beats of PC bytes. Reads run ahead into a 4-beat FIFO, so ``o`` carries one beat
-    per cycle while it is taken; ``o.valid`` follows a read by 2 cycles."""
+    per cycle while it is taken; the first beat is valid hw.timing.READER_LATENCY cycles after
+    ``start``."""
 
     def __init__(self, cfg: AcceleratorConfig, addr_bits: int):
         self.cfg = cfg
         super().__init__({
-            "start": In(1), "base": In(ADDR_BITS), "count": In(ADDR_BITS),
+            "start": In(1), "base": In(cfg.fm_addr_bits), "count": In(cfg.fm_count_bits),
             "rd_addr": Out(addr_bits), "rd_data": In(pixel_layout(cfg)),
             "o": Out(stream.Signature(pixel_layout(cfg))),
         })
@@ -91,8 +56,8 @@ class BufferReader(wiring.Component):
         depth = 4
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=pixel_layout(self.cfg).size,
                                                      depth=depth)
-        addr = Signal(ADDR_BITS)
-        left = Signal(ADDR_BITS)
+        addr = Signal.like(self.base)
+        left = Signal.like(self.count)
         in_flight = Signal()
         issue = Signal()
         m.d.comb += [issue.eq((left != 0) & (fifo.level + in_flight < depth)),
@@ -110,12 +75,13 @@ class BufferReader(wiring.Component):
 
 class BufferWriter(wiring.Component):
     """Writes ``count`` beats of PC bytes to consecutive words from ``base`` (always ready);
-    ``done`` is high from the cycle after the last write until the next ``start``."""
+    ``done`` is high from hw.timing.WRITER_LATENCY cycles after the last write until the next
+    ``start``."""
 
     def __init__(self, cfg: AcceleratorConfig, addr_bits: int):
         self.cfg = cfg
         super().__init__({
-            "start": In(1), "base": In(ADDR_BITS), "count": In(ADDR_BITS),
+            "start": In(1), "base": In(cfg.fm_addr_bits), "count": In(cfg.fm_count_bits),
             "i": In(stream.Signature(pixel_layout(cfg))),
             "wr_addr": Out(addr_bits), "wr_data": Out(pixel_layout(cfg)), "wr_en": Out(1),
             "done": Out(1),
@@ -123,8 +89,8 @@ class BufferWriter(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        addr = Signal(ADDR_BITS)
-        left = Signal(ADDR_BITS)
+        addr = Signal.like(self.base)
+        left = Signal.like(self.count)
         m.d.comb += [self.i.ready.eq(1), self.wr_addr.eq(addr), self.wr_data.eq(self.i.payload),
                      self.wr_en.eq(self.i.valid & (left != 0)), self.done.eq(left == 0)]
         with m.If(self.start):
@@ -135,9 +101,9 @@ class BufferWriter(wiring.Component):
 
 
 class SumSerializer(wiring.Component):
-    """A beat of PC 32-bit sums -> 4 beats of PC bytes, least significant byte first, so the
-    sums of channel group g land in feature-map words 4g..4g+3 (byte k of every lane in word
-    4g+k). Takes a beat when its last byte goes; one byte-beat per cycle."""
+    """A beat of PC sums -> one beat of PC bytes per byte of a sum, least significant first, so
+    the sums of channel group g land in feature-map words SUM_WORDS*g + k (hw.layout.sum_words).
+    Takes a beat when its last byte goes; one byte-beat per cycle."""
 
     def __init__(self, cfg: AcceleratorConfig, sum_bits: int):
         self.cfg = cfg
@@ -149,7 +115,8 @@ class SumSerializer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        pc, nbytes = self.cfg.pc, self.sum_bits // 8
+        pc, nbytes = self.cfg.pc, SUM_WORDS
+        assert self.sum_bits == 8 * SUM_WORDS, "hw.layout.SUM_WORDS is one word per sum byte"
         k = Signal(range(nbytes))
         m.d.comb += self.o.valid.eq(self.i.valid)
         for t in range(pc):
@@ -173,22 +140,17 @@ class NetworkRunner(wiring.Component):
       ``cycles`` (since ``run``, through the END op).
     """
 
-    PARAMETER_PORTS = ("weight_wr_addr", "weight_wr_data", "weight_wr_en", "weight_wr_lanes",
-                       "codebook_wr_addr", "codebook_wr_data", "codebook_wr_en",
-                       "bias_wr_addr", "bias_wr_lane", "bias_wr_data", "bias_wr_en")
-
     def __init__(self, cfg: AcceleratorConfig):
         self.cfg = cfg
         self.engine = ConvEngine(cfg)
         self.layout = op_layout(cfg)
         self.fm_addr_bits = self.engine.fm_addr_bits
-        prog_bits = max(1, (cfg.program_depth - 1).bit_length())
-        members = {name: In(self.engine.signature.members[name].shape)
-                   for name in self.PARAMETER_PORTS}
+        prog_bits = cfg.program_addr_bits
+        members = dict(parameter_signatures(cfg))
         members.update({
             "prog_wr_addr": In(prog_bits), "prog_wr_data": In(self.layout.size),
             "prog_wr_en": In(1),
-            "counter_rd_addr": In(prog_bits), "counter_rd_data": Out(32),
+            "counter_rd_addr": In(prog_bits), "counter_rd_data": Out(8 * COUNTER_BYTES),
             "fm_host_addr": In(self.fm_addr_bits),
             "fm_host_rd_data": Out(pixel_layout(cfg)),
             "fm_host_wr_data": In(pixel_layout(cfg)), "fm_host_wr_en": In(1),
@@ -203,12 +165,11 @@ class NetworkRunner(wiring.Component):
         pc = cfg.pc
         fa = self.fm_addr_bits
         m.submodules.engine = eng = self.engine
-        for name in self.PARAMETER_PORTS:
-            m.d.comb += getattr(eng, name).eq(getattr(self, name))
+        connect_parameters(m, self, eng)
 
         # ---- memories -------------------------------------------------------------------------
         program = memory.Memory(shape=self.layout.size, depth=cfg.program_depth, init=[])
-        counters = memory.Memory(shape=32, depth=cfg.program_depth, init=[])
+        counters = memory.Memory(shape=8 * COUNTER_BYTES, depth=cfg.program_depth, init=[])
         m.submodules.program = program
         m.submodules.counters = counters
         prog_wr, prog_rd = program.write_port(), program.read_port()
@@ -224,8 +185,7 @@ class NetworkRunner(wiring.Component):
 
         # ---- the op being run -------------------------------------------------------------------
         op = Signal(self.layout)
-        for name in self.layout["conv"].shape.members:
-            m.d.comb += getattr(eng, name).eq(getattr(op.conv, name))
+        m.d.comb += eng.desc.eq(op.conv)
 
         m.submodules.reader = reader = BufferReader(cfg, fa)
         m.submodules.writer = writer = BufferWriter(cfg, fa)

@@ -59,7 +59,7 @@ def authors_model_on_a_photo(shared):
     """The authors' model quantised to 8 bits (calibrated on every 100th shared photo) and its
     golden activations on the first of them: (model, quantized model, tensors by name)."""
     from golden.engine import Golden
-    from golden.model import read_deep_compression
+    from golden.formats.deep_compression import read_deep_compression
     from golden.preprocess import load_image
     from golden.quantize import quantize
     model = read_deep_compression(

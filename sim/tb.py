@@ -9,14 +9,21 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
 
-from hw.compiler import unpack_feature_map
+from hw.layout import feature_map, groups
+
+
+def verilog_name(name: str) -> str:
+    """An Amaranth port name as the generated Verilog spells it (``weight_wr.addr`` ->
+    ``weight_wr__addr``)."""
+    return name.replace(".", "__")
 
 
 class HostTB:
     """A top level with host write ports, ``start``/``done``/``cycles`` and ``host_rd_*``."""
 
     def __init__(self, dut, cfg, enables: tuple[str, ...]):
-        self.dut, self.cfg, self.enables = dut, cfg, enables
+        self.dut, self.cfg = dut, cfg
+        self.enables = tuple(verilog_name(e) for e in enables)
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
 
     async def reset(self):
@@ -29,24 +36,22 @@ class HostTB:
         d.rst.value = 0
         await RisingEdge(d.clk)
 
-    async def write(self, enable: str, rows, fields):
+    async def write(self, enable: str, value: int, rows, fields):
         """Driver: one write per clock on the port group behind ``enable``."""
         d = self.dut
-        getattr(d, enable).value = 1
+        en = getattr(d, verilog_name(enable))
+        ports = [getattr(d, verilog_name(f)) for f in fields]
+        en.value = value
         for row in rows:
-            for f, v in zip(fields, row):
-                getattr(d, f).value = v
+            for p, v in zip(ports, row):
+                p.value = v
             await RisingEdge(d.clk)
-        getattr(d, enable).value = 0
+        en.value = 0
 
     async def write_parameters(self, load):
-        await self.write("host_wr_en", load.fm_writes,
-                         ("host_wr_bank", "host_wr_addr", "host_wr_data"))
-        await self.write("weight_wr_en", load.weight_writes, ("weight_wr_addr", "weight_wr_data"))
-        await self.write("codebook_wr_en", load.codebook_writes,
-                         ("codebook_wr_addr", "codebook_wr_data"))
-        await self.write("bias_wr_en", load.bias_writes,
-                         ("bias_wr_addr", "bias_wr_lane", "bias_wr_data"))
+        """Every write group of a sim.loads.LayerLoad, in order."""
+        for group in load.writes:
+            await self.write(*group)
 
     async def run(self, timeout_cycles: int) -> int:
         d = self.dut
@@ -68,18 +73,16 @@ class HostTB:
         """Read the output buffer back: the data of address a appears one edge later."""
         d, cfg = self.dut, self.cfg
         c, h, w = shape
-        words = -(-c // cfg.pc) * h * w
-        banks = [np.zeros(words, np.uint8) for _ in range(cfg.pc)]
-        for a in range(words + 1):
-            d.host_rd_addr.value = min(a, words - 1)
+        n = groups(c, cfg.pc) * h * w
+        words = np.zeros((n, cfg.pc), np.uint8)
+        for a in range(n + 1):
+            d.host_rd_addr.value = min(a, n - 1)
             await RisingEdge(d.clk)
             if a:
                 value = d.host_rd_data.value
                 assert value.is_resolvable, f"output word {a - 1} is undefined: {value}"
-                row = int(value)
-                for t in range(cfg.pc):
-                    banks[t][a - 1] = (row >> (8 * t)) & 0xFF
-        return unpack_feature_map(banks, shape, cfg)
+                words[a - 1] = unpack_lanes(int(value), 8, cfg.pc)
+        return feature_map(words, shape, cfg)
 
 
 def scoreboard(layer: str, got: np.ndarray, want: np.ndarray) -> None:

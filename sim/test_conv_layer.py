@@ -2,7 +2,7 @@
 (single layers; the Fire modules run through hw.fire.FireUnit in sim/test_fire.py).
 
 A testbench class owns the clock and reset, a driver that performs a layer's host writes
-(hw.compiler.layer_load), a monitor that reads the output buffer back, and a scoreboard that
+(sim.loads.layer_load), a monitor that reads the output buffer back, and a scoreboard that
 compares every byte with golden/reference_int.py, naming layer, channel, row and column.
 
 Environment: SQZ_SIM_CASES (random cases, default 1000), SQZ_SIM_SEED (default 20261122),
@@ -17,7 +17,8 @@ import cocotb
 import numpy as np
 
 from golden import reference_int
-from hw.compiler import expected_cycles, layer_load
+from hw.timing import engine_cycles
+from sim.loads import layer_load
 from sim.cases import random_case
 from sim.sim_config import sim_config
 from sim.tb import HostTB, scoreboard
@@ -26,7 +27,7 @@ CFG = sim_config()
 SEED = int(os.environ.get("SQZ_SIM_SEED", "20261122"))
 
 
-PARAMETER_ENABLES = ("host_wr_en", "weight_wr_en", "codebook_wr_en", "bias_wr_en")
+PARAMETER_ENABLES = ("host_wr_en", "weight_wr.en", "codebook_wr.en", "bias_wr.en")
 
 
 class ConvLayerTB(HostTB):
@@ -37,8 +38,7 @@ class ConvLayerTB(HostTB):
         """Driver: the input buffer (every byte of the layer's input, zeros included, so no
         earlier case's data survives), the parameter memories, then the descriptor."""
         await self.write_parameters(load)
-        for k, v in load.descriptor.ports(CFG).items():
-            getattr(self.dut, k).value = v
+        self.dut.desc.value = load.descriptor_words(CFG)[0]
 
 
 async def run_case(tb, qc, x, layer):
@@ -47,17 +47,17 @@ async def run_case(tb, qc, x, layer):
     t0 = time.perf_counter()
     await tb.drive(load)
     t1 = time.perf_counter()
-    cycles = await tb.run(timeout_cycles=4 * expected_cycles(load.descriptor, CFG) + 100)
+    cycles = await tb.run(timeout_cycles=4 * engine_cycles(load.descriptor, CFG) + 100)
     t2 = time.perf_counter()
     got = await tb.monitor(load.out_shape)
     t3 = time.perf_counter()
-    tb.dut._log.debug(f"{layer}: load {len(load.fm_writes)}+{len(load.weight_writes)}+"
-                     f"{len(load.codebook_writes)} writes {t1 - t0:.2f}s, run {cycles} cycles "
-                     f"{t2 - t1:.2f}s, read {t3 - t2:.2f}s")
+    writes = "+".join(str(len(rows)) for _, _, rows, _ in load.writes)
+    tb.dut._log.debug(f"{layer}: load {writes} writes {t1 - t0:.2f}s, run {cycles} cycles "
+                      f"{t2 - t1:.2f}s, read {t3 - t2:.2f}s")
     scoreboard(layer, got, reference_int.conv(x, qc))
-    assert cycles == expected_cycles(load.descriptor, CFG), (
+    assert cycles == engine_cycles(load.descriptor, CFG), (
         f"layer {layer}: {cycles} cycles, the cycle model says "
-        f"{expected_cycles(load.descriptor, CFG)}")
+        f"{engine_cycles(load.descriptor, CFG)}")
     return cycles
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import cocotb
 import numpy as np
 
-from hw.compiler import fire_expected_cycles, fire_load
+from hw.timing import fire_cycles
+from sim.loads import fire_load
 from sim.cases import fire_reference, random_fire
 from sim.sim_config import sim_config
 from sim.tb import HostTB, scoreboard
@@ -22,7 +23,7 @@ from sim.tb import HostTB, scoreboard
 CFG = sim_config()
 SEED = int(os.environ.get("SQZ_SIM_SEED", "20261122"))
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-ENABLES = ("host_wr_en", "weight_wr_en", "codebook_wr_en", "bias_wr_en", "desc_wr_en")
+ENABLES = ("host_wr_en", "weight_wr.en", "codebook_wr.en", "bias_wr.en", "desc_wr_en")
 
 
 class FireTB(HostTB):
@@ -30,14 +31,13 @@ class FireTB(HostTB):
         super().__init__(dut, CFG, ENABLES)
 
     async def drive(self, load):
-        await self.write_parameters(load)
-        await self.write("desc_wr_en", load.descriptor_words(CFG), ("desc_wr_addr", "desc_wr_data"))
+        await self.write_parameters(load)            # the descriptors are its last group
 
 
 async def run_fire(tb, layers, x, name):
     load = fire_load(*layers, x, CFG, name)
     await tb.drive(load)
-    expected = fire_expected_cycles(load.descriptors, CFG)
+    expected = fire_cycles(load.descriptors, CFG)
     cycles = await tb.run(timeout_cycles=4 * expected + 100)
     got = await tb.monitor(load.out_shape)
     scoreboard(name, got, fire_reference(layers, x))

@@ -9,7 +9,8 @@ import os
 from pathlib import Path
 
 import cocotb
-from hw.compiler import describe, ideal_cycles
+from hw.layout import describe
+from hw.timing import ideal_cycles
 from sim.test_conv_layer import CFG, ConvLayerTB, run_case
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -48,7 +49,7 @@ async def full_layers(dut):
         qc = q.convs[spec.name]
         x = _conv_input(model.network, spec, acts)
         cycles = await run_case(tb, qc, x, spec.name)
-        desc = describe(qc, x.shape[1], x.shape[2])
+        desc = describe(qc.spec, x.shape[1], x.shape[2], qc.mult, qc.shift)
         ideal = ideal_cycles(desc, CFG)
         macs = int(ideal * CFG.mac_units)
         rows.append({"layer": spec.name, "macs": macs, "mac_units": CFG.mac_units,

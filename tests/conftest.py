@@ -24,7 +24,7 @@ def shared_file(path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def authors_model():
-    from golden.model import read_deep_compression
+    from golden.formats.deep_compression import read_deep_compression
     return read_deep_compression(shared_file(AUTHORS_NET))
 
 

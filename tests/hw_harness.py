@@ -1,46 +1,60 @@
 """Drive a hw.conv_layer.ConvLayer in Amaranth's simulator with the same load sequence the
-cocotb benches use (hw.compiler.layer_load)."""
+cocotb benches use (sim.loads.layer_load)."""
 
 import numpy as np
+from amaranth.lib import data
 from amaranth.sim import Simulator
 
-from hw.compiler import layer_load, unpack_feature_map
 from hw.conv_layer import ConvLayer
+from hw.layout import feature_map, groups
+from sim.loads import layer_load
+
+
+def port(dut, name: str):
+    """``weight_wr.addr`` -> the signal: a dotted name walks into an interface."""
+    for part in name.split("."):
+        dut = getattr(dut, part)
+    return dut
+
+
+def set_port(ctx, signal, value: int) -> None:
+    """Set a signal, or a layout-typed view (``desc``) from its packed bits."""
+    if isinstance(signal, data.View):
+        value = signal.shape().from_bits(value)
+    ctx.set(signal, value)
 
 
 async def read_output(ctx, dut, cfg, shape):
     """Read a top level's output buffer back through ``host_rd_*``."""
     c, h, w = shape
-    words = -(-c // cfg.pc) * h * w
-    banks = [np.zeros(words, np.uint8) for _ in range(cfg.pc)]
-    for addr in range(words):
+    words = np.zeros((groups(c, cfg.pc) * h * w, cfg.pc), np.uint8)
+    for addr in range(len(words)):
         ctx.set(dut.host_rd_addr, addr)
         await ctx.tick()
         row = ctx.get(dut.host_rd_data)
-        for t in range(cfg.pc):
-            banks[t][addr] = row[t]
-    return unpack_feature_map(banks, shape, cfg)
+        words[addr] = [row[t] for t in range(cfg.pc)]
+    return feature_map(words, shape, cfg)
 
 
-def run_top(dut, load, writes, cfg, timeout, idle_between_writes=False, ports=None):
-    """Drive a top level with host ports: each (enable, rows, fields) group of ``writes`` one
-    row per clock (optionally with an idle cycle after each), set ``ports``, pulse ``start``,
-    wait for ``done``, read the output buffer. Returns {"cycles", "out"}."""
+def run_top(dut, load, cfg, timeout, idle_between_writes=False, ports=None):
+    """Drive a top level with host ports: each write group of ``load.writes`` one row per clock
+    (optionally with an idle cycle after each), set ``ports``, pulse ``start``, wait for
+    ``done``, read the output buffer. Returns {"cycles", "out"}."""
     result = {}
 
     async def tb(ctx):
-        for enable, rows, fields in writes:
+        for enable, value, rows, fields in load.writes:
             for row in rows:
                 for f, v in zip(fields, row):
-                    ctx.set(getattr(dut, f), v)
-                ctx.set(getattr(dut, enable), 1)
+                    ctx.set(port(dut, f), v)
+                ctx.set(port(dut, enable), value)
                 await ctx.tick()
                 if idle_between_writes:
-                    ctx.set(getattr(dut, enable), 0)
+                    ctx.set(port(dut, enable), 0)
                     await ctx.tick()
-            ctx.set(getattr(dut, enable), 0)
+            ctx.set(port(dut, enable), 0)
         for k, v in (ports or {}).items():
-            ctx.set(getattr(dut, k), v)
+            set_port(ctx, port(dut, k), v)
         ctx.set(dut.start, 1)
         await ctx.tick()
         ctx.set(dut.start, 0)
@@ -59,31 +73,22 @@ def run_top(dut, load, writes, cfg, timeout, idle_between_writes=False, ports=No
     return result
 
 
-def parameter_writes(load):
-    return [("host_wr_en", load.fm_writes, ("host_wr_bank", "host_wr_addr", "host_wr_data")),
-            ("weight_wr_en", load.weight_writes, ("weight_wr_addr", "weight_wr_data")),
-            ("codebook_wr_en", load.codebook_writes, ("codebook_wr_addr", "codebook_wr_data")),
-            ("bias_wr_en", load.bias_writes, ("bias_wr_addr", "bias_wr_lane", "bias_wr_data"))]
-
-
 def run_layer(cfg, qc, x, timeout=200_000):
-    """A ConvLayer: the layer's writes, its descriptor on the ports, start, the output."""
+    """A ConvLayer: the layer's writes, its descriptor on ``desc``, start, the output."""
     dut = ConvLayer(cfg)
     load = layer_load(qc, x, cfg)
-    return run_top(dut, load, parameter_writes(load), cfg, timeout,
-                   ports=load.descriptor.ports(cfg)), load
+    return run_top(dut, load, cfg, timeout,
+                   ports={"desc": load.descriptor_words(cfg)[0]}), load
 
 
 def run_fire(cfg, layers, x, timeout=400_000, idle_between_writes=False):
-    """Drive a hw.fire.FireUnit: load (hw.compiler.fire_load), start once, read the concat."""
-    from hw.compiler import fire_load
+    """Drive a hw.fire.FireUnit: load (sim.loads.fire_load), start once, read the concat."""
     from hw.fire import FireUnit
+    from sim.loads import fire_load
 
     dut = FireUnit(cfg)
     load = fire_load(*layers, x, cfg)
-    writes = parameter_writes(load) + [
-        ("desc_wr_en", load.descriptor_words(cfg), ("desc_wr_addr", "desc_wr_data"))]
-    return run_top(dut, load, writes, cfg, timeout, idle_between_writes), load
+    return run_top(dut, load, cfg, timeout, idle_between_writes), load
 
 
 def run_stream(dut, ports: dict, streams: dict, outputs: int, seed: int = 0,

@@ -10,7 +10,10 @@ import pytest
 
 from conftest import AUTHORS_NET, ROOT, shared_file
 from golden import compress as C
-from golden.model import ModelFormatError, load_model
+from golden import sparse
+from golden.formats import load_model
+from golden.formats.packed import fixed_layout_bytes, index_bits, packed_bytes, write_packed
+from golden.model import ModelFormatError
 
 
 def digits_model():
@@ -19,7 +22,7 @@ def digits_model():
 
 def test_authors_file_round_trips_byte_for_byte(tmp_path, authors_model):
     out = tmp_path / "again.net"
-    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "convert",
+    proc = subprocess.run([sys.executable, "-m", "host.cli", "convert",
                            str(shared_file(AUTHORS_NET)), "--to", "net", "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -30,14 +33,13 @@ def test_authors_file_round_trips_byte_for_byte(tmp_path, authors_model):
 def test_sparse_entries_bridge_long_zero_runs():
     idx = np.zeros(60, np.uint8)
     idx[[3, 40, 41, 59]] = [7, 1, 2, 9]
-    codes, gaps = C.sparse_entries(idx)
+    codes, gaps = sparse.encode(idx)
     # 3 zeros, then 36 zeros (two fillers of 16 + a gap of 4), then 0, then 17 (one filler + 1)
     assert codes.tolist() == [7, 0, 0, 1, 2, 0, 9]
     assert gaps.tolist() == [3, 15, 15, 4, 0, 15, 1]
-    positions = np.cumsum(gaps.astype(int) + 1) - 1
-    back = np.zeros(60, np.uint8)
-    back[positions] = codes
-    assert np.array_equal(back, idx)
+    assert np.array_equal(sparse.decode(codes, gaps, 60), idx)
+    with pytest.raises(ValueError, match="lands at position 60 of 60"):
+        sparse.decode(codes, gaps + np.array([0, 0, 0, 0, 0, 0, 1], np.uint8), 60)
 
 
 def test_huffman_round_trip_and_length_limit():
@@ -77,7 +79,7 @@ def test_prune_and_share_follow_their_targets():
 def test_packed_model_round_trip_and_sizes(tmp_path, huffman):
     model = C.share_weights(C.prune(digits_model(), 0.5), 6)
     path = tmp_path / "m.sqz"
-    per_layer = C.write_packed(model, path, huffman)
+    per_layer = write_packed(model, path, huffman)
     back = load_model(path)
     for name, lw in model.layers.items():
         assert np.array_equal(back.layers[name].indices, lw.indices)
@@ -89,7 +91,7 @@ def test_packed_model_round_trip_and_sizes(tmp_path, huffman):
 
 def test_corrupt_packed_files_are_named(tmp_path):
     model = C.share_weights(digits_model(), 6)
-    data, _ = C.packed_bytes(model, huffman=True)
+    data, _ = packed_bytes(model, huffman=True)
     for name, blob, match in (("short.sqz", data[:len(data) // 2], "truncated"),
                               ("long.sqz", data + b"\0\0", "after the last layer"),
                               ("other.sqz", b"GIF89a" + data[6:], "not an .sqz")):
@@ -101,7 +103,7 @@ def test_corrupt_packed_files_are_named(tmp_path):
 
 def test_sqz_compress_report(tmp_path):
     out, report = tmp_path / "d.sqz", tmp_path / "d.json"
-    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "compress",
+    proc = subprocess.run([sys.executable, "-m", "host.cli", "compress",
                            str(ROOT / "models/digits-squeezenet.npz"), "--bits", "4",
                            "--density", "0.5", "--huffman", "--out", str(out),
                            "--json", str(report)], cwd=ROOT, capture_output=True, text=True)
@@ -137,7 +139,22 @@ def test_finetune_moves_only_the_shared_values():
 
 def test_fixed_layout_what_if_matches_the_real_file_at_4_bits():
     model = C.share_weights(C.prune(digits_model(), 0.4), 6)
-    data, _ = C.packed_bytes(model)
-    assert C.fixed_layout_bytes(model, 4) == len(data)
-    sizes = [C.fixed_layout_bytes(model, g) for g in (1, 2, 3, 4, 5, 8)]
-    assert len(set(sizes)) > 1
+    data, _ = packed_bytes(model)
+    assert fixed_layout_bytes(model, 4) == len(data)
+    bits = index_bits(model)
+
+    def entries(flat, gap_bits):        # a plain count: one per non-zero, one per filler
+        n, run = 0, 0
+        for v in flat:
+            if v:
+                n, run = n + 1 + run // (1 << gap_bits), 0
+            else:
+                run += 1
+        return n
+
+    for g in (1, 2, 3, 5, 8):
+        extra = 0
+        for lw in model.layers.values():
+            n, n4 = entries(lw.indices.ravel(), g), entries(lw.indices.ravel(), 4)
+            extra += (-(-n * bits // 8) - -(-n4 * bits // 8)) + (-(-n * g // 8) - -(-n4 * 4 // 8))
+        assert fixed_layout_bytes(model, g) == len(data) + extra, g

@@ -1,6 +1,7 @@
 """The device end to end: protocol, compiler, driver, the golden device, and the simulated
 board (Verilator, the RTL of hw/device.py) with the default model and the authors' SqueezeNet;
-fault injection on the link."""
+fault injection on the link; one request stream replayed into the golden device and the RTL,
+every reply byte compared."""
 
 from __future__ import annotations
 
@@ -11,19 +12,20 @@ import time
 import numpy as np
 import pytest
 
-from firmware.driver import DeviceError, Driver
-from firmware.faults import run_campaign
-from firmware.golden_device import GoldenDevice
-from firmware.transport import FaultyTransport, GoldenTransport
 from golden import numerics as nx
 from golden.digits import calibration_set, load_digits_split
 from golden.engine import Golden
-from golden.model import load_model
+from golden.formats import load_model
 from golden.network import digits_net
 from golden.quantize import quantize
+from host.compiler import UnsupportedNetworkError, compile_network
+from host.driver import DeviceError, Driver
+from host.faults import run_campaign
+from host.golden_device import GoldenDevice
+from host.transport import FaultyTransport, GoldenTransport
 from hw import protocol as proto
 from hw.config import board_config
-from hw.program import UnsupportedNetworkError, compile_network, pack_entries, sparse_stream
+from hw.layout import pack_entries, unpack_entries, weight_entries
 from hw.protocol import Command, RunState, Status, Target
 
 from conftest import ROOT, SHARED
@@ -58,10 +60,10 @@ def test_a_corrupted_frame_is_reported_not_accepted():
     assert proto.FrameParser().feed(too_long)[0][3] == Status.BAD_LENGTH
 
 
-def test_sparse_stream_bridges_long_zero_runs_and_packs_lsb_first():
+def test_weight_entries_bridge_long_zero_runs_and_pack_lsb_first():
     idx = np.zeros(100, np.int64)
     idx[[0, 3, 40, 99]] = [5, 7, 9, 255]
-    entries = sparse_stream(idx)
+    entries = weight_entries(idx)
     # 40 - 3 - 1 = 36 zeros: two fillers of 16 positions, then a gap of 4
     assert entries.tolist() == [[0, 5], [2, 7], [15, 0], [15, 0], [4, 9], [15, 0], [15, 0],
                                 [15, 0], [10, 255]]
@@ -71,6 +73,10 @@ def test_sparse_stream_bridges_long_zero_runs_and_packs_lsb_first():
         dense[pos] = index
     np.testing.assert_array_equal(dense, idx)
     assert pack_entries(np.array([[1, 2], [3, 4]]), 6) == bytes([0x21, 0x0C, 0x01])   # 0x21 | 0x43 << 10
+    for bits in (4, 6, 8):
+        some = entries % [16, 1 << bits]
+        np.testing.assert_array_equal(
+            unpack_entries(pack_entries(some, bits), len(some), bits), some)
 
 
 def test_compiler_refuses_bypass_networks_by_name():
@@ -139,13 +145,13 @@ def test_fault_injection_on_a_whole_inference(digits):
 
 @pytest.fixture(scope="module")
 def board():
-    from firmware.board_sim import BoardProcess
+    from sim.board.build import BoardProcess
     with BoardProcess(CFG, quiet=True) as b:
         yield b
 
 
 def _sim_driver(board, retries=10):
-    from firmware.transport import SerialTransport
+    from host.transport import SerialTransport
     return Driver(SerialTransport(board.url), reply_timeout=1.0, retries=retries)
 
 

@@ -15,7 +15,7 @@ from conftest import ROOT
 def test_two_point_sweep_writes_table_plots_and_resumes(tmp_path):
     pytest.importorskip("torch", reason="the PyTorch extra (pip install -e '.[train]')")
     out = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "firmware.cli", "explore",
+    cmd = [sys.executable, "-m", "host.cli", "explore",
            str(ROOT / "configs/explore-two-points.json"), "--out", str(out), "--jobs", "2"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -38,14 +38,14 @@ def test_two_point_sweep_writes_table_plots_and_resumes(tmp_path):
 
 
 def test_pareto_front():
-    from firmware.explore import _pareto
+    from tools.explore import _pareto
     rows = [{"int_accuracy": 0.9, "bytes": 100}, {"int_accuracy": 0.8, "bytes": 50},
             {"int_accuracy": 0.7, "bytes": 80}, {"int_accuracy": 0.9, "bytes": 120}]
     assert _pareto(rows, "bytes") == [True, True, False, False]
 
 
 def test_bad_config_is_named(tmp_path):
-    from firmware.explore import load_config
+    from tools.explore import load_config
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"sr": [0.1], "pcx": [0.5]}))
     with pytest.raises(ValueError, match="unknown settings"):
@@ -56,10 +56,10 @@ def test_bad_config_is_named(tmp_path):
 
 
 def test_cycle_model_matches_the_fire_unit_on_a_sweep_point():
-    """The sweep's cycles come from hw.compiler.network_cycles; run one of its Fire modules
+    """The sweep's cycles come from hw.timing.network_cycles; run one of its Fire modules
     (random weights: cycles do not depend on them) on the RTL and compare."""
     from golden.network import Fire, digits_net
-    from hw.compiler import network_cycles
+    from hw.timing import network_cycles
     from hw.config import AcceleratorConfig
     from hw_harness import run_fire
     from sim.cases import random_conv

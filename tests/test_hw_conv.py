@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from golden import reference_int
-from hw.compiler import expected_cycles
+from hw.timing import engine_cycles
 from hw.config import AcceleratorConfig
 
 from hw_harness import run_layer
@@ -18,7 +18,7 @@ def check(cfg, qc, x, where):
         o, y, xx = np.argwhere(got["out"] != want)[0]
         pytest.fail(f"{where}: channel {o}, row {y}, column {xx}: hardware {got['out'][o, y, xx]}, "
                     f"golden {want[o, y, xx]}")
-    assert got["cycles"] == expected_cycles(load.descriptor, cfg)
+    assert got["cycles"] == engine_cycles(load.descriptor, cfg)
 
 
 @pytest.mark.parametrize("mac_units", [16, 64])
@@ -33,7 +33,7 @@ def test_engine_matches_golden(mac_units, shape):
 
 
 def test_layer_that_does_not_fit_is_refused():
-    from hw.compiler import layer_load
+    from sim.loads import layer_load
     cfg = AcceleratorConfig(mac_units=16, fm_depth=512)
     rng = np.random.default_rng(1)
     qc = random_conv(rng, 6, 20, 3, 1, 1, cfg.value_bits, 8)

@@ -7,7 +7,8 @@ from amaranth import signed, unsigned
 from amaranth.back import rtlil
 from amaranth.sim import Simulator
 
-from hw.dsp import MULTIPLIER_LATENCY, RegisteredMultiplier
+from hw.dsp import RegisteredMultiplier
+from hw.timing import MULTIPLIER_LATENCY
 
 
 @pytest.mark.parametrize("a_shape,b_shape", [(signed(12), unsigned(8)), (signed(16), unsigned(16)),

@@ -4,7 +4,8 @@ golden, bit for bit, with its cycle model."""
 import numpy as np
 import pytest
 
-from hw.compiler import fire_expected_cycles, fire_load
+from hw.timing import fire_cycles
+from sim.loads import fire_load
 from hw.config import AcceleratorConfig
 
 from hw_harness import run_fire
@@ -18,7 +19,7 @@ def check(cfg, layers, x, where, **kw):
         o, y, xx = np.argwhere(got["out"] != want)[0]
         pytest.fail(f"{where}: channel {o}, row {y}, column {xx}: hardware "
                     f"{got['out'][o, y, xx]}, golden {want[o, y, xx]}")
-    assert got["cycles"] == fire_expected_cycles(load.descriptors, cfg), where
+    assert got["cycles"] == fire_cycles(load.descriptors, cfg), where
 
 
 @pytest.mark.parametrize("mac_units", [16, 64])

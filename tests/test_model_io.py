@@ -3,8 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from golden.model import (Model, ModelFormatError, load_model, read_deep_compression, save_model,
-                          uniform_codebook)
+from golden.formats import load_model, save_model
+from golden.formats.deep_compression import read_deep_compression
+from golden.model import Model, ModelFormatError, uniform_codebook
 from golden.network import digits_net
 
 from conftest import AUTHORS_NET, shared_file
@@ -79,7 +80,7 @@ def test_uniform_codebook_is_plain_fixed_point():
 
 
 def test_sqz_info_json(tmp_path):
-    from firmware.cli import main
+    from host.cli import main
     out = tmp_path / "info.json"
     assert main(["info", str(shared_file(AUTHORS_NET)), "--json", str(out)]) == 0
     r = json.loads(out.read_text())

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from golden.model import Model, load_model
+from golden.formats import load_model
+from golden.model import Model
 from golden.network import digits_net, squeezenet_v1_0, squeezenet_v1_1
-from golden.onnx_io import UnsupportedGraphError, export_onnx, import_onnx
+from golden.formats.onnx import UnsupportedGraphError, export_onnx, import_onnx
 from golden.reference_float import forward_float
 
 from conftest import ROOT
@@ -79,7 +80,7 @@ def test_damaged_onnx_file(tmp_path):
 
 
 def test_cli_help_explains_every_command(capsys):
-    from firmware.cli import build_parser
+    from host.cli import build_parser
     text = build_parser().format_help()
     for cmd in ("info", "eval", "infer", "quantize", "export-onnx", "bench-golden", "demo"):
         assert cmd in text
@@ -97,7 +98,7 @@ def test_shipped_digits_model_accuracy():
 def test_demo_and_infer_run(tmp_path, capsys):
     from PIL import Image
 
-    from firmware.cli import main
+    from host.cli import main
     from golden.digits import load_digits_split
     _, _, test_x, test_y = load_digits_split()
     img = tmp_path / "digit.png"
@@ -113,7 +114,7 @@ def test_demo_and_infer_run(tmp_path, capsys):
 
 
 def test_wrong_image_is_explained(tmp_path, capsys):
-    from firmware.cli import main
+    from host.cli import main
     p = tmp_path / "notes.png"
     p.write_text("not an image")
     assert main(["infer", str(p)]) == 2

@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from golden.digits import accuracy, train  # noqa: E402
-from golden.model import save_model  # noqa: E402
+from golden.formats import save_model  # noqa: E402
 from golden.network import digits_net  # noqa: E402
 
 

@@ -1,16 +1,16 @@
 """Compile a quantized network into what the device holds: the layer program, codebooks,
-biases, sparse weight streams and the feature-map plan (hw/runner.py, hw/device.py).
+biases, sparse weight streams and the feature-map plan (hw/runner.py, hw/device.py), every
+layout from hw.layout and every cycle from hw.timing.
 
-Feature maps live in the device's feature-map memory, banked as hw/conv_engine.py describes.
+Feature maps live in the device's feature-map memory, banked as hw.layout describes.
 The input image sits at word 0 and stays there (a repeated RUN recomputes the same result);
 each node's output goes to the end of the memory opposite its input (low: right after the
 image, high: ending at the top), so an op never overwrites what it reads. A Fire module's
 squeeze output goes to the squeeze buffer, not to this memory.
 
-Weights travel as sparse entries in the engine's weight order (word-major, then index within
-the word: hw/conv_engine.py): per entry a GAP_BITS run of zero indices to skip, then the index
-(hw.protocol). Runs longer than 2**GAP_BITS - 1 take filler entries (gap 15, index 0). The
-device's weight decoder expands them into its weight memory, which the host clears first.
+Weights travel as sparse entries (hw.layout.weight_entries: golden.sparse's code over the
+engine's weight order). The device's weight decoder expands them into its weight memory,
+which the host clears first.
 """
 
 from __future__ import annotations
@@ -18,21 +18,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from amaranth.hdl import Shape
-from amaranth.lib import data
 
 from golden.network import Bypass, Conv, Fire, GlobalAvgPool, MaxPool
 from golden.quantize import QuantizedModel
-
-from . import protocol as proto
-from .compiler import (LayerDescriptor, _groups, describe, expected_cycles, pack_feature_map,
+from hw.config import AcceleratorConfig
+from hw.layout import (SUM_WORDS, FieldRangeError, LayerDescriptor, OpKind, describe,
+                       encode_op, feature_words, groups, sums_of_words, weight_entries,
                        weight_lanes)
-from .config import AcceleratorConfig
-from .runner import OP_OVERHEAD, POOL_OVERHEAD, SUM_OVERHEAD, SUM_WORDS, OpKind, op_layout
+from hw.timing import END_CYCLES, ideal_cycles, op_cycles
 
-__all__ = ["DeviceProgram", "compile_network", "UnsupportedNetworkError", "sparse_stream",
-           "decode_op", "descriptor_of", "pack_entries",
-           "op_cycles"]
+__all__ = ["DeviceProgram", "compile_network", "UnsupportedNetworkError", "Op", "WeightStream"]
 
 
 class UnsupportedNetworkError(ValueError):
@@ -43,31 +38,16 @@ class UnsupportedNetworkError(ValueError):
 class Op:
     name: str
     kind: OpKind
-    fields: dict                     # op_layout members besides "conv"
+    fields: dict                     # op_layout fields; "conv" the descriptor's
     desc: LayerDescriptor | None     # the engine's descriptor (pooling ops: their frame sizes)
 
     def cycles(self, cfg: AcceleratorConfig) -> int:
-        return op_cycles(self.kind, self.desc, self.fields.get("in_words", 0),
-                         self.fields.get("out_words", 0), cfg)
+        return op_cycles(self.kind, cfg, self.desc, self.fields.get("in_words", 0),
+                         self.fields.get("out_words", 0))
 
     def ideal_cycles(self, cfg: AcceleratorConfig) -> float | None:
         """A convolution's multiply-accumulates / MAC units; None for pooling."""
-        from .compiler import ideal_cycles
         return ideal_cycles(self.desc, cfg) if self.kind == OpKind.CONV else None
-
-
-def op_cycles(kind: OpKind, desc: LayerDescriptor | None, in_words: int, out_words: int,
-              cfg: AcceleratorConfig) -> int:
-    """The cycle model of one op (hw/runner.py), from its fetch to its last write: the
-    engine's cycles; a max pooling's input words (one per cycle); a global sum's input words
-    plus the 3 cycles per channel group in which the sum unit waits for its 4-byte result to
-    be written out."""
-    if kind == OpKind.CONV:
-        return expected_cycles(desc, cfg) + OP_OVERHEAD
-    if kind == OpKind.MAXPOOL:
-        return in_words + POOL_OVERHEAD + OP_OVERHEAD
-    groups = out_words // SUM_WORDS
-    return in_words + (SUM_WORDS - 1) * groups + SUM_OVERHEAD + OP_OVERHEAD
 
 
 @dataclass
@@ -99,20 +79,15 @@ class DeviceProgram:
         if pixels.shape != self.input_shape or pixels.dtype != np.uint8:
             raise ValueError(f"the program takes uint8 pixels of shape {self.input_shape}, got "
                              f"{pixels.dtype} {pixels.shape}")
-        banks = pack_feature_map(pixels, self.cfg)
-        return np.stack(banks, axis=1).tobytes()
+        return feature_words(pixels, self.cfg).tobytes()
 
     @property
     def result_words(self) -> int:
-        return _groups(self.classes, self.cfg.pc) * SUM_WORDS
+        return groups(self.classes, self.cfg.pc) * SUM_WORDS
 
     def logits(self, data: bytes) -> np.ndarray:
-        """The global sums from the result words (byte k of every lane in word 4g + k)."""
-        pc = self.cfg.pc
-        words = np.frombuffer(data, np.uint8).reshape(-1, 4, pc)     # (group, byte, lane)
-        sums = words.astype(np.uint32)
-        values = (sums[:, 0] | sums[:, 1] << 8 | sums[:, 2] << 16 | sums[:, 3] << 24)
-        return values.reshape(-1)[:self.classes].astype(np.uint32)
+        """The global sums from the result words (hw.layout.sum_words)."""
+        return sums_of_words(np.frombuffer(data, np.uint8), self.classes, self.cfg)
 
     def expected_cycles(self) -> dict[str, int]:
         """Cycles per op from the cycle model, keyed by op name, plus ``total``."""
@@ -124,50 +99,20 @@ class DeviceProgram:
         return sum(op.ideal_cycles(self.cfg) or 0 for op in self.ops)
 
 
-# Cycles of the END op: fetch, decode, and the cycle that sees it.
-END_CYCLES = 3
-
-
-def sparse_stream(indices: np.ndarray) -> np.ndarray:
-    """Flat indices (engine order) -> (gap, index) entries, fillers included."""
-    pos = np.flatnonzero(indices)
-    prev = np.concatenate([[-1], pos[:-1]])
-    gaps = pos - prev - 1
-    limit = (1 << proto.GAP_BITS) - 1
-    out = []
-    for p, g in zip(pos, gaps):
-        while g > limit:
-            out.append((limit, 0))
-            g -= limit + 1
-        out.append((g, int(indices[p])))
-    return np.array(out, np.int64).reshape(-1, 2)
-
-
-def pack_entries(entries: np.ndarray, index_bits: int) -> bytes:
-    """Entries packed LSB first, GAP_BITS + index_bits bits each."""
-    width = proto.GAP_BITS + index_bits
-    values = entries[:, 0] | (entries[:, 1] << proto.GAP_BITS)
-    bits = ((values[:, None] >> np.arange(width)) & 1).astype(np.uint8).reshape(-1)
-    return np.packbits(bits, bitorder="little").tobytes()
-
-
-def _conv_fields(desc: LayerDescriptor, cfg: AcceleratorConfig, in_base: int,
-                 out_base: int) -> dict:
-    ports = desc.ports(cfg)
-    ports["pixel_origin"] += in_base
-    ports["out_base_word"] += out_base
-    return ports
-
-
 def compile_network(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
     net = q.network
     shapes = net.shapes()
     lanes = cfg.po * cfg.pc
     depth = cfg.fm_depth
-    words_of = {name: _groups(c, cfg.pc) * h * w for name, (c, h, w) in shapes.items()}
-    for node in net.nodes:           # a global sum writes 4 words (bytes of 32-bit sums) a group
+    for name, (c, h, w) in shapes.items():
+        if max(h, w) > cfg.max_side or c > cfg.max_channels:
+            raise UnsupportedNetworkError(
+                f"{name}: a {c} x {h} x {w} feature map; the device takes at most "
+                f"{cfg.max_channels} channels and {cfg.max_side} pixels a side (hw/config.py)")
+    words_of = {name: groups(c, cfg.pc) * h * w for name, (c, h, w) in shapes.items()}
+    for node in net.nodes:           # a global sum writes SUM_WORDS words a channel group
         if isinstance(node, GlobalAvgPool):
-            words_of[node.name] = _groups(shapes[node.name][0], cfg.pc) * SUM_WORDS
+            words_of[node.name] = groups(shapes[node.name][0], cfg.pc) * SUM_WORDS
     place = {"input": 0}
     side = {"input": "low"}
     low_start = words_of["input"]
@@ -198,18 +143,21 @@ def compile_network(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
         if not qc.spec.relu:
             raise UnsupportedNetworkError(f"{name}: a convolution without ReLU (its int32 "
                                           "accumulator output) has no device op")
-        desc = describe(qc, h, w, weight_base=weight_base, codebook_table=table,
-                        bias_base=bias_base, out_channel_base=channel_base)
-        idx = weight_lanes(qc, cfg)
+        desc = describe(qc.spec, h, w, qc.mult, qc.shift, weight_base=weight_base,
+                        codebook_table=table, bias_base=bias_base, out_channel_base=channel_base)
+        try:
+            idx = weight_lanes(qc.indices, cfg, name)
+        except FieldRangeError as e:
+            raise UnsupportedNetworkError(str(e)) from e
         words = len(idx)
-        weights.append(WeightStream(name, weight_base * lanes, sparse_stream(idx.reshape(-1))))
+        weights.append(WeightStream(name, weight_base * lanes, weight_entries(idx)))
         codebooks.append((table * cfg.codebook_entries, np.asarray(qc.codebook, np.int64)))
-        og = _groups(qc.spec.out_channels, cfg.po)
+        og = groups(qc.spec.out_channels, cfg.po)
         b = np.zeros(og * cfg.po, np.int64)
         b[:qc.spec.out_channels] = qc.bias
         biases.append(b)
         ops.append(Op(name, OpKind.CONV, {"src_squeeze": int(src_sq), "dst_squeeze": int(dst_sq),
-                                          "conv": _conv_fields(desc, cfg, in_base, out_base)},
+                                          "conv": desc.fields(cfg, in_base, out_base)},
                       desc))
         weight_base += words
         bias_base += og
@@ -233,7 +181,7 @@ def compile_network(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
                 raise UnsupportedNetworkError(f"{node.name}: expand1x1 has "
                                               f"{e1.spec.out_channels} channels; the concat "
                                               f"needs a multiple of {cfg.pc}")
-            sq_words = _groups(sq.spec.out_channels, cfg.po) * cfg.po // cfg.pc * h * w
+            sq_words = groups(sq.spec.out_channels, cfg.po) * cfg.po // cfg.pc * h * w
             if sq_words > cfg.squeeze_depth:
                 raise UnsupportedNetworkError(f"{node.name}: the squeeze output needs {sq_words} "
                                               f"words per bank; the device has "
@@ -251,12 +199,13 @@ def compile_network(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
             desc = LayerDescriptor(c, c, h, w, oh, ow, 3, 2, 0, 0, 0)
             ops.append(Op(node.name, OpKind.MAXPOOL, {
                 "in_base": in_base, "out_base": out, "in_words": words_of[srcs[0]],
-                "out_words": words_of[node.name]}, desc))
+                "out_words": words_of[node.name], "conv": desc.fields(cfg)}, desc))
         elif isinstance(node, GlobalAvgPool):
             desc = LayerDescriptor(c, c, h, w, 1, 1, 1, 1, 0, 0, 0)
             ops.append(Op(node.name, OpKind.GLOBAL_SUM, {
                 "in_base": in_base, "out_base": out, "in_words": words_of[srcs[0]],
-                "out_words": words_of[node.name], "frame_pixels": h * w}, desc))
+                "out_words": words_of[node.name], "frame_pixels": h * w,
+                "conv": desc.fields(cfg)}, desc))
         else:
             raise UnsupportedNetworkError(f"{node.name}: {type(node).__name__} has no device op")
         node_ops[node.name] = list(range(first, len(ops)))
@@ -265,7 +214,11 @@ def compile_network(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
         raise UnsupportedNetworkError("the device reads its result from a global average pool; "
                                       f"{net.output_node} is a {type(net.nodes[-1]).__name__}")
     _check(cfg, len(ops) + 1, table, bias_base, weight_base)
-    words = [_op_word(op, cfg) for op in ops] + [_op_word(None, cfg)]
+    try:
+        words = [encode_op({"kind": op.kind, **op.fields}, cfg, op.name) for op in ops]
+    except FieldRangeError as e:
+        raise UnsupportedNetworkError(str(e)) from e
+    words.append(encode_op({"kind": OpKind.END}, cfg, "END"))
     return DeviceProgram(cfg, q.index_bits, ops, words, codebooks, np.concatenate(biases),
                          weights, weight_base, shapes["input"], 0, place[net.output_node],
                          shapes[net.output_node][0], net.output_node, node_ops)
@@ -279,37 +232,3 @@ def _check(cfg, ops, tables, bias_words, weight_words):
         if need > have:
             raise UnsupportedNetworkError(f"the network needs {need} {what}; the device has "
                                           f"{have} (hw.config.board_config)")
-
-
-def _op_word(op: Op | None, cfg: AcceleratorConfig) -> int:
-    layout = op_layout(cfg)
-    conv_layout = layout["conv"].shape
-    if op is None:
-        value = {"kind": OpKind.END}
-    else:
-        value = {"kind": op.kind, **{k: v for k, v in op.fields.items() if k != "conv"}}
-        ports = op.fields.get("conv") or op.desc.ports(cfg)
-        value["conv"] = {k: ports[k] for k in conv_layout.members}
-    return int(layout.const(value).as_bits())
-
-
-def decode_op(word: int, cfg: AcceleratorConfig) -> dict:
-    """An op word back into its fields (``conv`` a dict of the descriptor's), as the
-    sequencer sees them: the golden device (firmware/golden_device.py) runs programs from it."""
-    def unpack(layout, value):
-        out = {}
-        for name, fld in layout:
-            bits = (value >> fld.offset) & ((1 << fld.width) - 1)
-            if isinstance(fld.shape, data.StructLayout):
-                out[name] = unpack(fld.shape, bits)
-            else:
-                shape = Shape.cast(fld.shape)
-                out[name] = bits - (1 << fld.width) if shape.signed and bits >> (fld.width - 1) else bits
-        return out
-    return unpack(op_layout(cfg), word)
-
-
-def descriptor_of(conv: dict) -> LayerDescriptor:
-    """The LayerDescriptor an op's ``conv`` fields came from (bases included as stored)."""
-    names = LayerDescriptor.__dataclass_fields__
-    return LayerDescriptor(**{k: conv[k] for k in names})

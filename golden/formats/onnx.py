@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .model import Model, ModelFormatError
-from .network import (Bypass, Conv, Fire, GlobalAvgPool, InputSpec, MaxPool, Network,
+from ..model import Model, ModelFormatError
+from ..network import (Bypass, Conv, Fire, GlobalAvgPool, InputSpec, MaxPool, Network,
                       TORCHVISION_IMAGENET_INPUT, pool_output_size)
 
 __all__ = ["export_onnx", "import_onnx", "UnsupportedGraphError"]

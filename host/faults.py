@@ -2,8 +2,8 @@
 memory through a FaultyTransport, counting what came back right, what failed with a clear
 error, and what came back wrong (which must never happen).
 
-    python -m firmware.faults --device golden --seeds 20 --rate 0.003 --requests 400
-    python -m firmware.faults --device sim --seeds 4 --rate 0.003 --requests 200
+    python -m host.faults --device golden --seeds 20 --rate 0.003 --requests 400
+    python -m host.faults --device sim --seeds 4 --rate 0.003 --requests 200
 
 (``make faults`` runs both and writes build/faults/report.json.)
 """

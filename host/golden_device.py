@@ -2,10 +2,13 @@
 protocol over the same bytes, with the same memories, running the stored program with the
 golden kernels.
 
-It decodes what the host wrote exactly as the hardware does (op words, banked feature maps,
-weight words from the sparse entries, codebook tables, biases), so it checks the host's side
-(driver and compiler) without RTL in the loop, fast enough for every test run. Its cycle
-counters are the cycle model's (hw.program.op_cycles), which the RTL benches check.
+It decodes what the host wrote through the layouts the hardware defines (hw.layout: op words,
+banked feature maps, weight words from the sparse entries, sums; hw.protocol: frames, units),
+so it checks the host's side (driver and compiler) without RTL in the loop, fast enough for
+every test run. Addresses wrap at each memory's depth, as the hardware's truncated addresses
+do (hw/config.py makes every depth a power of two). Its cycle counters are the cycle model's
+(hw.timing); tests/test_device.py replays one request stream into it and into the RTL and
+compares every reply byte, counters included.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ from golden.network import ConvSpec
 from golden.quantize import QConv
 from hw import protocol as proto
 from hw.config import AcceleratorConfig
-from hw.device import identity_bytes, unit_bytes
-from hw.program import END_CYCLES, decode_op, descriptor_of, op_cycles
-from hw.protocol import Command, RunState, Status, Target
-from hw.runner import OpKind
+from hw.layout import (LayerDescriptor, OpKind, decode_op, feature_map, feature_words, groups,
+                       sum_words, unpack_entries, weight_tensor)
+from hw.protocol import Command, RunState, Status, Target, identity_bytes, unit_bytes
+from hw.timing import END_CYCLES, op_cycles
 
 __all__ = ["GoldenDevice"]
 
@@ -73,7 +76,7 @@ class GoldenDevice:
             return Status.UNKNOWN_COMMAND, b""
         if len(payload) < proto.ARGS_BYTES:
             return Status.BAD_LENGTH, b""
-        target, flags, count, address = struct.unpack_from("<BBHI", payload)
+        target, flags, count, address = proto.parse_args(payload)
         body = payload[proto.ARGS_BYTES:]
         if code == Command.WRITE:
             return self._write(target, flags, count, address, body), b""
@@ -114,18 +117,15 @@ class GoldenDevice:
         return Status.OK
 
     def _decode_weights(self, bits, count, address, body) -> Status:
-        width = proto.GAP_BITS + bits
-        stream = int.from_bytes(body, "little")
-        if count * width > len(body) * 8:
+        """The weight decoder (hw/device.py): position ``address`` advances by gap + 1 per
+        entry; a frame too short for its entries writes nothing."""
+        try:
+            entries = unpack_entries(body, count, bits)
+        except ValueError:
             return Status.BAD_LENGTH
-        lanes = self.cfg.po * self.cfg.pc
-        pos = address
-        for i in range(count):
-            entry = (stream >> (i * width)) & ((1 << width) - 1)
-            pos += entry & ((1 << proto.GAP_BITS) - 1)
-            self.weights[(pos // lanes) % self.cfg.weight_depth, pos % lanes] = \
-                entry >> proto.GAP_BITS
-            pos += 1
+        lanes = self.cfg.lanes
+        pos = address + np.cumsum(entries[:, 0] + 1) - 1
+        self.weights[(pos // lanes) % self.cfg.weight_depth, pos % lanes] = entries[:, 1]
         return Status.OK
 
     def _read(self, target, count, address) -> tuple[Status, bytes]:
@@ -153,58 +153,49 @@ class GoldenDevice:
         self.state = RunState.DONE
 
     def _op(self, op: dict) -> int:
-        cfg, c = self.cfg, op["conv"]
-        pc = cfg.pc
+        cfg = self.cfg
+        desc, in_base, out_base = LayerDescriptor.of_fields(op["conv"], cfg)
         if op["kind"] == OpKind.CONV:
             src = self.squeeze if op["src_squeeze"] else self.fm
             dst = self.squeeze if op["dst_squeeze"] else self.fm
-            h, w = c["in_h"], c["in_w"]
-            in_base = c["pixel_origin"] + c["pad"] * (w + 1)
-            x = _planes(src, in_base, c["cgroups"], h * w, pc).reshape(-1, h, w)
-            out = kernels.PreparedConv(self._qconv(c)).run(x)
-            _store(dst, c["out_base_word"], out, pc)
-            return op_cycles(OpKind.CONV, descriptor_of(c), 0, 0, cfg)
-        groups = -(-c["in_channels"] // pc)
-        h, w = c["in_h"], c["in_w"]
-        x = _planes(self.fm, op["in_base"], groups, h * w, pc).reshape(-1, h, w)
+            cg = groups(desc.in_channels, cfg.pc)
+            x = self._load(src, in_base, (cg * cfg.pc, desc.in_h, desc.in_w))
+            out = kernels.PreparedConv(self._qconv(desc)).run(x)
+            # The engine writes whole output groups, at channel offset out_channel_base.
+            words = feature_words(out, cfg)
+            dst[_span(op["conv"]["out_base_word"], len(words), len(dst))] = words
+            return op_cycles(OpKind.CONV, cfg, desc)
+        c, h, w = desc.in_channels, desc.in_h, desc.in_w
+        x = self._load(self.fm, op["in_base"], (groups(c, cfg.pc) * cfg.pc, h, w))
         if op["kind"] == OpKind.MAXPOOL:
-            _store(self.fm, op["out_base"], kernels.maxpool(x, 3, 2), pc)
+            words = feature_words(kernels.maxpool(x, 3, 2), cfg)
         else:
-            sums = kernels.global_sum(x).astype("<u4").view(np.uint8).reshape(groups, pc, 4)
-            words = sums.transpose(0, 2, 1).reshape(groups * 4, pc)
-            self.fm[op["out_base"]:op["out_base"] + len(words)] = words
-        return op_cycles(op["kind"], None, op["in_words"], op["out_words"], cfg)
+            words = sum_words(kernels.global_sum(x), cfg)
+        self.fm[_span(op["out_base"], len(words), len(self.fm))] = words
+        return op_cycles(op["kind"], cfg, desc, op["in_words"], op["out_words"])
 
-    def _qconv(self, c: dict) -> QConv:
+    def _load(self, mem: np.ndarray, base: int, shape: tuple[int, int, int]) -> np.ndarray:
+        """A feature map of ``shape`` (whole channel groups) from word ``base`` of ``mem``."""
+        c, h, w = shape
+        return feature_map(mem[_span(base, c // self.cfg.pc * h * w, len(mem))], shape, self.cfg)
+
+    def _qconv(self, d: LayerDescriptor) -> QConv:
         """The layer as the engine reads it from the parameter memories: every channel of the
         channel groups, codebook table ``codebook_table``, biases from ``bias_base``."""
         cfg = self.cfg
-        po, pc, k = cfg.po, cfg.pc, c["kernel"]
-        og, cg = c["ogroups"], c["cgroups"]
-        words = self.weights[c["weight_base"]:c["weight_base"] + og * cg * k * k]
-        idx = words.reshape(og, cg, k, k, po, pc).transpose(0, 4, 1, 5, 2, 3)
-        idx = idx.reshape(og * po, cg * pc, k, k)
-        table = self.codebook[c["codebook_table"] * cfg.codebook_entries:
-                              (c["codebook_table"] + 1) * cfg.codebook_entries]
-        spec = ConvSpec("device", cg * pc, og * po, k, c["stride"], c["pad"])
-        bias = self.bias[c["bias_base"] * po:(c["bias_base"] + og) * po]
+        po, k = cfg.po, d.kernel
+        og, cg = groups(d.out_channels, po), groups(d.in_channels, cfg.pc)
+        words = self.weights[_span(d.weight_base, og * cg * k * k, cfg.weight_depth)]
+        idx = weight_tensor(words, og, cg, k, cfg)
+        entries = cfg.codebook_entries
+        table = self.codebook[_span(d.codebook_table * entries, entries, len(self.codebook))]
+        spec = ConvSpec("device", cg * cfg.pc, og * po, k, d.stride, d.pad)
+        bias = self.bias[_span(d.bias_base * po, og * po, len(self.bias))]
         return QConv(spec, cfg.index_bits, cfg.value_bits, table.astype(np.int32), idx,
-                     bias.astype(np.int32), c["mult"], c["shift"])
+                     bias.astype(np.int32), d.mult, d.shift)
 
 
 def _span(address: int, count: int, depth: int) -> np.ndarray:
+    """``count`` consecutive addresses from ``address``, wrapping at ``depth`` as the
+    hardware's truncated addresses do."""
     return (address + np.arange(count)) % depth
-
-
-def _planes(mem: np.ndarray, base: int, groups: int, plane: int, pc: int) -> np.ndarray:
-    """Channel groups of a banked feature map -> (groups * PC, plane) uint8."""
-    words = mem[_span(base, groups * plane, len(mem))]
-    return words.reshape(groups, plane, pc).transpose(0, 2, 1).reshape(groups * pc, plane)
-
-
-def _store(mem: np.ndarray, base: int, out: np.ndarray, pc: int) -> None:
-    """(C, H, W) -> banked words from ``base``, PC channels per word group (C a multiple of
-    PC, as the engine writes whole output groups)."""
-    c, h, w = out.shape
-    words = out.reshape(c // pc, pc, h * w).transpose(0, 2, 1).reshape(-1, pc)
-    mem[_span(base, len(words), len(mem))] = words

@@ -5,7 +5,7 @@ pct3x3; section 6: bypass variants), reproduced on scikit-learn's digits with th
 small SqueezeNet. Each point is trained (PyTorch extra), then measured: parameters, the size of
 its Deep Compression file (k-means weight sharing at ``bits``, Huffman-coded if asked), held-out
 accuracy on the float path and on the integer path of the compressed model (golden), and
-device cycles per image from the hardware's cycle model (hw.compiler.network_cycles, which the
+device cycles per image from the hardware's cycle model (hw.timing.network_cycles, which the
 RTL benches check on every simulated layer and Fire module).
 
 Points run in parallel on the local cores, one process per point. Each finished point is a
@@ -82,15 +82,16 @@ def run_point(point: dict, model_path: Path | None = None) -> dict:
 
     from golden import compress as C
     from golden.digits import accuracy, train
+    from golden.formats.packed import packed_bytes
     from golden.network import digits_net
 
     net = digits_net(point["sr"], point["pct3x3"], point["bypass"], point["width"])
     model = train(net, point["epochs"], point["seed"], log=lambda *_: None)
     if model_path is not None:
-        from golden.model import save_model
+        from golden.formats import save_model
         save_model(model, model_path)
     shared = C.share_weights(model, point["bits"])
-    data, _ = C.packed_bytes(shared, point["huffman"])
+    data, _ = packed_bytes(shared, point["huffman"])
     return {**point, "network": net.name, "parameters": model.parameter_count,
             "bytes": len(data), "float_accuracy": accuracy(model, "float"),
             "int_accuracy": accuracy(shared, str(point["bits"]))}
@@ -99,7 +100,7 @@ def run_point(point: dict, model_path: Path | None = None) -> dict:
 def add_cycles(row: dict) -> dict:
     """Device cycles from the current cycle model (not cached: it follows the hardware)."""
     from golden.network import digits_net
-    from hw.compiler import network_cycles
+    from hw.timing import network_cycles
     from hw.config import AcceleratorConfig
     net = digits_net(row["sr"], row["pct3x3"], row["bypass"], row["width"])
     cycles = network_cycles(net, AcceleratorConfig(mac_units=row["mac_units"]))

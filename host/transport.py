@@ -2,7 +2,7 @@
 
 - ``SerialTransport``: pyserial, for a real board (``serial:/dev/ttyUSB0``, 3 Mbaud by
   default) or any pyserial URL (``socket://127.0.0.1:PORT``: the simulated board);
-- ``GoldenTransport``: the in-process golden device (firmware/golden_device.py);
+- ``GoldenTransport``: the in-process golden device (host/golden_device.py);
 - ``FaultyTransport``: wraps another and drops, flips, duplicates and inserts bytes in both
   directions at seeded random, for the fault-injection tests.
 
@@ -127,7 +127,7 @@ def open_device(spec: str, cfg, quiet: bool = False):
         from .golden_device import GoldenDevice
         return GoldenTransport(GoldenDevice(cfg)), 0.01
     if spec == "sim":
-        from .board_sim import BoardProcess
+        from sim.board.build import BoardProcess
         board = BoardProcess(cfg, quiet=quiet)
         t = SerialTransport(board.url)
         t.closer = board.close

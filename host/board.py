@@ -15,8 +15,8 @@ import numpy as np
 
 from golden.quantize import QuantizedModel
 from hw.config import AcceleratorConfig, board_config
-from hw.program import DeviceProgram, compile_network
 
+from .compiler import DeviceProgram, compile_network
 from .driver import Driver
 from .transport import open_device
 

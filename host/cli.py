@@ -40,7 +40,7 @@ def class_names(classes: int, labels: str | None = None) -> list[str]:
 
 
 def cmd_info(args) -> int:
-    from golden.model import load_model
+    from golden.formats import load_model
     m = load_model(args.model)
     layers = []
     for spec in m.network.convs():
@@ -83,7 +83,7 @@ def _quantized(args, model):
 
 def cmd_eval(args) -> int:
     from golden.evaluate import evaluate
-    from golden.model import load_model
+    from golden.formats import load_model
     model = load_model(args.model)
     r = evaluate(model, args.dir, args.bits, args.synsets, args.calib, args.calib_count,
                  args.value_bits, args.limit, progress=not args.quiet, refit=args.refit)
@@ -96,7 +96,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_infer(args) -> int:
-    from golden.model import load_model
+    from golden.formats import load_model
     from golden.preprocess import load_image
     model = load_model(args.model)
     if args.device and args.bits == "float":
@@ -149,7 +149,7 @@ def _infer_in_process(args, model, names, images) -> list[dict]:
 
 
 def _infer_on_device(args, model, names, images):
-    from firmware.board import Board, first_mismatch
+    from host.board import Board, first_mismatch
     from golden.engine import Golden
     from hw.config import board_config
     q = _quantized(args, model)
@@ -197,7 +197,7 @@ def _infer_on_device(args, model, names, images):
 
 
 def cmd_board_sim(args) -> int:
-    from firmware.board_sim import BoardProcess
+    from sim.board.build import BoardProcess
     from hw.config import board_config
     with BoardProcess(board_config(args.mac_units), port=args.port) as board:
         print(f"simulated board ({args.mac_units} MAC units) at {board.url}; "
@@ -210,7 +210,7 @@ def cmd_board_sim(args) -> int:
 
 
 def cmd_quantize(args) -> int:
-    from golden.model import load_model
+    from golden.formats import load_model
     from golden.quantize import save_quantized
     model = load_model(args.model)
     q = _quantized(args, model)
@@ -220,8 +220,8 @@ def cmd_quantize(args) -> int:
 
 
 def cmd_export_onnx(args) -> int:
-    from golden.model import load_model
-    from golden.onnx_io import export_onnx
+    from golden.formats import load_model
+    from golden.formats.onnx import export_onnx
     export_onnx(load_model(args.model), args.out)
     print(f"wrote {args.out}")
     return 0
@@ -254,7 +254,10 @@ def _density_arg(text: str):
 
 def cmd_compress(args) -> int:
     from golden import compress as C
-    from golden.model import load_model
+    from golden import sparse
+    from golden.formats import load_model
+    from golden.formats.deep_compression import net_bytes
+    from golden.formats.packed import packed_bytes, size_report
     model = load_model(args.model)
     pruned = C.prune(model, _density_arg(args.density))
     shared = C.share_weights(pruned, args.bits)
@@ -266,16 +269,16 @@ def cmd_compress(args) -> int:
         if args.bits != 8 or args.huffman:
             raise ValueError("the .net format holds 8-bit codes without Huffman coding; "
                              "write .sqz for other widths or --huffman")
-        data = C.net_bytes(shared)
-        per_layer = [{"name": s.name, "stored": len(C.sparse_entries(shared.layers[s.name]
-                                                                     .indices)[0])}
+        data = net_bytes(shared)
+        per_layer = [{"name": s.name, "stored": len(sparse.encode(shared.layers[s.name]
+                                                                  .indices)[0])}
                      for s in shared.network.convs()]
     elif out.suffix == ".sqz":
-        data, per_layer = C.packed_bytes(shared, args.huffman)
+        data, per_layer = packed_bytes(shared, args.huffman)
     else:
         raise ValueError(f"--out {out}: write .sqz (packed, any width) or .net (8-bit)")
     out.write_bytes(data)
-    report = C.size_report(shared, args.bits, args.huffman, data, per_layer)
+    report = size_report(shared, args.bits, args.huffman, data, per_layer)
     report.update({"model": str(args.model), "out": str(out)})
     print(f"{out}: {report['bytes']:,} bytes ({report['mib']:.3f} MiB), {args.bits}-bit codes"
           f"{', Huffman-coded' if args.huffman else ''}, {report['stored']:,} stored entries, "
@@ -305,14 +308,15 @@ def _finetune(args, teacher, student):
 
 
 def cmd_convert(args) -> int:
-    from golden import compress as C
-    from golden.model import load_model, save_model
+    from golden.formats import load_model, save_model
+    from golden.formats.deep_compression import write_deep_compression
+    from golden.formats.packed import write_packed
     model = load_model(args.input)
     out = Path(args.out)
     if args.to == "net":
-        size = C.write_deep_compression(model, out)
+        size = write_deep_compression(model, out)
     elif args.to == "sqz":
-        C.write_packed(model, out, args.huffman)
+        write_packed(model, out, args.huffman)
         size = out.stat().st_size
     else:
         save_model(model, out)
@@ -324,7 +328,7 @@ def cmd_convert(args) -> int:
 def cmd_explore(args) -> int:
     from tqdm import tqdm
 
-    from firmware.explore import explore
+    from tools.explore import explore
     bar = tqdm(desc="design points", unit="point")
 
     def progress(done, total):
@@ -345,10 +349,10 @@ def cmd_demo(args) -> int:
     from golden.digits import demo
     if args.device == "none":
         return demo(args.model, args.image, args.count)
-    from firmware.board import Board
+    from host.board import Board
     from golden import numerics as nx
     from golden.digits import calibration_set
-    from golden.model import load_model
+    from golden.formats import load_model
     from golden.quantize import quantize
     q = quantize(load_model(args.model), calibration_set(), 8, nx.DEFAULT_VALUE_BITS)
     with Board(q, args.device) as board:

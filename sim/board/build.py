@@ -1,5 +1,6 @@
-"""The simulated board: hw/device.py compiled by Verilator with sim/board/board_main.cpp, a
-process that serves the device's host link on a TCP socket (``socket://127.0.0.1:PORT``).
+"""The simulated board: hw/device.py compiled by Verilator with board_main.cpp (beside this
+file), a process that serves the device's host link on a TCP socket
+(``socket://127.0.0.1:PORT``).
 
 ``build(cfg)`` generates the Verilog and compiles it once per configuration (cached under
 build/board/, keyed by the Verilog and the harness source); ``BoardProcess`` starts one and
@@ -20,8 +21,8 @@ from hw.config import AcceleratorConfig
 
 __all__ = ["build", "BoardProcess", "device_verilog"]
 
-ROOT = Path(__file__).resolve().parents[1]
-HARNESS = ROOT / "sim" / "board" / "board_main.cpp"
+ROOT = Path(__file__).resolve().parents[2]
+HARNESS = Path(__file__).resolve().parent / "board_main.cpp"
 BUILD = ROOT / "build" / "board"
 
 

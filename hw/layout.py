@@ -1,0 +1,325 @@
+"""Every layout the hardware reads or writes, each with its inverse beside it.
+
+The hardware defines these layouts; the host packs what the hardware reads and unpacks what it
+writes; the golden device, the benches and the tests import them from here and re-derive
+none. Nothing here is a hardware component (only ``amaranth.lib.data`` layouts), so the host
+loads it without the gateware.
+
+- **Descriptor** (``descriptor_layout``, ``LayerDescriptor``): what the convolution engine
+  reads for one layer, field widths from ``AcceleratorConfig``; ``pack_struct`` refuses by name
+  any value that does not fit its field.
+- **Op** (``op_layout``, ``encode_op`` / ``decode_op``): one program op of the layer sequencer.
+- **Feature maps** (``feature_words`` / ``feature_map``): PC banks, channel ``c`` in bank
+  ``c % PC`` at word ``(c // PC) * H * W + y * W + x``; a word is the PC bytes of one address.
+- **Weights** (``weight_lanes`` / ``weight_tensor``): codebook indices in the engine's step
+  order, PO*PC per word.
+- **Sums** (``sum_words`` / ``sums_of_words``): a global sum's 32-bit results, byte k of every
+  lane of channel group g in word ``SUM_WORDS * g + k``.
+- **Weight entries on the link** (``weight_entries``, ``pack_entries`` / ``unpack_entries``):
+  golden.sparse's entry code in the engine's weight order, GAP_BITS then the index, packed LSB
+  first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from enum import IntEnum
+
+import numpy as np
+from amaranth.hdl import Shape, signed
+from amaranth.lib import data
+
+from golden import numerics as nx
+from golden import sparse
+
+from .config import AcceleratorConfig
+
+__all__ = ["groups", "FieldRangeError", "pack_struct", "unpack_struct",
+           "descriptor_layout", "LayerDescriptor", "describe",
+           "OpKind", "op_layout", "op_bytes", "encode_op", "decode_op",
+           "pixel_layout", "feature_words", "feature_map",
+           "weight_lanes", "weight_tensor",
+           "SUM_BYTES", "SUM_WORDS", "sum_words", "sums_of_words",
+           "GAP_BITS", "weight_entries", "entry_span", "pack_entries", "unpack_entries"]
+
+GAP_BITS = sparse.GAP_BITS
+
+
+def groups(n: int, size: int) -> int:
+    """Groups of ``size`` that hold ``n`` (channel groups, output groups)."""
+    return -(-n // size)
+
+
+# ---- packing a struct, with every value checked against its field -------------------------------
+
+class FieldRangeError(ValueError):
+    """A value that does not fit its hardware field (names where, the field, value, limit)."""
+
+
+def pack_struct(layout: data.StructLayout, values: dict, where: str = "value") -> int:
+    """``values`` (nested dicts for nested layouts; missing fields are 0) as the integer the
+    hardware reads. A value outside its field's range is a FieldRangeError, never truncated."""
+    for name in values:
+        if name not in layout.members:
+            raise KeyError(f"{where}: {name!r} is not a field of {layout}")
+    bits = 0
+    for name, fld in layout:
+        value = values.get(name, 0)
+        if isinstance(fld.shape, data.StructLayout):
+            raw = pack_struct(fld.shape, value or {}, where)
+        else:
+            shape = Shape.cast(fld.shape)
+            value = int(value)
+            lo, hi = ((-(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1) if shape.signed
+                      else (0, (1 << shape.width) - 1))
+            if not lo <= value <= hi:
+                raise FieldRangeError(
+                    f"{where}: {name} = {value} does not fit its {shape.width}-bit "
+                    f"{'signed ' if shape.signed else ''}field ({lo}..{hi}); the layer is "
+                    "larger than this AcceleratorConfig describes (hw/config.py)")
+            raw = value & ((1 << shape.width) - 1)
+        bits |= raw << fld.offset
+    return bits
+
+
+def unpack_struct(layout: data.StructLayout, bits: int) -> dict:
+    """The inverse of ``pack_struct``: nested dicts of ints (signed fields sign-extended)."""
+    view = layout.from_bits(bits)
+    out = {}
+    for name, fld in layout:
+        if isinstance(fld.shape, data.StructLayout):
+            out[name] = unpack_struct(fld.shape, view[name].as_bits())
+        else:
+            out[name] = int(view[name])
+    return out
+
+
+# ---- the engine's layer descriptor ----------------------------------------------------------------
+
+def descriptor_layout(cfg: AcceleratorConfig) -> data.StructLayout:
+    """The convolution engine's descriptor (hw/conv_engine.py): the layer's sizes, and the
+    increments the host derives so that no address needs a multiplier."""
+    ch, side, off = cfg.channel_bits, cfg.side_bits, signed(cfg.fm_offset_bits)
+    return data.StructLayout({
+        "in_channels": ch, "out_channels": ch,
+        "in_h": side, "in_w": side, "out_h": side, "out_w": side,
+        "kernel": cfg.kernel_bits, "stride": cfg.stride_bits, "pad": cfg.pad_bits,
+        "mult": cfg.mult_bits, "shift": cfg.shift_bits,
+        "cgroups": ch, "ogroups": ch, "steps": cfg.steps_bits,
+        "pixel_origin": off, "step_row": off, "step_group": off, "step_oy": off,
+        "out_plane": cfg.plane_bits, "out_base_word": cfg.fm_addr_bits,
+        "out_group_step": cfg.fm_addr_bits,
+        "weight_base": cfg.weight_addr_bits, "codebook_table": cfg.codebook_table_bits,
+        "bias_base": cfg.bias_addr_bits, "out_channel_base": ch,
+    })
+
+
+@dataclass(frozen=True)
+class LayerDescriptor:
+    """One convolution as the engine sees it; ``fields(cfg)`` adds the derived increments."""
+
+    in_channels: int
+    out_channels: int
+    in_h: int
+    in_w: int
+    out_h: int
+    out_w: int
+    kernel: int
+    stride: int
+    pad: int
+    mult: int
+    shift: int
+    weight_base: int = 0
+    codebook_table: int = 0
+    bias_base: int = 0
+    out_channel_base: int = 0
+
+    def fields(self, cfg: AcceleratorConfig, in_base: int = 0, out_base: int = 0) -> dict:
+        """Every descriptor field, the input starting at word ``in_base`` and the output at
+        ``out_base`` of their buffers. The engine adds these increments instead of
+        multiplying (hw/conv_engine.py, S0)."""
+        k, w, plane = self.kernel, self.in_w, self.in_h * self.in_w
+        out_plane = self.out_h * self.out_w
+        return {**{f.name: getattr(self, f.name) for f in fields(self)},
+                "cgroups": groups(self.in_channels, cfg.pc),
+                "ogroups": groups(self.out_channels, cfg.po),
+                "steps": groups(self.in_channels, cfg.pc) * k * k,
+                "pixel_origin": in_base - self.pad * (w + 1),
+                "step_row": w - (k - 1), "step_group": plane - (k - 1) * w - (k - 1),
+                "step_oy": self.stride * w, "out_plane": out_plane,
+                "out_base_word": out_base + self.out_channel_base // cfg.pc * out_plane,
+                "out_group_step": cfg.po // cfg.pc * out_plane}
+
+    @staticmethod
+    def of_fields(f: dict, cfg: AcceleratorConfig) -> tuple["LayerDescriptor", int, int]:
+        """The inverse of ``fields``: (descriptor, in_base, out_base)."""
+        desc = LayerDescriptor(**{x.name: f[x.name] for x in fields(LayerDescriptor)})
+        in_base = f["pixel_origin"] + desc.pad * (desc.in_w + 1)
+        out_base = f["out_base_word"] - desc.out_channel_base // cfg.pc * desc.out_h * desc.out_w
+        return desc, in_base, out_base
+
+    def pack(self, cfg: AcceleratorConfig, where: str = "layer", **bases) -> int:
+        """The descriptor word (``descriptor_layout``), every field checked."""
+        return pack_struct(descriptor_layout(cfg), self.fields(cfg, **bases), where)
+
+    @property
+    def macs(self) -> int:
+        return (self.out_channels * self.in_channels * self.kernel ** 2
+                * self.out_h * self.out_w)
+
+
+def describe(spec, in_h: int, in_w: int, mult: int = 1 << (nx.MULT_BITS - 1),
+             shift: int = nx.MULT_BITS, **bases) -> LayerDescriptor:
+    """The descriptor of convolution ``spec`` (golden.network.ConvSpec) on an in_h x in_w
+    input; ``mult``/``shift`` default to a ratio of 1/2, for cycle counting."""
+    oh = (in_h + 2 * spec.pad - spec.kernel) // spec.stride + 1
+    ow = (in_w + 2 * spec.pad - spec.kernel) // spec.stride + 1
+    return LayerDescriptor(spec.in_channels, spec.out_channels, in_h, in_w, oh, ow, spec.kernel,
+                           spec.stride, spec.pad, mult, shift, **bases)
+
+
+# ---- the sequencer's op -------------------------------------------------------------------------
+
+class OpKind(IntEnum):
+    END = 0
+    CONV = 1
+    MAXPOOL = 2
+    GLOBAL_SUM = 3
+
+
+def op_layout(cfg: AcceleratorConfig) -> data.StructLayout:
+    """One program op (hw/runner.py). ``conv`` is the engine's descriptor (its sizes also
+    describe a pooling op's frames); ``in_base``/``out_base`` and ``in_words``/``out_words``
+    are a pooling op's words in the feature-map memory, ``frame_pixels`` a global sum's pixels
+    per channel group; ``src_squeeze``/``dst_squeeze`` send a convolution's input or output
+    through the Fire unit's squeeze buffer instead."""
+    return data.StructLayout({
+        "kind": 2, "src_squeeze": 1, "dst_squeeze": 1,
+        "in_base": cfg.fm_addr_bits, "out_base": cfg.fm_addr_bits,
+        "in_words": cfg.fm_count_bits, "out_words": cfg.fm_count_bits,
+        "frame_pixels": cfg.plane_bits,
+        "conv": descriptor_layout(cfg),
+    })
+
+
+def op_bytes(cfg: AcceleratorConfig) -> int:
+    return (op_layout(cfg).size + 7) // 8
+
+
+def encode_op(fields: dict, cfg: AcceleratorConfig, where: str = "op") -> int:
+    """An op's fields (``conv`` a dict of descriptor fields) as its program word."""
+    return pack_struct(op_layout(cfg), fields, where)
+
+
+def decode_op(word: int, cfg: AcceleratorConfig) -> dict:
+    """A program word back into its fields, as the sequencer sees them."""
+    return unpack_struct(op_layout(cfg), word)
+
+
+# ---- feature maps -------------------------------------------------------------------------------
+
+def pixel_layout(cfg: AcceleratorConfig, bits: int | None = None) -> data.ArrayLayout:
+    """One feature-map word, or one beat of a pixel stream: PC lanes of ``bits`` (default
+    ACT_BITS, unsigned), lane t the channel in bank t."""
+    return data.ArrayLayout(bits or cfg.act_bits, cfg.pc)
+
+
+def feature_words(x: np.ndarray, cfg: AcceleratorConfig) -> np.ndarray:
+    """(C, H, W) uint8 -> (groups * H * W, PC) words; channels past C hold 0."""
+    c, h, w = x.shape
+    g = groups(c, cfg.pc)
+    padded = np.zeros((g * cfg.pc, h, w), np.uint8)
+    padded[:c] = x
+    return padded.reshape(g, cfg.pc, h * w).transpose(0, 2, 1).reshape(-1, cfg.pc)
+
+
+def feature_map(words: np.ndarray, shape: tuple[int, int, int],
+                cfg: AcceleratorConfig) -> np.ndarray:
+    """The inverse of ``feature_words``: the first groups * H * W words -> (C, H, W) uint8."""
+    c, h, w = shape
+    g = groups(c, cfg.pc)
+    words = np.asarray(words, np.uint8).reshape(-1, cfg.pc)[:g * h * w]
+    full = words.reshape(g, h * w, cfg.pc).transpose(0, 2, 1).reshape(g * cfg.pc, h, w)
+    return full[:c]
+
+
+# ---- weights ---------------------------------------------------------------------------------------
+
+def weight_lanes(indices: np.ndarray, cfg: AcceleratorConfig, where: str = "layer") -> np.ndarray:
+    """A layer's indices (out, in, k, k) in engine order, (words, PO*PC): row
+    ((og*CG + cg)*k + i)*k + j, lane po*PC + t holds the index of output og*PO+po, input
+    cg*PC+t, tap (i, j); channels beyond the layer's count hold 0."""
+    oc, ic, k, _ = indices.shape
+    po, pc = cfg.po, cfg.pc
+    og_n, cg_n = groups(oc, po), groups(ic, pc)
+    idx = np.zeros((og_n * po, cg_n * pc, k, k), np.int64)
+    idx[:oc, :ic] = indices
+    if idx.max(initial=0) >= 1 << cfg.index_bits:
+        raise FieldRangeError(f"{where}: index {int(idx.max())} needs more than the "
+                              f"configuration's {cfg.index_bits} index bits")
+    # (og, po, cg, t, i, j) -> (og, cg, i, j, po, t)
+    blocks = idx.reshape(og_n, po, cg_n, pc, k, k).transpose(0, 2, 4, 5, 1, 3)
+    return blocks.reshape(-1, po * pc)
+
+
+def weight_tensor(words: np.ndarray, out_groups: int, in_groups: int, kernel: int,
+                  cfg: AcceleratorConfig) -> np.ndarray:
+    """The inverse of ``weight_lanes``: (words, PO*PC) -> (out_groups*PO, in_groups*PC, k, k)."""
+    po, pc, k = cfg.po, cfg.pc, kernel
+    idx = np.asarray(words).reshape(out_groups, in_groups, k, k, po, pc).transpose(0, 4, 1, 5, 2, 3)
+    return idx.reshape(out_groups * po, in_groups * pc, k, k)
+
+
+# ---- global sums ----------------------------------------------------------------------------------
+
+SUM_BYTES = nx.LOGIT_BITS // 8
+SUM_WORDS = SUM_BYTES            # feature-map words per channel group of sums: one per byte
+
+
+def sum_words(sums: np.ndarray, cfg: AcceleratorConfig) -> np.ndarray:
+    """uint32 sums (groups * PC) -> (groups * SUM_WORDS, PC) words, byte k of every lane of
+    group g in word SUM_WORDS * g + k (hw/runner.py's SumSerializer)."""
+    g = len(sums) // cfg.pc
+    b = np.asarray(sums).astype("<u4").view(np.uint8).reshape(g, cfg.pc, SUM_BYTES)
+    return b.transpose(0, 2, 1).reshape(g * SUM_WORDS, cfg.pc)
+
+
+def sums_of_words(words: np.ndarray, count: int, cfg: AcceleratorConfig) -> np.ndarray:
+    """The inverse of ``sum_words``: the first ``count`` sums (uint32)."""
+    b = np.asarray(words, np.uint8).reshape(-1, SUM_BYTES, cfg.pc).transpose(0, 2, 1)
+    return np.ascontiguousarray(b).view("<u4").reshape(-1)[:count].astype(np.uint32)
+
+
+# ---- weight entries on the link ------------------------------------------------------------------
+
+def weight_entries(words: np.ndarray) -> np.ndarray:
+    """A layer's ``weight_lanes`` -> (n, 2) entries (gap, index), fillers included."""
+    codes, gaps = sparse.encode(np.asarray(words).reshape(-1))
+    return np.stack([gaps.astype(np.int64), codes.astype(np.int64)], axis=1).reshape(-1, 2)
+
+
+def entry_span(entries: np.ndarray) -> int:
+    """Weight positions a run of entries advances over."""
+    return int((np.asarray(entries)[:, 0] + 1).sum())
+
+
+def pack_entries(entries: np.ndarray, index_bits: int) -> bytes:
+    """Entries packed LSB first, GAP_BITS + index_bits bits each: what the device's weight
+    decoder reads."""
+    width = GAP_BITS + index_bits
+    entries = np.asarray(entries, np.int64).reshape(-1, 2)
+    values = entries[:, 0] | (entries[:, 1] << GAP_BITS)
+    bits = ((values[:, None] >> np.arange(width)) & 1).astype(np.uint8).reshape(-1)
+    return np.packbits(bits, bitorder="little").tobytes()
+
+
+def unpack_entries(data: bytes, count: int, index_bits: int) -> np.ndarray:
+    """The inverse of ``pack_entries``: the first ``count`` entries of ``data``."""
+    width = GAP_BITS + index_bits
+    bits = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")
+    if count * width > len(bits):
+        raise ValueError(f"{count} entries of {width} bits need {count * width} bits; the data "
+                         f"has {len(bits)}")
+    values = (bits[:count * width].reshape(count, width).astype(np.int64)
+              << np.arange(width)).sum(axis=1)
+    return np.stack([values & ((1 << GAP_BITS) - 1), values >> GAP_BITS], axis=1)

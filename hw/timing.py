@@ -1,0 +1,109 @@
+"""Every latency the hardware states, and the cycle model composed from them.
+
+Each pipelined block imports its latency from here and its unit test checks it on the RTL
+(tests/test_hw_*.py); the cycle model below adds them up, so a change to a block's pipeline is
+one edit here, and the tests that compare every op's counter on the RTL with this model catch
+anything else. Nothing here is a hardware component: the host computes cycles without loading
+the gateware.
+"""
+
+from __future__ import annotations
+
+from .config import AcceleratorConfig
+from .layout import SUM_WORDS, LayerDescriptor, OpKind, describe, groups
+
+__all__ = ["MULTIPLIER_LATENCY", "REQUANT_LATENCY", "ENGINE_STEP_STAGES", "ENGINE_LATENCY",
+           "FIRE_PASS_OVERHEAD", "POOL_LATENCY", "SUM_LATENCY", "ADD_LATENCY",
+           "READER_LATENCY", "WRITER_LATENCY", "OP_OVERHEAD", "END_CYCLES",
+           "engine_cycles", "ideal_cycles", "fire_cycles", "op_cycles", "network_cycles"]
+
+# ---- what each block states ---------------------------------------------------------------------
+
+# hw/dsp.py RegisteredMultiplier: operands registered, then the product (the MULT18X18D's input
+# and output registers).
+MULTIPLIER_LATENCY = 2
+# hw/conv_engine.py Requantizer: R0-R1 the two half products (a registered multiplier each),
+# R1b both registered again, R2 their sum, R3 round and shift, R4 clamp.
+REQUANT_LATENCY = MULTIPLIER_LATENCY + 4
+# hw/conv_engine.py, a step from its issue (S0) to its sum in the accumulator: S1, S1b, S2, S3,
+# the multiplier (S4, S4b), S4c, S5, S6.
+ENGINE_STEP_STAGES = 7 + MULTIPLIER_LATENCY
+# hw/conv_engine.py: cycles counted after the issue of a layer's last step beyond the drain's
+# PO/PC cycles: the step stages, requantisation, the cycle that sees the pipeline empty and the
+# one in which ``busy`` drops (``done`` is high in the cycle after).
+ENGINE_LATENCY = ENGINE_STEP_STAGES + REQUANT_LATENCY + 2
+# hw/fire.py: the cycle in which the Fire unit asserts the engine's start, per pass.
+FIRE_PASS_OVERHEAD = 1
+# hw/pool.py: from an input beat's acceptance to the output beat it completes being valid.
+POOL_LATENCY = 2
+SUM_LATENCY = 1
+# hw/bypass.py: multiply; add, round, shift, clamp.
+ADD_LATENCY = 2
+# hw/runner.py BufferReader: from ``start`` to its first beat being valid (base registered,
+# the memory read, the read-ahead FIFO's two registers).
+READER_LATENCY = 4
+# hw/runner.py BufferWriter: ``done`` rises the cycle after the last write.
+WRITER_LATENCY = 1
+# hw/runner.py sequencer: fetch, decode, start; the END op's fetch, decode and the cycle that
+# sees it.
+OP_OVERHEAD = 3
+END_CYCLES = 3
+
+
+# ---- the cycle model ------------------------------------------------------------------------------
+
+def engine_cycles(desc: LayerDescriptor, cfg: AcceleratorConfig) -> int:
+    """The engine's own count for one layer, ``start`` to ``done``: one step per cycle, a
+    pixel taking max(steps, PO/PC) cycles (the counters insert idle cycles while the drain is
+    longer than the pixel); the last pixel owes no idle cycles, its sums then drain."""
+    steps = groups(desc.in_channels, cfg.pc) * desc.kernel ** 2
+    drain = cfg.po // cfg.pc
+    pixels = desc.out_h * desc.out_w * groups(desc.out_channels, cfg.po)
+    return (pixels - 1) * max(steps, drain) + steps + drain + ENGINE_LATENCY
+
+
+def ideal_cycles(desc: LayerDescriptor, cfg: AcceleratorConfig) -> float:
+    """Multiply-accumulates / MAC units: the cycles of a perfectly busy array."""
+    return desc.macs / cfg.mac_units
+
+
+def fire_cycles(descs, cfg: AcceleratorConfig) -> int:
+    """The Fire unit (hw/fire.py): its three engine runs, each after the cycle that starts it."""
+    return sum(engine_cycles(d, cfg) + FIRE_PASS_OVERHEAD for d in descs)
+
+
+def op_cycles(kind: OpKind, cfg: AcceleratorConfig, desc: LayerDescriptor | None = None,
+              in_words: int = 0, out_words: int = 0) -> int:
+    """One program op, from its fetch to its counter's write (hw/runner.py).
+
+    A convolution is the engine's run. A pooling op streams its input words through
+    BufferReader -> unit -> BufferWriter one per cycle; a global sum's serializer writes each
+    channel group's 32-bit sums as SUM_WORDS words, holding the stream for SUM_WORDS - 1
+    cycles per group."""
+    if kind == OpKind.CONV:
+        return OP_OVERHEAD + engine_cycles(desc, cfg)
+    if kind == OpKind.MAXPOOL:
+        unit, stalls = POOL_LATENCY, 0
+    elif kind == OpKind.GLOBAL_SUM:
+        unit, stalls = SUM_LATENCY, (SUM_WORDS - 1) * (out_words // SUM_WORDS)
+    else:
+        raise ValueError(f"op kind {kind!r} has no cycle model")
+    return OP_OVERHEAD + READER_LATENCY + (in_words - 1) + stalls + unit + WRITER_LATENCY
+
+
+def network_cycles(network, cfg: AcceleratorConfig) -> dict[str, int]:
+    """Cycles of every convolution unit of ``network`` (a Fire module as one Fire unit run,
+    other convolutions as single engine runs), keyed by node name, for design sweeps. Pooling
+    and the bypass add are not counted here; host.compiler's programs count every op."""
+    from golden.network import Bypass, Conv, Fire
+    shapes = network.shapes()
+    cycles = {}
+    for i, node in enumerate(network.nodes):
+        srcs = network.node_inputs(i)
+        _, h, w = shapes[srcs[-1] if isinstance(node, Bypass) else srcs[0]]
+        descs = [describe(spec, h, w) for spec in node.convs()]
+        if isinstance(node, Fire):
+            cycles[node.name] = fire_cycles(descs, cfg)
+        elif isinstance(node, (Conv, Bypass)) and descs:
+            cycles[node.name] = sum(engine_cycles(d, cfg) for d in descs)
+    return cycles
