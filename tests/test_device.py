@@ -5,6 +5,7 @@ every reply byte compared."""
 
 from __future__ import annotations
 
+import random
 import socket
 import struct
 import time
@@ -244,3 +245,158 @@ def test_authors_squeezenet_on_the_simulated_board_is_bit_exact(board):
     np.testing.assert_array_equal(driver.read_logits(prog), Golden(q)(pixels))
     assert cycles == prog.expected_cycles()["total"]
     driver.transport.close()
+
+
+# ---- the golden device against the RTL, reply for reply ---------------------------------------------
+
+class _Recorder:
+    """A transport to the golden device that keeps every request frame the driver sends."""
+
+    def __init__(self, device):
+        self.inner = GoldenTransport(device)
+        self.frames = []
+
+    def write(self, data):
+        self.frames.append(bytes(data))
+        self.inner.write(data)
+
+    def read(self, timeout):
+        return self.inner.read(timeout)
+
+    def close(self):
+        pass
+
+
+def _odd_requests(rng, cfg, n, weight_words):
+    """Requests a driver would not send, all of which must be answered alike: writes and reads
+    that wrap at the top of a memory, partial units, weight frames shorter than their entries,
+    bad targets and flags, oversized reads, unknown commands, garbage between frames. Weight
+    writes land in the program's first ``weight_words`` words half the time, so that the next
+    run shows what they wrote."""
+    frame = lambda code, payload=b"": proto.encode_frame(code, rng.randrange(256), payload)
+    wr = lambda target, addr, data, flags=0, count=0: frame(
+        Command.WRITE, proto.args(target, addr, count, flags) + data)
+    lanes = cfg.lanes
+    position = lambda: rng.randrange(rng.choice([weight_words, cfg.weight_depth * 2]) * lanes)
+    kinds = [
+        lambda: wr(Target.FEATURE, cfg.fm_depth - rng.randrange(1, 8),
+                   rng.randbytes(cfg.pc * rng.randrange(1, 16) + rng.randrange(cfg.pc))),
+        lambda: wr(Target.CODEBOOK, rng.randrange(cfg.codebook_tables * cfg.codebook_entries * 2),
+                   rng.randbytes(2 * rng.randrange(1, 9) + rng.randrange(2))),
+        lambda: wr(Target.BIAS, rng.randrange(cfg.bias_depth * cfg.po * 2),
+                   rng.randbytes(4 * rng.randrange(1, 9) + rng.randrange(4))),
+        # valid sparse entries anywhere, wrapping past the last weight word
+        lambda: wr(Target.WEIGHTS, position(), rng.randbytes(30), flags=8,
+                   count=rng.randrange(0, 20)),
+        # fewer bits than the entries it counts: refused, nothing written
+        lambda: wr(Target.WEIGHTS, position(), rng.randbytes(rng.randrange(1, 12)),
+                   flags=rng.choice([4, 6, 8]), count=rng.randrange(25, 60)),
+        lambda: wr(Target.WEIGHTS, 0, rng.randbytes(4), flags=rng.choice([0, 9, 12]), count=1),
+        lambda: wr(rng.randrange(5, 256), 0, rng.randbytes(8)),
+        lambda: frame(Command.CLEAR, proto.args(Target.FEATURE, cfg.fm_depth - 3,
+                                                rng.randrange(1, 9))),
+        lambda: frame(Command.CLEAR, proto.args(Target.WEIGHTS, cfg.weight_depth - 2,
+                                                rng.randrange(1, 5))),
+        lambda: frame(Command.CLEAR, proto.args(rng.choice([Target.PROGRAM, Target.CODEBOOK]),
+                                                0, 4)),
+        lambda: frame(Command.READ, proto.args(Target.FEATURE, cfg.fm_depth - rng.randrange(1, 9),
+                                               rng.randrange(0, 20))),
+        lambda: frame(Command.READ, proto.args(Target.FEATURE, 0,
+                                               proto.MAX_PAYLOAD // cfg.pc + 1)),
+        lambda: frame(Command.READ, proto.args(Target.COUNTERS, cfg.program_depth + rng.randrange(4),
+                                               rng.randrange(1, 5))),
+        lambda: frame(Command.READ, proto.args(Target.PROGRAM, 0, 1)),
+        lambda: frame(Command.WRITE, rng.randbytes(rng.randrange(proto.ARGS_BYTES))),
+        lambda: frame(rng.choice([0x00, 0x08, 0x42, 0xFF])),
+        lambda: frame(Command.IDENTIFY),
+        lambda: frame(Command.STATUS),
+        lambda: b"\x00\xa5" + rng.randbytes(5).replace(b"\xa5", b"") + frame(Command.STATUS),
+    ]
+    return [rng.choice(kinds)() for _ in range(n)]
+
+
+def _reset_state(cfg):
+    """Requests that bring any device to one state: every memory the stream can read cleared
+    or written (the RTL's memories have no initial contents)."""
+    out = [proto.encode_frame(Command.RESET, 0)]
+    for a in range(0, cfg.fm_depth, 0xFFFF):
+        out.append(proto.encode_frame(Command.CLEAR, 0, proto.args(
+            Target.FEATURE, a, min(0xFFFF, cfg.fm_depth - a))))
+    out.append(proto.encode_frame(Command.CLEAR, 0, proto.args(Target.WEIGHTS, 0,
+                                                                cfg.weight_depth)))
+    for target, total, unit in ((Target.CODEBOOK, cfg.codebook_tables * cfg.codebook_entries, 2),
+                                (Target.BIAS, cfg.bias_depth * cfg.po, 4)):
+        per = (proto.MAX_PAYLOAD - proto.ARGS_BYTES) // unit
+        for a in range(0, total, per):
+            n = min(per, total - a)
+            out.append(proto.encode_frame(Command.WRITE, 0, proto.args(target, a)
+                                          + bytes(n * unit)))
+    return out
+
+
+def _replay_on_board(board, frames):
+    """Each frame to the RTL, waiting for as many replies as it must give; after a RUN, wait
+    (polling STATUS with sequence 0xFF, replies not kept) until the program is done."""
+    s = _raw(board)
+    parser, replies = proto.FrameParser(), []
+    expected = [len(proto.FrameParser().feed(f)) for f in frames]
+
+    def collect(n):
+        got = []
+        deadline = time.monotonic() + 30
+        while len(got) < n:
+            assert time.monotonic() < deadline, f"the RTL gave {len(got)} of {n} replies"
+            got += parser.feed(s.recv(65536))
+        return got
+
+    for f, n in zip(frames, expected):
+        s.sendall(f)
+        got = collect(n)
+        replies += got
+        if n and proto.FrameParser().feed(f)[0][0] == Command.RUN:
+            while True:
+                s.sendall(proto.encode_frame(Command.STATUS, 0xFF))
+                (_, _, body, _), = collect(1)
+                if body[0] != RunState.RUNNING:
+                    break
+                time.sleep(0.05)
+    s.close()
+    return replies
+
+
+def test_the_golden_device_answers_a_request_stream_byte_for_byte_as_the_rtl(board, digits):
+    """One seeded stream (a model upload, an image, runs, reads, and odd requests in between)
+    into the golden device and into the RTL: every reply equal, the cycle counters included
+    (the golden device's come from hw.timing, the RTL's are counted)."""
+    q, prog, images = digits
+    seed = 20261201
+    rng = random.Random(seed)
+    recorder = _Recorder(GoldenDevice(CFG))
+    driver = Driver(recorder, reply_timeout=0.01)
+    driver.load_model(prog)
+    upload = recorder.frames[:]
+    for x in images[:2]:
+        recorder.frames.clear()
+        driver.load_image(prog, x)
+        driver.run()
+        driver.read_logits(prog)
+        driver.read_counters(prog)
+        upload += recorder.frames
+    # Odd requests between the upload and the first image, and after every run; then a
+    # second run on whatever the odd writes left, and its results.
+    stream = (_reset_state(CFG) + upload[:len(upload) // 2] + _odd_requests(rng, CFG, 60, prog.weight_words)
+              + upload[len(upload) // 2:] + _odd_requests(rng, CFG, 60, prog.weight_words)
+              + [proto.encode_frame(Command.RUN, 7), proto.encode_frame(Command.STATUS, 8)]
+              + [proto.encode_frame(Command.READ, 9, proto.args(Target.COUNTERS, 0,
+                                                                   len(prog.ops)))]
+              + [proto.encode_frame(Command.READ, 10, proto.args(Target.FEATURE,
+                                                                    prog.result_base, 16))])
+    golden = GoldenDevice(CFG)
+    want = proto.FrameParser().feed(b"".join(golden.receive(f) for f in stream))
+    got = _replay_on_board(board, stream)
+    assert len(got) == len(want)
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert g == w, (f"reply {i} (seed {seed}) differs: RTL {g}, golden device {w}; "
+                        f"request {proto.FrameParser().feed(b''.join(stream))[i][:2]}")
+    statuses = [w for w in want if w[0] == Status.OK and len(w[2]) == 7]
+    assert statuses, "the stream checks the run's STATUS"
