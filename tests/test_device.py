@@ -91,6 +91,36 @@ def test_compiler_refuses_bypass_networks_by_name():
         compile_network(q, CFG)
 
 
+def test_a_value_that_does_not_fit_its_field_is_refused_by_name():
+    """Every descriptor and op field is as wide as the configuration says, and a value that
+    does not fit is an error naming the layer, the field, the value and the limit, never a
+    silently truncated field."""
+    from hw.config import AcceleratorConfig
+    from hw.layout import FieldRangeError, LayerDescriptor, descriptor_layout, unpack_struct
+    cfg = AcceleratorConfig()
+    wide = LayerDescriptor(16, 16, 4, 1500, 4, 1500, 1, 1, 0, 1 << 15, 16)
+    with pytest.raises(FieldRangeError, match=r"conv9: in_w = 1500 does not fit its 10-bit "
+                                              r"field \(0\.\.1023\)"):
+        wide.pack(cfg, "conv9")
+    # The field follows the configuration: a device built for wider maps takes it, and the
+    # descriptor word unpacks to the same layer.
+    big = AcceleratorConfig(max_side=2047, fm_depth=1 << 16)
+    fields = unpack_struct(descriptor_layout(big), wide.pack(big))
+    assert LayerDescriptor.of_fields(fields, big) == (wide, 0, 0)
+    # A whole network: the compiler names the feature map that is too large.
+    small = AcceleratorConfig(fm_depth=1 << 19, squeeze_depth=1 << 15, weight_depth=1 << 15,
+                              codebook_tables=32, bias_depth=256, max_side=15)
+    with pytest.raises(UnsupportedNetworkError, match="input: a 1 x 16 x 16 feature map"):
+        compile_network(quantize(load_model(ROOT / "models" / "digits-squeezenet.npz"),
+                                 calibration_set(), 8), small)
+
+
+def test_a_memory_depth_the_addressing_cannot_wrap_is_refused():
+    from hw.config import AcceleratorConfig
+    with pytest.raises(ValueError, match="fm_depth = 3000: it must be a power of two.*4096"):
+        AcceleratorConfig(fm_depth=3000)
+
+
 # ---- the golden device ----------------------------------------------------------------------
 
 def _runs_bit_exact_with_the_cycle_model(driver, q, prog, images):

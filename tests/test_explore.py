@@ -25,8 +25,17 @@ def test_two_point_sweep_writes_table_plots_and_resumes(tmp_path):
     assert int(small["parameters"]) < int(large["parameters"])
     assert int(small["bytes"]) < int(large["bytes"])
     assert int(small["cycles"]) < int(large["cycles"])
+    # Each row's accuracies are the kept model's, measured again here.
+    from golden import compress as C
+    from golden.digits import accuracy
+    from golden.formats import load_model
     for r in rows:
-        assert 0.0 <= float(r["int_accuracy"]) <= 1.0
+        key = next(p for p in (out / "points").glob("*.json")
+                   if json.loads(p.read_text())["sr"] == float(r["sr"]))
+        model = load_model(key.with_suffix(".npz"))
+        assert float(r["float_accuracy"]) == pytest.approx(accuracy(model, "float"))
+        assert float(r["int_accuracy"]) == pytest.approx(
+            accuracy(C.share_weights(model, int(r["bits"])), r["bits"]))
     for name in ("accuracy_vs_size.png", "accuracy_vs_cycles.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     points = sorted((out / "points").glob("*.json"))

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from golden import reference_int
-from hw.timing import engine_cycles
 from hw.config import AcceleratorConfig
+from hw.timing import engine_cycles
 
 from hw_harness import run_layer
 from sim.cases import random_conv
@@ -26,7 +26,7 @@ def check(cfg, qc, x, where):
 def test_engine_matches_golden(mac_units, shape):
     cin, cout, size, k, stride, pad = shape
     cfg = AcceleratorConfig(mac_units=mac_units, fm_depth=2048, weight_depth=256, bias_depth=8)
-    rng = np.random.default_rng(hash((mac_units, shape)) % 2**32)
+    rng = np.random.default_rng([mac_units, *shape])      # a fixed seed per case
     qc = random_conv(rng, cin, cout, k, stride, pad, cfg.value_bits, 8)
     x = rng.integers(0, 256, (cin, size, size)).astype(np.uint8)
     check(cfg, qc, x, f"{mac_units} MACs, {shape}")
