@@ -297,12 +297,13 @@ class _Recorder:
         pass
 
 
-def _odd_requests(rng, cfg, n, weight_words):
+def _odd_requests(rng, cfg, n, weight_words, ops=0):
     """Requests a driver would not send, all of which must be answered alike: writes and reads
     that wrap at the top of a memory, partial units, weight frames shorter than their entries,
     bad targets and flags, oversized reads, unknown commands, garbage between frames. Weight
     writes land in the program's first ``weight_words`` words half the time, so that the next
-    run shows what they wrote."""
+    run shows what they wrote. Counters are read (wrapping past the top) only when ``ops`` of
+    them have been written by a run: a counter keeps its value across RESET and uploads."""
     frame = lambda code, payload=b"": proto.encode_frame(code, rng.randrange(256), payload)
     wr = lambda target, addr, data, flags=0, count=0: frame(
         Command.WRITE, proto.args(target, addr, count, flags) + data)
@@ -333,8 +334,9 @@ def _odd_requests(rng, cfg, n, weight_words):
                                                rng.randrange(0, 20))),
         lambda: frame(Command.READ, proto.args(Target.FEATURE, 0,
                                                proto.MAX_PAYLOAD // cfg.pc + 1)),
-        lambda: frame(Command.READ, proto.args(Target.COUNTERS, cfg.program_depth + rng.randrange(4),
-                                               rng.randrange(1, 5))),
+        lambda: frame(Command.READ, proto.args(Target.COUNTERS, cfg.program_depth + (
+            first := rng.randrange(max(1, ops))), rng.randrange(0, max(1, ops - first) + 1)))
+        if ops else frame(Command.READ, proto.args(Target.COUNTERS, 0, 0)),
         lambda: frame(Command.READ, proto.args(Target.PROGRAM, 0, 1)),
         lambda: frame(Command.WRITE, rng.randbytes(rng.randrange(proto.ARGS_BYTES))),
         lambda: frame(rng.choice([0x00, 0x08, 0x42, 0xFF])),
@@ -414,8 +416,10 @@ def test_the_golden_device_answers_a_request_stream_byte_for_byte_as_the_rtl(boa
         upload += recorder.frames
     # Odd requests between the upload and the first image, and after every run; then a
     # second run on whatever the odd writes left, and its results.
-    stream = (_reset_state(CFG) + upload[:len(upload) // 2] + _odd_requests(rng, CFG, 60, prog.weight_words)
-              + upload[len(upload) // 2:] + _odd_requests(rng, CFG, 60, prog.weight_words)
+    stream = (_reset_state(CFG) + upload[:len(upload) // 2]
+              + _odd_requests(rng, CFG, 60, prog.weight_words)
+              + upload[len(upload) // 2:]
+              + _odd_requests(rng, CFG, 60, prog.weight_words, len(prog.ops))
               + [proto.encode_frame(Command.RUN, 7), proto.encode_frame(Command.STATUS, 8)]
               + [proto.encode_frame(Command.READ, 9, proto.args(Target.COUNTERS, 0,
                                                                    len(prog.ops)))]
