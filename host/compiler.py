@@ -102,7 +102,7 @@ class DeviceProgram:
 def compile_network(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
     net = q.network
     shapes = net.shapes()
-    lanes = cfg.po * cfg.pc
+    lanes = cfg.lanes
     depth = cfg.fm_depth
     for name, (c, h, w) in shapes.items():
         if max(h, w) > cfg.max_side or c > cfg.max_channels:

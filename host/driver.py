@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw import protocol as proto
-from hw.layout import entry_span, pack_entries
+from hw.layout import entry_bits, entry_span, pack_entries
 from hw.protocol import Command, Identity, RunState, Status, Target, unit_bytes
 
 __all__ = ["Driver", "DeviceError", "LinkError", "LinkStats"]
@@ -162,8 +162,8 @@ class Driver:
                              units[Target.CODEBOOK])
         self.write_words(Target.BIAS, 0, program.biases.astype("<i4").tobytes(),
                          units[Target.BIAS])
-        width = proto.GAP_BITS + program.index_bits
-        per = min(0xFFFF, (proto.MAX_PAYLOAD - proto.ARGS_BYTES) * 8 // width)
+        room = (proto.MAX_PAYLOAD - proto.ARGS_BYTES) * 8
+        per = min(0xFFFF, room // entry_bits(program.index_bits))
         for stream in program.weights:
             pos = stream.start
             for off in range(0, len(stream.entries), per):

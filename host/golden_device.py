@@ -36,10 +36,9 @@ class GoldenDevice:
 
     def __init__(self, cfg: AcceleratorConfig):
         self.cfg = cfg
-        lanes = cfg.po * cfg.pc
         self.fm = np.zeros((cfg.fm_depth, cfg.pc), np.uint8)
         self.squeeze = np.zeros((cfg.squeeze_depth, cfg.pc), np.uint8)
-        self.weights = np.zeros((cfg.weight_depth, lanes), np.int64)
+        self.weights = np.zeros((cfg.weight_depth, cfg.lanes), np.int64)
         self.codebook = np.zeros(cfg.codebook_tables * cfg.codebook_entries, np.int64)
         self.bias = np.zeros(cfg.bias_depth * cfg.po, np.int64)
         self.program = [0] * cfg.program_depth

@@ -40,7 +40,8 @@ __all__ = ["groups", "FieldRangeError", "pack_struct", "unpack_struct",
            "pixel_layout", "feature_words", "feature_map",
            "weight_lanes", "weight_tensor",
            "SUM_BYTES", "SUM_WORDS", "sum_words", "sums_of_words",
-           "GAP_BITS", "weight_entries", "entry_span", "pack_entries", "unpack_entries"]
+           "GAP_BITS", "entry_bits", "weight_entries", "entry_span", "pack_entries",
+           "unpack_entries"]
 
 GAP_BITS = sparse.GAP_BITS
 
@@ -298,6 +299,11 @@ def weight_entries(words: np.ndarray) -> np.ndarray:
     return np.stack([gaps.astype(np.int64), codes.astype(np.int64)], axis=1).reshape(-1, 2)
 
 
+def entry_bits(index_bits: int) -> int:
+    """Bits of one entry on the link: the gap, then the index."""
+    return GAP_BITS + index_bits
+
+
 def entry_span(entries: np.ndarray) -> int:
     """Weight positions a run of entries advances over."""
     return int((np.asarray(entries)[:, 0] + 1).sum())
@@ -306,7 +312,7 @@ def entry_span(entries: np.ndarray) -> int:
 def pack_entries(entries: np.ndarray, index_bits: int) -> bytes:
     """Entries packed LSB first, GAP_BITS + index_bits bits each: what the device's weight
     decoder reads."""
-    width = GAP_BITS + index_bits
+    width = entry_bits(index_bits)
     entries = np.asarray(entries, np.int64).reshape(-1, 2)
     values = entries[:, 0] | (entries[:, 1] << GAP_BITS)
     bits = ((values[:, None] >> np.arange(width)) & 1).astype(np.uint8).reshape(-1)
@@ -315,7 +321,7 @@ def pack_entries(entries: np.ndarray, index_bits: int) -> bytes:
 
 def unpack_entries(data: bytes, count: int, index_bits: int) -> np.ndarray:
     """The inverse of ``pack_entries``: the first ``count`` entries of ``data``."""
-    width = GAP_BITS + index_bits
+    width = entry_bits(index_bits)
     bits = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")
     if count * width > len(bits):
         raise ValueError(f"{count} entries of {width} bits need {count * width} bits; the data "

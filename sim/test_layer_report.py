@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import cocotb
-from hw.layout import describe
+from hw.layout import describe, groups
 from hw.timing import ideal_cycles
 from sim.test_conv_layer import CFG, ConvLayerTB, run_case
 
@@ -21,10 +21,12 @@ OUT = Path(__file__).resolve().parents[1] / "build" / "sim"
 def where_the_rest_goes(desc, cfg) -> str:
     notes = []
     if desc.in_channels % cfg.pc:
-        notes.append(f"{desc.in_channels} input channels fill {desc.in_channels / (-(-desc.in_channels // cfg.pc) * cfg.pc):.0%} of {cfg.pc} input lanes")
+        share = desc.in_channels / (groups(desc.in_channels, cfg.pc) * cfg.pc)
+        notes.append(f"{desc.in_channels} input channels fill {share:.0%} of {cfg.pc} input lanes")
     if desc.out_channels % cfg.po:
-        notes.append(f"{desc.out_channels} outputs fill {desc.out_channels / (-(-desc.out_channels // cfg.po) * cfg.po):.1%} of the last 16-lane group")
-    steps = -(-desc.in_channels // cfg.pc) * desc.kernel ** 2
+        share = desc.out_channels / (groups(desc.out_channels, cfg.po) * cfg.po)
+        notes.append(f"{desc.out_channels} outputs fill {share:.1%} of the last {cfg.po}-lane group")
+    steps = groups(desc.in_channels, cfg.pc) * desc.kernel ** 2
     if steps < cfg.po // cfg.pc:
         notes.append(f"{steps} steps per pixel < {cfg.po // cfg.pc}-cycle drain: idle cycles")
     notes.append("pipeline fill/drain once per layer")
@@ -54,8 +56,8 @@ async def full_layers(dut):
         macs = int(ideal * CFG.mac_units)
         rows.append({"layer": spec.name, "macs": macs, "mac_units": CFG.mac_units,
                      "cycles": cycles, "ideal_cycles": ideal, "utilization": ideal / cycles,
-                     "weight_words": (-(-spec.out_channels // CFG.po)
-                                      * -(-spec.in_channels // CFG.pc) * spec.kernel ** 2),
+                     "weight_words": (groups(spec.out_channels, CFG.po)
+                                      * groups(spec.in_channels, CFG.pc) * spec.kernel ** 2),
                      "where_the_rest_goes": where_the_rest_goes(desc, CFG)})
         dut._log.info(f"{spec.name}: {cycles} cycles, ideal {ideal:.0f}, "
                       f"utilization {ideal / cycles:.1%}, bit-exact")

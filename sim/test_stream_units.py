@@ -19,6 +19,7 @@ from golden import numerics as nx
 from golden import reference_int
 from golden.network import pool_output_size
 from golden.quantize import QAdd
+from hw.layout import groups
 from sim.sim_config import sim_config
 from sim.tb import StreamDriver, StreamMonitor, pack_lanes, scoreboard, unpack_lanes
 
@@ -30,7 +31,7 @@ TRAFFIC = [(0.0, 0.0), (0.25, 0.0), (0.0, 0.35), (0.25, 0.35)]
 def frames(x: np.ndarray, bits: int = 8) -> list[int]:
     """(C, H, W) -> packed beats, one frame per channel group, raster order."""
     c, h, w = x.shape
-    g = -(-c // CFG.pc)
+    g = groups(c, CFG.pc)
     padded = np.zeros((g * CFG.pc, h, w), np.int64)
     padded[:c] = x
     return [pack_lanes(padded[k * CFG.pc:(k + 1) * CFG.pc, y, xx], bits)
@@ -38,7 +39,7 @@ def frames(x: np.ndarray, bits: int = 8) -> list[int]:
 
 
 def unframe(beats, c, h, w, bits=8) -> np.ndarray:
-    g = -(-c // CFG.pc)
+    g = groups(c, CFG.pc)
     a = np.array([unpack_lanes(b, bits, CFG.pc) for b in beats], np.int64)
     return a.reshape(g, h, w, CFG.pc).transpose(0, 3, 1, 2).reshape(g * CFG.pc, h, w)[:c]
 
@@ -89,7 +90,7 @@ async def global_sum(dut):
         drv = StreamDriver(dut, "gs_i", traffic, idle)
         mon = StreamMonitor(dut, "gs_o", traffic, stall)
         cocotb.start_soon(drv.send(frames(x)))
-        got = await mon.receive(-(-c // CFG.pc))
+        got = await mon.receive(groups(c, CFG.pc))
         sums = np.array([unpack_lanes(b, nx.LOGIT_BITS, CFG.pc) for b in got]).reshape(-1)[:c]
         want = reference_int.global_sum(x).astype(np.int64)
         assert sums.tolist() == want.tolist(), f"global sum case {case}: {sums} != {want}"

@@ -17,7 +17,7 @@ from ..model import LayerWeights, Model, ModelFormatError
 from ..network import Network, squeezenet_v1_0
 
 __all__ = ["read_deep_compression", "net_bytes", "write_deep_compression", "pack_nibbles",
-           "unpack_nibbles"]
+           "unpack_nibbles", "layer_from_entries"]
 
 
 def pack_nibbles(gaps: np.ndarray) -> bytes:
@@ -32,6 +32,17 @@ def unpack_nibbles(data: bytes, n: int) -> np.ndarray:
     gaps = np.empty(2 * len(packed), np.uint8)
     gaps[0::2], gaps[1::2] = packed & 0x0F, packed >> 4
     return gaps[:n]
+
+
+def layer_from_entries(spec, codebook, bias, codes, gaps, where: str) -> LayerWeights:
+    """A stored layer from its sparse entries (Caffe order); entries past the layer's weights
+    are a ModelFormatError naming the file and layer."""
+    try:
+        flat = sparse.decode(codes, gaps, spec.weight_count, f"{where}: layer {spec.name}")
+    except ValueError as e:
+        raise ModelFormatError(str(e)) from e
+    return LayerWeights(codebook, flat.astype(np.uint8).reshape(spec.weight_shape), bias,
+                        len(codes))
 
 
 def read_deep_compression(path: str | Path, network: Network | None = None) -> Model:
@@ -71,12 +82,7 @@ def read_deep_compression(path: str | Path, network: Network | None = None) -> M
         if not (np.isfinite(codebook).all() and np.isfinite(bias).all()):
             raise ModelFormatError(f"{where}: layer {spec.name} has non-finite codebook or bias "
                                    "values; the file is corrupt")
-        try:
-            flat = sparse.decode(codes, gaps, spec.weight_count, f"{where}: layer {spec.name}")
-        except ValueError as e:
-            raise ModelFormatError(str(e)) from e
-        layers[spec.name] = LayerWeights(codebook, flat.astype(np.uint8).reshape(spec.weight_shape),
-                                         bias, n)
+        layers[spec.name] = layer_from_entries(spec, codebook, bias, codes, gaps, where)
     if offset != len(data):
         raise ModelFormatError(f"{where}: {len(data) - offset} bytes left over after the last "
                                f"layer; this is not a Deep Compression {net.name} file")

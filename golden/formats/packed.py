@@ -18,9 +18,9 @@ import numpy as np
 
 from .. import sparse
 from ..compress import huffman_decode, huffman_encode, huffman_lengths
-from ..model import LayerWeights, Model, ModelFormatError
+from ..model import Model, ModelFormatError
 from ..network import Network
-from .deep_compression import pack_nibbles, unpack_nibbles
+from .deep_compression import layer_from_entries, pack_nibbles, unpack_nibbles
 
 __all__ = ["MAGIC", "VERSION", "index_bits", "packed_bytes", "write_packed", "read_packed",
            "fixed_layout_bytes", "size_report"]
@@ -131,12 +131,7 @@ def read_packed(path: str | Path) -> Model:
         else:
             codes = _bitunpack(take((n * bits + 7) // 8), bits, n)
             gaps = unpack_nibbles(take((n + 1) // 2), n)
-        try:
-            flat = sparse.decode(codes, gaps, spec.weight_count, f"{where}: layer {spec.name}")
-        except ValueError as e:
-            raise ModelFormatError(str(e)) from e
-        layers[spec.name] = LayerWeights(codebook, flat.astype(np.uint8).reshape(spec.weight_shape),
-                                         bias, n)
+        layers[spec.name] = layer_from_entries(spec, codebook, bias, codes, gaps, where)
     if pos != len(data):
         raise ModelFormatError(f"{where}: {len(data) - pos} bytes after the last layer; corrupt")
     return Model(network, layers, str(path)).check()
