@@ -14,7 +14,7 @@ from .layout import SUM_WORDS, LayerDescriptor, OpKind, describe, groups
 
 __all__ = ["MULTIPLIER_LATENCY", "REQUANT_LATENCY", "ENGINE_STEP_STAGES", "ENGINE_LATENCY",
            "FIRE_PASS_OVERHEAD", "POOL_LATENCY", "SUM_LATENCY", "ADD_LATENCY",
-           "READER_LATENCY", "WRITER_LATENCY", "OP_OVERHEAD", "END_CYCLES",
+           "READER_LATENCY", "WRITER_LATENCY", "SDRAM_PHY_LATENCY", "OP_OVERHEAD", "END_CYCLES",
            "engine_cycles", "ideal_cycles", "fire_cycles", "op_cycles", "network_cycles"]
 
 # ---- what each block states ---------------------------------------------------------------------
@@ -44,6 +44,11 @@ ADD_LATENCY = 2
 READER_LATENCY = 4
 # hw/runner.py BufferWriter: ``done`` rises the cycle after the last write.
 WRITER_LATENCY = 1
+# hw/sdram.py: the controller's outputs pass one register on the way to the pins and the read
+# data one register on the way back (the board's I/O registers, the simulation top's plain
+# ones), with the chip's clock lagging the system clock: a READ's word reaches the controller
+# CL + SDRAM_PHY_LATENCY cycles after the cycle it issues the READ.
+SDRAM_PHY_LATENCY = 2
 # hw/runner.py sequencer: fetch, decode, start; the END op's fetch, decode and the cycle that
 # sees it.
 OP_OVERHEAD = 3

@@ -11,7 +11,7 @@ from hw.bypass import BypassAddUnit
 from hw.config import AcceleratorConfig
 from hw.pool import GlobalSumUnit, MaxPoolUnit
 
-__all__ = ["StreamUnits"]
+__all__ = ["StreamUnits", "SDRAMTop"]
 
 
 class StreamUnits(wiring.Component):
@@ -50,4 +50,30 @@ class StreamUnits(wiring.Component):
                     inner = getattr(port, field)
                     into_unit = (member.flow == In) == (field != "ready")
                     m.d.comb += (inner.eq(outer) if into_unit else outer.eq(inner))
+        return m
+
+
+class SDRAMTop(wiring.Component):
+    """The SDRAM controller behind one register on every pin (hw.sdram.PinRegisters, what the
+    board's I/O registers do): its native port (``cmd``, ``wdata``, ``rdata``, ``ready``) and
+    the chip's pins (``chip``), for sim/board/sdram_bench.cpp."""
+
+    def __init__(self, timings):
+        from hw.sdram import PinRegisters, SDRAMController
+        self.controller = SDRAMController(timings)
+        self.registers = PinRegisters()
+        members = dict(self.controller.signature.members)
+        members["chip"] = members.pop("pins")
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.controller = ctl = self.controller
+        m.submodules.registers = regs = self.registers
+        for name in ("cmd", "wdata"):
+            wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(ctl, name))
+        wiring.connect(m, ctl.rdata, wiring.flipped(self.rdata))
+        wiring.connect(m, ctl.pins, regs.core)
+        wiring.connect(m, regs.chip, wiring.flipped(self.chip))
+        m.d.comb += self.ready.eq(ctl.ready)
         return m

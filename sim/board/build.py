@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hw.config import AcceleratorConfig
 
-__all__ = ["build", "BoardProcess", "device_verilog"]
+__all__ = ["build", "verilate", "BoardProcess", "device_verilog"]
 
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = Path(__file__).resolve().parent / "board_main.cpp"
@@ -37,36 +37,47 @@ def device_verilog(cfg: AcceleratorConfig) -> str:
 
 def build(cfg: AcceleratorConfig, quiet: bool = False) -> Path:
     """The board simulator's executable for ``cfg`` (compiled if not cached)."""
-    text = device_verilog(cfg)
-    key = hashlib.sha256(text.encode() + HARNESS.read_bytes()).hexdigest()[:16]
-    out = BUILD / f"mac{cfg.mac_units}-{key}"
-    exe = out / "board_sim"
+    return verilate(device_verilog(cfg), "device", [HARNESS], f"mac{cfg.mac_units}",
+                    "the simulated board", quiet)
+
+
+def verilate(text: str, top: str, harness: list[Path], label: str, what: str,
+             quiet: bool = False) -> Path:
+    """Compile Verilog ``text`` (module ``top``) with its C++ ``harness`` into one executable
+    under build/board/, cached by the Verilog and every harness file (and the headers beside
+    them); one build at a time, since parallel test workers ask for the same one."""
+    here = Path(__file__).resolve().parent
+    sources = sorted({*harness, *here.glob("*.h")})
+    key = hashlib.sha256(text.encode() + b"".join(p.read_bytes() for p in sources)).hexdigest()
+    out = BUILD / f"{top}-{label}-{key[:16]}"
+    exe = out / top
     BUILD.mkdir(parents=True, exist_ok=True)
-    # One build at a time (parallel test workers ask for the same board).
     with open(BUILD / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not exe.exists():
-            _compile(cfg, text, out, exe, quiet)
+            _compile(text, top, harness, out, exe, what, quiet)
     return exe
 
 
-def _compile(cfg: AcceleratorConfig, text: str, out: Path, exe: Path, quiet: bool) -> None:
+def _compile(text: str, top: str, harness: list[Path], out: Path, exe: Path, what: str,
+             quiet: bool) -> None:
     from sim.runner import verilator_env
     out.mkdir(parents=True, exist_ok=True)
-    (out / "device.v").write_text(text)
+    (out / f"{top}.v").write_text(text)
     verilator_env()
     if not quiet:
-        print(f"building the simulated board ({cfg.mac_units} MAC units) with Verilator, "
-              "once per configuration: under a minute", file=sys.stderr)
+        print(f"building {what} with Verilator, once per configuration: under a minute",
+              file=sys.stderr)
     cmd = ["verilator", "--cc", "--exe", "--build", "-j", str(os.cpu_count() or 2),
-           "--top-module", "device", "-O3", "--x-assign", "fast", "--x-initial", "fast",
+           "--top-module", top, "-O3", "--x-assign", "fast", "--x-initial", "fast",
            "-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-lint", "-Wno-style",
            "--Mdir", str(out / "obj"), "-o", str(exe),
-           "-CFLAGS", "-O2 --std=c++20", str(out / "device.v"), str(HARNESS)]
+           "-CFLAGS", f"-O2 --std=c++20 -I{Path(__file__).resolve().parent}",
+           str(out / f"{top}.v"), *map(str, harness)]
     started = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0 or not exe.exists():
-        raise RuntimeError("Verilator could not build the simulated board:\n"
+        raise RuntimeError(f"Verilator could not build {what}:\n"
                            + proc.stdout[-3000:] + proc.stderr[-3000:])
     if not quiet:
         print(f"built {exe} in {time.time() - started:.0f} s", file=sys.stderr)
