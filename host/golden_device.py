@@ -157,9 +157,8 @@ class GoldenDevice:
         if op["kind"] == OpKind.CONV:
             src = self.squeeze if op["src_squeeze"] else self.fm
             dst = self.squeeze if op["dst_squeeze"] else self.fm
-            cg = groups(desc.in_channels, cfg.pc)
-            x = self._load(src, in_base, (cg * cfg.pc, desc.in_h, desc.in_w))
-            out = kernels.PreparedConv(self._qconv(desc)).run(x)
+            out = kernels.PreparedConv(self._qconv(desc, pad=0)).run(
+                self._band_input(src, in_base, desc))
             # The engine writes whole output groups, at channel offset out_channel_base.
             words = feature_words(out, cfg)
             dst[_span(op["conv"]["out_base_word"], len(words), len(dst))] = words
@@ -173,12 +172,26 @@ class GoldenDevice:
         self.fm[_span(op["out_base"], len(words), len(self.fm))] = words
         return op_cycles(op["kind"], cfg, desc, op["in_words"], op["out_words"])
 
+    def _band_input(self, mem: np.ndarray, base: int, d: LayerDescriptor) -> np.ndarray:
+        """The input a band reads, padding made explicit: its rows from the buffer at ``base``
+        (rows ``in_row0`` on), zero where the rows or columns fall outside the map."""
+        c = groups(d.in_channels, self.cfg.pc) * self.cfg.pc
+        row0, rows = d.band_input_rows
+        tile = self._load(mem, base, (c, rows, d.in_w))
+        top = d.out_row0 * d.stride - d.pad
+        need = (d.out_h - 1) * d.stride + d.kernel
+        padded = np.zeros((c, need, d.in_w + 2 * d.pad), np.uint8)
+        for r in range(need):
+            if 0 <= top + r < d.in_h:
+                padded[:, r, d.pad:d.pad + d.in_w] = tile[:, top + r - row0]
+        return padded
+
     def _load(self, mem: np.ndarray, base: int, shape: tuple[int, int, int]) -> np.ndarray:
         """A feature map of ``shape`` (whole channel groups) from word ``base`` of ``mem``."""
         c, h, w = shape
         return feature_map(mem[_span(base, c // self.cfg.pc * h * w, len(mem))], shape, self.cfg)
 
-    def _qconv(self, d: LayerDescriptor) -> QConv:
+    def _qconv(self, d: LayerDescriptor, pad: int | None = None) -> QConv:
         """The layer as the engine reads it from the parameter memories: every channel of the
         channel groups, codebook table ``codebook_table``, biases from ``bias_base``."""
         cfg = self.cfg
@@ -188,7 +201,7 @@ class GoldenDevice:
         idx = weight_tensor(words, og, cg, k, cfg)
         entries = cfg.codebook_entries
         table = self.codebook[_span(d.codebook_table * entries, entries, len(self.codebook))]
-        spec = ConvSpec("device", cg * cfg.pc, og * po, k, d.stride, d.pad)
+        spec = ConvSpec("device", cg * cfg.pc, og * po, k, d.stride, d.pad if pad is None else pad)
         bias = self.bias[_span(d.bias_base * po, og * po, len(self.bias))]
         return QConv(spec, cfg.index_bits, cfg.value_bits, table.astype(np.int32), idx,
                      bias.astype(np.int32), d.mult, d.shift)

@@ -228,7 +228,7 @@ class ConvEngine(wiring.Component):
         with m.If(self.start & ~busy):
             m.d.sync += [busy.eq(1), running.eq(1), cycles.eq(1), og.eq(0), oy.eq(0), ox.eq(0),
                          cg.eq(0), ki.eq(0), kj.eq(0), gap.eq(0),
-                         y0.eq(neg_pad), x0.eq(neg_pad), og_weight.eq(desc.weight_base),
+                         y0.eq(desc.y_origin), x0.eq(neg_pad), og_weight.eq(desc.weight_base),
                          w_addr.eq(desc.weight_base), pixel.eq(0),
                          row_addr.eq(desc.pixel_origin), fm_addr.eq(desc.pixel_origin),
                          og_out.eq(desc.out_base_word)]
@@ -249,7 +249,7 @@ class ConvEngine(wiring.Component):
                         with m.If(ox == desc.out_w - 1):
                             m.d.sync += [ox.eq(0), x0.eq(neg_pad)]
                             with m.If(oy == desc.out_h - 1):
-                                m.d.sync += [oy.eq(0), y0.eq(neg_pad), pixel.eq(0),
+                                m.d.sync += [oy.eq(0), y0.eq(desc.y_origin), pixel.eq(0),
                                              row_addr.eq(desc.pixel_origin),
                                              fm_addr.eq(desc.pixel_origin),
                                              og_weight.eq(og_weight + steps),

@@ -22,7 +22,7 @@ loads it without the gateware.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from enum import IntEnum
 
 import numpy as np
@@ -104,6 +104,8 @@ def descriptor_layout(cfg: AcceleratorConfig) -> data.StructLayout:
     return data.StructLayout({
         "in_channels": ch, "out_channels": ch,
         "in_h": side, "in_w": side, "out_h": side, "out_w": side,
+        # The top input row of the first output row (a row band starts below the map's top).
+        "y_origin": signed(cfg.side_bits + 3),
         "kernel": cfg.kernel_bits, "stride": cfg.stride_bits, "pad": cfg.pad_bits,
         "mult": cfg.mult_bits, "shift": cfg.shift_bits,
         "cgroups": ch, "ogroups": ch, "steps": cfg.steps_bits,
@@ -117,7 +119,13 @@ def descriptor_layout(cfg: AcceleratorConfig) -> data.StructLayout:
 
 @dataclass(frozen=True)
 class LayerDescriptor:
-    """One convolution as the engine sees it; ``fields(cfg)`` adds the derived increments."""
+    """One convolution as the engine sees it; ``fields(cfg)`` adds the derived increments.
+
+    A *row band* computes output rows ``out_row0 .. out_row0 + out_h - 1`` of a map whose
+    input has ``in_h`` rows, reading from a buffer that holds input rows from ``in_row0`` on
+    (``band_rows`` of them; 0: all from ``in_row0`` to the last). A whole layer is the band
+    with both at 0. Padding stays where the whole map has it: rows outside 0..in_h-1 read as
+    zero, whichever band asks."""
 
     in_channels: int
     out_channels: int
@@ -134,18 +142,29 @@ class LayerDescriptor:
     codebook_table: int = 0
     bias_base: int = 0
     out_channel_base: int = 0
+    out_row0: int = 0
+    in_row0: int = 0
+    band_rows: int = 0
+
+    @property
+    def buffer_rows(self) -> int:
+        """Input rows the band's buffer holds (a channel group's plane is these x in_w)."""
+        return self.band_rows or self.in_h - self.in_row0
 
     def fields(self, cfg: AcceleratorConfig, in_base: int = 0, out_base: int = 0) -> dict:
         """Every descriptor field, the input starting at word ``in_base`` and the output at
         ``out_base`` of their buffers. The engine adds these increments instead of
         multiplying (hw/conv_engine.py, S0)."""
-        k, w, plane = self.kernel, self.in_w, self.in_h * self.in_w
+        k, w, plane = self.kernel, self.in_w, self.buffer_rows * self.in_w
         out_plane = self.out_h * self.out_w
-        return {**{f.name: getattr(self, f.name) for f in fields(self)},
+        y_origin = self.out_row0 * self.stride - self.pad
+        names = [f.name for f in fields(self) if f.name not in ("out_row0", "in_row0",
+                                                                 "band_rows")]
+        return {**{n: getattr(self, n) for n in names}, "y_origin": y_origin,
                 "cgroups": groups(self.in_channels, cfg.pc),
                 "ogroups": groups(self.out_channels, cfg.po),
                 "steps": groups(self.in_channels, cfg.pc) * k * k,
-                "pixel_origin": in_base - self.pad * (w + 1),
+                "pixel_origin": in_base + (y_origin - self.in_row0) * w - self.pad,
                 "step_row": w - (k - 1), "step_group": plane - (k - 1) * w - (k - 1),
                 "step_oy": self.stride * w, "out_plane": out_plane,
                 "out_base_word": out_base + self.out_channel_base // cfg.pc * out_plane,
@@ -153,11 +172,40 @@ class LayerDescriptor:
 
     @staticmethod
     def of_fields(f: dict, cfg: AcceleratorConfig) -> tuple["LayerDescriptor", int, int]:
-        """The inverse of ``fields``: (descriptor, in_base, out_base)."""
-        desc = LayerDescriptor(**{x.name: f[x.name] for x in fields(LayerDescriptor)})
-        in_base = f["pixel_origin"] + desc.pad * (desc.in_w + 1)
+        """The inverse of ``fields``: (descriptor, in_base, out_base). The band's buffer is
+        taken to start at the band's first row (``in_row0`` = that row, clipped at 0), which
+        is how host.compiler and sim.loads place it; a whole layer comes back as itself."""
+        k, w = f["kernel"], f["in_w"]
+        plane = f["step_group"] + (k - 1) * w + (k - 1)
+        y_origin = f["y_origin"]
+        if (y_origin + f["pad"]) % f["stride"]:
+            raise ValueError(f"y_origin {y_origin} is not a row a stride-{f['stride']} layer "
+                             f"with pad {f['pad']} starts on")
+        in_row0 = max(0, y_origin)
+        band_rows = plane // w
+        names = [x.name for x in fields(LayerDescriptor) if x.name not in ("out_row0", "in_row0",
+                                                                          "band_rows")]
+        desc = LayerDescriptor(**{n: f[n] for n in names},
+                               out_row0=(y_origin + f["pad"]) // f["stride"], in_row0=in_row0,
+                               band_rows=0 if in_row0 + band_rows == f["in_h"] else band_rows)
+        in_base = f["pixel_origin"] - (y_origin - in_row0) * w + desc.pad
         out_base = f["out_base_word"] - desc.out_channel_base // cfg.pc * desc.out_h * desc.out_w
         return desc, in_base, out_base
+
+    def band(self, out_row0: int, out_rows: int) -> "LayerDescriptor":
+        """Output rows ``out_row0 .. out_row0 + out_rows - 1`` of this layer, from a buffer
+        that holds exactly the input rows they read (clipped to the map)."""
+        top = out_row0 * self.stride - self.pad
+        bottom = (out_row0 + out_rows - 1) * self.stride - self.pad + self.kernel - 1
+        in_row0, last = max(0, top), min(self.in_h - 1, bottom)
+        rows = last - in_row0 + 1
+        return replace(self, out_h=out_rows, out_row0=out_row0, in_row0=in_row0,
+                       band_rows=0 if in_row0 + rows == self.in_h else rows)
+
+    @property
+    def band_input_rows(self) -> tuple[int, int]:
+        """(first, count) of the input rows this band's buffer holds."""
+        return self.in_row0, self.buffer_rows
 
     def pack(self, cfg: AcceleratorConfig, where: str = "layer", **bases) -> int:
         """The descriptor word (``descriptor_layout``), every field checked."""

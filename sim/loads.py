@@ -18,7 +18,8 @@ from hw.config import AcceleratorConfig
 from hw.layout import (LayerDescriptor, describe, descriptor_layout, feature_words, groups,
                        pack_struct, weight_lanes)
 
-__all__ = ["LayerLoad", "FireLoad", "layer_load", "fire_load", "buffer_words", "check_fits"]
+__all__ = ["LayerLoad", "FireLoad", "layer_load", "band_load", "fire_load", "buffer_words",
+           "check_fits"]
 
 
 @dataclass
@@ -74,7 +75,7 @@ def buffer_words(desc: LayerDescriptor, cfg: AcceleratorConfig) -> tuple[int, in
     output-channel group is written whole (PO channels), so it counts in full."""
     cg, og = groups(desc.in_channels, cfg.pc), groups(desc.out_channels, cfg.po)
     out_groups = groups(desc.out_channel_base, cfg.pc) + og * cfg.po // cfg.pc
-    return (cg * desc.in_h * desc.in_w, out_groups * desc.out_h * desc.out_w,
+    return (cg * desc.buffer_rows * desc.in_w, out_groups * desc.out_h * desc.out_w,
             og * cg * desc.kernel ** 2)
 
 
@@ -95,6 +96,22 @@ def layer_load(qc: QConv, x: np.ndarray, cfg: AcceleratorConfig, table: int = 0)
     params = _parameter_writes(qc, cfg, table=table)
     return LayerLoad([desc], [_feature_map_writes(x, cfg), *_groups_of(*params, cfg)],
                      (qc.spec.out_channels, desc.out_h, desc.out_w))
+
+
+def band_load(qc: QConv, x: np.ndarray, cfg: AcceleratorConfig, out_row0: int,
+              out_rows: int) -> LayerLoad:
+    """The writes that run output rows ``out_row0 .. out_row0 + out_rows - 1`` of ``qc`` on
+    ``x`` from an input buffer holding only the input rows they read (a row band)."""
+    c, h, w = x.shape
+    desc = describe(qc.spec, h, w, qc.mult, qc.shift).band(out_row0, out_rows)
+    row0, rows = desc.band_input_rows
+    fin, fout, wts = buffer_words(desc, cfg)
+    check_fits((("input band", fin, cfg.fm_depth), ("output band", fout, cfg.fm_depth),
+                ("weights", wts, cfg.weight_depth)), cfg, qc.name)
+    params = _parameter_writes(qc, cfg)
+    return LayerLoad([desc], [_feature_map_writes(x[:, row0:row0 + rows], cfg),
+                              *_groups_of(*params, cfg)],
+                     (qc.spec.out_channels, out_rows, desc.out_w))
 
 
 def fire_load(squeeze: QConv, expand1x1: QConv, expand3x3: QConv, x: np.ndarray,

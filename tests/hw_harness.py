@@ -81,6 +81,16 @@ def run_layer(cfg, qc, x, timeout=200_000):
                    ports={"desc": load.descriptor_words(cfg)[0]}), load
 
 
+def run_band(cfg, qc, x, out_row0, out_rows, timeout=200_000):
+    """A ConvLayer running one row band (sim.loads.band_load): only the band's input rows in
+    the input buffer."""
+    from sim.loads import band_load
+    dut = ConvLayer(cfg)
+    load = band_load(qc, x, cfg, out_row0, out_rows)
+    return run_top(dut, load, cfg, timeout,
+                   ports={"desc": load.descriptor_words(cfg)[0]}), load
+
+
 def run_fire(cfg, layers, x, timeout=400_000, idle_between_writes=False):
     """Drive a hw.fire.FireUnit: load (sim.loads.fire_load), start once, read the concat."""
     from hw.fire import FireUnit

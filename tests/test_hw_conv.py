@@ -40,3 +40,53 @@ def test_layer_that_does_not_fit_is_refused():
     x = rng.integers(0, 256, (6, 6, 6)).astype(np.uint8)
     with pytest.raises(ValueError, match="output feature map needs 1152 words per bank"):
         layer_load(qc, x, cfg)
+
+
+@pytest.mark.parametrize("shape", [(8, 16, 9, 3, 1, 1), (3, 16, 11, 7, 2, 0), (16, 16, 7, 1, 1, 1)])
+def test_a_layer_computed_in_row_bands_equals_the_whole_layer(shape):
+    """Each band reads a buffer holding only its input rows (the halo included); padding stays
+    at the map's edges. The bands' outputs, stacked, are the layer's, each band's cycles the
+    cycle model's."""
+    from hw_harness import run_band
+    cin, cout, size, k, stride, pad = shape
+    cfg = AcceleratorConfig(mac_units=16, fm_depth=2048, weight_depth=256, bias_depth=8)
+    rng = np.random.default_rng([7, *shape])
+    qc = random_conv(rng, cin, cout, k, stride, pad, cfg.value_bits, 8)
+    x = rng.integers(0, 256, (cin, size, size)).astype(np.uint8)
+    want = reference_int.conv(x, qc)
+    rows = want.shape[1]
+    edges = sorted({0, min(2, rows), rows // 2, rows})
+    for row0, end in zip(edges, edges[1:]):
+        n = end - row0
+        got, load = run_band(cfg, qc, x, row0, n)
+        np.testing.assert_array_equal(got["out"], want[:, row0:row0 + n],
+                                      err_msg=f"band of output rows {row0}..{row0 + n - 1}")
+        assert got["cycles"] == engine_cycles(load.descriptor, cfg)
+
+
+def test_the_golden_device_runs_a_band_as_the_engine_does():
+    """The golden device's convolution op on band descriptors (hw.layout.LayerDescriptor.band),
+    from the same buffer contents as the RTL bench, against the reference's rows."""
+    from host.golden_device import GoldenDevice
+    from hw.layout import OpKind, feature_map, feature_words, weight_lanes
+    cfg = AcceleratorConfig(mac_units=16, fm_depth=2048, weight_depth=256, bias_depth=8)
+    rng = np.random.default_rng(3)
+    qc = random_conv(rng, 8, 16, 3, 2, 1, cfg.value_bits, 8)
+    x = rng.integers(0, 256, (8, 15, 13)).astype(np.uint8)
+    want = reference_int.conv(x, qc)
+    dev = GoldenDevice(cfg)
+    dev.weights[:len(weight_lanes(qc.indices, cfg))] = weight_lanes(qc.indices, cfg)
+    dev.codebook[:len(qc.codebook)] = qc.codebook
+    dev.bias[:qc.spec.out_channels] = qc.bias
+    from hw.layout import describe
+    whole = describe(qc.spec, 15, 13, qc.mult, qc.shift)
+    for row0, n in ((0, 3), (3, 2), (5, whole.out_h - 5)):
+        band = whole.band(row0, n)
+        first, rows = band.band_input_rows
+        dev.fm[:] = 0
+        words = feature_words(x[:, first:first + rows], cfg)
+        dev.fm[100:100 + len(words)] = words
+        dev._op({"kind": OpKind.CONV, "src_squeeze": 0, "dst_squeeze": 0,
+                 "conv": band.fields(cfg, in_base=100, out_base=1000)})
+        got = feature_map(dev.fm[1000:], (16, n, whole.out_w), cfg)
+        np.testing.assert_array_equal(got, want[:, row0:row0 + n])
