@@ -153,12 +153,12 @@ class GoldenDevice:
 
     def _op(self, op: dict) -> int:
         cfg = self.cfg
-        desc, in_base, out_base = LayerDescriptor.of_fields(op["conv"], cfg)
+        desc = LayerDescriptor.of_fields(op["conv"], cfg)[0]
         if op["kind"] == OpKind.CONV:
             src = self.squeeze if op["src_squeeze"] else self.fm
             dst = self.squeeze if op["dst_squeeze"] else self.fm
             out = kernels.PreparedConv(self._qconv(desc, pad=0)).run(
-                self._band_input(src, in_base, desc))
+                self._band_input(src, op["conv"], desc))
             # The engine writes whole output groups, at channel offset out_channel_base.
             words = feature_words(out, cfg)
             dst[_span(op["conv"]["out_base_word"], len(words), len(dst))] = words
@@ -172,18 +172,23 @@ class GoldenDevice:
         self.fm[_span(op["out_base"], len(words), len(self.fm))] = words
         return op_cycles(op["kind"], cfg, desc, op["in_words"], op["out_words"])
 
-    def _band_input(self, mem: np.ndarray, base: int, d: LayerDescriptor) -> np.ndarray:
-        """The input a band reads, padding made explicit: its rows from the buffer at ``base``
-        (rows ``in_row0`` on), zero where the rows or columns fall outside the map."""
-        c = groups(d.in_channels, self.cfg.pc) * self.cfg.pc
-        row0, rows = d.band_input_rows
-        tile = self._load(mem, base, (c, rows, d.in_w))
-        top = d.out_row0 * d.stride - d.pad
-        need = (d.out_h - 1) * d.stride + d.kernel
-        padded = np.zeros((c, need, d.in_w + 2 * d.pad), np.uint8)
-        for r in range(need):
-            if 0 <= top + r < d.in_h:
-                padded[:, r, d.pad:d.pad + d.in_w] = tile[:, top + r - row0]
+    def _band_input(self, mem: np.ndarray, f: dict, d: LayerDescriptor) -> np.ndarray:
+        """The input an engine pass reads, padding made explicit: input row ``y`` (of the
+        whole map) of channel group ``g`` at the address the engine computes,
+        ``pixel_origin + (y - y_origin) * in_w + pad + g * plane``; zero where a row or column
+        falls outside the map. No assumption about where the buffer's rows start."""
+        cfg, w, k = self.cfg, d.in_w, d.kernel
+        cg = groups(d.in_channels, cfg.pc)
+        plane = f["step_group"] + (k - 1) * w + (k - 1)
+        top, need = f["y_origin"], (d.out_h - 1) * d.stride + k
+        rows = np.arange(need)
+        rows = rows[(top + rows >= 0) & (top + rows < d.in_h)]
+        addr = (f["pixel_origin"] + d.pad + rows[:, None, None] * w
+                + np.arange(cg)[None, :, None] * plane + np.arange(w)[None, None, :])
+        words = mem[addr % len(mem)]                                   # (rows, cg, w, PC)
+        padded = np.zeros((cg * cfg.pc, need, w + 2 * d.pad), np.uint8)
+        padded[:, rows, d.pad:d.pad + w] = words.transpose(1, 3, 0, 2).reshape(
+            cg * cfg.pc, len(rows), w)
         return padded
 
     def _load(self, mem: np.ndarray, base: int, shape: tuple[int, int, int]) -> np.ndarray:
