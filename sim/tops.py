@@ -11,7 +11,7 @@ from hw.bypass import BypassAddUnit
 from hw.config import AcceleratorConfig
 from hw.pool import GlobalSumUnit, MaxPoolUnit
 
-__all__ = ["StreamUnits", "SDRAMTop"]
+__all__ = ["StreamUnits", "SDRAMTop", "DMATop"]
 
 
 class StreamUnits(wiring.Component):
@@ -76,4 +76,58 @@ class SDRAMTop(wiring.Component):
         wiring.connect(m, ctl.pins, regs.core)
         wiring.connect(m, regs.chip, wiring.flipped(self.chip))
         m.d.comb += self.ready.eq(ctl.ready)
+        return m
+
+
+class DMATop(wiring.Component):
+    """hw.dma.FeatureDMA between a FeatureBuffer and the SDRAM controller (behind its pin
+    registers), with host ports on the buffer (``host_*``: one word of every bank at once; the
+    DMA has the buffer while it is busy), for sim/board/dma_bench.cpp."""
+
+    def __init__(self, cfg, timings, depth: int = 4096):
+        from amaranth.lib.wiring import Out
+
+        from hw.config import address_bits
+        from hw.dma import FeatureDMA
+        from hw.layout import pixel_layout
+        from hw.sdram import PinRegisters, SDRAMController
+        self.cfg, self.depth = cfg, depth
+        bits = address_bits(depth)
+        self.controller = SDRAMController(timings)
+        self.registers = PinRegisters()
+        self.dma = FeatureDMA(cfg, bits)
+        members = {name: m for name, m in self.dma.signature.members.items()
+                   if name not in ("sdram_cmd", "sdram_wdata", "sdram_rdata")
+                   and not name.startswith("buf_")}
+        members.update({"ready": Out(1), "chip": self.controller.signature.members["pins"],
+                        "host_addr": In(bits), "host_wr_data": In(pixel_layout(cfg)),
+                        "host_wr_en": In(1), "host_rd_data": Out(pixel_layout(cfg))})
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        from hw.conv_layer import FeatureBuffer
+        m = Module()
+        m.submodules.controller = ctl = self.controller
+        m.submodules.registers = regs = self.registers
+        m.submodules.dma = dma = self.dma
+        m.submodules.buffer = buf = FeatureBuffer(self.cfg, depth=self.depth)
+        for name, member in self.signature.members.items():
+            if hasattr(dma, name) and name not in ("busy", "done"):
+                m.d.comb += getattr(dma, name).eq(getattr(self, name))
+        m.d.comb += [self.busy.eq(dma.busy), self.done.eq(dma.done), self.ready.eq(ctl.ready)]
+        wiring.connect(m, dma.sdram_cmd, ctl.cmd)
+        wiring.connect(m, dma.sdram_wdata, ctl.wdata)
+        wiring.connect(m, ctl.rdata, dma.sdram_rdata)
+        wiring.connect(m, ctl.pins, regs.core)
+        wiring.connect(m, regs.chip, wiring.flipped(self.chip))
+        pc = self.cfg.pc
+        m.d.comb += [dma.buf_rd_data.eq(buf.rd_data), self.host_rd_data.eq(buf.rd_data)]
+        with m.If(dma.busy):
+            m.d.comb += [buf.rd_addr.eq(dma.buf_rd_addr), buf.wr_data.eq(dma.buf_wr_data),
+                         buf.wr_en.eq(Mux(dma.buf_wr_en, (1 << pc) - 1, 0))]
+            m.d.comb += [buf.wr_addr[t].eq(dma.buf_wr_addr) for t in range(pc)]
+        with m.Else():
+            m.d.comb += [buf.rd_addr.eq(self.host_addr), buf.wr_data.eq(self.host_wr_data),
+                         buf.wr_en.eq(Mux(self.host_wr_en, (1 << pc) - 1, 0))]
+            m.d.comb += [buf.wr_addr[t].eq(self.host_addr) for t in range(pc)]
         return m

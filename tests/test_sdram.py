@@ -80,3 +80,27 @@ def test_timings_follow_the_clock_and_the_address_map_keeps_streams_in_a_row():
     assert MT48LC16M16A2.bytes == 32 << 20
     assert split_address(511) == (0, 0, 511) and split_address(512) == (1, 0, 0)
     assert split_address(4 * 512) == (0, 1, 0)
+
+
+@pytest.mark.parametrize("mac_units", [64, 128])
+def test_feature_dma_moves_2d_regions_between_a_buffer_and_the_sdram(mac_units):
+    """hw.dma.FeatureDMA: random 2-D stores (every SDRAM word checked in the model against
+    the feature-word layout) and loads of what was stored (every buffer word checked), the
+    controller and the model's rules in the loop."""
+    from hw.config import AcceleratorConfig
+    from sim.board.sdram import run_dma
+    r = run_dma(AcceleratorConfig(mac_units=mac_units), SDRAMTimings.at(100), seed=mac_units,
+                transfers=12)
+    print(r)
+    assert r["exit"] == 0 and r["ok"], r["stderr"]
+    assert r["mismatches"] == 0 and r["refreshes"] > 10
+    assert r["store_sdram_words"] > 5000 and r["load_sdram_words"] > 1000
+    assert r["store_words_per_cycle"] > 0.9 and r["load_words_per_cycle"] > 0.9
+
+
+def test_the_sdram_path_needs_whole_sdram_words():
+    from hw.config import AcceleratorConfig
+    from hw.dma import sdram_words_per_feature
+    assert sdram_words_per_feature(AcceleratorConfig(mac_units=64)) == 2
+    with pytest.raises(ValueError, match="needs PC >= 2"):
+        sdram_words_per_feature(AcceleratorConfig(mac_units=16))

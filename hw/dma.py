@@ -1,0 +1,173 @@
+"""Feature-map DMA: words between the SDRAM (through hw.sdram's native port) and an on-chip
+buffer of PC-byte words, as 2-D transfers.
+
+A transfer is ``runs`` runs of ``run_words`` feature words; run r starts at feature word
+``sdram_base + r * sdram_stride`` of the SDRAM's map and at ``buffer_base + r * buffer_stride``
+of the buffer. A row band of a map is one run per channel group: the band's rows of a group
+are consecutive words of the map (hw.layout.feature_words), the groups a plane apart.
+
+In the SDRAM a feature word of PC bytes is ``PC * 8 / DQ`` consecutive SDRAM words, lane 0 in
+the low bits of the first (``sdram_words_per_feature``): the host's image and the result are
+laid out the same way, so the layouts of hw.layout hold in the SDRAM too.
+
+``to_sdram`` chooses the direction. A load issues every read it can (the controller's read
+FIFO gives the credit) and writes each feature word into the buffer as its last SDRAM word
+arrives; a store reads the buffer ahead into a small FIFO and writes each word's SDRAM words.
+``busy`` is high from ``start`` until the last buffer write (load) or the last SDRAM write
+taken by the controller (store); ``done`` pulses in the cycle after. Throughput: one SDRAM
+word per cycle while the controller takes them.
+"""
+
+from __future__ import annotations
+
+from amaranth import *
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from .config import AcceleratorConfig
+from .layout import pixel_layout
+from .sdram_chip import MT48LC16M16A2, SDRAMModule, cmd_layout, wdata_layout
+
+__all__ = ["FeatureDMA", "sdram_words_per_feature"]
+
+
+def sdram_words_per_feature(cfg: AcceleratorConfig, module: SDRAMModule = MT48LC16M16A2) -> int:
+    bits = cfg.pc * cfg.act_bits
+    if bits % module.dq_bits:
+        raise ValueError(f"a feature word of {cfg.pc} bytes is not a whole number of "
+                         f"{module.dq_bits}-bit SDRAM words: the SDRAM path needs PC >= "
+                         f"{module.dq_bits // cfg.act_bits} ({module.dq_bits // cfg.act_bits * 16}"
+                         " MAC units or more)")
+    return bits // module.dq_bits
+
+
+class FeatureDMA(wiring.Component):
+    """Ports: the transfer (``start``, ``to_sdram``, ``sdram_base``, ``buffer_base``,
+    ``run_words``, ``runs``, ``sdram_stride``, ``buffer_stride``; held while ``busy``), ``busy``
+    and ``done``; ``sdram_cmd``/``sdram_wdata`` (Out) and ``sdram_rdata`` (In), the controller's
+    native port seen from its user; the buffer's read port (``buf_rd_addr``, data the cycle
+    after) and write port (``buf_wr_*``, every bank at once)."""
+
+    def __init__(self, cfg: AcceleratorConfig, buffer_addr_bits: int,
+                 module: SDRAMModule = MT48LC16M16A2):
+        self.cfg, self.module = cfg, module
+        self.k = sdram_words_per_feature(cfg, module)
+        map_bits = module.addr_bits        # feature words addressable in the SDRAM, with room
+        super().__init__({
+            "start": In(1), "to_sdram": In(1),
+            "sdram_base": In(map_bits), "buffer_base": In(buffer_addr_bits),
+            "run_words": In(buffer_addr_bits + 1), "runs": In(16),
+            "sdram_stride": In(map_bits), "buffer_stride": In(buffer_addr_bits + 1),
+            "busy": Out(1), "done": Out(1),
+            "sdram_cmd": Out(stream.Signature(cmd_layout(module))),
+            "sdram_wdata": Out(stream.Signature(wdata_layout(module))),
+            "sdram_rdata": In(stream.Signature(module.dq_bits)),
+            "buf_rd_addr": Out(buffer_addr_bits), "buf_rd_data": In(pixel_layout(cfg)),
+            "buf_wr_addr": Out(buffer_addr_bits), "buf_wr_data": Out(pixel_layout(cfg)),
+            "buf_wr_en": Out(1),
+        })
+
+    def _walker(self, m: Module, name: str):
+        """A (run, word) counter over the transfer: ``sdram``/``buffer`` feature-word addresses
+        of the current word, ``step`` advances it, ``last`` marks the transfer's last word."""
+        run = Signal(16, name=f"{name}_run")
+        word = Signal.like(self.run_words, name=f"{name}_word")
+        sdram_row = Signal.like(self.sdram_base, name=f"{name}_sdram_row")
+        buffer_row = Signal(len(self.buffer_base) + 1, name=f"{name}_buffer_row")
+        step = Signal(name=f"{name}_step")
+        last = Signal(name=f"{name}_last")
+        last_word = Signal(name=f"{name}_last_word")
+        m.d.comb += [last_word.eq(word == self.run_words - 1),
+                     last.eq(last_word & (run == self.runs - 1))]
+        with m.If(self.start & ~self.busy):
+            m.d.sync += [run.eq(0), word.eq(0), sdram_row.eq(self.sdram_base),
+                         buffer_row.eq(self.buffer_base)]
+        with m.Elif(step):
+            with m.If(last_word):
+                m.d.sync += [word.eq(0), run.eq(run + 1),
+                             sdram_row.eq(sdram_row + self.sdram_stride),
+                             buffer_row.eq(buffer_row + self.buffer_stride)]
+            with m.Else():
+                m.d.sync += word.eq(word + 1)
+        return ((sdram_row + word)[:len(self.sdram_base)],
+                (buffer_row + word)[:len(self.buffer_base)], step, last)
+
+    def elaborate(self, platform):
+        m = Module()
+        k, dq = self.k, self.module.dq_bits
+        busy = Signal()
+        done = Signal()
+        m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
+        m.d.sync += done.eq(0)
+        with m.If(self.start & ~busy):
+            m.d.sync += busy.eq(1)
+        part = Signal(range(max(k, 2)))           # SDRAM word within the feature word
+        issuing = Signal()                          # commands of the transfer still to issue
+
+        with m.If(self.start & ~busy):
+            m.d.sync += [issuing.eq(1), part.eq(0)]
+
+        # ---- commands: one per SDRAM word, in (run, word, part) order --------------------
+        cmd_sdram, cmd_buffer, cmd_step, cmd_last = self._walker(m, "cmd")
+        taken = self.sdram_cmd.valid & self.sdram_cmd.ready
+        m.d.comb += [self.sdram_cmd.payload.addr.eq(cmd_sdram * k + part),
+                     self.sdram_cmd.payload.we.eq(self.to_sdram)]
+        with m.If(taken):
+            with m.If(part == k - 1):
+                m.d.sync += part.eq(0)
+                m.d.comb += cmd_step.eq(1)
+                with m.If(cmd_last):
+                    m.d.sync += issuing.eq(0)
+            with m.Else():
+                m.d.sync += part.eq(part + 1)
+
+        # ---- store: buffer words read ahead into a FIFO, their parts written out ------------
+        _, fetch_buffer, fetch_step, fetch_last = self._walker(m, "fetch")
+        depth = 4
+        m.submodules.ahead = ahead = SyncFIFOBuffered(width=self.cfg.pc * self.cfg.act_bits,
+                                                      depth=depth)
+        fetching = Signal()
+        in_flight = Signal()
+        fetch = Signal()
+        with m.If(self.start & ~busy):
+            m.d.sync += fetching.eq(self.to_sdram)
+        m.d.comb += [fetch.eq(fetching & (ahead.level + in_flight < depth)),
+                     self.buf_rd_addr.eq(fetch_buffer), fetch_step.eq(fetch),
+                     ahead.w_en.eq(in_flight), ahead.w_data.eq(self.buf_rd_data)]
+        m.d.sync += in_flight.eq(fetch)
+        with m.If(fetch & fetch_last):
+            m.d.sync += fetching.eq(0)
+        with m.If(self.to_sdram):
+            m.d.comb += [self.sdram_cmd.valid.eq(issuing & ahead.r_rdy),
+                         self.sdram_wdata.valid.eq(issuing & ahead.r_rdy),
+                         self.sdram_wdata.payload.data.eq(ahead.r_data.word_select(part, dq)),
+                         self.sdram_wdata.payload.en.eq(-1)]
+            with m.If(taken & (part == k - 1)):
+                m.d.comb += ahead.r_en.eq(1)
+                with m.If(cmd_last):
+                    m.d.sync += [busy.eq(0), done.eq(1)]
+        with m.Else():
+            m.d.comb += self.sdram_cmd.valid.eq(issuing)
+
+        # ---- load: words as they arrive, assembled, into the buffer --------------------------
+        _, rd_buffer, rd_step, rd_last = self._walker(m, "rdata")
+        got = Signal(range(max(k, 2)))
+        assembly = Signal(k * dq)
+        arrive = self.sdram_rdata.valid & self.sdram_rdata.ready
+        m.d.comb += self.sdram_rdata.ready.eq(busy & ~self.to_sdram)
+        whole = Signal(k * dq)
+        m.d.comb += whole.eq(Cat(assembly[dq:], self.sdram_rdata.payload) if k > 1
+                             else self.sdram_rdata.payload)
+        with m.If(arrive):
+            with m.If(got == k - 1):
+                m.d.sync += got.eq(0)
+                m.d.comb += [self.buf_wr_addr.eq(rd_buffer), self.buf_wr_data.eq(whole),
+                             self.buf_wr_en.eq(1), rd_step.eq(1)]
+                with m.If(rd_last):
+                    m.d.sync += [busy.eq(0), done.eq(1)]
+            with m.Else():
+                m.d.sync += [got.eq(got + 1), assembly.eq(whole)]
+        with m.If(self.start & ~busy):
+            m.d.sync += got.eq(0)
+        return m
