@@ -207,6 +207,28 @@ def test_simulated_board_runs_narrower_indices(board, bits):
     driver.transport.close()
 
 
+# The UART's bit time on the simulated board: short, so that a whole upload takes seconds (the
+# same logic as a board's 25 cycles a bit at 75 MHz, tested at those bit times in test_uart.py).
+UART_SIM_DIVISOR = 8
+
+
+@pytest.fixture(scope="module")
+def uart_board():
+    from sim.board.build import BoardProcess
+    with BoardProcess(CFG, quiet=True, uart_divisor=UART_SIM_DIVISOR) as b:
+        yield b
+
+
+def test_the_digits_model_through_the_uart_at_bit_level_is_bit_exact(uart_board, digits):
+    """The device behind its UART (hw/serial_device.py) in Verilator, the harness sending and
+    sampling every bit: upload, images, runs and results through the serial lines, every logit
+    equal to golden and every op's cycles equal to the model."""
+    driver = _sim_driver(uart_board)
+    _runs_bit_exact_with_the_cycle_model(driver, *digits)
+    assert driver.stats.retries == 0
+    driver.transport.close()
+
+
 def _raw(board):
     s = socket.create_connection(("127.0.0.1", board.port))
     s.settimeout(5)

@@ -25,20 +25,72 @@
 #include <string>
 #include <vector>
 
-#include "Vdevice.h"
 #include "verilated.h"
 
-// Verilator spells the stream ports rx__valid etc. with its escape for a double underscore.
+// Two builds of this harness. By default the top is hw/device.py's Device, whose link is a pair
+// of byte streams: the harness moves socket bytes into rx and tx bytes out (Verilator spells
+// the stream ports rx__valid etc. with its escape for a double underscore). With UART_DIVISOR
+// defined the top is hw/serial_device.py's SerialDevice and the link is two lines: the harness
+// is the host's UART (the FT231X), sending each socket byte as 8N1 bits of UART_DIVISOR cycles
+// on rx and decoding tx at the middle of every bit.
+#ifdef UART_DIVISOR
+#include "Vserial_device.h"
+using Top = Vserial_device;
+#else
+#include "Vdevice.h"
+using Top = Vdevice;
+#endif
 
-static void tick(Vdevice* top) {
+static void tick(Top* top) {
     top->clk = 0;
     top->eval();
 }
 
-static void tock(Vdevice* top) {
+static void tock(Top* top) {
     top->clk = 1;
     top->eval();
 }
+
+#ifdef UART_DIVISOR
+// The host's side of the UART, one clock cycle at a time.
+struct HostUart {
+    int bits = 0, timer = 0;             // sender: bits of the frame still to send
+    unsigned frame = 0;
+    int rx_state = -1, rx_timer = 0;     // receiver: -1 idle, 0..8 data bits, 9 stop bit
+    unsigned rx_byte = 0;
+    long framing_errors = 0;
+    // The line level for this cycle; takes the next byte from ``q`` when idle.
+    int line(std::deque<unsigned char>& q) {
+        if (bits == 0 && !q.empty()) {
+            frame = (1u << 9) | (unsigned(q.front()) << 1);
+            q.pop_front();
+            bits = 10;
+            timer = UART_DIVISOR;
+        }
+        if (bits == 0) return 1;
+        int level = frame & 1;
+        if (--timer == 0) {
+            frame >>= 1;
+            --bits;
+            timer = UART_DIVISOR;
+        }
+        return level;
+    }
+    // Decodes the device's tx line; returns a byte when its stop bit is sampled.
+    int sample(int level) {
+        if (rx_state < 0) {
+            if (!level) { rx_state = 0; rx_timer = UART_DIVISOR + UART_DIVISOR / 2; rx_byte = 0; }
+            return -1;
+        }
+        if (--rx_timer) return -1;
+        rx_timer = UART_DIVISOR;
+        if (rx_state < 8) { rx_byte |= unsigned(level) << rx_state; ++rx_state; return -1; }
+        rx_state = -1;
+        if (!level) { ++framing_errors; return -1; }
+        return int(rx_byte);
+    }
+};
+#endif
 
 int main(int argc, char** argv) {
     int port = 0;
@@ -63,9 +115,14 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
 
     auto* ctx = new VerilatedContext;
-    auto* top = new Vdevice{ctx};
+    auto* top = new Top{ctx};
+#ifdef UART_DIVISOR
+    top->rx = 1;
+    HostUart uart;
+#else
     top->rx___05Fvalid = 0;
     top->tx___05Fready = 1;
+#endif
     top->rst = 1;
     for (int i = 0; i < 4; ++i) { tick(top); tock(top); }
     top->rst = 0;
@@ -91,15 +148,25 @@ int main(int argc, char** argv) {
                     else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) open = false;
                 }
             }
+#ifdef UART_DIVISOR
+            top->rx = uart.line(rx);
+            tick(top);
+            int byte = uart.sample(top->tx);
+            if (byte >= 0) { tx.push_back((unsigned char)byte); quiet = 0; }
+            bool tx_idle = uart.rx_state < 0 && top->tx;
+            if (uart.bits) quiet = 0;
+#else
             top->rx___05Fvalid = !rx.empty();
             top->rx___05Fpayload = rx.empty() ? 0 : rx.front();
             tick(top);
             if (top->rx___05Fvalid && top->rx___05Fready) rx.pop_front();
             if (top->tx___05Fvalid) { tx.push_back(top->tx___05Fpayload); quiet = 0; }
+            bool tx_idle = !top->tx___05Fvalid;
+#endif
             tock(top);
             ++cycle;
             ++quiet;
-            if (!tx.empty() && (tx.size() >= 4096 || !top->tx___05Fvalid)) {
+            if (!tx.empty() && (tx.size() >= 4096 || tx_idle)) {
                 size_t off = 0;
                 while (off < tx.size()) {
                     ssize_t n = send(cl, tx.data() + off, tx.size() - off, 0);

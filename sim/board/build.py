@@ -26,41 +26,55 @@ HARNESS = Path(__file__).resolve().parent / "board_main.cpp"
 BUILD = ROOT / "build" / "board"
 
 
-def device_verilog(cfg: AcceleratorConfig) -> str:
+def device_verilog(cfg: AcceleratorConfig, uart_divisor: int | None = None) -> str:
+    """The device's Verilog: its byte-stream link (``device``), or behind the UART
+    (``serial_device``, hw/serial_device.py) with ``uart_divisor`` cycles a bit."""
     from amaranth.back import verilog
 
-    from hw.device import Device
     from sim.runner import without_zero_memory_init
+    if uart_divisor:
+        from hw.serial_device import SerialDevice
+        top, name = SerialDevice(cfg, uart_divisor), "serial_device"
+    else:
+        from hw.device import Device
+        top, name = Device(cfg), "device"
     with without_zero_memory_init():
-        return verilog.convert(Device(cfg), name="device", emit_src=False)
+        return verilog.convert(top, name=name, emit_src=False)
 
 
-def build(cfg: AcceleratorConfig, quiet: bool = False) -> Path:
-    """The board simulator's executable for ``cfg`` (compiled if not cached)."""
+def build(cfg: AcceleratorConfig, quiet: bool = False, uart_divisor: int | None = None) -> Path:
+    """The board simulator's executable for ``cfg`` (compiled if not cached); with
+    ``uart_divisor``, the link goes through the UART at that many cycles a bit."""
+    if uart_divisor:
+        return verilate(device_verilog(cfg, uart_divisor), "serial_device", [HARNESS],
+                        f"mac{cfg.mac_units}-uart{uart_divisor}", "the simulated board (UART)",
+                        quiet, defines={"UART_DIVISOR": uart_divisor})
     return verilate(device_verilog(cfg), "device", [HARNESS], f"mac{cfg.mac_units}",
                     "the simulated board", quiet)
 
 
 def verilate(text: str, top: str, harness: list[Path], label: str, what: str,
-             quiet: bool = False) -> Path:
+             quiet: bool = False, defines: dict | None = None) -> Path:
     """Compile Verilog ``text`` (module ``top``) with its C++ ``harness`` into one executable
     under build/board/, cached by the Verilog and every harness file (and the headers beside
     them); one build at a time, since parallel test workers ask for the same one."""
     here = Path(__file__).resolve().parent
     sources = sorted({*harness, *here.glob("*.h")})
-    key = hashlib.sha256(text.encode() + b"".join(p.read_bytes() for p in sources)).hexdigest()
+    flags = " ".join(f"-D{k}={v}" for k, v in sorted((defines or {}).items()))
+    key = hashlib.sha256(text.encode() + flags.encode()
+                         + b"".join(p.read_bytes() for p in sources)).hexdigest()
     out = BUILD / f"{top}-{label}-{key[:16]}"
     exe = out / top
     BUILD.mkdir(parents=True, exist_ok=True)
     with open(BUILD / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not exe.exists():
-            _compile(text, top, harness, out, exe, what, quiet)
+            _compile(text, top, harness, out, exe, what, quiet, flags)
     return exe
 
 
 def _compile(text: str, top: str, harness: list[Path], out: Path, exe: Path, what: str,
-             quiet: bool) -> None:
+             quiet: bool, flags: str = "") -> None:
     from sim.runner import verilator_env
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{top}.v").write_text(text)
@@ -72,7 +86,7 @@ def _compile(text: str, top: str, harness: list[Path], out: Path, exe: Path, wha
            "--top-module", top, "-O3", "--x-assign", "fast", "--x-initial", "fast",
            "-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-lint", "-Wno-style",
            "--Mdir", str(out / "obj"), "-o", str(exe),
-           "-CFLAGS", f"-O2 --std=c++20 -I{Path(__file__).resolve().parent}",
+           "-CFLAGS", f"-O2 --std=c++20 -I{Path(__file__).resolve().parent} {flags}",
            str(out / f"{top}.v"), *map(str, harness)]
     started = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -86,8 +100,9 @@ def _compile(text: str, top: str, harness: list[Path], out: Path, exe: Path, wha
 class BoardProcess:
     """A running simulated board: ``with BoardProcess(cfg) as board: board.url``."""
 
-    def __init__(self, cfg: AcceleratorConfig, port: int = 0, quiet: bool = False):
-        self.exe = build(cfg, quiet=quiet)
+    def __init__(self, cfg: AcceleratorConfig, port: int = 0, quiet: bool = False,
+                 uart_divisor: int | None = None):
+        self.exe = build(cfg, quiet=quiet, uart_divisor=uart_divisor)
         self.proc = subprocess.Popen([str(self.exe), "--port", str(port)],
                                      stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
