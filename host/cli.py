@@ -196,6 +196,19 @@ def _infer_on_device(args, model, names, images):
     return results, summary
 
 
+def cmd_board(args) -> int:
+    from host.transport import find_boards
+    boards = find_boards()
+    for b in boards:
+        print(f"{b['port']}  {b['description']}  serial {b['serial'] or '?'}  "
+              f"(--device serial:{b['port']})")
+    if not boards:
+        print("no ULX3S found (no FT231X, USB 0403:6015, on this machine's serial ports); is the "
+              "board plugged into its US1 port, and is the ftdi_sio driver loaded?")
+    _write_json({"boards": boards}, args.json)
+    return 0
+
+
 def cmd_board_sim(args) -> int:
     from sim.board.build import BoardProcess
     from hw.config import board_config
@@ -450,6 +463,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--port", type=int, default=0, help="TCP port (default: any free port)")
     sp.add_argument("--mac-units", type=int, default=64, help="MAC units (default 64)")
     sp.set_defaults(func=cmd_board_sim)
+
+    sp = sub.add_parser("board", help="boards on this machine's USB ports",
+                        description="'sqz board list': the serial ports of ULX3S boards (their "
+                        "FT231X, USB VID:PID 0403:6015), for --device serial:PORT.")
+    sp.add_argument("action", choices=["list"])
+    sp.add_argument("--json", help="write the ports found as JSON")
+    sp.set_defaults(func=cmd_board)
 
     sp = sub.add_parser("quantize", help="quantise a model to the integer contract (.q.npz)")
     model_arg(sp)

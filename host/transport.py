@@ -15,7 +15,21 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-__all__ = ["SerialTransport", "GoldenTransport", "FaultyTransport", "open_device", "FaultCounts"]
+__all__ = ["SerialTransport", "GoldenTransport", "FaultyTransport", "open_device", "FaultCounts",
+           "find_boards", "FT231X_VID_PID"]
+
+# The ULX3S's USB serial bridge (its US1 port).
+FT231X_VID_PID = (0x0403, 0x6015)
+
+
+def find_boards(ports=None) -> list[dict]:
+    """The serial ports whose USB IDs are the ULX3S's FT231X (``ports``: pyserial ListPortInfo
+    objects; default: this machine's)."""
+    if ports is None:
+        from serial.tools import list_ports
+        ports = list_ports.comports()
+    return [{"port": p.device, "description": p.description, "serial": p.serial_number}
+            for p in ports if (p.vid, p.pid) == FT231X_VID_PID]
 
 
 class SerialTransport:

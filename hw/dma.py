@@ -53,6 +53,8 @@ class FeatureDMA(wiring.Component):
                  module: SDRAMModule = MT48LC16M16A2):
         self.cfg, self.module = cfg, module
         self.k = sdram_words_per_feature(cfg, module)
+        if self.k & (self.k - 1):
+            raise ValueError(f"{self.k} SDRAM words a feature word: a power of two is needed")
         map_bits = module.addr_bits        # feature words addressable in the SDRAM, with room
         super().__init__({
             "start": In(1), "to_sdram": In(1),
@@ -70,11 +72,14 @@ class FeatureDMA(wiring.Component):
 
     def _walker(self, m: Module, name: str):
         """A (run, word) counter over the transfer: ``sdram``/``buffer`` feature-word addresses
-        of the current word, ``step`` advances it, ``last`` marks the transfer's last word."""
+        of the current word (registers: running addresses, no adder in front of the
+        controller), ``step`` advances it, ``last`` marks the transfer's last word."""
         run = Signal(16, name=f"{name}_run")
         word = Signal.like(self.run_words, name=f"{name}_word")
         sdram_row = Signal.like(self.sdram_base, name=f"{name}_sdram_row")
-        buffer_row = Signal(len(self.buffer_base) + 1, name=f"{name}_buffer_row")
+        buffer_row = Signal.like(self.buffer_base, name=f"{name}_buffer_row")
+        sdram = Signal.like(self.sdram_base, name=f"{name}_sdram")
+        buffer = Signal.like(self.buffer_base, name=f"{name}_buffer")
         step = Signal(name=f"{name}_step")
         last = Signal(name=f"{name}_last")
         last_word = Signal(name=f"{name}_last_word")
@@ -82,16 +87,18 @@ class FeatureDMA(wiring.Component):
                      last.eq(last_word & (run == self.runs - 1))]
         with m.If(self.start & ~self.busy):
             m.d.sync += [run.eq(0), word.eq(0), sdram_row.eq(self.sdram_base),
-                         buffer_row.eq(self.buffer_base)]
+                         buffer_row.eq(self.buffer_base), sdram.eq(self.sdram_base),
+                         buffer.eq(self.buffer_base)]
         with m.Elif(step):
             with m.If(last_word):
-                m.d.sync += [word.eq(0), run.eq(run + 1),
-                             sdram_row.eq(sdram_row + self.sdram_stride),
-                             buffer_row.eq(buffer_row + self.buffer_stride)]
+                next_sdram = sdram_row + self.sdram_stride
+                next_buffer = buffer_row + self.buffer_stride
+                m.d.sync += [word.eq(0), run.eq(run + 1), sdram_row.eq(next_sdram),
+                             buffer_row.eq(next_buffer), sdram.eq(next_sdram),
+                             buffer.eq(next_buffer)]
             with m.Else():
-                m.d.sync += word.eq(word + 1)
-        return ((sdram_row + word)[:len(self.sdram_base)],
-                (buffer_row + word)[:len(self.buffer_base)], step, last)
+                m.d.sync += [word.eq(word + 1), sdram.eq(sdram + 1), buffer.eq(buffer + 1)]
+        return sdram, buffer, step, last
 
     def elaborate(self, platform):
         m = Module()
@@ -111,7 +118,9 @@ class FeatureDMA(wiring.Component):
         # ---- commands: one per SDRAM word, in (run, word, part) order --------------------
         cmd_sdram, cmd_buffer, cmd_step, cmd_last = self._walker(m, "cmd")
         taken = self.sdram_cmd.valid & self.sdram_cmd.ready
-        m.d.comb += [self.sdram_cmd.payload.addr.eq(cmd_sdram * k + part),
+        # K is a power of two: the SDRAM address is the feature word's with the part below it.
+        m.d.comb += [self.sdram_cmd.payload.addr.eq(Cat(part[:(k - 1).bit_length()], cmd_sdram)
+                                                    if k > 1 else cmd_sdram),
                      self.sdram_cmd.payload.we.eq(self.to_sdram)]
         with m.If(taken):
             with m.If(part == k - 1):

@@ -111,6 +111,11 @@ class SDRAMController(wiring.Component):
 
         m.d.comb += pins.cke.eq(1)
         head = self.cmd.payload
+        # The data and its mask do not wait for the decision to write (only ``dq_oe`` does):
+        # no path from the row and timer checks into them. DQM masks a read's data two cycles
+        # on, so it stays low until every read's data is past (``t_write``, a register, is 0
+        # from then on) and the head command writes.
+        m.d.comb += pins.dq_o.eq(self.wdata.payload.data)
         bank = head.addr[col_bits:col_bits + bank_bits]
         row = head.addr[col_bits + bank_bits:]
         col = head.addr[:col_bits]
@@ -144,6 +149,8 @@ class SDRAMController(wiring.Component):
             m.d.sync += refresh_due.eq(1)
         with m.Elif(self.ready):
             m.d.sync += refresh_in.eq(refresh_in - 1)
+
+        m.d.comb += pins.dqm.eq(Mux(head.we & (t_write == 0), ~self.wdata.payload.en, 0))
 
         all_closable = Signal()
         all_idle = Signal()
@@ -194,9 +201,7 @@ class SDRAMController(wiring.Component):
                             with m.If(rw_ok & (t_write == 0) & self.wdata.valid):
                                 command(cas=1, we=1, ba=bank, a=col)
                                 m.d.comb += [self.cmd.ready.eq(1), self.wdata.ready.eq(1),
-                                             pins.dq_o.eq(self.wdata.payload.data),
-                                             pins.dq_oe.eq(1),
-                                             pins.dqm.eq(~self.wdata.payload.en)]
+                                             pins.dq_oe.eq(1)]
                                 for b in range(banks):
                                     with m.If(bank == b):
                                         at_least(t_pre[b], t.wr)

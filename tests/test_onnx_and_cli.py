@@ -119,3 +119,20 @@ def test_wrong_image_is_explained(tmp_path, capsys):
     p.write_text("not an image")
     assert main(["infer", str(p)]) == 2
     assert "not a readable image" in capsys.readouterr().err
+
+
+def test_board_list_finds_ft231x_ports_only(capsys):
+    from types import SimpleNamespace
+
+    from host.cli import main
+    from host.transport import find_boards
+    ports = [SimpleNamespace(device="/dev/ttyUSB0", description="FT231X USB UART", vid=0x0403,
+                             pid=0x6015, serial_number="D00123"),
+             SimpleNamespace(device="/dev/ttyUSB1", description="CP2102", vid=0x10C4,
+                             pid=0xEA60, serial_number="x"),
+             SimpleNamespace(device="/dev/ttyS0", description="n/a", vid=None, pid=None,
+                             serial_number=None)]
+    assert find_boards(ports) == [{"port": "/dev/ttyUSB0", "description": "FT231X USB UART",
+                                   "serial": "D00123"}]
+    assert main(["board", "list"]) == 0            # this machine has no board: it says so
+    assert "no ULX3S found" in capsys.readouterr().out

@@ -56,6 +56,8 @@ EXPECT = {   # rule -> what the model's message must name (command, address, how
     "mode register": r"LOAD MODE, a burst length above 1",
     "bus contention": r"WRITE bank 0 row 0x0004 column 0x002, 1 cycle after a READ",
     "bank state": r"READ bank 2, the bank is idle \(ACTIVE first\)",
+    "DQM": r"a READ's data bank 0 row 0x0004 column 0x001, masked by DQM two cycles before "
+           r"it leaves the chip",
 }
 
 

@@ -23,7 +23,7 @@ __all__ = ["build_bench", "run", "RULES", "build_dma_bench", "run_dma"]
 HERE = Path(__file__).resolve().parent
 # The rules the model checks, each with a script in the bench that breaks it.
 RULES = ("power-up", "tRCD", "tRP", "tRAS", "tRC", "tRRD", "tWR", "tRFC", "tMRD",
-         "refresh interval", "mode register", "bus contention", "bank state")
+         "refresh interval", "mode register", "bus contention", "bank state", "DQM")
 
 
 def build_bench(timings: SDRAMTimings, quiet: bool = True) -> Path:

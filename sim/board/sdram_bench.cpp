@@ -53,6 +53,10 @@ struct Script {
         SdramPins p{true, true, ras, cas, we, ba, a, 0, 0x1234, oe};
         return chip.edge(p);
     }
+    bool masked_nop() {
+        SdramPins p{true, false, false, false, false, 0, 0, 3, 0, false};
+        return chip.edge(p);
+    }
     bool nop(long n) {
         SdramPins p{true, false, false, false, false, 0, 0, 0, 0, false};
         for (long i = 0; i < n; ++i)
@@ -67,7 +71,10 @@ struct Script {
                issue(1, 1, 1, 0, unsigned(rules.cl) << 4) && nop(rules.mrd - 1);
     }
     bool act(unsigned b, unsigned row) { return issue(1, 0, 0, b, row); }
-    bool read(unsigned b, unsigned col) { return issue(0, 1, 0, b, col); }
+    bool read(unsigned b, unsigned col, unsigned dqm = 0) {
+        SdramPins p{true, true, false, true, false, b, col, dqm, 0x1234, false};
+        return chip.edge(p);
+    }
     bool write(unsigned b, unsigned col) { return issue(0, 1, 1, b, col, true); }
     bool pre(unsigned b) { return issue(1, 0, 1, b, 0); }
 };
@@ -90,6 +97,10 @@ static int run_script(const std::string& rule) {
     else if (rule == "mode register") ok = s.issue(1, 1, 1, 0, (unsigned(r.cl) << 4) | 2);
     else if (rule == "bus contention") ok = s.act(0, 4) && s.nop(r.rcd - 1) && s.read(0, 1) && s.write(0, 2);
     else if (rule == "bank state") ok = s.read(2, 0);
+    // DQM CL - 2 cycles after a READ masks that READ's data (at CL2, in the READ's own cycle).
+    else if (rule == "DQM") ok = s.act(0, 4) && s.nop(r.rcd - 1) &&
+                                 (r.cl == 2 ? s.read(0, 1, 3) : s.read(0, 1) && s.nop(r.cl - 3) &&
+                                  s.masked_nop());
     else {
         fprintf(stderr, "sdram_bench: no script for rule %s\n", rule.c_str());
         return 2;

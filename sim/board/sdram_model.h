@@ -74,6 +74,12 @@ class SdramModel {
         if (mode_set && cycle - last_refresh > r.refi)
             return fail_time("refresh interval", "no AUTO REFRESH", -1, -1, -1,
                              cycle - last_refresh, "since the last one", r.refi, true);
+        // DQM masks the data the chip drives two edges on: a READ's word due then is lost.
+        if (p.dqm)
+            for (const auto& o : out)
+                if (o.edge == cycle + 3)
+                    return fail("DQM", "a READ's data", -1, -1, -1,
+                                "masked by DQM two cycles before it leaves the chip");
         if (!p.cs || !p.cke) return true;                          // DESELECT
         const int code = (p.ras << 2) | (p.cas << 1) | p.we;
         if (code == 0) return true;                                 // NOP
@@ -215,6 +221,9 @@ class SdramModel {
                         "the controller drives DQ too");
         uint16_t v = mem[fold(address(p.ba, k.row, col))];
         if (stuck_bit >= 0) v = (v & ~(1u << stuck_bit)) | (uint16_t(stuck_value) << stuck_bit);
+        if (p.dqm && cl == 2)          // DQM masks the word two edges on: this READ's own
+            return fail("DQM", "a READ's data", p.ba, k.row, col,
+                        "masked by DQM two cycles before it leaves the chip");
         out.push_back({cycle + cl + 1, v});
         last_read = cycle;
         ++reads;
