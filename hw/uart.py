@@ -11,7 +11,7 @@ build time, no flow control (the FT231X's CTS is not wired to the FPGA).
   frame and the host retries), ``framing_errors`` counts it, and the receiver waits for the
   line to be idle (high) before it hunts again, so a break is one error, not a run of zero
   bytes. Every byte is offered on ``o`` for a whole byte time; one not taken by then is
-  counted in ``overruns`` and dropped. A FIFO behind the receiver (hw/board.py) keeps ``o``
+  counted in ``overruns`` and dropped. A FIFO behind the receiver (hw/serial_device.py) keeps ``o``
   always ready.
 
 ``divisor`` is the clock cycles per bit (``baud_divisor``: within 1% of the wanted baud, or an
