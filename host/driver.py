@@ -143,6 +143,13 @@ class Driver:
             if progress:
                 progress(len(data[off:off + per]))
 
+    def write_sdram(self, address: int, data: bytes, progress=None) -> None:
+        """SDRAM words (little-endian u16 each) from word ``address`` on."""
+        self.write_words(Target.SDRAM, address, data, proto.SDRAM_WORD_BYTES, progress)
+
+    def read_sdram(self, address: int, count: int) -> bytes:
+        return self.read(Target.SDRAM, address, count, proto.SDRAM_WORD_BYTES)
+
     # ---- a model and an image ------------------------------------------------------------------
     def load_model(self, program, progress=None) -> int:
         """Reset the device and upload the program, codebooks, biases and sparse weights.

@@ -25,6 +25,7 @@ from hw.config import AcceleratorConfig
 from hw.layout import (LayerDescriptor, OpKind, decode_op, feature_map, feature_words, groups,
                        sum_words, unpack_entries, weight_tensor)
 from hw.protocol import Command, RunState, Status, Target, identity_bytes, unit_bytes
+from hw.sdram_chip import MT48LC16M16A2
 from hw.timing import END_CYCLES, op_cycles
 
 __all__ = ["GoldenDevice"]
@@ -41,6 +42,7 @@ class GoldenDevice:
         self.weights = np.zeros((cfg.weight_depth, cfg.lanes), np.int64)
         self.codebook = np.zeros(cfg.codebook_tables * cfg.codebook_entries, np.int64)
         self.bias = np.zeros(cfg.bias_depth * cfg.po, np.int64)
+        self.sdram = np.zeros(MT48LC16M16A2.words, np.uint16)
         self.program = [0] * cfg.program_depth
         self.counters = [0] * cfg.program_depth
         self.parser = proto.FrameParser()
@@ -107,6 +109,8 @@ class GoldenDevice:
                 self.fm[a % cfg.fm_depth] = np.frombuffer(unit, np.uint8)
             elif target == Target.PROGRAM:
                 self.program[a % cfg.program_depth] = int.from_bytes(unit, "little")
+            elif target == Target.SDRAM:
+                self.sdram[a % len(self.sdram)] = int.from_bytes(unit, "little")
             elif target == Target.CODEBOOK:
                 v = int.from_bytes(unit, "little") & ((1 << cfg.value_bits) - 1)
                 self.codebook[a % len(self.codebook)] = v - (1 << cfg.value_bits) * (
@@ -130,6 +134,9 @@ class GoldenDevice:
     def _read(self, target, count, address) -> tuple[Status, bytes]:
         if target == Target.FEATURE and count * self.cfg.pc <= proto.MAX_PAYLOAD:
             return Status.OK, self.fm[_span(address, count, self.cfg.fm_depth)].tobytes()
+        if target == Target.SDRAM and count * proto.SDRAM_WORD_BYTES <= proto.MAX_PAYLOAD:
+            return Status.OK, self.sdram[_span(address, count, len(self.sdram))].astype(
+                "<u2").tobytes()
         if target == Target.COUNTERS and count * 4 <= proto.MAX_PAYLOAD:
             values = [self.counters[(address + i) % self.cfg.program_depth] for i in range(count)]
             return Status.OK, struct.pack(f"<{count}I", *values)

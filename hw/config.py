@@ -60,7 +60,9 @@ class AcceleratorConfig:
     dsp_primitives: bool = False               # multipliers as ECP5 MULT18X18D instances with
                                                # their own registers (synthesis; hw/dsp.py)
     link_timeout: int = 1 << 16                # idle cycles that end a half-received frame
-                                               # (0.66 ms at 100 MHz: 200 bytes at 3 Mbaud)
+                                               # (0.87 ms at 75 MHz: 262 bytes at 3 Mbaud)
+    clock_mhz: float = 75.0                    # the device's clock: the SDRAM's timings follow
+                                               # it, and 75 MHz is 3 Mbaud at 25 cycles a bit
 
     def __post_init__(self):
         if not nx.VALUE_BITS_MIN <= self.value_bits <= nx.VALUE_BITS_MAX:
@@ -174,6 +176,12 @@ class AcceleratorConfig:
     @property
     def program_addr_bits(self) -> int:
         return address_bits(self.program_depth)
+
+    @property
+    def sdram_timings(self):
+        """The SDRAM's rules in cycles of this clock (hw.sdram_chip)."""
+        from .sdram_chip import SDRAMTimings
+        return SDRAMTimings.at(self.clock_mhz)
 
     def as_dict(self) -> dict:
         """The configuration's fields (reports write it beside their figures)."""

@@ -30,6 +30,7 @@ from .layout import GAP_BITS
 from .link import FrameReceiver, FrameTransmitter
 from .protocol import Command, RunState, Status, Target, identity_bytes, unit_bytes
 from .runner import NetworkRunner
+from .sdram import SDRAMController, pins_signature
 
 __all__ = ["Device", "WeightDecoder"]
 
@@ -90,11 +91,14 @@ class WeightDecoder(wiring.Component):
 
 
 class Device(wiring.Component):
-    """``rx``/``tx``: the host link, one byte per beat."""
+    """``rx``/``tx``: the host link, one byte per beat; ``sdram``: the SDRAM's pins (hw/sdram.py:
+    a top level puts one register on each, the board's I/O registers or the simulated board's
+    plain ones)."""
 
     def __init__(self, cfg: AcceleratorConfig):
         self.cfg = cfg
-        super().__init__({"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8))})
+        super().__init__({"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8)),
+                          "sdram": Out(pins_signature())})
 
     def elaborate(self, platform):
         m = Module()
@@ -107,6 +111,8 @@ class Device(wiring.Component):
         soft_reset = Signal()
         runner = NetworkRunner(cfg)
         m.submodules.runner = ResetInserter(soft_reset)(runner)
+        m.submodules.sdram = sdram = SDRAMController(cfg.sdram_timings)
+        wiring.connect(m, sdram.pins, wiring.flipped(self.sdram))
 
         frames = memory.Memory(shape=8, depth=proto.MAX_PAYLOAD, init=[])
         m.submodules.frame_buffer = frames
@@ -125,6 +131,7 @@ class Device(wiring.Component):
         sr_bytes = max(units.values())
         sr = Signal(sr_bytes * 8)         # data bytes shift in at the top
         nbytes = Signal(range(sr_bytes + 1))
+        sdram_word = Signal(16)            # an SDRAM word of a WRITE, until the controller takes it
         m.submodules.weight_decoder = decoder = WeightDecoder(cfg)
         m.d.comb += [decoder.position.eq(address), decoder.count.eq(count),
                      decoder.index_bits.eq(flags[:4])]
@@ -159,6 +166,8 @@ class Device(wiring.Component):
             """The unit of the WRITE's target is complete in ``value_of`` bytes (top of sr)."""
             with m.Switch(target):
                 for tgt, n in units.items():
+                    if tgt == Target.SDRAM:      # its words wait for the controller
+                        continue
                     with m.Case(tgt):
                         with m.If(nbytes == n - 1):
                             unit = value_of(n)
@@ -226,7 +235,7 @@ class Device(wiring.Component):
                 m.d.comb += decoder.start.eq(1)
                 with m.Switch(rx.code):
                     with m.Case(Command.WRITE):
-                        with m.If((target > Target.WEIGHTS)
+                        with m.If((target == Target.COUNTERS) | (target > Target.SDRAM)
                                   | ((target == Target.WEIGHTS)
                                      & ((flags == 0) | (flags > ib)))):
                             reply(Status.BAD_ARGUMENT)
@@ -245,6 +254,10 @@ class Device(wiring.Component):
                             m.next = "READ_ADDR"
                         with m.Elif((target == Target.COUNTERS) & (count * 4 <= proto.MAX_PAYLOAD)):
                             reply(Status.OK, count * 4)
+                            m.next = "READ_ADDR"
+                        with m.Elif((target == Target.SDRAM)
+                                    & (count * proto.SDRAM_WORD_BYTES <= proto.MAX_PAYLOAD)):
+                            reply(Status.OK, count * proto.SDRAM_WORD_BYTES)
                             m.next = "READ_ADDR"
                         with m.Else():
                             reply(Status.BAD_ARGUMENT)
@@ -277,6 +290,18 @@ class Device(wiring.Component):
                     m.d.sync += [sr.eq(shifted), nbytes.eq(nbytes + 1)]
                     write_unit(lambda n: shifted[(sr_bytes - n) * 8:])
                     m.next = "DATA_ADDR"
+                    with m.If((target == Target.SDRAM)
+                              & (nbytes == proto.SDRAM_WORD_BYTES - 1)):
+                        m.d.sync += [nbytes.eq(0), sdram_word.eq(shifted[-16:])]
+                        m.next = "SDRAM_WRITE"
+            with m.State("SDRAM_WRITE"):         # until the controller takes the word
+                m.d.comb += [sdram.cmd.valid.eq(1), sdram.cmd.payload.addr.eq(addr),
+                             sdram.cmd.payload.we.eq(1), sdram.wdata.valid.eq(1),
+                             sdram.wdata.payload.data.eq(sdram_word),
+                             sdram.wdata.payload.en.eq(-1)]
+                with m.If(sdram.cmd.ready):
+                    m.d.sync += addr.eq(addr + 1)
+                    m.next = "DATA_ADDR"
 
             # ---- CLEAR: one zero word per cycle ----------------------------------------------
             with m.State("CLEAR"):
@@ -296,9 +321,20 @@ class Device(wiring.Component):
                 m.d.comb += [runner.fm_host_addr.eq(addr), runner.counter_rd_addr.eq(addr)]
                 with m.If(words_left == 0):
                     m.next = "REPLYING"
+                with m.Elif((out_left == 0) & (target == Target.SDRAM)):
+                    m.d.comb += [sdram.cmd.valid.eq(1), sdram.cmd.payload.addr.eq(addr)]
+                    with m.If(sdram.cmd.ready):
+                        m.d.sync += [addr.eq(addr + 1), words_left.eq(words_left - 1)]
+                        m.next = "READ_SDRAM"
                 with m.Elif(out_left == 0):
                     m.d.sync += [addr.eq(addr + 1), words_left.eq(words_left - 1)]
                     m.next = "READ_WORD"
+            with m.State("READ_SDRAM"):          # the word comes read_latency cycles on
+                m.d.comb += sdram.rdata.ready.eq(1)
+                with m.If(sdram.rdata.valid):
+                    m.d.sync += [out_sr.eq(sdram.rdata.payload),
+                                 out_left.eq(proto.SDRAM_WORD_BYTES)]
+                    m.next = "READ_ADDR"
             with m.State("READ_WORD"):
                 with m.If(target == Target.FEATURE):
                     m.d.sync += [out_sr.eq(runner.fm_host_rd_data), out_left.eq(pc)]

@@ -29,6 +29,7 @@ from golden.sparse import GAP_BITS
 
 from .config import AcceleratorConfig
 from .layout import op_bytes
+from .sdram_chip import MT48LC16M16A2
 
 __all__ = ["SYNC", "HEADER_BYTES", "CRC_BYTES", "ARGS_BYTES", "MAX_PAYLOAD", "VERSION",
            "IDENTITY_FORMAT", "IDENTITY_MAGIC", "STATUS_FORMAT", "GAP_BITS",
@@ -41,17 +42,17 @@ HEADER_BYTES = 6                 # sync (2), code, seq, length (2)
 CRC_BYTES = 4
 ARGS_BYTES = 8                   # target, flags, count (u16), address (u32)
 MAX_PAYLOAD = 2048               # the device's frame buffer; longer frames are refused
-VERSION = 1
+VERSION = 2
 
 # Sparse weight entries (WRITE to WEIGHTS): golden.sparse's GAP_BITS zero-run length, then the
 # codebook index (flags = index bits: 4, 6 or 8, up to the device's), packed LSB first
 # (hw.layout.pack_entries). A run longer than the gap field holds is bridged by a filler entry.
 
 
-# IDENTIFY's reply: magic, VERSION, MAC units, PO, PC, index bits, value bits, feature-map,
-# squeeze-buffer and weight depths (words), codebook tables, bias words, program ops,
-# MAX_PAYLOAD, bytes per program op.
-IDENTITY_FORMAT = "<4sBHBBBBIIIHHHHH"
+# IDENTIFY's reply: magic, VERSION, MAC units, PO, PC, index bits, value bits, SDRAM words,
+# feature-map, squeeze-buffer and weight depths (words), codebook tables, bias words, program
+# ops, MAX_PAYLOAD, bytes per program op.
+IDENTITY_FORMAT = "<4sBHBBBBIIIIHHHHH"
 IDENTITY_MAGIC = b"SQZD"
 # STATUS's reply: RunState, index of the op running (or of the END op once done), cycles.
 STATUS_FORMAT = "<BHI"
@@ -88,6 +89,7 @@ class Target(IntEnum):
     WEIGHTS = 4          # WRITE: sparse entries, address = first weight position;
                          # CLEAR: zero weight words (PO*PC indices each)
     COUNTERS = 5         # READ: cycles of each op of the last run, u32 each
+    SDRAM = 6            # the SDRAM, a 16-bit word at a time (u16 each): WRITE and READ
 
 
 class RunState(IntEnum):
@@ -129,6 +131,7 @@ class Identity:
     pc: int
     index_bits: int
     value_bits: int
+    sdram_words: int
     fm_depth: int
     squeeze_depth: int
     weight_depth: int
@@ -163,19 +166,21 @@ def identity_bytes(cfg: AcceleratorConfig) -> bytes:
     """IDENTIFY's reply payload for a device of configuration ``cfg``."""
     return struct.pack(IDENTITY_FORMAT, IDENTITY_MAGIC, VERSION,
                        cfg.mac_units, cfg.po, cfg.pc, cfg.index_bits, cfg.value_bits,
-                       cfg.fm_depth, cfg.squeeze_depth, cfg.weight_depth, cfg.codebook_tables,
+                       MT48LC16M16A2.words, cfg.fm_depth, cfg.squeeze_depth, cfg.weight_depth, cfg.codebook_tables,
                        cfg.bias_depth, cfg.program_depth, MAX_PAYLOAD, op_bytes(cfg))
 
 
 CODEBOOK_BYTES = 2               # a codebook entry on the link: i16 (value_bits <= 16)
 BIAS_BYTES = 4                   # a bias: i32
 COUNTER_BYTES = 4                # a cycle counter: u32
+SDRAM_WORD_BYTES = MT48LC16M16A2.dq_bits // 8
 
 
 def unit_bytes(cfg: AcceleratorConfig) -> dict[Target, int]:
     """Bytes per word of a WRITE's data, by target (WEIGHTS carries sparse entries instead)."""
     return {Target.FEATURE: cfg.pc, Target.PROGRAM: op_bytes(cfg),
-            Target.CODEBOOK: CODEBOOK_BYTES, Target.BIAS: BIAS_BYTES}
+            Target.CODEBOOK: CODEBOOK_BYTES, Target.BIAS: BIAS_BYTES,
+            Target.SDRAM: SDRAM_WORD_BYTES}
 
 
 class FrameParser:

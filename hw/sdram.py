@@ -39,7 +39,8 @@ from .sdram_chip import MT48LC16M16A2, SDRAMModule, SDRAMTimings, cmd_layout, mo
     wdata_layout
 from .timing import SDRAM_PHY_LATENCY
 
-__all__ = ["SDRAMController", "pins_signature", "PinRegisters", "REFRESH_SLACK"]
+__all__ = ["SDRAMController", "pins_signature", "PinRegisters", "WithPinRegisters",
+           "REFRESH_SLACK"]
 
 # Cycles before the refresh interval runs out at which a refresh is requested: enough to let the
 # command in flight finish and close every bank (tRAS + tWR + tRP, with room).
@@ -244,4 +245,34 @@ class PinRegisters(wiring.Component):
             if member.flow == Out:
                 m.d.sync += getattr(self.chip, name).eq(getattr(self.core, name))
         m.d.sync += self.core.dq_i.eq(self.chip.dq_i)
+        return m
+
+
+class WithPinRegisters(wiring.Component):
+    """A core with an ``sdram`` member (its controller's pins) behind ``PinRegisters``: every
+    other port of the core unchanged, the chip's pins as ``chip``. The simulated board's top;
+    a board puts its I/O registers there instead."""
+
+    def __init__(self, core: wiring.Component):
+        self.core = core
+        members = dict(core.signature.members)
+        members["chip"] = members.pop("sdram")
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = self.core
+        m.submodules.registers = regs = PinRegisters()
+        wiring.connect(m, core.sdram, regs.core)
+        wiring.connect(m, regs.chip, wiring.flipped(self.chip))
+        for name, member in self.signature.members.items():
+            if name == "chip":
+                continue
+            outer, inner = getattr(self, name), getattr(core, name)
+            if member.is_port:
+                m.d.comb += (inner.eq(outer) if member.flow == In else outer.eq(inner))
+            elif member.flow == In:
+                wiring.connect(m, wiring.flipped(outer), inner)
+            else:
+                wiring.connect(m, inner, wiring.flipped(outer))
         return m

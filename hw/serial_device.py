@@ -19,6 +19,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig
 from .device import Device
+from .sdram import pins_signature
 from .uart import UARTReceiver, UARTTransmitter
 
 __all__ = ["SerialDevice", "RX_FIFO_DEPTH"]
@@ -28,12 +29,13 @@ RX_FIFO_DEPTH = 64
 
 class SerialDevice(wiring.Component):
     """``rx``/``tx``: the UART's lines; ``framing_errors``, ``rx_dropped``: link counts (LEDs on
-    a board); ``running``: the program runs."""
+    a board); ``sdram``: the device's SDRAM pins."""
 
     def __init__(self, cfg: AcceleratorConfig, divisor: int):
         self.cfg, self.divisor = cfg, divisor
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1),
-                          "framing_errors": Out(16), "rx_dropped": Out(16)})
+                          "framing_errors": Out(16), "rx_dropped": Out(16),
+                          "sdram": Out(pins_signature())})
 
     def elaborate(self, platform):
         m = Module()
@@ -51,4 +53,5 @@ class SerialDevice(wiring.Component):
         with m.If(urx.o.valid & ~fifo.w_rdy):
             m.d.sync += self.rx_dropped.eq(self.rx_dropped + 1)
         wiring.connect(m, device.tx, utx.i)
+        wiring.connect(m, device.sdram, wiring.flipped(self.sdram))
         return m

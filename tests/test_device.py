@@ -263,6 +263,29 @@ def test_simulated_board_answers_bad_frames_with_errors_and_never_wedges(board):
     s.close()
 
 
+@pytest.mark.parametrize("device", ["golden", "rtl"])
+def test_sdram_words_written_through_the_link_read_back(board, device):
+    """Random blocks anywhere in the 32 MB, the top's wrap included, through the protocol's
+    SDRAM target: on the RTL, every command passes the chip model's rule checks."""
+    driver = (Driver(GoldenTransport(GoldenDevice(CFG)), reply_timeout=0.01) if device == "golden"
+              else _sim_driver(board))
+    rng = np.random.default_rng(12)
+    blocks = [(int(a), rng.integers(0, 1 << 16, int(n)).astype("<u2"))
+              for a, n in zip(rng.integers(0, SDRAM_WORDS - 3000, 6), rng.integers(1, 2500, 6))]
+    blocks.append((SDRAM_WORDS - 5, np.arange(10, dtype="<u2")))      # past the top: wraps
+    for address, words in blocks:
+        driver.write_sdram(address, words.tobytes())
+    for address, words in blocks[:-1]:
+        got = np.frombuffer(driver.read_sdram(address, len(words)), "<u2")
+        np.testing.assert_array_equal(got, words, err_msg=f"block at word {address:#x}")
+    top = np.frombuffer(driver.read_sdram(SDRAM_WORDS - 5, 5), "<u2")
+    bottom = np.frombuffer(driver.read_sdram(0, 5), "<u2")
+    np.testing.assert_array_equal(np.concatenate([top, bottom]), np.arange(10))
+    with pytest.raises(DeviceError, match="BAD_ARGUMENT"):
+        driver.request(Command.CLEAR, proto.args(Target.SDRAM, 0, 4))
+    driver.transport.close()
+
+
 def test_fault_injection_on_the_simulated_board_never_gives_a_wrong_answer(board):
     r = run_campaign(board.url, range(2), rate=0.003, requests_per_seed=60, cfg=CFG)
     print(r)
@@ -360,6 +383,15 @@ def _odd_requests(rng, cfg, n, weight_words, ops=0):
             first := rng.randrange(max(1, ops))), rng.randrange(0, max(1, ops - first) + 1)))
         if ops else frame(Command.READ, proto.args(Target.COUNTERS, 0, 0)),
         lambda: frame(Command.READ, proto.args(Target.PROGRAM, 0, 1)),
+        # the SDRAM: a region the stream cleared, and its top (writes and reads wrap)
+        lambda: wr(Target.SDRAM, rng.choice([SDRAM_REGION, SDRAM_WORDS - 8]) + rng.randrange(64),
+                   rng.randbytes(2 * rng.randrange(1, 40) + rng.randrange(2))),
+        lambda: frame(Command.READ, proto.args(Target.SDRAM, rng.choice([SDRAM_REGION,
+                                                                         SDRAM_WORDS - 8])
+                                               + rng.randrange(64), rng.randrange(0, 60))),
+        lambda: frame(Command.READ, proto.args(Target.SDRAM, 0, proto.MAX_PAYLOAD // 2 + 1)),
+        lambda: frame(Command.CLEAR, proto.args(Target.SDRAM, SDRAM_REGION, 4)),
+        lambda: wr(Target.COUNTERS, 0, rng.randbytes(8)),
         lambda: frame(Command.WRITE, rng.randbytes(rng.randrange(proto.ARGS_BYTES))),
         lambda: frame(rng.choice([0x00, 0x08, 0x42, 0xFF])),
         lambda: frame(Command.IDENTIFY),
@@ -367,6 +399,10 @@ def _odd_requests(rng, cfg, n, weight_words, ops=0):
         lambda: b"\x00\xa5" + rng.randbytes(5).replace(b"\xa5", b"") + frame(Command.STATUS),
     ]
     return [rng.choice(kinds)() for _ in range(n)]
+
+
+SDRAM_WORDS = 1 << 24
+SDRAM_REGION = 0x123400          # where the differential stream writes and reads the SDRAM
 
 
 def _reset_state(cfg):
@@ -378,6 +414,9 @@ def _reset_state(cfg):
             Target.FEATURE, a, min(0xFFFF, cfg.fm_depth - a))))
     out.append(proto.encode_frame(Command.CLEAR, 0, proto.args(Target.WEIGHTS, 0,
                                                                 cfg.weight_depth)))
+    for a in (SDRAM_REGION, SDRAM_WORDS - 16):
+        out.append(proto.encode_frame(Command.WRITE, 0, proto.args(Target.SDRAM, a)
+                                      + bytes(2 * 128)))
     for target, total, unit in ((Target.CODEBOOK, cfg.codebook_tables * cfg.codebook_entries, 2),
                                 (Target.BIAS, cfg.bias_depth * cfg.po, 4)):
         per = (proto.MAX_PAYLOAD - proto.ARGS_BYTES) // unit

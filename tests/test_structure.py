@@ -104,4 +104,5 @@ print(json.dumps({"cycles": result.cycles, "components": components,
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["cycles"] > 0
     assert report["components"] == [], report
-    assert set(report["hw"]) <= {"hw", "hw.config", "hw.layout", "hw.protocol", "hw.timing"}
+    assert set(report["hw"]) <= {"hw", "hw.config", "hw.layout", "hw.protocol", "hw.timing",
+                                 "hw.sdram_chip"}

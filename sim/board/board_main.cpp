@@ -3,7 +3,12 @@
 // (pyserial: socket://127.0.0.1:PORT). One client at a time; the device keeps its state
 // (model, image, results) across connections, as a board does across host sessions.
 //
-//   board_sim [--port N]        (0 or absent: any free port)
+//   board_sim [--port N] [--cl=2 --rp=2 ...]
+//
+// --port 0 or absent: any free port. The --cl=... rules are the SDRAM chip model's
+// (hw.sdram_chip.SDRAMTimings.harness_args): the device's SDRAM pins drive the model
+// (sdram_model.h) every cycle, and the first broken timing rule stops the board with the rule,
+// the command, the address and the cycle on stderr (exit status 3).
 //
 // Prints "listening on PORT" once the socket is bound. The clock runs freely while a client is
 // connected (so the device's link timeout counts as it would on a board); after 2^24 cycles
@@ -25,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "sdram_model.h"
 #include "verilated.h"
 
 // Two builds of this harness. By default the top is hw/device.py's Device, whose link is a pair
@@ -92,10 +98,44 @@ struct HostUart {
 };
 #endif
 
+static bool rule(const char* a, const char* key, int* out) {
+    size_t n = std::strlen(key);
+    if (std::strncmp(a, key, n) == 0 && a[n] == '=') {
+        *out = std::atoi(a + n + 1);
+        return true;
+    }
+    return false;
+}
+
+// The SDRAM's pins after their registers, into the model; its word back for the next edge.
+static void sdram_edge(Top* top, SdramModel& chip) {
+    SdramPins p{bool(top->chip___05Fcke), bool(top->chip___05Fcs), bool(top->chip___05Fras),
+                bool(top->chip___05Fcas), bool(top->chip___05Fwe), top->chip___05Fba,
+                top->chip___05Fa, top->chip___05Fdqm, top->chip___05Fdq_o,
+                bool(top->chip___05Fdq_oe)};
+    if (!chip.edge(p)) {
+        std::fprintf(stderr, "board_sim: %s\n", chip.error().c_str());
+        std::exit(3);
+    }
+    uint16_t dq = 0;
+    chip.dq_for_next_edge(&dq);
+    top->chip___05Fdq_i = dq;
+}
+
 int main(int argc, char** argv) {
     int port = 0;
     for (int i = 1; i + 1 < argc; ++i)
         if (std::string(argv[i]) == "--port") port = std::atoi(argv[i + 1]);
+    SdramRules rules;
+    for (int i = 1; i < argc; ++i) {
+        const char* a = argv[i];
+        rule(a, "--cl", &rules.cl) || rule(a, "--rp", &rules.rp) || rule(a, "--rcd", &rules.rcd) ||
+            rule(a, "--ras", &rules.ras) || rule(a, "--rc", &rules.rc) ||
+            rule(a, "--rrd", &rules.rrd) || rule(a, "--wr", &rules.wr) ||
+            rule(a, "--rfc", &rules.rfc) || rule(a, "--mrd", &rules.mrd) ||
+            rule(a, "--refi", &rules.refi) || rule(a, "--power_up", &rules.power_up);
+    }
+    static SdramModel chip(rules);
     std::signal(SIGPIPE, SIG_IGN);
 
     int srv = socket(AF_INET, SOCK_STREAM, 0);
@@ -124,7 +164,7 @@ int main(int argc, char** argv) {
     top->tx___05Fready = 1;
 #endif
     top->rst = 1;
-    for (int i = 0; i < 4; ++i) { tick(top); tock(top); }
+    for (int i = 0; i < 4; ++i) { tick(top); tock(top); sdram_edge(top, chip); }
     top->rst = 0;
 
     for (;;) {
@@ -164,6 +204,7 @@ int main(int argc, char** argv) {
             bool tx_idle = !top->tx___05Fvalid;
 #endif
             tock(top);
+            sdram_edge(top, chip);
             ++cycle;
             ++quiet;
             if (!tx.empty() && (tx.size() >= 4096 || tx_idle)) {

@@ -31,6 +31,7 @@ def device_verilog(cfg: AcceleratorConfig, uart_divisor: int | None = None) -> s
     (``serial_device``, hw/serial_device.py) with ``uart_divisor`` cycles a bit."""
     from amaranth.back import verilog
 
+    from hw.sdram import WithPinRegisters
     from sim.runner import without_zero_memory_init
     if uart_divisor:
         from hw.serial_device import SerialDevice
@@ -39,7 +40,7 @@ def device_verilog(cfg: AcceleratorConfig, uart_divisor: int | None = None) -> s
         from hw.device import Device
         top, name = Device(cfg), "device"
     with without_zero_memory_init():
-        return verilog.convert(top, name=name, emit_src=False)
+        return verilog.convert(WithPinRegisters(top), name=name, emit_src=False)
 
 
 def build(cfg: AcceleratorConfig, quiet: bool = False, uart_divisor: int | None = None) -> Path:
@@ -103,7 +104,9 @@ class BoardProcess:
     def __init__(self, cfg: AcceleratorConfig, port: int = 0, quiet: bool = False,
                  uart_divisor: int | None = None):
         self.exe = build(cfg, quiet=quiet, uart_divisor=uart_divisor)
-        self.proc = subprocess.Popen([str(self.exe), "--port", str(port)],
+        # The SDRAM chip model checks the rules of this configuration's clock.
+        self.proc = subprocess.Popen([str(self.exe), "--port", str(port),
+                                      *cfg.sdram_timings.harness_args()],
                                      stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if not line.startswith("listening on "):
