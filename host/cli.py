@@ -196,6 +196,35 @@ def _infer_on_device(args, model, names, images):
     return results, summary
 
 
+def cmd_selftest(args) -> int:
+    from host.driver import Driver
+    from host.selftest import run_selftest
+    from host.transport import open_device
+    from hw.config import board_config
+    transport, timeout = open_device(args.device, board_config(args.mac_units))
+    try:
+        report = run_selftest(Driver(transport, timeout), args.base, args.words, args.seed,
+                              args.frames)
+    finally:
+        transport.close()
+    ident, link, sdram = report["identity"], report["link"], report["sdram"]
+    print(f"identity: protocol {ident['version']}, {ident['mac_units']} MAC units "
+          f"({ident['po']} x {ident['pc']}), {ident['sdram_words'] * 2 >> 20} MB SDRAM")
+    print(f"link: {link['frames']} echo frames, {link['payload_bytes']:,} bytes, "
+          f"{link['wrong_replies']} wrong, {link['retries']} retries: "
+          f"{'ok' if link['ok'] else 'FAILED'}")
+    f = sdram["first_failure"]
+    print(f"sdram: {sdram['reads_checked']:,} reads of words {sdram['base']:#x}.."
+          f"{sdram['base'] + sdram['words'] - 1:#x}, {sdram['errors']} wrong: "
+          + ("ok" if sdram["ok"] else
+             f"FAILED first in the {f['phase']} phase at word {f['address']:#08x}: expected "
+             f"{f['expected']}, read {f['got']} (bits {f['bits']} differ)"
+             + (f"; the word written at {f['written_at']:#08x} (address line "
+                f"{f['address_line']}) arrived instead" if "written_at" in f else "")))
+    _write_json(report, args.json)
+    return 0 if report["ok"] else 1
+
+
 def cmd_board(args) -> int:
     from host.transport import find_boards
     boards = find_boards()
@@ -463,6 +492,25 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--port", type=int, default=0, help="TCP port (default: any free port)")
     sp.add_argument("--mac-units", type=int, default=64, help="MAC units (default 64)")
     sp.set_defaults(func=cmd_board_sim)
+
+    sp = sub.add_parser("selftest", help="bring-up self-tests of a board: identity, link, SDRAM",
+                        description="The first thing to run on a new board: IDENTIFY; a soak "
+                        "of ECHO frames of random sizes (wrong replies and retries counted); the "
+                        "device's own SDRAM test (walking ones on the data lines, a distinct "
+                        "word on every address line, seeded random data), naming the first "
+                        "failure: phase, address, expected and read words, the bits that "
+                        "differ.")
+    sp.add_argument("--device", required=True,
+                    help="sim, golden, serial:PORT or socket://HOST:PORT")
+    sp.add_argument("--base", type=lambda x: int(x, 0), default=0,
+                    help="first SDRAM word to test (default 0)")
+    sp.add_argument("--words", type=lambda x: int(x, 0), default=1 << 24,
+                    help="SDRAM words to test (default all 16 Mi: 32 MB)")
+    sp.add_argument("--seed", type=int, default=1, help="the random pattern's seed")
+    sp.add_argument("--frames", type=int, default=200, help="ECHO frames of the link soak")
+    sp.add_argument("--mac-units", type=int, default=64)
+    sp.add_argument("--json", help="write {ok, identity, link, sdram} here")
+    sp.set_defaults(func=cmd_selftest)
 
     sp = sub.add_parser("board", help="boards on this machine's USB ports",
                         description="'sqz board list': the serial ports of ULX3S boards (their "

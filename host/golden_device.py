@@ -24,7 +24,9 @@ from hw import protocol as proto
 from hw.config import AcceleratorConfig
 from hw.layout import (LayerDescriptor, OpKind, decode_op, feature_map, feature_words, groups,
                        sum_words, unpack_entries, weight_tensor)
-from hw.protocol import Command, RunState, Status, Target, identity_bytes, unit_bytes
+from hw.layout import memtest_address_word, memtest_pattern
+from hw.protocol import (Command, MemTestPhase, RunState, Status, Target, identity_bytes,
+                         unit_bytes)
 from hw.sdram_chip import MT48LC16M16A2
 from hw.timing import END_CYCLES, op_cycles
 
@@ -47,6 +49,8 @@ class GoldenDevice:
         self.counters = [0] * cfg.program_depth
         self.parser = proto.FrameParser()
         self.state, self.op_index, self.cycles = RunState.IDLE, 0, 0
+        # state, phase, failed, fail phase, address, expected, got, errors, reads checked
+        self.selftest_result = (0, 0, 0, 0, 0, 0, 0, 0, 0)
 
     # ---- the link -------------------------------------------------------------------------
     def receive(self, data: bytes) -> bytes:
@@ -73,6 +77,15 @@ class GoldenDevice:
         if code == Command.RUN:
             self._run()
             return Status.OK, b""
+        if code == Command.ECHO:
+            return Status.OK, payload
+        if code == Command.SELFTEST:
+            if len(payload) != struct.calcsize(proto.SELFTEST_ARGS):
+                return Status.BAD_LENGTH, b""
+            self._selftest(*struct.unpack(proto.SELFTEST_ARGS, payload))
+            return Status.OK, b""
+        if code == Command.SELFTEST_RESULT:
+            return Status.OK, struct.pack(proto.SELFTEST_FORMAT, *self.selftest_result)
         if code not in (Command.WRITE, Command.CLEAR, Command.READ):
             return Status.UNKNOWN_COMMAND, b""
         if len(payload) < proto.ARGS_BYTES:
@@ -141,6 +154,48 @@ class GoldenDevice:
             values = [self.counters[(address + i) % self.cfg.program_depth] for i in range(count)]
             return Status.OK, struct.pack(f"<{count}I", *values)
         return Status.BAD_ARGUMENT, b""
+
+    # ---- the SDRAM self-test (hw/memtest.py): the same writes, reads and checks, at once -------
+    def _selftest(self, base: int, words: int, seed: int) -> None:
+        mem, n = self.sdram, len(self.sdram)
+        bits = MT48LC16M16A2.addr_bits
+        base %= 1 << bits
+        words %= 1 << (bits + 1)
+        first, errors, checked = None, 0, 0
+        phase = 0
+
+        def check(address, want):
+            nonlocal first, errors, checked
+            checked += 1
+            got = int(mem[address % n])
+            if got != want:
+                errors += 1
+                if first is None:
+                    first = (phase, address % n, want, got)
+
+        for b in range(MT48LC16M16A2.dq_bits):               # data bus: walking ones
+            mem[base] = 1 << b
+            check(base, 1 << b)
+        phase = MemTestPhase.ADDRESS_BUS
+        lines = [base] + [(base + (1 << k)) % (1 << bits) for k in range(bits)
+                          if (1 << k) < words]
+        for j, a in enumerate(lines):
+            mem[a % n] = memtest_address_word(j - 1)
+        for j, a in enumerate(lines):
+            check(a, memtest_address_word(j - 1))
+        phase = MemTestPhase.RANDOM
+        pattern = memtest_pattern(seed, words)
+        span = _span(base, words, 1 << bits)
+        mem[span % n] = pattern
+        got = mem[span % n]
+        wrong = np.flatnonzero(got != pattern)
+        checked += words
+        errors += len(wrong)
+        if len(wrong) and first is None:
+            first = (phase, int(span[wrong[0]]) % n, int(pattern[wrong[0]]), int(got[wrong[0]]))
+        f = first or (0, 0, 0, 0)
+        self.selftest_result = (2, int(MemTestPhase.RANDOM), int(first is not None), int(f[0]),
+                                f[1], f[2], f[3], errors, checked)
 
     # ---- the sequencer ------------------------------------------------------------------------
     def _run(self) -> None:

@@ -29,6 +29,7 @@ from .config import AcceleratorConfig, address_bits
 from .layout import GAP_BITS
 from .link import FrameReceiver, FrameTransmitter
 from .protocol import Command, RunState, Status, Target, identity_bytes, unit_bytes
+from .memtest import MemTest
 from .runner import NetworkRunner
 from .sdram import SDRAMController, pins_signature
 
@@ -113,6 +114,20 @@ class Device(wiring.Component):
         m.submodules.runner = ResetInserter(soft_reset)(runner)
         m.submodules.sdram = sdram = SDRAMController(cfg.sdram_timings)
         wiring.connect(m, sdram.pins, wiring.flipped(self.sdram))
+        # The self-test has the controller while it runs; the executor otherwise.
+        m.submodules.memtest = memtest = ResetInserter(soft_reset)(MemTest())
+        testing = Signal()
+        tested_once = Signal()
+        m.d.comb += testing.eq(memtest.busy)
+        with m.If(memtest.start):
+            m.d.sync += tested_once.eq(1)
+        with m.If(testing):
+            wiring.connect(m, memtest.sdram_cmd, sdram.cmd)
+            wiring.connect(m, memtest.sdram_wdata, sdram.wdata)
+            wiring.connect(m, sdram.rdata, memtest.sdram_rdata)
+        st_args = Signal(struct.calcsize(proto.SELFTEST_ARGS) * 8)
+        m.d.comb += [memtest.base.eq(st_args[:32]), memtest.words.eq(st_args[32:64]),
+                     memtest.seed.eq(st_args[64:96])]
 
         frames = memory.Memory(shape=8, depth=proto.MAX_PAYLOAD, init=[])
         m.submodules.frame_buffer = frames
@@ -145,7 +160,8 @@ class Device(wiring.Component):
 
         # Reply payload: a shift register the transmitter drains, refilled for READs.
         ident = identity_bytes(cfg)
-        out_bits = max(len(ident), struct.calcsize(proto.STATUS_FORMAT), pc, 4) * 8
+        out_bits = max(len(ident), struct.calcsize(proto.STATUS_FORMAT),
+                       struct.calcsize(proto.SELFTEST_FORMAT), pc, 4) * 8
         out_sr = Signal(out_bits)
         out_left = Signal(range(out_bits // 8 + 1))
         m.d.comb += [tx.payload.valid.eq(out_left != 0), tx.payload.payload.eq(out_sr[:8])]
@@ -208,10 +224,33 @@ class Device(wiring.Component):
                                       Cat(runner.state, Const(0, 6), runner.op_index,
                                           Const(0, 16 - len(runner.op_index)), runner.cycles))
                             with m.Case(Command.RUN):
-                                m.d.comb += runner.run.eq(~running)
-                                reply(Status.OK)
+                                with m.If(testing):
+                                    reply(Status.BUSY)
+                                with m.Else():
+                                    m.d.comb += runner.run.eq(~running)
+                                    reply(Status.OK)
+                            with m.Case(Command.SELFTEST):
+                                with m.If(running | testing):
+                                    reply(Status.BUSY)
+                                with m.Elif(rx.length != len(st_args) // 8):
+                                    reply(Status.BAD_LENGTH)
+                                with m.Else():
+                                    m.next = "SELFTEST_ADDR"
+                            with m.Case(Command.SELFTEST_RESULT):
+                                state = Signal(8)
+                                m.d.comb += state.eq(Mux(testing, 1, Mux(tested_once, 2, 0)))
+                                reply(Status.OK, struct.calcsize(proto.SELFTEST_FORMAT),
+                                      Cat(state, memtest.phase, Const(0, 6),
+                                          memtest.failed, Const(0, 7), memtest.fail_phase,
+                                          Const(0, 6),
+                                          memtest.fail_addr, Const(0, 32 - len(memtest.fail_addr)),
+                                          memtest.expected, memtest.got, memtest.errors,
+                                          memtest.tested))
+                            with m.Case(Command.ECHO):
+                                reply(Status.OK, rx.length)
+                                m.next = "ECHO_ADDR"
                             with m.Case(Command.WRITE, Command.CLEAR, Command.READ):
-                                with m.If(running):
+                                with m.If(running | testing):
                                     reply(Status.BUSY)
                                 with m.Elif(rx.length < proto.ARGS_BYTES):
                                     reply(Status.BAD_LENGTH)
@@ -341,6 +380,32 @@ class Device(wiring.Component):
                 with m.Else():
                     m.d.sync += [out_sr.eq(runner.counter_rd_data), out_left.eq(4)]
                 m.next = "READ_ADDR"
+
+            # ---- SELFTEST: its arguments, then the test starts; the reply goes at once ---------
+            with m.State("SELFTEST_ADDR"):
+                m.d.comb += fb_rd.addr.eq(k)
+                m.next = "SELFTEST_BYTE"
+            with m.State("SELFTEST_BYTE"):
+                m.d.sync += [st_args.eq(Cat(st_args[8:], fb_rd.data)), k.eq(k + 1)]
+                with m.If(k == len(st_args) // 8 - 1):
+                    m.next = "SELFTEST_START"
+                with m.Else():
+                    m.next = "SELFTEST_ADDR"
+            with m.State("SELFTEST_START"):
+                m.d.comb += memtest.start.eq(1)
+                reply(Status.OK)
+
+            # ---- ECHO: the request's payload back, a byte at a time ------------------------------
+            with m.State("ECHO_ADDR"):
+                m.d.comb += fb_rd.addr.eq(k)
+                with m.If(k == rx.length):
+                    m.next = "REPLYING"
+                with m.Elif(out_left == 0):
+                    m.d.sync += k.eq(k + 1)
+                    m.next = "ECHO_BYTE"
+            with m.State("ECHO_BYTE"):
+                m.d.sync += [out_sr.eq(fb_rd.data), out_left.eq(1)]
+                m.next = "ECHO_ADDR"
 
             # ---- the reply goes out; then the receiver may take the next frame ----------------
             with m.State("REPLYING"):

@@ -41,7 +41,7 @@ __all__ = ["groups", "FieldRangeError", "pack_struct", "unpack_struct",
            "weight_lanes", "weight_tensor",
            "SUM_BYTES", "SUM_WORDS", "sum_words", "sums_of_words",
            "GAP_BITS", "entry_bits", "weight_entries", "entry_span", "pack_entries",
-           "unpack_entries"]
+           "unpack_entries", "memtest_pattern", "memtest_address_word"]
 
 GAP_BITS = sparse.GAP_BITS
 
@@ -377,3 +377,24 @@ def unpack_entries(data: bytes, count: int, index_bits: int) -> np.ndarray:
     values = (bits[:count * width].reshape(count, width).astype(np.int64)
               << np.arange(width)).sum(axis=1)
     return np.stack([values & ((1 << GAP_BITS) - 1), values >> GAP_BITS], axis=1)
+
+
+# ---- the SDRAM self-test's data (hw/memtest.py generates it) ---------------------------------------
+
+def memtest_pattern(seed: int, count: int) -> np.ndarray:
+    """The random phase's words: a 32-bit xorshift (x ^= x << 13; x ^= x >> 17; x ^= x << 5)
+    from ``seed`` (0 is taken as 1), stepped once per word, its low 16 bits."""
+    x = (seed & 0xFFFFFFFF) or 1
+    out = np.empty(count, np.uint16)
+    for i in range(count):
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        out[i] = x & 0xFFFF
+    return out
+
+
+def memtest_address_word(k: int) -> int:
+    """The address phase's word at the first word + 2**k (``k`` = -1: at the first word): a
+    different one for every address line."""
+    return (0xA500 | (k + 1)) & 0xFFFF

@@ -35,7 +35,7 @@ __all__ = ["SYNC", "HEADER_BYTES", "CRC_BYTES", "ARGS_BYTES", "MAX_PAYLOAD", "VE
            "IDENTITY_FORMAT", "IDENTITY_MAGIC", "STATUS_FORMAT", "GAP_BITS",
            "Command", "Status", "Target", "RunState", "encode_frame", "FrameParser", "args",
            "parse_args", "crc32", "Identity", "identity_bytes", "unit_bytes",
-           "ProtocolError"]
+           "ProtocolError", "SELFTEST_ARGS", "SELFTEST_FORMAT", "MemTestPhase"]
 
 SYNC = (0xA5, 0x5A)
 HEADER_BYTES = 6                 # sync (2), code, seq, length (2)
@@ -54,6 +54,12 @@ VERSION = 2
 # ops, MAX_PAYLOAD, bytes per program op.
 IDENTITY_FORMAT = "<4sBHBBBBIIIIHHHHH"
 IDENTITY_MAGIC = b"SQZD"
+# SELFTEST's payload: the first SDRAM word, how many words, the random pattern's seed.
+SELFTEST_ARGS = "<III"
+# SELFTEST_RESULT's reply: state (0 idle, 1 running, 2 done), phase reached (MemTestPhase),
+# failed (0/1), the first failure's phase, its word address, the word expected there, the word
+# read, failures counted, reads checked.
+SELFTEST_FORMAT = "<BBBBIHHII"
 # STATUS's reply: RunState, index of the op running (or of the END op once done), cycles.
 STATUS_FORMAT = "<BHI"
 
@@ -70,6 +76,9 @@ class Command(IntEnum):
     READ = 0x05          # ARGS: -> ``count`` words of the target from address on
     RUN = 0x06           # start the stored program (no effect while it runs)
     STATUS = 0x07        # -> RunState u8, op index u16, cycles u32
+    SELFTEST = 0x08      # SELFTEST_ARGS: start the SDRAM test (hw/memtest.py); replies at once
+    SELFTEST_RESULT = 0x09   # -> SELFTEST_FORMAT: the SDRAM test's state and result
+    ECHO = 0x0A          # -> the request's payload (a link soak)
 
 
 class Status(IntEnum):
@@ -90,6 +99,12 @@ class Target(IntEnum):
                          # CLEAR: zero weight words (PO*PC indices each)
     COUNTERS = 5         # READ: cycles of each op of the last run, u32 each
     SDRAM = 6            # the SDRAM, a 16-bit word at a time (u16 each): WRITE and READ
+
+
+class MemTestPhase(IntEnum):
+    DATA_BUS = 0         # walking ones through every data line, at the first word
+    ADDRESS_BUS = 1      # a distinct word at the first word + 2**k, for every address line
+    RANDOM = 2           # hw.layout.memtest_pattern over the whole range, written then read
 
 
 class RunState(IntEnum):

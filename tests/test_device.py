@@ -392,6 +392,8 @@ def _odd_requests(rng, cfg, n, weight_words, ops=0):
         lambda: frame(Command.READ, proto.args(Target.SDRAM, 0, proto.MAX_PAYLOAD // 2 + 1)),
         lambda: frame(Command.CLEAR, proto.args(Target.SDRAM, SDRAM_REGION, 4)),
         lambda: wr(Target.COUNTERS, 0, rng.randbytes(8)),
+        lambda: frame(Command.ECHO, rng.randbytes(rng.randrange(0, 300))),
+        lambda: frame(Command.SELFTEST, rng.randbytes(rng.choice([0, 4, 11]))),
         lambda: frame(Command.WRITE, rng.randbytes(rng.randrange(proto.ARGS_BYTES))),
         lambda: frame(rng.choice([0x00, 0x08, 0x42, 0xFF])),
         lambda: frame(Command.IDENTIFY),
@@ -446,13 +448,14 @@ def _replay_on_board(board, frames):
         s.sendall(f)
         got = collect(n)
         replies += got
-        if n and proto.FrameParser().feed(f)[0][0] == Command.RUN:
-            while True:
-                s.sendall(proto.encode_frame(Command.STATUS, 0xFF))
-                (_, _, body, _), = collect(1)
-                if body[0] != RunState.RUNNING:
-                    break
-                time.sleep(0.05)
+        code = proto.FrameParser().feed(f)[0][0] if n else None
+        poll = {Command.RUN: Command.STATUS, Command.SELFTEST: Command.SELFTEST_RESULT}
+        while code in poll:
+            s.sendall(proto.encode_frame(poll[code], 0xFF))
+            (_, _, body, _), = collect(1)
+            if body[0] != 1:             # RunState.RUNNING; the self-test's "running"
+                break
+            time.sleep(0.05)
     s.close()
     return replies
 
@@ -485,7 +488,13 @@ def test_the_golden_device_answers_a_request_stream_byte_for_byte_as_the_rtl(boa
               + [proto.encode_frame(Command.READ, 9, proto.args(Target.COUNTERS, 0,
                                                                    len(prog.ops)))]
               + [proto.encode_frame(Command.READ, 10, proto.args(Target.FEATURE,
-                                                                    prog.result_base, 16))])
+                                                                    prog.result_base, 16))]
+              # the SDRAM self-test on the stream's region, its result, what it left there
+              + [proto.encode_frame(Command.SELFTEST, 11, struct.pack(
+                  proto.SELFTEST_ARGS, SDRAM_REGION, 100, 9)),
+                 proto.encode_frame(Command.SELFTEST_RESULT, 12),
+                 proto.encode_frame(Command.READ, 13, proto.args(Target.SDRAM, SDRAM_REGION,
+                                                                  100))])
     golden = GoldenDevice(CFG)
     want = proto.FrameParser().feed(b"".join(golden.receive(f) for f in stream))
     got = _replay_on_board(board, stream)
@@ -495,3 +504,43 @@ def test_the_golden_device_answers_a_request_stream_byte_for_byte_as_the_rtl(boa
                         f"request {proto.FrameParser().feed(b''.join(stream))[i][:2]}")
     statuses = [w for w in want if w[0] == Status.OK and len(w[2]) == 7]
     assert statuses, "the stream checks the run's STATUS"
+
+
+# ---- bring-up self-tests ------------------------------------------------------------------------
+
+def test_selftest_passes_on_the_golden_device_and_the_simulated_board(board):
+    from host.selftest import run_selftest
+    for driver in (Driver(GoldenTransport(GoldenDevice(CFG)), reply_timeout=0.01),
+                   _sim_driver(board)):
+        report = run_selftest(driver, base=0x40000, words=1 << 14, seed=3, frames=25)
+        assert report["ok"], report
+        assert report["identity"]["sdram_words"] == SDRAM_WORDS
+        assert report["link"]["wrong_replies"] == 0 and report["link"]["payload_bytes"] > 10_000
+        # 16 data lines, base and its 14 address lines, then every word.
+        assert report["sdram"]["reads_checked"] == 16 + 15 + (1 << 14)
+        driver.transport.close()
+
+
+@pytest.mark.parametrize("fault, phase, check", [
+    ({"stuck_bit": 5, "stuck_value": 1}, "DATA_BUS",
+     lambda f: f["bits"] == [5] and f["address"] == 0x40000 and f["expected"] == "0x0001"),
+    ({"stuck_bit": 11, "stuck_value": 0}, "DATA_BUS",
+     lambda f: f["bits"] == [11] and f["got"] == "0x0000"),
+    ({"short_lo": 3, "short_hi": 9}, "ADDRESS_BUS",
+     lambda f: f["address"] == 0x40000 and f["address_line"] == 9),
+])
+def test_selftest_names_an_injected_sdram_fault(fault, phase, check):
+    """The chip model with a stuck data line or two shorted address lines: the device's own
+    test fails, and the report names the phase, the address and the line."""
+    from host.selftest import sdram_test
+    from host.transport import SerialTransport
+    from sim.board.build import BoardProcess
+    with BoardProcess(CFG, quiet=True, sdram_faults=fault) as b:
+        driver = Driver(SerialTransport(b.url), reply_timeout=1.0)
+        report = sdram_test(driver, base=0x40000, words=1 << 12, seed=5)
+        driver.transport.close()
+    print(report)
+    assert not report["ok"] and report["errors"] > 0
+    failure = report["first_failure"]
+    assert failure["phase"] == phase, failure
+    assert check(failure), failure

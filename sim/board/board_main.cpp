@@ -136,6 +136,12 @@ int main(int argc, char** argv) {
             rule(a, "--refi", &rules.refi) || rule(a, "--power_up", &rules.power_up);
     }
     static SdramModel chip(rules);
+    // Faults for the bring-up tests: --stuck-bit=B --stuck-value=V, --short-lo=L --short-hi=H.
+    for (int i = 1; i < argc; ++i) {
+        const char* a = argv[i];
+        rule(a, "--stuck-bit", &chip.stuck_bit) || rule(a, "--stuck-value", &chip.stuck_value) ||
+            rule(a, "--short-lo", &chip.short_lo) || rule(a, "--short-hi", &chip.short_hi);
+    }
     std::signal(SIGPIPE, SIG_IGN);
 
     int srv = socket(AF_INET, SOCK_STREAM, 0);

@@ -102,11 +102,16 @@ class BoardProcess:
     """A running simulated board: ``with BoardProcess(cfg) as board: board.url``."""
 
     def __init__(self, cfg: AcceleratorConfig, port: int = 0, quiet: bool = False,
-                 uart_divisor: int | None = None):
+                 uart_divisor: int | None = None, sdram_faults: dict | None = None):
+        """``sdram_faults``: the chip model's injected faults, for the bring-up tests:
+        ``stuck_bit`` and ``stuck_value`` (a data line stuck at 0 or 1), ``short_lo`` and
+        ``short_hi`` (word-address line ``short_hi`` reads and writes as ``short_lo``)."""
         self.exe = build(cfg, quiet=quiet, uart_divisor=uart_divisor)
         # The SDRAM chip model checks the rules of this configuration's clock.
         self.proc = subprocess.Popen([str(self.exe), "--port", str(port),
-                                      *cfg.sdram_timings.harness_args()],
+                                      *cfg.sdram_timings.harness_args(),
+                                      *(f"--{k.replace('_', '-')}={v}"
+                                        for k, v in (sdram_faults or {}).items())],
                                      stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if not line.startswith("listening on "):
