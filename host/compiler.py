@@ -81,6 +81,16 @@ class DeviceProgram:
                              f"{pixels.dtype} {pixels.shape}")
         return feature_words(pixels, self.cfg).tobytes()
 
+    def input_bytes(self, pixels: np.ndarray) -> tuple[bytes, int]:
+        """(data, bytes a word) of the image on the link: with fewer channels than lanes,
+        each pixel's channels alone (a packed FEATURE write: the device pads the lanes);
+        otherwise whole feature words."""
+        words = self.input_words(pixels)          # checks the shape and type
+        c = self.input_shape[0]
+        if c < self.cfg.pc:
+            return np.frombuffer(words, np.uint8).reshape(-1, self.cfg.pc)[:, :c].tobytes(), c
+        return words, self.cfg.pc
+
     @property
     def result_words(self) -> int:
         return groups(self.classes, self.cfg.pc) * SUM_WORDS

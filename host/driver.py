@@ -135,11 +135,11 @@ class Driver:
         return bytes(out)
 
     def write_words(self, target: Target, address: int, data: bytes, word_bytes: int,
-                    progress=None) -> None:
+                    progress=None, flags: int = 0) -> None:
         """Consecutive words, as many per frame as fit."""
         per = (proto.MAX_PAYLOAD - proto.ARGS_BYTES) // word_bytes * word_bytes
         for off in range(0, len(data), per):
-            self.write(target, address + off // word_bytes, data[off:off + per])
+            self.write(target, address + off // word_bytes, data[off:off + per], flags)
             if progress:
                 progress(len(data[off:off + per]))
 
@@ -183,8 +183,11 @@ class Driver:
         return self.stats.bytes_sent - before
 
     def load_image(self, program, pixels: np.ndarray) -> None:
-        self.write_words(Target.FEATURE, program.input_base, program.input_words(pixels),
-                         program.cfg.pc)
+        """The image as its raw pixels when it has fewer channels than the device has lanes
+        (the device pads each word), else as whole feature words."""
+        data, word_bytes = program.input_bytes(pixels)
+        self.write_words(Target.FEATURE, program.input_base, data, word_bytes,
+                         flags=word_bytes if word_bytes < program.cfg.pc else 0)
 
     def run(self, timeout: float = 3600.0, poll: float = 0.02, progress=None) -> int:
         """Start the program and wait for it; returns the device's cycle count."""

@@ -111,15 +111,15 @@ class GoldenDevice:
                 return Status.BAD_ARGUMENT
             return self._decode_weights(flags, count, address, body)
         units = unit_bytes(cfg)
-        if target not in units:
+        if target not in units or (target == Target.FEATURE and flags > cfg.pc):
             return Status.BAD_ARGUMENT
-        n = units[target]
+        n = flags if target == Target.FEATURE and 0 < flags < cfg.pc else units[target]
         whole = len(body) // n      # a trailing part-unit is never written, as in hardware
         for i in range(whole):
             unit = body[i * n:(i + 1) * n]
             a = address + i
-            if target == Target.FEATURE:
-                self.fm[a % cfg.fm_depth] = np.frombuffer(unit, np.uint8)
+            if target == Target.FEATURE:            # packed words: the other lanes 0
+                self.fm[a % cfg.fm_depth] = np.frombuffer(unit.ljust(cfg.pc, b"\0"), np.uint8)
             elif target == Target.PROGRAM:
                 self.program[a % cfg.program_depth] = int.from_bytes(unit, "little")
             elif target == Target.SDRAM:

@@ -181,18 +181,24 @@ class Device(wiring.Component):
         def write_unit(value_of):
             """The unit of the WRITE's target is complete in ``value_of`` bytes (top of sr)."""
             with m.Switch(target):
+                # FEATURE: ``flags`` = n, 1 <= n < PC, packs n bytes a word (an image's raw
+                # pixels: channel t in byte t), the other lanes written 0.
+                with m.Case(Target.FEATURE):
+                    for n in range(1, pc + 1):
+                        packed = (flags == n) if n < pc else ((flags == 0) | (flags == pc))
+                        with m.If(packed & (nbytes == n - 1)):
+                            m.d.sync += [nbytes.eq(0), addr.eq(addr + 1)]
+                            m.d.comb += [runner.fm_host_addr.eq(addr),
+                                         runner.fm_host_wr_data.eq(value_of(n)),
+                                         runner.fm_host_wr_en.eq(1)]
                 for tgt, n in units.items():
-                    if tgt == Target.SDRAM:      # its words wait for the controller
-                        continue
+                    if tgt in (Target.SDRAM, Target.FEATURE):   # SDRAM words wait for the
+                        continue                                # controller
                     with m.Case(tgt):
                         with m.If(nbytes == n - 1):
                             unit = value_of(n)
                             m.d.sync += [nbytes.eq(0), addr.eq(addr + 1)]
-                            if tgt == Target.FEATURE:
-                                m.d.comb += [runner.fm_host_addr.eq(addr),
-                                             runner.fm_host_wr_data.eq(unit),
-                                             runner.fm_host_wr_en.eq(1)]
-                            elif tgt == Target.PROGRAM:
+                            if tgt == Target.PROGRAM:
                                 m.d.comb += [runner.prog_wr_addr.eq(addr),
                                              runner.prog_wr_data.eq(unit),
                                              runner.prog_wr_en.eq(1)]
@@ -275,6 +281,7 @@ class Device(wiring.Component):
                 with m.Switch(rx.code):
                     with m.Case(Command.WRITE):
                         with m.If((target == Target.COUNTERS) | (target > Target.SDRAM)
+                                  | ((target == Target.FEATURE) & (flags > pc))
                                   | ((target == Target.WEIGHTS)
                                      & ((flags == 0) | (flags > ib)))):
                             reply(Status.BAD_ARGUMENT)

@@ -4,13 +4,16 @@ row per bank, and one 16-bit word per clock while a stream stays in a row.
 Outside (LiteDRAM's native port, as ``amaranth.lib.stream`` interfaces; the user never sees
 banks, rows or refresh):
 
-- ``cmd`` (In): ``hw.sdram_chip.cmd_layout``, a word address and ``we``; taken when the chip
-  command for it is issued, in order;
-- ``wdata`` (In): ``hw.sdram_chip.wdata_layout``, the data of a write command, taken with it;
+- ``cmd`` (In): ``hw.sdram_chip.cmd_layout``, a word address and ``we``; commands are carried
+  out in order;
+- ``wdata`` (In): ``hw.sdram_chip.wdata_layout``, the data of a write command, which must be
+  valid with its command: the two are taken together, into a four-deep queue whose registers
+  are all the command decision sees (no path from a user's logic into the pins' registers);
 - ``rdata`` (Out): the words of the read commands, in order, ``read_latency`` cycles after
   each READ at the earliest. A READ is issued only while the read FIFO has room for its word,
   so ``rdata`` may be backpressured without loss;
-- ``ready`` (Out): high once the power-up sequence is done (commands wait until then).
+- ``ready`` (Out): high once the power-up sequence is done (commands wait until then);
+- ``idle`` (Out): no command waiting in the queue (every one taken has gone to the pins).
 
 Inside, each cycle issues at most one chip command for the command at the head of ``cmd``:
 READ or WRITE if its bank has its row open and the bank's timers allow it; else PRECHARGE
@@ -31,7 +34,7 @@ top's plain registers), so ``read_latency`` is CL + ``hw.timing.SDRAM_PHY_LATENC
 from __future__ import annotations
 
 from amaranth import *
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
@@ -69,7 +72,7 @@ class SDRAMController(wiring.Component):
             "cmd": In(stream.Signature(cmd_layout(module))),
             "wdata": In(stream.Signature(wdata_layout(module))),
             "rdata": Out(stream.Signature(module.dq_bits)),
-            "ready": Out(1),
+            "ready": Out(1), "idle": Out(1),
             "pins": Out(pins_signature(module)),
         })
 
@@ -111,12 +114,26 @@ class SDRAMController(wiring.Component):
                          pins.ba.eq(ba), pins.a.eq(a)]
 
         m.d.comb += pins.cke.eq(1)
-        head = self.cmd.payload
+        # The queue in front of the decision: a command with its data, from registers.
+        queued = data.StructLayout({"cmd": cmd_layout(mod), "wdata": wdata_layout(mod)})
+        m.submodules.queue = queue = SyncFIFOBuffered(width=queued.size, depth=4)
+        entry = Signal(queued)
+        takes = self.cmd.valid & (~self.cmd.payload.we | self.wdata.valid)
+        m.d.comb += [queue.w_data.eq(Cat(self.cmd.payload, self.wdata.payload)),
+                     queue.w_en.eq(takes),
+                     self.cmd.ready.eq(queue.w_rdy & (~self.cmd.payload.we | self.wdata.valid)),
+                     self.wdata.ready.eq(queue.w_rdy & self.cmd.valid & self.cmd.payload.we),
+                     entry.eq(queue.r_data)]
+        head = entry.cmd
+        head_valid = queue.r_rdy
+        head_data = entry.wdata
+        issued = Signal()                # the head's chip command goes out this cycle
+        m.d.comb += [queue.r_en.eq(issued), self.idle.eq(queue.level == 0)]
         # The data and its mask do not wait for the decision to write (only ``dq_oe`` does):
         # no path from the row and timer checks into them. DQM masks a read's data two cycles
         # on, so it stays low until every read's data is past (``t_write``, a register, is 0
         # from then on) and the head command writes.
-        m.d.comb += pins.dq_o.eq(self.wdata.payload.data)
+        m.d.comb += pins.dq_o.eq(head_data.data)
         bank = head.addr[col_bits:col_bits + bank_bits]
         row = head.addr[col_bits + bank_bits:]
         col = head.addr[:col_bits]
@@ -151,7 +168,7 @@ class SDRAMController(wiring.Component):
         with m.Elif(self.ready):
             m.d.sync += refresh_in.eq(refresh_in - 1)
 
-        m.d.comb += pins.dqm.eq(Mux(head.we & (t_write == 0), ~self.wdata.payload.en, 0))
+        m.d.comb += pins.dqm.eq(Mux(head.we & (t_write == 0), ~head_data.en, 0))
 
         all_closable = Signal()
         all_idle = Signal()
@@ -192,23 +209,22 @@ class SDRAMController(wiring.Component):
                         command(ras=1, cas=1)
                         m.d.comb += refreshed.eq(1)
                         at_least(t_hold, max(t.rfc, t.rc))
-                with m.Elif(self.cmd.valid):
+                with m.Elif(head_valid):
                     hit = Signal()
                     m.d.comb += hit.eq((is_open & bank_onehot).any() & (open_row[bank] == row))
                     rw_ok = Signal()
                     m.d.comb += rw_ok.eq(Array(t_rw)[bank] == 0)
                     with m.If(hit):
                         with m.If(head.we):
-                            with m.If(rw_ok & (t_write == 0) & self.wdata.valid):
+                            with m.If(rw_ok & (t_write == 0)):
                                 command(cas=1, we=1, ba=bank, a=col)
-                                m.d.comb += [self.cmd.ready.eq(1), self.wdata.ready.eq(1),
-                                             pins.dq_oe.eq(1)]
+                                m.d.comb += [issued.eq(1), pins.dq_oe.eq(1)]
                                 for b in range(banks):
                                     with m.If(bank == b):
                                         at_least(t_pre[b], t.wr)
                         with m.Elif(rw_ok & room):
                             command(cas=1, ba=bank, a=col)
-                            m.d.comb += [self.cmd.ready.eq(1), issue_read.eq(1)]
+                            m.d.comb += [issued.eq(1), issue_read.eq(1)]
                             # The chip drives the bus CL cycles on; a WRITE waits one more.
                             at_least(t_write, t.cl + 2)
                     with m.Elif((is_open & bank_onehot).any()):

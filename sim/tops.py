@@ -99,7 +99,8 @@ class DMATop(wiring.Component):
         members = {name: m for name, m in self.dma.signature.members.items()
                    if name not in ("sdram_cmd", "sdram_wdata", "sdram_rdata")
                    and not name.startswith("buf_")}
-        members.update({"ready": Out(1), "chip": self.controller.signature.members["pins"],
+        members.update({"ready": Out(1), "sdram_idle": Out(1),
+                        "chip": self.controller.signature.members["pins"],
                         "host_addr": In(bits), "host_wr_data": In(pixel_layout(cfg)),
                         "host_wr_en": In(1), "host_rd_data": Out(pixel_layout(cfg))})
         super().__init__(members)
@@ -114,7 +115,8 @@ class DMATop(wiring.Component):
         for name, member in self.signature.members.items():
             if hasattr(dma, name) and name not in ("busy", "done"):
                 m.d.comb += getattr(dma, name).eq(getattr(self, name))
-        m.d.comb += [self.busy.eq(dma.busy), self.done.eq(dma.done), self.ready.eq(ctl.ready)]
+        m.d.comb += [self.busy.eq(dma.busy), self.done.eq(dma.done), self.ready.eq(ctl.ready),
+                     self.sdram_idle.eq(ctl.idle)]
         wiring.connect(m, dma.sdram_cmd, ctl.cmd)
         wiring.connect(m, dma.sdram_wdata, ctl.wdata)
         wiring.connect(m, ctl.rdata, dma.sdram_rdata)

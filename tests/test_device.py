@@ -357,6 +357,9 @@ def _odd_requests(rng, cfg, n, weight_words, ops=0):
     kinds = [
         lambda: wr(Target.FEATURE, cfg.fm_depth - rng.randrange(1, 8),
                    rng.randbytes(cfg.pc * rng.randrange(1, 16) + rng.randrange(cfg.pc))),
+        # packed feature words (an image's raw pixels), and flags past the lanes (refused)
+        lambda: wr(Target.FEATURE, cfg.fm_depth - rng.randrange(1, 8),
+                   rng.randbytes(rng.randrange(1, 30)), flags=rng.randrange(0, cfg.pc + 2)),
         lambda: wr(Target.CODEBOOK, rng.randrange(cfg.codebook_tables * cfg.codebook_entries * 2),
                    rng.randbytes(2 * rng.randrange(1, 9) + rng.randrange(2))),
         lambda: wr(Target.BIAS, rng.randrange(cfg.bias_depth * cfg.po * 2),
