@@ -98,21 +98,9 @@ struct HostUart {
 };
 #endif
 
-static bool rule(const char* a, const char* key, int* out) {
-    size_t n = std::strlen(key);
-    if (std::strncmp(a, key, n) == 0 && a[n] == '=') {
-        *out = std::atoi(a + n + 1);
-        return true;
-    }
-    return false;
-}
-
 // The SDRAM's pins after their registers, into the model; its word back for the next edge.
 static void sdram_edge(Top* top, SdramModel& chip) {
-    SdramPins p{bool(top->chip___05Fcke), bool(top->chip___05Fcs), bool(top->chip___05Fras),
-                bool(top->chip___05Fcas), bool(top->chip___05Fwe), top->chip___05Fba,
-                top->chip___05Fa, top->chip___05Fdqm, top->chip___05Fdq_o,
-                bool(top->chip___05Fdq_oe)};
+    SdramPins p = chip_pins(top);
     if (!chip.edge(p)) {
         std::fprintf(stderr, "board_sim: %s\n", chip.error().c_str());
         std::exit(3);
@@ -129,18 +117,13 @@ int main(int argc, char** argv) {
     SdramRules rules;
     for (int i = 1; i < argc; ++i) {
         const char* a = argv[i];
-        rule(a, "--cl", &rules.cl) || rule(a, "--rp", &rules.rp) || rule(a, "--rcd", &rules.rcd) ||
-            rule(a, "--ras", &rules.ras) || rule(a, "--rc", &rules.rc) ||
-            rule(a, "--rrd", &rules.rrd) || rule(a, "--wr", &rules.wr) ||
-            rule(a, "--rfc", &rules.rfc) || rule(a, "--mrd", &rules.mrd) ||
-            rule(a, "--refi", &rules.refi) || rule(a, "--power_up", &rules.power_up);
+        parse_rule(a, rules);
     }
     static SdramModel chip(rules);
     // Faults for the bring-up tests: --stuck-bit=B --stuck-value=V, --short-lo=L --short-hi=H.
     for (int i = 1; i < argc; ++i) {
         const char* a = argv[i];
-        rule(a, "--stuck-bit", &chip.stuck_bit) || rule(a, "--stuck-value", &chip.stuck_value) ||
-            rule(a, "--short-lo", &chip.short_lo) || rule(a, "--short-hi", &chip.short_hi);
+        parse_fault(a, chip);
     }
     std::signal(SIGPIPE, SIG_IGN);
 

@@ -39,10 +39,7 @@ struct Bench {
         top->clk = 1;
         top->eval();
         ++cycle;
-        SdramPins p{bool(top->chip___05Fcke), bool(top->chip___05Fcs), bool(top->chip___05Fras),
-                    bool(top->chip___05Fcas), bool(top->chip___05Fwe), top->chip___05Fba,
-                    top->chip___05Fa, top->chip___05Fdqm, top->chip___05Fdq_o,
-                    bool(top->chip___05Fdq_oe)};
+        SdramPins p = chip_pins(top);
         if (!chip.edge(p)) {
             fprintf(stderr, "%s\n", chip.error().c_str());
             return false;
@@ -64,18 +61,8 @@ int main(int argc, char** argv) {
             }
             return false;
         };
-        if (arg("--cl", &v)) rules.cl = v;
-        else if (arg("--rp", &v)) rules.rp = v;
-        else if (arg("--rcd", &v)) rules.rcd = v;
-        else if (arg("--ras", &v)) rules.ras = v;
-        else if (arg("--rc", &v)) rules.rc = v;
-        else if (arg("--rrd", &v)) rules.rrd = v;
-        else if (arg("--wr", &v)) rules.wr = v;
-        else if (arg("--rfc", &v)) rules.rfc = v;
-        else if (arg("--mrd", &v)) rules.mrd = v;
-        else if (arg("--refi", &v)) rules.refi = v;
-        else if (arg("--power_up", &v)) rules.power_up = v;
-        else if (arg("--seed", &v)) seed = v;
+        if (parse_rule(a, rules)) continue;
+        if (arg("--seed", &v)) seed = v;
         else if (arg("--transfers", &v)) transfers = v;
         else if (arg("--pc", &v)) pc = v;
         else {

@@ -35,13 +35,13 @@ struct Op {
 };
 
 static SdramRules rules;
-static long arg_long(const char* a, const char* key, long* out) {
+static bool arg_long(const char* a, const char* key, long* out) {
     size_t n = strlen(key);
     if (strncmp(a, key, n) == 0 && a[n] == '=') {
         *out = strtol(a + n + 1, nullptr, 0);
-        return 1;
+        return true;
     }
-    return 0;
+    return false;
 }
 
 // ---- the model alone, made to break one rule ---------------------------------------------------
@@ -167,10 +167,7 @@ struct Bench {
         top->clk = 1;
         top->eval();
         ++cycle;
-        SdramPins p{bool(top->chip___05Fcke), bool(top->chip___05Fcs), bool(top->chip___05Fras),
-                    bool(top->chip___05Fcas), bool(top->chip___05Fwe), top->chip___05Fba,
-                    top->chip___05Fa, top->chip___05Fdqm, top->chip___05Fdq_o,
-                    bool(top->chip___05Fdq_oe)};
+        SdramPins p = chip_pins(top);
         if (!chip.edge(p)) {
             fprintf(stderr, "%s\n", chip.error().c_str());
             return false;
@@ -221,18 +218,8 @@ int main(int argc, char** argv) {
     std::string script;
     for (int i = 1; i < argc; ++i) {
         const char* a = argv[i];
-        if (arg_long(a, "--cl", &v)) rules.cl = v;
-        else if (arg_long(a, "--rp", &v)) rules.rp = v;
-        else if (arg_long(a, "--rcd", &v)) rules.rcd = v;
-        else if (arg_long(a, "--ras", &v)) rules.ras = v;
-        else if (arg_long(a, "--rc", &v)) rules.rc = v;
-        else if (arg_long(a, "--rrd", &v)) rules.rrd = v;
-        else if (arg_long(a, "--wr", &v)) rules.wr = v;
-        else if (arg_long(a, "--rfc", &v)) rules.rfc = v;
-        else if (arg_long(a, "--mrd", &v)) rules.mrd = v;
-        else if (arg_long(a, "--refi", &v)) rules.refi = v;
-        else if (arg_long(a, "--power_up", &v)) rules.power_up = v;
-        else if (arg_long(a, "--seed", &v)) seed = v;
+        if (parse_rule(a, rules)) continue;
+        if (arg_long(a, "--seed", &v)) seed = v;
         else if (arg_long(a, "--ops", &v)) ops = v;
         else if (strncmp(a, "--script=", 9) == 0) script = a + 9;
         else {

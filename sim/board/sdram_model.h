@@ -18,6 +18,8 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <string>
 #include <vector>
@@ -320,3 +322,49 @@ class SdramModel {
         return true;
     }
 };
+
+// ---- what every harness needs -----------------------------------------------------------------
+
+// One rule from a command-line argument (--cl=2, --rp=2, ...: the names of
+// hw.sdram_chip.SDRAMTimings); false if the argument is not a rule.
+inline bool parse_rule(const char* arg, SdramRules& r) {
+    static const struct { const char* key; int SdramRules::*field; } keys[] = {
+        {"--cl", &SdramRules::cl}, {"--rp", &SdramRules::rp}, {"--rcd", &SdramRules::rcd},
+        {"--ras", &SdramRules::ras}, {"--rc", &SdramRules::rc}, {"--rrd", &SdramRules::rrd},
+        {"--wr", &SdramRules::wr}, {"--rfc", &SdramRules::rfc}, {"--mrd", &SdramRules::mrd},
+        {"--refi", &SdramRules::refi}, {"--power_up", &SdramRules::power_up}};
+    for (const auto& k : keys) {
+        size_t n = std::strlen(k.key);
+        if (std::strncmp(arg, k.key, n) == 0 && arg[n] == '=') {
+            r.*k.field = std::atoi(arg + n + 1);
+            return true;
+        }
+    }
+    return false;
+}
+
+// One injected fault from a command-line argument (--stuck-bit=B, --stuck-value=V,
+// --short-lo=L, --short-hi=H); false if the argument is not one.
+inline bool parse_fault(const char* arg, SdramModel& chip) {
+    static const struct { const char* key; int SdramModel::*field; } keys[] = {
+        {"--stuck-bit", &SdramModel::stuck_bit}, {"--stuck-value", &SdramModel::stuck_value},
+        {"--short-lo", &SdramModel::short_lo}, {"--short-hi", &SdramModel::short_hi}};
+    for (const auto& k : keys) {
+        size_t n = std::strlen(k.key);
+        if (std::strncmp(arg, k.key, n) == 0 && arg[n] == '=') {
+            chip.*k.field = std::atoi(arg + n + 1);
+            return true;
+        }
+    }
+    return false;
+}
+
+// The chip's pins of a Verilated top whose SDRAM port is ``chip`` (Verilator spells chip__cs
+// as chip___05Fcs).
+template <class Top>
+SdramPins chip_pins(const Top* top) {
+    return SdramPins{bool(top->chip___05Fcke), bool(top->chip___05Fcs), bool(top->chip___05Fras),
+                     bool(top->chip___05Fcas), bool(top->chip___05Fwe), top->chip___05Fba,
+                     top->chip___05Fa, top->chip___05Fdqm, top->chip___05Fdq_o,
+                     bool(top->chip___05Fdq_oe)};
+}
