@@ -205,6 +205,9 @@ def board_config(mac_units: int = 64) -> AcceleratorConfig:
 def bringup_config() -> AcceleratorConfig:
     """Every part of the device with small memories: it fits the LFE5U-85F today (the board
     configuration does not, until the SDRAM memory system carries its maps and weights), so a
-    new board's link, SDRAM and identity can be checked with ``sqz selftest``."""
+    new board's link, SDRAM and identity can be checked with ``sqz selftest``. At 60 MHz:
+    3 Mbaud at 20 cycles a bit, and timing met with room (at 75 MHz the self-test's command
+    generator is 1.5% short: docs/reports/synth.md)."""
     return AcceleratorConfig(mac_units=32, fm_depth=1024, squeeze_depth=256, weight_depth=64,
-                             codebook_tables=1, bias_depth=16, program_depth=16)
+                             codebook_tables=1, bias_depth=16, program_depth=16,
+                             clock_mhz=60.0)

@@ -109,7 +109,11 @@ class Device(wiring.Component):
         m.submodules.transmitter = tx = FrameTransmitter()
         wiring.connect(m, wiring.flipped(self.rx), rx.i)
         wiring.connect(m, tx.o, wiring.flipped(self.tx))
+        # RESET's reset of the runner and the self-test, a cycle after the command is decoded:
+        # registered, since it fans out to every register of the runner.
+        reset_request = Signal()
         soft_reset = Signal()
+        m.d.sync += soft_reset.eq(reset_request)
         runner = NetworkRunner(cfg)
         m.submodules.runner = ResetInserter(soft_reset)(runner)
         m.submodules.sdram = sdram = SDRAMController(cfg.sdram_timings)
@@ -132,6 +136,8 @@ class Device(wiring.Component):
         frames = memory.Memory(shape=8, depth=proto.MAX_PAYLOAD, init=[])
         m.submodules.frame_buffer = frames
         fb_wr, fb_rd = frames.write_port(), frames.read_port()
+        fb_byte = Signal(8)                 # the frame buffer's read data, registered
+        m.d.sync += fb_byte.eq(fb_rd.data)
         m.d.comb += [fb_wr.addr.eq(rx.buf_addr), fb_wr.data.eq(rx.buf_data),
                      fb_wr.en.eq(rx.buf_en)]
 
@@ -223,7 +229,7 @@ class Device(wiring.Component):
                                 reply(Status.OK, len(ident),
                                       Const(int.from_bytes(ident, "little"), out_bits))
                             with m.Case(Command.RESET):
-                                m.d.comb += soft_reset.eq(1)
+                                m.d.comb += reset_request.eq(1)
                                 reply(Status.OK)
                             with m.Case(Command.STATUS):
                                 reply(Status.OK, struct.calcsize(proto.STATUS_FORMAT),
@@ -314,16 +320,20 @@ class Device(wiring.Component):
                 with m.Else():
                     m.next = "DATA_ADDR"
 
-            # ---- WRITE: data bytes, one per 2 cycles (a frame-buffer read, then its use) --------
+            # ---- WRITE: data bytes, one per 3 cycles (a frame-buffer read, its data registered,
+            # then its use: the block RAM's output goes to a register, not into the decoder) --
             with m.State("DATA_ADDR"):
                 m.d.comb += fb_rd.addr.eq(k)
                 with m.If(k == rx.length):
                     with m.If(~decoder.busy):    # the last entries leave the decoder first
                         reply(Status.OK)
                 with m.Else():
-                    m.next = "DATA_BYTE"
+                    m.next = "DATA_HOLD"
+            with m.State("DATA_HOLD"):
+                m.d.comb += fb_rd.addr.eq(k)
+                m.next = "DATA_BYTE"
             with m.State("DATA_BYTE"):
-                byte = fb_rd.data
+                byte = fb_byte
                 m.d.comb += fb_rd.addr.eq(k)     # hold the byte while the decoder is busy
                 with m.If(target == Target.WEIGHTS):
                     m.d.comb += [decoder.i.valid.eq(1), decoder.i.payload.eq(byte)]

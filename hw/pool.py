@@ -93,7 +93,10 @@ class MaxPoolUnit(wiring.Component):
                 m.d.sync += col.eq(col + 1)
 
         # ---- H -> V register; the row buffer is read here, one cycle ahead ------------------
-        buf = memory.Memory(shape=lanes, depth=self.max_width, init=[])
+        # In distributed RAM: its word goes through the max and back into it in one cycle, and
+        # a block RAM's 6 ns to its output left no time for that at 75 MHz.
+        buf = memory.Memory(shape=lanes, depth=self.max_width, init=[],
+                            attrs={"ram_style": "distributed"})
         m.submodules.row_buffer = buf
         wr = buf.write_port()
         rd = buf.read_port(transparent_for=(wr,))

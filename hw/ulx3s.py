@@ -146,7 +146,11 @@ class ULX3STop(Elaboratable):
             m.d.sync += power_on.eq(0)
         with m.Elif(power_on != POWER_ON_CYCLES):
             m.d.sync += power_on.eq(power_on + 1)
-        m.d.comb += ResetSignal("sync").eq(power_on != POWER_ON_CYCLES)
+        # Registered: the reset fans out to every flip-flop, and a comparator in front of that
+        # net set the clock (54.7 MHz).
+        held = Signal(init=1, reset_less=True)
+        m.d.sync += held.eq(power_on != POWER_ON_CYCLES)
+        m.d.comb += ResetSignal("sync").eq(held)
 
         esp32 = platform.request("esp32", 0, dir="-")
         m.submodules.esp32_gpio0 = gpio0 = io.Buffer("o", esp32.gpio0)

@@ -98,13 +98,15 @@ def main(argv=None) -> int:
                          "selftest), or a UART echo (link bring-up)")
     ap.add_argument("--sdram-phase", type=float, default=90.0,
                     help="degrees the SDRAM's clock lags the system clock (default 90)")
-    ap.add_argument("--mhz", type=float, default=75.0, help="system clock (default 75)")
+    ap.add_argument("--mhz", type=float, default=None,
+                    help="system clock (default: the configuration's, 75 MHz for the echo)")
     ap.add_argument("--baud", type=int, default=3_000_000)
     ap.add_argument("--out", help="build folder (default build/ulx3s)")
     args = ap.parse_args(argv)
     from hw.config import bringup_config
     cfg = bringup_config() if args.core == "bringup" else None
-    report = build("echo" if args.core == "echo" else "device", args.out, args.mhz, args.baud,
+    mhz = args.mhz or (cfg.clock_mhz if cfg is not None else 75.0)
+    report = build("echo" if args.core == "echo" else "device", args.out, mhz, args.baud,
                    cfg, sdram_phase=args.sdram_phase)
     print(json.dumps(report, indent=1))
     return 0 if report["timing_met"] else 1
