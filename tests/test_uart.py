@@ -15,7 +15,7 @@ from hw.uart import BITS, UARTReceiver, UARTTransmitter, baud_divisor
 DIVISOR = 16
 
 
-def line_of(events, bit_time: float, idle: int = 40):
+def line_of(events, bit_time: float, idle: int = 40, tail: int = 3 * DIVISOR):
     """A sender's line, cycle by cycle: ``events`` is a list of ("byte", b), ("low", cycles)
     (a break or a glitch) and ("idle", cycles); bits last ``bit_time`` cycles (not a whole
     number when the sender's baud is off)."""
@@ -31,7 +31,7 @@ def line_of(events, bit_time: float, idle: int = 40):
         else:
             levels += [0 if kind == "low" else 1] * value
             t += value
-    return levels + [1] * (idle + 3 * DIVISOR)
+    return levels + [1] * (idle + tail)
 
 
 def receive(levels):
@@ -62,6 +62,62 @@ def test_random_bytes_back_to_back_at_and_off_the_baud(skew):
     got, counts = receive(line_of([("byte", b) for b in data], DIVISOR * skew))
     assert got == data
     assert counts == {"framing": 0, "overruns": 0}
+
+
+@pytest.mark.parametrize("baud", [3_000_000, 1_000_000, 115_200])
+def test_the_built_bauds_at_75_mhz_send_and_receive_2_percent_off(baud):
+    """The divisors a board is built with (25, 75, 651 cycles a bit): the receiver takes bytes
+    from a sender 2% slow, and the transmitter's bytes come back through the receiver."""
+    divisor = baud_divisor(75e6, baud)
+    rng = random.Random(divisor)
+    data = [rng.randrange(256) for _ in range(max(4, 4000 // divisor))]
+    rx = UARTReceiver(divisor)
+    tx = UARTTransmitter(divisor)
+    got = []
+    levels = line_of([("byte", b) for b in data], divisor * 1.02, idle=3 * divisor,
+                     tail=3 * divisor)
+
+    async def tb(ctx):
+        ctx.set(rx.o.ready, 1)
+        for level in levels:
+            ctx.set(rx.rx, level)
+            await ctx.tick()
+            if ctx.get(rx.o.valid):
+                got.append(ctx.get(rx.o.payload))
+
+    sim = Simulator(rx)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert got == data
+
+    back = []
+    loop = UARTReceiver(divisor)
+
+    async def source(ctx):
+        for b in data:
+            ctx.set(tx.i.payload, b)
+            ctx.set(tx.i.valid, 1)
+            await ctx.tick().until(tx.i.ready)
+        ctx.set(tx.i.valid, 0)
+
+    async def wire(ctx):
+        ctx.set(loop.o.ready, 1)
+        for _ in range((len(data) + 2) * BITS * divisor):
+            ctx.set(loop.rx, ctx.get(tx.tx))
+            await ctx.tick()
+            if ctx.get(loop.o.valid):
+                back.append(ctx.get(loop.o.payload))
+
+    from amaranth import Module
+    top = Module()
+    top.submodules.tx, top.submodules.rx = tx, loop
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(source)
+    sim.add_testbench(wire)
+    sim.run()
+    assert back == data
 
 
 def test_a_glitch_shorter_than_half_a_bit_and_noise_between_bytes_are_ignored():
