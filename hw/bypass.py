@@ -4,8 +4,8 @@ golden/reference_int.py ``bypass_add``, bit for bit. ``a`` is the Fire module's 
 unsigned bytes per beat); ``b`` is the bypassed tensor: PC unsigned bytes (simple bypass) or,
 for a complex bypass, the 1x1 convolution's raw accumulators, signed ACC_BITS wide; the port is
 ACC_BITS signed lanes either way. The two input streams are joined: a beat is taken from both
-at once. Two stages (multiply; add, round, shift, clamp): latency ``ADD_LATENCY``, one beat per
-cycle.
+at once. Two stages (multiply; add, round, shift, clamp): latency ``hw.timing.ADD_LATENCY``,
+one beat per cycle.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig
 from .layout import pixel_layout
-from .timing import ADD_LATENCY
 
 __all__ = ["BypassAddUnit"]
 
@@ -26,7 +25,7 @@ class BypassAddUnit(wiring.Component):
         self.cfg = cfg
         wide = data.ArrayLayout(signed(cfg.acc_bits), cfg.pc)
         super().__init__({
-            "mult_a": In(cfg.mult_bits), "mult_b": In(cfg.mult_bits), "shift": In(6),
+            "mult_a": In(cfg.mult_bits), "mult_b": In(cfg.mult_bits), "shift": In(cfg.shift_bits),
             "a": In(stream.Signature(pixel_layout(cfg))),
             "b": In(stream.Signature(wide)),
             "o": Out(stream.Signature(pixel_layout(cfg))),

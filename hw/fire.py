@@ -18,7 +18,7 @@ the RTL by the tests).
 from __future__ import annotations
 
 from amaranth import *
-from amaranth.lib import data, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig

@@ -12,12 +12,11 @@ Streams follow amaranth.lib.stream: a beat moves when ``valid`` and ``ready`` ar
 from __future__ import annotations
 
 from amaranth import *
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig
 from .layout import pixel_layout
-from .timing import POOL_LATENCY, SUM_LATENCY
 
 __all__ = ["MaxPoolUnit", "GlobalSumUnit"]
 
@@ -31,14 +30,15 @@ class MaxPoolUnit(wiring.Component):
     kept in a register and emitted when column 2j+2 arrives (or at the row's end, for a window
     cut by the edge that ceil mode keeps), so a row of ``out_w`` horizontal maxima streams out
     of every input row. The vertical step does the same with rows, against a one-row buffer of
-    partial maxima (memory, ``max_width`` entries). Latency ``POOL_LATENCY``.
+    partial maxima (memory, ``max_width`` entries). Latency ``hw.timing.POOL_LATENCY``.
     """
 
     def __init__(self, cfg: AcceleratorConfig, max_width: int = 128):
         self.cfg = cfg
         self.max_width = max_width
         super().__init__({
-            "in_h": In(10), "in_w": In(10), "out_h": In(10), "out_w": In(10),
+            "in_h": In(cfg.side_bits), "in_w": In(cfg.side_bits),
+            "out_h": In(cfg.side_bits), "out_w": In(cfg.side_bits),
             "i": In(stream.Signature(pixel_layout(cfg))),
             "o": Out(stream.Signature(pixel_layout(cfg))),
         })
@@ -131,8 +131,8 @@ class MaxPoolUnit(wiring.Component):
 
 class GlobalSumUnit(wiring.Component):
     """Global average pooling as the exact sum: ``pixels`` beats of PC bytes in, one beat of PC
-    unsigned ``LOGIT_BITS`` sums out per frame. Latency ``SUM_LATENCY``; throughput one beat
-    per cycle."""
+    unsigned ``LOGIT_BITS`` sums out per frame. Latency ``hw.timing.SUM_LATENCY``; throughput one
+    beat per cycle."""
 
     def __init__(self, cfg: AcceleratorConfig):
         from golden import numerics as nx

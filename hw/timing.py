@@ -1,9 +1,10 @@
 """Every latency the hardware states, and the cycle model composed from them.
 
-Each pipelined block imports its latency from here and its unit test checks it on the RTL
-(tests/test_hw_*.py); the cycle model below adds them up, so a change to a block's pipeline is
-one edit here, and the tests that compare every op's counter on the RTL with this model catch
-anything else. Nothing here is a hardware component: the host computes cycles without loading
+Each pipelined block's latency is stated here (the block's docstring names it; the engine and
+the requantiser build their pipelines from it) and a unit test holds the RTL to it
+(tests/test_hw_units.py, test_hw_dsp.py); the cycle model below adds them up, so a change to a
+block's pipeline is one edit here, and the tests that compare every op's counter on the RTL
+with this model catch anything else. Nothing here is a hardware component: the host computes cycles without loading
 the gateware.
 """
 

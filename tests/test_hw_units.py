@@ -50,7 +50,7 @@ class _ReceiverTop(Elaboratable):
         m = Module()
         m.submodules.rx, m.submodules.buf = self.rx, self.buf
         wr = self.buf.write_port()
-        self.rd = rd = self.buf.read_port(domain="comb")
+        self.rd = self.buf.read_port(domain="comb")
         m.d.comb += [wr.addr.eq(self.rx.buf_addr), wr.data.eq(self.rx.buf_data),
                      wr.en.eq(self.rx.buf_en)]
         return m
@@ -327,3 +327,42 @@ def test_requantizer_equals_golden_on_random_and_extreme_values_with_its_stated_
         want = [int(v) for v in reference_int.requantize(np.array(accs, np.int64), mult, shift)]
         assert got[L - 1:L - 1 + len(accs)] == want, (mult, shift)
         assert got[L - 2:L - 2 + len(accs)] != want, "the result came early"
+
+
+def _latency(dut, inputs: dict, ports: dict, last: int) -> int:
+    """Cycles from the acceptance of input beat ``last`` (every stream fed a beat a cycle,
+    the output always ready) to the first output beat being valid."""
+    seen = {}
+
+    async def tb(ctx):
+        for k, v in ports.items():
+            ctx.set(getattr(dut, k), v)
+        ctx.set(dut.o.ready, 1)
+        beats = len(next(iter(inputs.values())))
+        for n in range(beats + 10):
+            for name, values in inputs.items():
+                port = getattr(dut, name)
+                ctx.set(port.valid, n < beats)
+                if n < beats:
+                    ctx.set(port.payload, values[n])
+            if ctx.get(dut.o.valid) and "out" not in seen:
+                seen["out"] = n
+            await ctx.tick()
+            if n == last:
+                seen["in"] = n
+
+    simulate(dut, tb)
+    return seen["out"] - seen["in"]
+
+
+def test_the_stream_units_have_their_stated_latencies():
+    from hw.bypass import BypassAddUnit
+    from hw.pool import GlobalSumUnit, MaxPoolUnit
+    from hw.timing import ADD_LATENCY, POOL_LATENCY, SUM_LATENCY
+    pixels = [[n] * CFG.pc for n in range(9)]
+    # A 3x3 map pools to one pixel, completed by its last beat.
+    assert _latency(MaxPoolUnit(CFG), {"i": pixels},
+                    {"in_h": 3, "in_w": 3, "out_h": 1, "out_w": 1}, 8) == POOL_LATENCY
+    assert _latency(GlobalSumUnit(CFG), {"i": pixels}, {"pixels": 9}, 8) == SUM_LATENCY
+    assert _latency(BypassAddUnit(CFG), {"a": pixels[:1], "b": pixels[:1]},
+                    {"mult_a": 1 << 15, "mult_b": 1 << 15, "shift": 16}, 0) == ADD_LATENCY
