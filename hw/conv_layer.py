@@ -84,7 +84,8 @@ class ConvLayer(wiring.Component):
         m.submodules.fm_in = fm_in = FeatureBuffer(cfg)
         m.submodules.fm_out = fm_out = FeatureBuffer(cfg)
         connect_parameters(m, self, eng)
-        m.d.comb += [eng.desc.eq(self.desc), eng.start.eq(self.start), self.busy.eq(eng.busy), self.done.eq(eng.done), self.cycles.eq(eng.cycles)]
+        m.d.comb += [eng.desc.eq(self.desc), eng.start.eq(self.start), self.busy.eq(eng.busy),
+                     self.done.eq(eng.done), self.cycles.eq(eng.cycles)]
         # Input buffer: the engine reads; the host writes one bank at a time.
         m.d.comb += [fm_in.rd_addr.eq(eng.fm_rd_addr), eng.fm_rd_data.eq(fm_in.rd_data)]
         for t in range(cfg.pc):

@@ -27,6 +27,7 @@ from enum import IntEnum
 
 import numpy as np
 from amaranth.hdl import Shape, signed
+from numba import njit
 from amaranth.lib import data
 
 from golden import numerics as nx
@@ -117,6 +118,11 @@ def descriptor_layout(cfg: AcceleratorConfig) -> data.StructLayout:
     })
 
 
+# LayerDescriptor's fields that say where a band sits: the host's, not the engine's (the
+# engine reads them as y_origin and the increments).
+_BAND_FIELDS = ("out_row0", "in_row0", "band_rows")
+
+
 @dataclass(frozen=True)
 class LayerDescriptor:
     """One convolution as the engine sees it; ``fields(cfg)`` adds the derived increments.
@@ -158,8 +164,7 @@ class LayerDescriptor:
         k, w, plane = self.kernel, self.in_w, self.buffer_rows * self.in_w
         out_plane = self.out_h * self.out_w
         y_origin = self.out_row0 * self.stride - self.pad
-        names = [f.name for f in fields(self) if f.name not in ("out_row0", "in_row0",
-                                                                 "band_rows")]
+        names = [f.name for f in fields(self) if f.name not in _BAND_FIELDS]
         return {**{n: getattr(self, n) for n in names}, "y_origin": y_origin,
                 "cgroups": groups(self.in_channels, cfg.pc),
                 "ogroups": groups(self.out_channels, cfg.po),
@@ -183,8 +188,7 @@ class LayerDescriptor:
                              f"with pad {f['pad']} starts on")
         in_row0 = max(0, y_origin)
         band_rows = plane // w
-        names = [x.name for x in fields(LayerDescriptor) if x.name not in ("out_row0", "in_row0",
-                                                                          "band_rows")]
+        names = [x.name for x in fields(LayerDescriptor) if x.name not in _BAND_FIELDS]
         desc = LayerDescriptor(**{n: f[n] for n in names},
                                out_row0=(y_origin + f["pad"]) // f["stride"], in_row0=in_row0,
                                band_rows=0 if in_row0 + band_rows == f["in_h"] else band_rows)
@@ -384,14 +388,19 @@ def unpack_entries(data: bytes, count: int, index_bits: int) -> np.ndarray:
 def memtest_pattern(seed: int, count: int) -> np.ndarray:
     """The random phase's words: a 32-bit xorshift (x ^= x << 13; x ^= x >> 17; x ^= x << 5)
     from ``seed`` (0 is taken as 1), stepped once per word, its low 16 bits."""
-    x = (seed & 0xFFFFFFFF) or 1
     out = np.empty(count, np.uint16)
-    for i in range(count):
-        x ^= (x << 13) & 0xFFFFFFFF
-        x ^= x >> 17
-        x ^= (x << 5) & 0xFFFFFFFF
-        out[i] = x & 0xFFFF
+    _xorshift_words((seed & 0xFFFFFFFF) or 1, out)
     return out
+
+
+@njit(cache=True)
+def _xorshift_words(x, out):        # sequential by nature: compiled (32 MB is 16 Mi words)
+    mask = (1 << 32) - 1
+    for i in range(len(out)):
+        x = (x ^ (x << 13)) & mask
+        x ^= x >> 17
+        x = (x ^ (x << 5)) & mask
+        out[i] = x & 0xFFFF
 
 
 def memtest_address_word(k: int) -> int:

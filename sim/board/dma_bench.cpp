@@ -77,14 +77,7 @@ int main(int argc, char** argv) {
     Bench b(top);
     std::mt19937_64 rng{uint64_t(seed)};
     auto below = [&](long n) { return long(rng() % uint64_t(n)); };
-    top->rst = 1;
-    for (int i = 0; i < 4; ++i) {
-        top->clk = 0;
-        top->eval();
-        top->clk = 1;
-        top->eval();
-    }
-    top->rst = 0;
+    reset_top(top);
     while (!top->ready)
         if (!b.step()) return 1;
 

@@ -232,14 +232,7 @@ int main(int argc, char** argv) {
     auto* ctx = new VerilatedContext;
     auto* top = new Vsdram_top{ctx};
     Bench b(top, uint64_t(seed));
-    top->rst = 1;
-    for (int i = 0; i < 4; ++i) {
-        top->clk = 0;
-        top->eval();
-        top->clk = 1;
-        top->eval();
-    }
-    top->rst = 0;
+    reset_top(top);
     // Power-up: the controller holds every command until its sequence is done.
     long ready_at = -1;
     for (long i = 0; i < 4L * rules.power_up && ready_at < 0; ++i) {

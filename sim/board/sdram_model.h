@@ -359,6 +359,19 @@ inline bool parse_fault(const char* arg, SdramModel& chip) {
     return false;
 }
 
+// A Verilated top held in reset for four clock edges, then released.
+template <class Top>
+void reset_top(Top* top) {
+    top->rst = 1;
+    for (int i = 0; i < 4; ++i) {
+        top->clk = 0;
+        top->eval();
+        top->clk = 1;
+        top->eval();
+    }
+    top->rst = 0;
+}
+
 // The chip's pins of a Verilated top whose SDRAM port is ``chip`` (Verilator spells chip__cs
 // as chip___05Fcs).
 template <class Top>
