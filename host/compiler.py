@@ -11,6 +11,10 @@ squeeze output goes to the squeeze buffer, not to this memory.
 Weights travel as sparse entries (hw.layout.weight_entries: golden.sparse's code over the
 engine's weight order). The device's weight decoder expands them into its weight memory,
 which the host clears first.
+
+A configuration with ``maps_in_sdram`` (hw.config.board_config) gets a program of another
+shape (host/sdram_plan.py): every map, weight, codebook and bias in the SDRAM, and every
+layer computed band by band through the on-chip tiles with LOAD and STORE ops.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from hw.config import AcceleratorConfig
 from hw.layout import (SUM_WORDS, FieldRangeError, LayerDescriptor, OpKind, describe,
                        encode_op, feature_words, groups, sums_of_words, weight_entries,
                        weight_lanes)
-from hw.timing import END_CYCLES, ideal_cycles, op_cycles
+from hw.timing import END_CYCLES, ideal_cycles, op_cycles, transfer_cycles
 
 __all__ = ["DeviceProgram", "compile_network", "UnsupportedNetworkError", "Op", "WeightStream"]
 
@@ -42,8 +46,15 @@ class Op:
     desc: LayerDescriptor | None     # the engine's descriptor (pooling ops: their frame sizes)
 
     def cycles(self, cfg: AcceleratorConfig) -> int:
+        if self.kind in (OpKind.LOAD, OpKind.STORE):
+            return transfer_cycles(cfg, self.kind, self.fields["dma"]["target"],
+                                   self.fields["dma"])
         return op_cycles(self.kind, cfg, self.desc, self.fields.get("in_words", 0),
                          self.fields.get("out_words", 0))
+
+    @property
+    def is_transfer(self) -> bool:
+        return self.kind in (OpKind.LOAD, OpKind.STORE)
 
     def ideal_cycles(self, cfg: AcceleratorConfig) -> float | None:
         """A convolution's multiply-accumulates / MAC units; None for pooling."""
@@ -73,6 +84,13 @@ class DeviceProgram:
     classes: int
     output_node: str
     node_ops: dict[str, list[int]] = field(default_factory=dict)  # node -> op indices
+    # With the maps in the SDRAM: the SDRAM's contents a model brings ((word address, uint16
+    # words): weights, codebooks, biases), and where the image and the result lie (SDRAM
+    # words). None: the image and the result are in the feature-map memory.
+    sdram_blocks: list[tuple[int, np.ndarray]] = field(default_factory=list)
+    input_sdram: int | None = None
+    result_sdram: int | None = None
+    sdram_maps: dict[str, tuple[int, tuple[int, int, int]]] = field(default_factory=dict)
 
     def input_words(self, pixels: np.ndarray) -> bytes:
         """The image in feature-memory word order: PC bytes per word."""
@@ -84,10 +102,10 @@ class DeviceProgram:
     def input_bytes(self, pixels: np.ndarray) -> tuple[bytes, int]:
         """(data, bytes a word) of the image on the link: with fewer channels than lanes,
         each pixel's channels alone (a packed FEATURE write: the device pads the lanes);
-        otherwise whole feature words."""
+        otherwise whole feature words. An image for the SDRAM goes as whole feature words."""
         words = self.input_words(pixels)          # checks the shape and type
         c = self.input_shape[0]
-        if c < self.cfg.pc:
+        if c < self.cfg.pc and self.input_sdram is None:
             return np.frombuffer(words, np.uint8).reshape(-1, self.cfg.pc)[:, :c].tobytes(), c
         return words, self.cfg.pc
 
@@ -100,7 +118,8 @@ class DeviceProgram:
         return sums_of_words(np.frombuffer(data, np.uint8), self.classes, self.cfg)
 
     def expected_cycles(self) -> dict[str, int]:
-        """Cycles per op from the cycle model, keyed by op name, plus ``total``."""
+        """Cycles per op from the cycle model, keyed by op name, plus ``total`` (a LOAD's or
+        STORE's are the model's estimate: hw.timing.transfer_bounds gives its bound)."""
         per = {op.name: op.cycles(self.cfg) for op in self.ops}
         return {**per, "total": sum(per.values()) + END_CYCLES}
 
@@ -110,6 +129,9 @@ class DeviceProgram:
 
 
 def compile_network(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
+    if cfg.maps_in_sdram:
+        from .sdram_plan import compile_sdram
+        return compile_sdram(q, cfg)
     net = q.network
     shapes = net.shapes()
     lanes = cfg.lanes

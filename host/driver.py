@@ -160,9 +160,15 @@ class Driver:
         _check_identity(ident, program)
         cfg = program.cfg
         units = unit_bytes(cfg)
-        self.clear(Target.WEIGHTS, 0, program.weight_words)
         nb = units[Target.PROGRAM]
         words = b"".join(w.to_bytes(nb, "little") for w in program.words)
+        if program.input_sdram is not None:     # the parameters lie in the SDRAM
+            self.write_words(Target.PROGRAM, 0, words, nb)
+            for address, block in program.sdram_blocks:
+                self.write_sdram(address, block.astype("<u2").tobytes(),
+                                 progress and (lambda n: progress(n // 2)))
+            return self.stats.bytes_sent - before
+        self.clear(Target.WEIGHTS, 0, program.weight_words)
         self.write_words(Target.PROGRAM, 0, words, nb)
         for address, values in program.codebooks:
             self.write_words(Target.CODEBOOK, address, values.astype("<i2").tobytes(),
@@ -186,6 +192,9 @@ class Driver:
         """The image as its raw pixels when it has fewer channels than the device has lanes
         (the device pads each word), else as whole feature words."""
         data, word_bytes = program.input_bytes(pixels)
+        if program.input_sdram is not None:
+            self.write_sdram(program.input_sdram, data)
+            return
         self.write_words(Target.FEATURE, program.input_base, data, word_bytes,
                          flags=word_bytes if word_bytes < program.cfg.pc else 0)
 
@@ -206,6 +215,10 @@ class Driver:
             time.sleep(poll)
 
     def read_logits(self, program) -> np.ndarray:
+        if program.result_sdram is not None:
+            per = program.cfg.pc // proto.SDRAM_WORD_BYTES
+            return program.logits(self.read_sdram(program.result_sdram,
+                                                  program.result_words * per))
         data = self.read(Target.FEATURE, program.result_base, program.result_words,
                          program.cfg.pc)
         return program.logits(data)

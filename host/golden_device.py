@@ -22,13 +22,14 @@ from golden.network import ConvSpec
 from golden.quantize import QConv
 from hw import protocol as proto
 from hw.config import AcceleratorConfig
-from hw.layout import (LayerDescriptor, OpKind, decode_op, feature_map, feature_words, groups,
-                       sum_words, unpack_entries, weight_tensor)
+from hw.layout import (DMATarget, LayerDescriptor, OpKind, bytes_of_sdram, codebook_of_sdram,
+                       decode_op, feature_map, feature_words, groups, sdram_of_bytes,
+                       sdram_unit_words, sum_words, unpack_entries, weight_tensor)
 from hw.layout import memtest_address_word, memtest_pattern
 from hw.protocol import (Command, MemTestPhase, RunState, Status, Target, identity_bytes,
                          unit_bytes)
 from hw.sdram_chip import MT48LC16M16A2
-from hw.timing import END_CYCLES, op_cycles
+from hw.timing import END_CYCLES, op_cycles, transfer_cycles
 
 __all__ = ["GoldenDevice"]
 
@@ -215,6 +216,8 @@ class GoldenDevice:
 
     def _op(self, op: dict) -> int:
         cfg = self.cfg
+        if op["kind"] in (OpKind.LOAD, OpKind.STORE):
+            return self._transfer(op["kind"], op["dma"])
         desc = LayerDescriptor.of_fields(op["conv"], cfg)[0]
         if op["kind"] == OpKind.CONV:
             src = self.squeeze if op["src_squeeze"] else self.fm
@@ -233,6 +236,32 @@ class GoldenDevice:
             words = sum_words(kernels.global_sum(x), cfg)
         self.fm[_span(op["out_base"], len(words), len(self.fm))] = words
         return op_cycles(op["kind"], cfg, desc, op["in_words"], op["out_words"])
+
+    def _transfer(self, kind: OpKind, d: dict) -> int:
+        """A LOAD or STORE (hw/dma.py): unit ``sdram_base + r * sdram_stride + i`` of the
+        SDRAM and word ``buffer_base + r * buffer_stride + i`` of the memory, for every run r
+        and word i; SDRAM and memory addresses wrap at their address bits."""
+        cfg = self.cfg
+        target = DMATarget(d["target"]) if kind == OpKind.LOAD else DMATarget.FEATURE
+        k = sdram_unit_words(cfg, target)
+        runs, n = np.arange(d["runs"])[:, None], np.arange(d["run_words"])[None, :]
+        units = ((d["sdram_base"] + runs * d["sdram_stride"] + n) % (len(self.sdram) // k))
+        sdram = (units.reshape(-1, 1) * k + np.arange(k)).reshape(-1)
+        memory = {DMATarget.FEATURE: self.fm, DMATarget.WEIGHTS: self.weights,
+                  DMATarget.CODEBOOK: self.codebook, DMATarget.BIAS: self.bias}[target]
+        at = ((d["buffer_base"] + runs * d["buffer_stride"] + n) % len(memory)).reshape(-1)
+        if kind == OpKind.STORE:
+            self.sdram[sdram] = sdram_of_bytes(self.fm[at])
+        elif target == DMATarget.FEATURE:
+            self.fm[at] = bytes_of_sdram(self.sdram[sdram], cfg.pc)
+        elif target == DMATarget.WEIGHTS:
+            self.weights[at] = bytes_of_sdram(self.sdram[sdram], cfg.lanes) & (
+                (1 << cfg.index_bits) - 1)
+        elif target == DMATarget.CODEBOOK:
+            self.codebook[at] = codebook_of_sdram(self.sdram[sdram], cfg.value_bits)
+        else:
+            self.bias[at] = bytes_of_sdram(self.sdram[sdram], 4).copy().view("<i4").reshape(-1)
+        return transfer_cycles(cfg, kind, target, d)
 
     def _band_input(self, mem: np.ndarray, f: dict, d: LayerDescriptor) -> np.ndarray:
         """The input an engine pass reads, padding made explicit: input row ``y`` (of the

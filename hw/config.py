@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 
 from golden import numerics as nx
 
-__all__ = ["AcceleratorConfig", "DEFAULT", "board_config", "bringup_config", "mac_shape",
-           "address_bits"]
+__all__ = ["AcceleratorConfig", "DEFAULT", "board_config", "chip_config", "bringup_config",
+           "mac_shape", "address_bits"]
 
 
 def mac_shape(mac_units: int) -> tuple[int, int]:
@@ -64,6 +64,10 @@ class AcceleratorConfig:
                                                # (0.87 ms at 75 MHz: 262 bytes at 3 Mbaud)
     clock_mhz: float = 75.0                    # the device's clock: the SDRAM's timings follow
                                                # it, and 75 MHz is 3 Mbaud at 25 cycles a bit
+    # Where a compiled network keeps its feature maps and weights: False, in the on-chip
+    # memories above (a map must fit ``fm_depth``); True, in the SDRAM, with the on-chip
+    # memories as tiles that the program's LOAD and STORE ops fill and drain band by band.
+    maps_in_sdram: bool = False
 
     def __post_init__(self):
         if not nx.VALUE_BITS_MIN <= self.value_bits <= nx.VALUE_BITS_MAX:
@@ -193,10 +197,21 @@ DEFAULT = AcceleratorConfig()
 
 
 def board_config(mac_units: int = 64) -> AcceleratorConfig:
-    """The device that runs a whole SqueezeNet v1.0: every weight of the model resident (the
-    dense 8-bit indices are 1.24 MB, so on a board they belong in SDRAM; the simulated board
-    holds them on chip), feature maps up to conv1's 96 x 111 x 111 output beside the image,
-    one codebook table per convolution."""
+    """The device of the ULX3S-85F: feature maps, weights and codebooks in the SDRAM; on chip,
+    the tiles the program's LOAD and STORE ops move them through (a row band of a map's
+    input and output, the Fire unit's squeeze band, a layer's or an output chunk's weights, a
+    few codebook tables), the biases and the program. docs/ARCHITECTURE.md's memory hierarchy;
+    its block RAM is make synth-device's figure."""
+    return AcceleratorConfig(mac_units=mac_units, fm_depth=1 << 14, squeeze_depth=1 << 12,
+                             weight_depth=1 << 10, codebook_tables=8, bias_depth=256,
+                             program_depth=1024, maps_in_sdram=True)
+
+
+def chip_config(mac_units: int = 64) -> AcceleratorConfig:
+    """A test configuration, never a board's: every map and weight of SqueezeNet v1.0 in
+    on-chip memories (about 3.3 MB, seven times the LFE5U-85F's block RAM). It keeps the
+    tests of the on-chip data path (the differential request streams, the one-shot layers)
+    independent of the SDRAM's timing."""
     return AcceleratorConfig(mac_units=mac_units, fm_depth=1 << 19, squeeze_depth=1 << 15,
                              weight_depth=1 << 15, codebook_tables=32, bias_depth=256,
                              program_depth=64)

@@ -125,7 +125,16 @@ class Device(wiring.Component):
         m.d.comb += testing.eq(memtest.busy)
         with m.If(memtest.start):
             m.d.sync += tested_once.eq(1)
-        with m.If(testing):
+        # The SDRAM's port: the runner's while it runs (its LOADs and STOREs), the self-test's
+        # while that runs, the executor's (SDRAM WRITEs and READs) otherwise. The executor
+        # refuses both to start while the other runs.
+        runner_owns = Signal()
+        m.d.comb += runner_owns.eq(runner.state == RunState.RUNNING)
+        with m.If(runner_owns):
+            wiring.connect(m, runner.sdram_cmd, sdram.cmd)
+            wiring.connect(m, runner.sdram_wdata, sdram.wdata)
+            wiring.connect(m, sdram.rdata, runner.sdram_rdata)
+        with m.Elif(testing):
             wiring.connect(m, memtest.sdram_cmd, sdram.cmd)
             wiring.connect(m, memtest.sdram_wdata, sdram.wdata)
             wiring.connect(m, sdram.rdata, memtest.sdram_rdata)

@@ -21,12 +21,11 @@ word per cycle while the controller takes them.
 from __future__ import annotations
 
 from amaranth import *
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig
-from .layout import pixel_layout
 from .sdram_chip import MT48LC16M16A2, SDRAMModule, cmd_layout, wdata_layout
 
 __all__ = ["FeatureDMA", "sdram_words_per_feature"]
@@ -50,12 +49,20 @@ class FeatureDMA(wiring.Component):
     after) and write port (``buf_wr_*``, every bank at once)."""
 
     def __init__(self, cfg: AcceleratorConfig, buffer_addr_bits: int,
-                 module: SDRAMModule = MT48LC16M16A2):
+                 module: SDRAMModule = MT48LC16M16A2, unit_bytes: int | None = None):
         self.cfg, self.module = cfg, module
-        self.k = sdram_words_per_feature(cfg, module)
+        # A unit is a feature word by default; the runner's weight and codebook loads move
+        # units of their own (hw.layout.sdram_unit_words).
+        self.unit_bytes = unit_bytes or cfg.pc
+        self.unit = data.ArrayLayout(8, self.unit_bytes)
+        if (self.unit_bytes * 8) % module.dq_bits:
+            raise ValueError(f"a unit of {self.unit_bytes} bytes is not a whole number of "
+                             f"{module.dq_bits}-bit SDRAM words")
+        self.k = self.unit_bytes * 8 // module.dq_bits if unit_bytes else \
+            sdram_words_per_feature(cfg, module)
         if self.k & (self.k - 1):
-            raise ValueError(f"{self.k} SDRAM words a feature word: a power of two is needed")
-        map_bits = module.addr_bits        # feature words addressable in the SDRAM, with room
+            raise ValueError(f"{self.k} SDRAM words a unit: a power of two is needed")
+        map_bits = module.addr_bits        # units addressable in the SDRAM, with room
         super().__init__({
             "start": In(1), "to_sdram": In(1),
             "sdram_base": In(map_bits), "buffer_base": In(buffer_addr_bits),
@@ -65,8 +72,8 @@ class FeatureDMA(wiring.Component):
             "sdram_cmd": Out(stream.Signature(cmd_layout(module))),
             "sdram_wdata": Out(stream.Signature(wdata_layout(module))),
             "sdram_rdata": In(stream.Signature(module.dq_bits)),
-            "buf_rd_addr": Out(buffer_addr_bits), "buf_rd_data": In(pixel_layout(cfg)),
-            "buf_wr_addr": Out(buffer_addr_bits), "buf_wr_data": Out(pixel_layout(cfg)),
+            "buf_rd_addr": Out(buffer_addr_bits), "buf_rd_data": In(self.unit),
+            "buf_wr_addr": Out(buffer_addr_bits), "buf_wr_data": Out(self.unit),
             "buf_wr_en": Out(1),
         })
 
@@ -134,8 +141,7 @@ class FeatureDMA(wiring.Component):
         # ---- store: buffer words read ahead into a FIFO, their parts written out ------------
         _, fetch_buffer, fetch_step, fetch_last = self._walker(m, "fetch")
         depth = 4
-        m.submodules.ahead = ahead = SyncFIFOBuffered(width=self.cfg.pc * self.cfg.act_bits,
-                                                      depth=depth)
+        m.submodules.ahead = ahead = SyncFIFOBuffered(width=self.unit.size, depth=depth)
         fetching = Signal()
         in_flight = Signal()
         fetch = Signal()

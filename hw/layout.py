@@ -37,7 +37,10 @@ from .config import AcceleratorConfig
 
 __all__ = ["groups", "FieldRangeError", "pack_struct", "unpack_struct",
            "descriptor_layout", "LayerDescriptor", "describe",
-           "OpKind", "op_layout", "op_bytes", "encode_op", "decode_op",
+           "OpKind", "DMATarget", "dma_layout", "dma_buffer_bits", "op_layout", "op_bytes",
+           "encode_op", "decode_op",
+           "sdram_unit_words", "sdram_of_bytes", "bytes_of_sdram", "codebook_sdram_words",
+           "codebook_of_sdram",
            "pixel_layout", "feature_words", "feature_map",
            "weight_lanes", "weight_tensor",
            "SUM_BYTES", "SUM_WORDS", "sum_words", "sums_of_words",
@@ -238,6 +241,38 @@ class OpKind(IntEnum):
     CONV = 1
     MAXPOOL = 2
     GLOBAL_SUM = 3
+    LOAD = 4          # SDRAM -> an on-chip memory (``dma``)
+    STORE = 5         # the feature-map memory -> SDRAM (``dma``)
+
+
+class DMATarget(IntEnum):
+    """The on-chip memory a LOAD fills (a STORE drains the feature-map memory only)."""
+    FEATURE = 0       # feature-map words, PC bytes
+    WEIGHTS = 1       # weight words, PO*PC indices
+    CODEBOOK = 2      # codebook entries, one a word
+    BIAS = 3          # biases (bias word * PO + lane), one a unit
+
+
+def dma_layout(cfg: AcceleratorConfig) -> data.StructLayout:
+    """A LOAD or STORE: ``runs`` runs of ``run_words`` units; run r starts at unit
+    ``sdram_base + r * sdram_stride`` of the SDRAM (a unit is ``sdram_unit_words`` SDRAM
+    words) and at word ``buffer_base + r * buffer_stride`` of the target memory
+    (hw/dma.py)."""
+    from .sdram_chip import MT48LC16M16A2
+    buf = dma_buffer_bits(cfg)
+    return data.StructLayout({
+        "target": 2, "sdram_base": MT48LC16M16A2.addr_bits, "buffer_base": buf,
+        "run_words": buf + 1, "runs": 16, "sdram_stride": MT48LC16M16A2.addr_bits,
+        "buffer_stride": buf + 1,
+    })
+
+
+def dma_buffer_bits(cfg: AcceleratorConfig) -> int:
+    """Address bits of the largest memory a LOAD or STORE names."""
+    from .config import address_bits
+    return max(cfg.fm_addr_bits, cfg.weight_addr_bits,
+               address_bits(cfg.codebook_tables * cfg.codebook_entries),
+               cfg.bias_addr_bits + address_bits(cfg.po))
 
 
 def op_layout(cfg: AcceleratorConfig) -> data.StructLayout:
@@ -245,13 +280,15 @@ def op_layout(cfg: AcceleratorConfig) -> data.StructLayout:
     describe a pooling op's frames); ``in_base``/``out_base`` and ``in_words``/``out_words``
     are a pooling op's words in the feature-map memory, ``frame_pixels`` a global sum's pixels
     per channel group; ``src_squeeze``/``dst_squeeze`` send a convolution's input or output
-    through the Fire unit's squeeze buffer instead."""
+    through the Fire unit's squeeze buffer instead; ``dma`` is a LOAD's or STORE's
+    transfer."""
     return data.StructLayout({
-        "kind": 2, "src_squeeze": 1, "dst_squeeze": 1,
+        "kind": 3, "src_squeeze": 1, "dst_squeeze": 1,
         "in_base": cfg.fm_addr_bits, "out_base": cfg.fm_addr_bits,
         "in_words": cfg.fm_count_bits, "out_words": cfg.fm_count_bits,
         "frame_pixels": cfg.plane_bits,
         "conv": descriptor_layout(cfg),
+        "dma": dma_layout(cfg),
     })
 
 
@@ -381,6 +418,53 @@ def unpack_entries(data: bytes, count: int, index_bits: int) -> np.ndarray:
     values = (bits[:count * width].reshape(count, width).astype(np.int64)
               << np.arange(width)).sum(axis=1)
     return np.stack([values & ((1 << GAP_BITS) - 1), values >> GAP_BITS], axis=1)
+
+
+# ---- units in the SDRAM ------------------------------------------------------------------------------
+# What a LOAD or STORE moves, as it lies in the SDRAM: a unit is ``sdram_unit_words`` 16-bit
+# words, its low bits in the first, so a unit's bytes are the on-chip word's in order.
+# - FEATURE: a feature word, its PC bytes (lane 0 first): a map lies in the SDRAM as it lies in
+#   the feature-map memory (``feature_words``);
+# - WEIGHTS: a weight word, one byte per index (lane 0 first; the memory keeps index_bits of
+#   each);
+# - CODEBOOK: a codebook entry, one word, the signed value sign-extended;
+# - BIAS: a bias, its ACC_BITS as two words (little-endian).
+
+def sdram_unit_words(cfg: AcceleratorConfig, target: "DMATarget") -> int:
+    """16-bit SDRAM words of one unit of ``target``."""
+    from .sdram_chip import MT48LC16M16A2
+    dq_bytes = MT48LC16M16A2.dq_bits // 8
+    unit_bytes = {DMATarget.FEATURE: cfg.pc, DMATarget.WEIGHTS: cfg.lanes,
+                  DMATarget.CODEBOOK: dq_bytes,
+                  DMATarget.BIAS: nx.ACC_BITS // 8}[DMATarget(target)]
+    if unit_bytes % dq_bytes:
+        raise ValueError(f"a {DMATarget(target).name.lower()} unit of {unit_bytes} bytes is not "
+                         f"a whole number of SDRAM words: the SDRAM path needs PC >= "
+                         f"{dq_bytes} ({dq_bytes * 16} MAC units or more)")
+    return unit_bytes // dq_bytes
+
+
+def sdram_of_bytes(units: np.ndarray) -> np.ndarray:
+    """(n, bytes) uint8 units -> their SDRAM words (uint16, little-endian)."""
+    return np.ascontiguousarray(np.asarray(units, np.uint8)).reshape(-1).view("<u2").astype(
+        np.uint16)
+
+
+def bytes_of_sdram(words: np.ndarray, unit_bytes: int) -> np.ndarray:
+    """The inverse of ``sdram_of_bytes``: SDRAM words -> (n, unit_bytes) uint8."""
+    return np.asarray(words, "<u2").view(np.uint8).reshape(-1, unit_bytes)
+
+
+def codebook_sdram_words(values: np.ndarray) -> np.ndarray:
+    """Codebook values (signed) -> their SDRAM words, one each, sign-extended to 16 bits."""
+    return (np.asarray(values, np.int64) & 0xFFFF).astype(np.uint16)
+
+
+def codebook_of_sdram(words: np.ndarray, value_bits: int) -> np.ndarray:
+    """The inverse of ``codebook_sdram_words``, as the codebook memory keeps a value: its low
+    ``value_bits``, signed."""
+    v = np.asarray(words, np.int64) & ((1 << value_bits) - 1)
+    return v - ((v >> (value_bits - 1)) << value_bits)
 
 
 # ---- the SDRAM self-test's data (hw/memtest.py generates it) ---------------------------------------

@@ -27,12 +27,14 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from .config import AcceleratorConfig
+from .config import AcceleratorConfig, address_bits
 from .conv_engine import ConvEngine, parameter_signatures
-from .conv_layer import FeatureBuffer, connect_parameters
-from .layout import SUM_WORDS, OpKind, op_layout, pixel_layout
+from .conv_layer import FeatureBuffer
+from .dma import FeatureDMA
+from .layout import SUM_WORDS, DMATarget, OpKind, op_layout, pixel_layout, sdram_unit_words
 from .pool import GlobalSumUnit, MaxPoolUnit
 from .protocol import COUNTER_BYTES, RunState
+from .sdram_chip import MT48LC16M16A2, cmd_layout, wdata_layout
 
 __all__ = ["NetworkRunner", "BufferReader", "BufferWriter", "SumSerializer"]
 
@@ -155,6 +157,10 @@ class NetworkRunner(wiring.Component):
             "fm_host_rd_data": Out(pixel_layout(cfg)),
             "fm_host_wr_data": In(pixel_layout(cfg)), "fm_host_wr_en": In(1),
             "run": In(1), "state": Out(2), "op_index": Out(prog_bits), "cycles": Out(32),
+            # The SDRAM controller's native port (hw/sdram.py), the runner's while it runs.
+            "sdram_cmd": Out(stream.Signature(cmd_layout(MT48LC16M16A2))),
+            "sdram_wdata": Out(stream.Signature(wdata_layout(MT48LC16M16A2))),
+            "sdram_rdata": In(stream.Signature(MT48LC16M16A2.dq_bits)),
         })
         super().__init__(members)
 
@@ -165,7 +171,6 @@ class NetworkRunner(wiring.Component):
         pc = cfg.pc
         fa = self.fm_addr_bits
         m.submodules.engine = eng = self.engine
-        connect_parameters(m, self, eng)
 
         # ---- memories -------------------------------------------------------------------------
         program = memory.Memory(shape=self.layout.size, depth=cfg.program_depth, init=[])
@@ -211,6 +216,60 @@ class NetworkRunner(wiring.Component):
                      maxpool.o.ready.eq(writer.i.ready & ~summing),
                      ser.o.ready.eq(writer.i.ready & summing)]
 
+        # ---- LOAD and STORE: a DMA unit per on-chip memory ------------------------------------
+        cb_bits = address_bits(cfg.codebook_tables * cfg.codebook_entries)
+        bias_bits = cfg.bias_addr_bits + address_bits(cfg.po)
+        dmas = {}
+        for target, bits in ((DMATarget.FEATURE, fa), (DMATarget.WEIGHTS, cfg.weight_addr_bits),
+                             (DMATarget.CODEBOOK, cb_bits), (DMATarget.BIAS, bias_bits)):
+            if target == DMATarget.FEATURE:
+                unit = None
+            else:
+                unit = sdram_unit_words(cfg, target) * MT48LC16M16A2.dq_bits // 8
+            dma = dmas[target] = FeatureDMA(cfg, bits, unit_bytes=unit)
+            m.submodules[f"dma_{target.name.lower()}"] = dma
+            d = op.dma
+            m.d.comb += [dma.to_sdram.eq(op.kind == OpKind.STORE), dma.sdram_base.eq(d.sdram_base),
+                         dma.buffer_base.eq(d.buffer_base), dma.run_words.eq(d.run_words),
+                         dma.runs.eq(d.runs), dma.sdram_stride.eq(d.sdram_stride),
+                         dma.buffer_stride.eq(d.buffer_stride)]
+            with m.If(op.dma.target == target):
+                wiring.connect(m, dma.sdram_cmd, wiring.flipped(self.sdram_cmd))
+                wiring.connect(m, dma.sdram_wdata, wiring.flipped(self.sdram_wdata))
+                wiring.connect(m, wiring.flipped(self.sdram_rdata), dma.sdram_rdata)
+        dma_start = Signal()
+        transferring = Signal()        # a LOAD or STORE owns its memory's ports
+        dma_done = Signal()
+        for target, dma in dmas.items():
+            m.d.comb += dma.start.eq(dma_start & (op.dma.target == target))
+        m.d.comb += dma_done.eq(Cat(d.done for d in dmas.values()).any())
+        loading = {t: Signal(name=f"loading_{t.name.lower()}") for t in dmas}
+        for t, sig in loading.items():
+            m.d.comb += sig.eq(transferring & (op.dma.target == t))
+        # The parameter memories: the host's writes, or a LOAD's.
+        w_dma, cb_dma, b_dma = (dmas[t] for t in (DMATarget.WEIGHTS, DMATarget.CODEBOOK,
+                                                  DMATarget.BIAS))
+        with m.If(loading[DMATarget.WEIGHTS]):
+            m.d.comb += [eng.weight_wr.addr.eq(w_dma.buf_wr_addr),
+                         eng.weight_wr.data.eq(Cat(w_dma.buf_wr_data[t][:cfg.index_bits]
+                                                   for t in range(cfg.lanes))),
+                         eng.weight_wr.en.eq(Mux(w_dma.buf_wr_en, -1, 0))]
+        with m.Else():
+            wiring.connect(m, wiring.flipped(self.weight_wr), eng.weight_wr)
+        with m.If(loading[DMATarget.CODEBOOK]):
+            m.d.comb += [eng.codebook_wr.addr.eq(cb_dma.buf_wr_addr),
+                         eng.codebook_wr.data.eq(cb_dma.buf_wr_data.as_value()[:cfg.value_bits]),
+                         eng.codebook_wr.en.eq(cb_dma.buf_wr_en)]
+        with m.Else():
+            wiring.connect(m, wiring.flipped(self.codebook_wr), eng.codebook_wr)
+        with m.If(loading[DMATarget.BIAS]):
+            m.d.comb += [eng.bias_wr.addr.eq(b_dma.buf_wr_addr),
+                         eng.bias_wr.data.eq(b_dma.buf_wr_data.as_value()),
+                         eng.bias_wr.en.eq(b_dma.buf_wr_en)]
+        with m.Else():
+            wiring.connect(m, wiring.flipped(self.bias_wr), eng.bias_wr)
+        f_dma = dmas[DMATarget.FEATURE]
+
         # ---- feature-map and squeeze-buffer ports: whoever the op (or the host) makes owner ---
         conv_running = Signal()
         # (the squeeze buffer takes the address bits it has, bank by bank)
@@ -225,11 +284,16 @@ class NetworkRunner(wiring.Component):
             m.d.comb += [fm.rd_addr.eq(reader.rd_addr), fm.wr_data.eq(writer.wr_data),
                          fm.wr_en.eq(Mux(writer.wr_en, (1 << pc) - 1, 0))]
             m.d.comb += [fm.wr_addr[t].eq(writer.wr_addr) for t in range(pc)]
+        with m.Elif(loading[DMATarget.FEATURE]):
+            m.d.comb += [fm.rd_addr.eq(f_dma.buf_rd_addr), fm.wr_data.eq(f_dma.buf_wr_data),
+                         fm.wr_en.eq(Mux(f_dma.buf_wr_en, (1 << pc) - 1, 0))]
+            m.d.comb += [fm.wr_addr[t].eq(f_dma.buf_wr_addr) for t in range(pc)]
         with m.Else():
             m.d.comb += [fm.rd_addr.eq(self.fm_host_addr), fm.wr_data.eq(self.fm_host_wr_data),
                          fm.wr_en.eq(Mux(self.fm_host_wr_en, (1 << pc) - 1, 0))]
             m.d.comb += [fm.wr_addr[t].eq(self.fm_host_addr) for t in range(pc)]
         m.d.comb += [self.fm_host_rd_data.eq(fm.rd_data), reader.rd_data.eq(fm.rd_data),
+                     f_dma.buf_rd_data.eq(fm.rd_data),
                      eng.fm_rd_data.eq(Mux(op.src_squeeze, sq.rd_data, fm.rd_data))]
 
         # ---- the sequencer -----------------------------------------------------------------------
@@ -260,13 +324,18 @@ class NetworkRunner(wiring.Component):
                     with m.Case(OpKind.MAXPOOL, OpKind.GLOBAL_SUM):
                         m.d.comb += [reader.start.eq(1), writer.start.eq(1)]
                         m.next = "UNIT"
+                    with m.Case(OpKind.LOAD, OpKind.STORE):
+                        m.d.comb += [dma_start.eq(1), transferring.eq(1)]
+                        m.next = "UNIT"
                     with m.Default():
                         m.d.sync += state.eq(RunState.DONE)
                         m.next = "IDLE"
-            with m.State("UNIT"):            # the engine or the pooling path runs the op
+            with m.State("UNIT"):            # the engine, the pooling path or a DMA runs the op
                 is_conv = op.kind == OpKind.CONV
-                m.d.comb += [conv_running.eq(is_conv), pooling.eq(~is_conv)]
-                with m.If(Mux(is_conv, eng.done, writer.done)):
+                is_dma = (op.kind == OpKind.LOAD) | (op.kind == OpKind.STORE)
+                m.d.comb += [conv_running.eq(is_conv), pooling.eq(~is_conv & ~is_dma),
+                             transferring.eq(is_dma)]
+                with m.If(Mux(is_conv, eng.done, Mux(is_dma, dma_done, writer.done))):
                     m.d.comb += cnt_wr.en.eq(1)
                     m.d.sync += index.eq(index + 1)
                     m.next = "FETCH"

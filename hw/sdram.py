@@ -38,16 +38,13 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from .sdram_chip import MT48LC16M16A2, SDRAMModule, SDRAMTimings, cmd_layout, mode_register, \
-    wdata_layout
+from .sdram_chip import (REFRESH_SLACK, MT48LC16M16A2, SDRAMModule, SDRAMTimings, cmd_layout,
+                         mode_register, wdata_layout)
 from .timing import SDRAM_PHY_LATENCY
 
 __all__ = ["SDRAMController", "pins_signature", "PinRegisters", "WithPinRegisters",
            "REFRESH_SLACK"]
 
-# Cycles before the refresh interval runs out at which a refresh is requested: enough to let the
-# command in flight finish and close every bank (tRAS + tWR + tRP, with room).
-REFRESH_SLACK = 32
 
 
 def pins_signature(module: SDRAMModule = MT48LC16M16A2) -> wiring.Signature:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 from amaranth.lib import data
 
-__all__ = ["SDRAMModule", "MT48LC16M16A2", "SDRAMTimings", "cmd_layout", "wdata_layout",
+__all__ = ["REFRESH_SLACK", "SDRAMModule", "MT48LC16M16A2", "SDRAMTimings", "cmd_layout", "wdata_layout",
            "mode_register", "split_address"]
 
 
@@ -103,6 +103,12 @@ class SDRAMTimings:
     def harness_args(self) -> list[str]:
         """The rules as the C++ chip model's command-line arguments (one source of truth)."""
         return [f"--{k}={v}" for k, v in self.as_dict().items() if k != "clock_mhz"]
+
+
+# hw/sdram.py: cycles before the refresh interval runs out at which the controller requests a
+# refresh: enough to let the command in flight finish and close every bank (tRAS + tWR + tRP,
+# with room). The cycle model's transfer bound counts refreshes at this interval.
+REFRESH_SLACK = 32
 
 
 def mode_register(cl: int) -> int:

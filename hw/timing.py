@@ -16,7 +16,9 @@ from .layout import SUM_WORDS, LayerDescriptor, OpKind, describe, groups
 __all__ = ["MULTIPLIER_LATENCY", "REQUANT_LATENCY", "ENGINE_STEP_STAGES", "ENGINE_LATENCY",
            "FIRE_PASS_OVERHEAD", "POOL_LATENCY", "SUM_LATENCY", "ADD_LATENCY",
            "READER_LATENCY", "WRITER_LATENCY", "SDRAM_PHY_LATENCY", "OP_OVERHEAD", "END_CYCLES",
-           "engine_cycles", "ideal_cycles", "fire_cycles", "op_cycles", "network_cycles"]
+           "LOAD_LATENCY", "STORE_LATENCY",
+           "engine_cycles", "ideal_cycles", "fire_cycles", "op_cycles", "transfer_cycles",
+           "transfer_bounds", "network_cycles"]
 
 # ---- what each block states ---------------------------------------------------------------------
 
@@ -95,6 +97,46 @@ def op_cycles(kind: OpKind, cfg: AcceleratorConfig, desc: LayerDescriptor | None
     else:
         raise ValueError(f"op kind {kind!r} has no cycle model")
     return OP_OVERHEAD + READER_LATENCY + (in_words - 1) + stalls + unit + WRITER_LATENCY
+
+
+# hw/dma.py through hw/sdram.py: a LOAD's cycles beyond one per SDRAM word (the command queue,
+# the first ACTIVE, the CAS latency and the PHY's registers, the last word's write, ``done``);
+# a STORE's beyond one per SDRAM word (the read-ahead FIFO filling, the queue).
+LOAD_LATENCY = 12
+STORE_LATENCY = 6
+
+
+def _transfer_words(cfg: AcceleratorConfig, target, dma: dict) -> int:
+    from .layout import sdram_unit_words
+    return dma["runs"] * dma["run_words"] * sdram_unit_words(cfg, target)
+
+
+def transfer_cycles(cfg: AcceleratorConfig, kind: OpKind, target, dma: dict) -> int:
+    """A LOAD's or STORE's cycles, fetch to counter, as the model estimates them: one per
+    SDRAM word, a row change per ``cols`` words (PRECHARGE, ACTIVE), refreshes at their
+    interval. The RTL's count lies within ``transfer_bounds``."""
+    lo, hi = transfer_bounds(cfg, kind, target, dma)
+    return lo + (hi - lo) // 2
+
+
+def transfer_bounds(cfg: AcceleratorConfig, kind: OpKind, target, dma: dict) -> tuple[int, int]:
+    """(fewest, most) cycles of a LOAD or STORE. Fewest: one per SDRAM word plus the fixed
+    latency. Most: every run starting in a closed row, every row crossing paying PRECHARGE
+    and ACTIVE, and every refresh the transfer's span can meet costing its PRECHARGE ALL,
+    tRFC and the reopening of the row."""
+    from .sdram_chip import REFRESH_SLACK, MT48LC16M16A2
+    t = cfg.sdram_timings
+    n = _transfer_words(cfg, target, dma)
+    fixed = OP_OVERHEAD + (LOAD_LATENCY if kind == OpKind.LOAD else STORE_LATENCY)
+    lo = fixed + n
+    row_change = t.rp + t.rcd + t.cl + SDRAM_PHY_LATENCY + 2
+    crossings = dma["runs"] * (2 + n // max(1, dma["runs"]) // MT48LC16M16A2.cols)
+    refresh = t.rp + t.rfc + row_change
+    interval = t.refi - REFRESH_SLACK
+    base = lo + crossings * row_change
+    hi = base + (base // interval + 1) * refresh
+    hi += (hi - base) // interval * refresh
+    return lo, hi
 
 
 def network_cycles(network, cfg: AcceleratorConfig) -> dict[str, int]:
