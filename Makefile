@@ -13,7 +13,7 @@ SIM ?= verilator
 WAVES ?= 0
 CASES ?= 1000
 
-.PHONY: setup demo test sim sim-report synth board-imagenet faults bench-golden eval-imagenet compress-imagenet \
+.PHONY: setup demo test sim sim-report synth synth-device board-imagenet faults bench-golden eval-imagenet compress-imagenet \
         memory-plan sdram-bench bitstream program _program link-budget \
         explore train-digits clean
 
@@ -50,6 +50,12 @@ sim-report: $(STAMP)
 synth: $(STAMP)
 	$(VENV)/bin/pip install --quiet -e ".[board]"
 	$(PY) -m tools.synth --mac-units 16 64 128
+
+# The whole device of hw.config.board_config, out of context, for the LFE5U-85F:
+# build/synth/device.json (luts, ffs, ebr, mult18, fmax_mhz, the chip's totals, config).
+synth-device: $(STAMP)
+	$(VENV)/bin/pip install --quiet -e ".[board]"
+	$(PY) -m tools.synth --device --mac-units $(or $(MAC_UNITS),64)
 
 # The ULX3S-85F bitstream (tools/bitstream.py): build/ulx3s/top.bit and report.json. The device
 # of hw.config.board_config does not fit the chip yet (its maps and weights are on chip; see

@@ -19,113 +19,17 @@ layer computed band by band through the on-chip tiles with LOAD and STORE ops.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from golden.network import Bypass, Conv, Fire, GlobalAvgPool, MaxPool
 from golden.quantize import QuantizedModel
 from hw.config import AcceleratorConfig
 from hw.layout import (SUM_WORDS, FieldRangeError, LayerDescriptor, OpKind, describe,
-                       encode_op, feature_words, groups, sums_of_words, weight_entries,
-                       weight_lanes)
-from hw.timing import END_CYCLES, ideal_cycles, op_cycles, transfer_cycles
+                       encode_op, groups, weight_entries, weight_lanes)
+
+from .program import DeviceProgram, Op, UnsupportedNetworkError, WeightStream
 
 __all__ = ["DeviceProgram", "compile_network", "UnsupportedNetworkError", "Op", "WeightStream"]
-
-
-class UnsupportedNetworkError(ValueError):
-    """A network the device cannot run (named node, reason, what to do)."""
-
-
-@dataclass
-class Op:
-    name: str
-    kind: OpKind
-    fields: dict                     # op_layout fields; "conv" the descriptor's
-    desc: LayerDescriptor | None     # the engine's descriptor (pooling ops: their frame sizes)
-
-    def cycles(self, cfg: AcceleratorConfig) -> int:
-        if self.kind in (OpKind.LOAD, OpKind.STORE):
-            return transfer_cycles(cfg, self.kind, self.fields["dma"]["target"],
-                                   self.fields["dma"])
-        return op_cycles(self.kind, cfg, self.desc, self.fields.get("in_words", 0),
-                         self.fields.get("out_words", 0))
-
-    @property
-    def is_transfer(self) -> bool:
-        return self.kind in (OpKind.LOAD, OpKind.STORE)
-
-    def ideal_cycles(self, cfg: AcceleratorConfig) -> float | None:
-        """A convolution's multiply-accumulates / MAC units; None for pooling."""
-        return ideal_cycles(self.desc, cfg) if self.kind == OpKind.CONV else None
-
-
-@dataclass
-class WeightStream:
-    layer: str
-    start: int                       # weight position of the stream's first entry's gap
-    entries: np.ndarray              # (n, 2): gap, index
-
-
-@dataclass
-class DeviceProgram:
-    cfg: AcceleratorConfig
-    index_bits: int
-    ops: list[Op]
-    words: list[int]                 # the op words, END included
-    codebooks: list[tuple[int, np.ndarray]]  # (first address, int values)
-    biases: np.ndarray               # flat: bias word * PO + lane
-    weights: list[WeightStream]
-    weight_words: int
-    input_shape: tuple[int, int, int]
-    input_base: int
-    result_base: int
-    classes: int
-    output_node: str
-    node_ops: dict[str, list[int]] = field(default_factory=dict)  # node -> op indices
-    # With the maps in the SDRAM: the SDRAM's contents a model brings ((word address, uint16
-    # words): weights, codebooks, biases), and where the image and the result lie (SDRAM
-    # words). None: the image and the result are in the feature-map memory.
-    sdram_blocks: list[tuple[int, np.ndarray]] = field(default_factory=list)
-    input_sdram: int | None = None
-    result_sdram: int | None = None
-    sdram_maps: dict[str, tuple[int, tuple[int, int, int]]] = field(default_factory=dict)
-
-    def input_words(self, pixels: np.ndarray) -> bytes:
-        """The image in feature-memory word order: PC bytes per word."""
-        if pixels.shape != self.input_shape or pixels.dtype != np.uint8:
-            raise ValueError(f"the program takes uint8 pixels of shape {self.input_shape}, got "
-                             f"{pixels.dtype} {pixels.shape}")
-        return feature_words(pixels, self.cfg).tobytes()
-
-    def input_bytes(self, pixels: np.ndarray) -> tuple[bytes, int]:
-        """(data, bytes a word) of the image on the link: with fewer channels than lanes,
-        each pixel's channels alone (a packed FEATURE write: the device pads the lanes);
-        otherwise whole feature words. An image for the SDRAM goes as whole feature words."""
-        words = self.input_words(pixels)          # checks the shape and type
-        c = self.input_shape[0]
-        if c < self.cfg.pc and self.input_sdram is None:
-            return np.frombuffer(words, np.uint8).reshape(-1, self.cfg.pc)[:, :c].tobytes(), c
-        return words, self.cfg.pc
-
-    @property
-    def result_words(self) -> int:
-        return groups(self.classes, self.cfg.pc) * SUM_WORDS
-
-    def logits(self, data: bytes) -> np.ndarray:
-        """The global sums from the result words (hw.layout.sum_words)."""
-        return sums_of_words(np.frombuffer(data, np.uint8), self.classes, self.cfg)
-
-    def expected_cycles(self) -> dict[str, int]:
-        """Cycles per op from the cycle model, keyed by op name, plus ``total`` (a LOAD's or
-        STORE's are the model's estimate: hw.timing.transfer_bounds gives its bound)."""
-        per = {op.name: op.cycles(self.cfg) for op in self.ops}
-        return {**per, "total": sum(per.values()) + END_CYCLES}
-
-    def ideal_cycles(self) -> float:
-        """Multiply-accumulates / MAC units over the program's convolutions."""
-        return sum(op.ideal_cycles(self.cfg) or 0 for op in self.ops)
 
 
 def compile_network(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:

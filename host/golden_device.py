@@ -224,9 +224,12 @@ class GoldenDevice:
             dst = self.squeeze if op["dst_squeeze"] else self.fm
             out = kernels.PreparedConv(self._qconv(desc, pad=0)).run(
                 self._band_input(src, op["conv"], desc))
-            # The engine writes whole output groups, at channel offset out_channel_base.
-            words = feature_words(out, cfg)
-            dst[_span(op["conv"]["out_base_word"], len(words), len(dst))] = words
+            # The engine writes whole output groups, at channel offset out_channel_base: PC
+            # group j's pixels consecutively from out_base_word + j * out_plane.
+            words = feature_words(out, cfg).reshape(-1, desc.out_h * desc.out_w, cfg.pc)
+            at = (op["conv"]["out_base_word"] + np.arange(len(words))[:, None]
+                  * op["conv"]["out_plane"] + np.arange(words.shape[1])[None, :])
+            dst[at.reshape(-1) % len(dst)] = words.reshape(-1, cfg.pc)
             return op_cycles(OpKind.CONV, cfg, desc)
         c, h, w = desc.in_channels, desc.in_h, desc.in_w
         x = self._load(self.fm, op["in_base"], (groups(c, cfg.pc) * cfg.pc, h, w))

@@ -32,7 +32,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from golden.network import Conv, Fire, GlobalAvgPool, MaxPool
+from golden.network import Bypass, Conv, Fire, GlobalAvgPool, MaxPool
 from golden.quantize import QuantizedModel
 from hw.config import AcceleratorConfig
 from hw.layout import (SUM_WORDS, DMATarget, FieldRangeError, LayerDescriptor, OpKind,
@@ -40,7 +40,7 @@ from hw.layout import (SUM_WORDS, DMATarget, FieldRangeError, LayerDescriptor, O
                        sdram_unit_words, weight_lanes)
 from hw.sdram_chip import MT48LC16M16A2
 
-from .compiler import DeviceProgram, Op, UnsupportedNetworkError
+from .program import DeviceProgram, Op, UnsupportedNetworkError
 
 __all__ = ["compile_sdram"]
 
@@ -168,7 +168,7 @@ class _Planner:
 
     def conv_chunks(self, name: str, conv: str, desc: LayerDescriptor, slots: dict, *,
                     in_base: int, out_base: int, src_sq: bool = False, dst_sq: bool = False,
-                    store=None) -> None:
+                    store=None, out_map_rows: int | None = None, only: int | None = None) -> None:
         """The convolution's chunks: parameters, the engine's pass (output at ``out_base``
         of its memory, a chunk's groups from there), and ``store(first_group, groups)`` after
         each when its output goes to the SDRAM."""
@@ -179,7 +179,7 @@ class _Planner:
             raise UnsupportedNetworkError(f"{conv}: a convolution without ReLU (its int32 "
                                           "accumulator output) has no device op")
         for (c, first), slot in slots.items():
-            if c != conv:
+            if c != conv or (only is not None and first != only):
                 continue
             n = slot["count"]
             channels = min(n * cfg.po, qc.spec.out_channels - first * cfg.po)
@@ -187,9 +187,11 @@ class _Planner:
             d = replace(desc, out_channels=channels, weight_base=slot["weight"],
                         bias_base=slot["bias"], codebook_table=slot["table"], out_channel_base=0,
                         mult=qc.mult, shift=qc.shift)
-            chunk_base = out_base if store else out_base + first * cfg.po // cfg.pc * d.out_h * d.out_w
+            plane = (out_map_rows or d.out_h) * d.out_w
+            chunk_base = out_base if store else out_base + first * cfg.po // cfg.pc * plane
             self.op(name, OpKind.CONV, {"src_squeeze": int(src_sq), "dst_squeeze": int(dst_sq),
-                                        "conv": d.fields(cfg, in_base, chunk_base)}, d)
+                                        "conv": d.fields(cfg, in_base, chunk_base,
+                                                         out_map_rows)}, d)
             if store:
                 store(first * cfg.po // cfg.pc, groups(channels, cfg.pc))
 
@@ -220,6 +222,43 @@ def _bands(out_rows: int, fits) -> list[tuple[int, int]]:
     n = -(-out_rows // most)
     size = -(-out_rows // n)
     return [(r, min(size, out_rows - r)) for r in range(0, out_rows, size)]
+
+
+def _whole_squeeze_fire(plan: _Planner, node: Fire, src: str, shapes: dict, slots: dict,
+                        chunk_groups: int) -> None:
+    """A Fire module whose whole squeeze output fits the squeeze buffer: the squeeze runs band
+    by band over the input (no halo: it is 1x1) into the whole squeeze map; then each expand
+    chunk's parameters are loaded once and its output computed band by band from that map
+    into the feature-map memory (the input tile is no longer needed) and stored."""
+    cfg = plan.cfg
+    pc = cfg.pc
+    name = node.name
+    sq, e1, e3 = node.convs()
+    c, h, w = shapes[src]
+    cg = groups(c, pc)
+    tile = cfg.fm_depth
+    for b, (r0, rows) in enumerate(_bands(h, lambda r: r * w * cg <= tile)):
+        band = f"{name}[{b}]"
+        plan.load_rows(band, src, r0, rows)
+        plan.conv_chunks(f"{band}/squeeze", sq.name, describe(sq, h, w).band(r0, rows), slots,
+                         in_base=0, out_base=0, dst_sq=True, out_map_rows=h)
+    bands = _bands(h, lambda r: chunk_groups * r * w <= tile)
+    if not bands:
+        raise UnsupportedNetworkError(f"{name}: not even one output row of an expand chunk "
+                                      f"fits the feature-map memory ({tile} words a bank)")
+    for conv, offset in ((e1, 0), (e3, e1.out_channels // pc)):
+        whole = describe(conv, h, w)
+        short = conv.name.split("/")[-1]
+        for (cv, first), slot in slots.items():
+            if cv != conv.name:
+                continue
+            for b, (r0, rows) in enumerate(bands):
+                d = replace(whole, out_h=rows, out_row0=r0)     # reads the whole squeeze map
+                plan.conv_chunks(
+                    f"{name}[{b}]/{short}", conv.name, d, slots, in_base=0, out_base=0,
+                    src_sq=True, only=first,
+                    store=lambda g, n, r0=r0, rows=rows, off=offset, nm=f"{name}[{b}]":
+                    plan.store_rows(nm, name, off + g, n, r0, rows, 0))
 
 
 def compile_sdram(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
@@ -284,6 +323,11 @@ def compile_sdram(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
             chunk_groups = max(s["count"] for (cv, _), s in slots.items()
                                if cv != sq.name) * po // pc
 
+            if sq_groups * h * w <= cfg.squeeze_depth:
+                _whole_squeeze_fire(plan, node, src, shapes, slots, chunk_groups)
+                node_ops[name] = list(range(first_op, len(plan.ops)))
+                continue
+
             def fits(r, chunk_groups=chunk_groups, sq_groups=sq_groups):
                 rows_in = min(h, r + 2)      # a band in the middle: a halo row on each side
                 return (rows_in * w * cg + chunk_groups * r * w <= tile
@@ -346,10 +390,11 @@ def compile_sdram(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
                     "conv": desc.fields(cfg)}, desc)
                 plan.transfer(f"{band}/store", OpKind.STORE, DMATarget.FEATURE,
                               result + g0 * SUM_WORDS * k, n * h * w, n * SUM_WORDS)
+        elif isinstance(node, Bypass):
+            raise UnsupportedNetworkError(f"{name}: the bypass add is not a device op yet; "
+                                          "run bypass variants with --device golden")
         else:
-            raise UnsupportedNetworkError(f"{name}: {type(node).__name__} has no device op"
-                                          + ("; run bypass variants with --device golden"
-                                             if node.convs() or "bypass" in name.lower() else ""))
+            raise UnsupportedNetworkError(f"{name}: {type(node).__name__} has no device op")
         node_ops[name] = list(range(first_op, len(plan.ops)))
 
     if not isinstance(net.nodes[-1], GlobalAvgPool):

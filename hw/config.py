@@ -202,8 +202,8 @@ def board_config(mac_units: int = 64) -> AcceleratorConfig:
     input and output, the Fire unit's squeeze band, a layer's or an output chunk's weights, a
     few codebook tables), the biases and the program. docs/ARCHITECTURE.md's memory hierarchy;
     its block RAM is make synth-device's figure."""
-    return AcceleratorConfig(mac_units=mac_units, fm_depth=1 << 14, squeeze_depth=1 << 12,
-                             weight_depth=1 << 10, codebook_tables=8, bias_depth=256,
+    return AcceleratorConfig(mac_units=mac_units, fm_depth=1 << 14, squeeze_depth=1 << 14,
+                             weight_depth=1 << 10, codebook_tables=4, bias_depth=64,
                              program_depth=1024, maps_in_sdram=True)
 
 

@@ -160,12 +160,17 @@ class LayerDescriptor:
         """Input rows the band's buffer holds (a channel group's plane is these x in_w)."""
         return self.band_rows or self.in_h - self.in_row0
 
-    def fields(self, cfg: AcceleratorConfig, in_base: int = 0, out_base: int = 0) -> dict:
+    def fields(self, cfg: AcceleratorConfig, in_base: int = 0, out_base: int = 0,
+               out_map_rows: int | None = None) -> dict:
         """Every descriptor field, the input starting at word ``in_base`` and the output at
         ``out_base`` of their buffers. The engine adds these increments instead of
-        multiplying (hw/conv_engine.py, S0)."""
+        multiplying (hw/conv_engine.py, S0). With ``out_map_rows``, the output buffer holds a
+        map of that many rows and the band's rows land at their own rows of it (the engine
+        writes a group's pixels consecutively from the band's first row)."""
         k, w, plane = self.kernel, self.in_w, self.buffer_rows * self.in_w
-        out_plane = self.out_h * self.out_w
+        out_plane = (out_map_rows or self.out_h) * self.out_w
+        if out_map_rows:
+            out_base += self.out_row0 * self.out_w
         y_origin = self.out_row0 * self.stride - self.pad
         names = [f.name for f in fields(self) if f.name not in _BAND_FIELDS]
         return {**{n: getattr(self, n) for n in names}, "y_origin": y_origin,

