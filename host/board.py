@@ -40,8 +40,12 @@ class Board:
         self.transport, timeout = open_device(device, self.cfg, quiet=False)
         self.driver = Driver(self.transport, timeout, retries)
         started = time.perf_counter()
-        bar = _bar(sum(len(w.entries) for w in self.program.weights), "weights",
-                   "entries", progress)
+        if self.program.input_sdram is not None:      # parameters go to the SDRAM
+            bar = _bar(sum(len(b) for _, b in self.program.sdram_blocks), "parameters",
+                       "words", progress)
+        else:
+            bar = _bar(sum(len(w.entries) for w in self.program.weights), "weights",
+                       "entries", progress)
         try:
             self.upload_bytes = self.driver.load_model(self.program, bar.update if bar else None)
         except BaseException:

@@ -167,18 +167,35 @@ def _infer_on_device(args, model, names, images):
             scores = r.logits.astype(np.float64) * q.logits_scale()
             top5 = _print_top5(image, r.logits, scores, names)
             layers = []
+            moved = prog.sdram_bytes()
             for op in prog.ops:
                 ideal_op = op.ideal_cycles(cfg)
                 layers.append({"name": op.name, "cycles": r.layers[op.name],
+                               "wait": r.layers[op.name] if op.is_transfer else 0,
+                               "sdram_bytes": moved.get(op.name, 0),
                                "ideal": None if ideal_op is None else round(ideal_op, 1)})
+            # Per network node: the engine's cycles and its waits for the SDRAM (LOAD and
+            # STORE ops, which the sequencer runs one at a time).
+            nodes = []
+            for node, indices in prog.node_ops.items():
+                rows = [layers[i] for i in indices]
+                wait = sum(x["wait"] for x in rows)
+                total = sum(x["cycles"] for x in rows)
+                nodes.append({"name": node, "cycles": total, "compute": total - wait,
+                              "wait": wait, "sdram_bytes": sum(x["sdram_bytes"] for x in rows)})
+            wait = prog.wait_cycles(r.layers)
+            sdram = sum(moved.values())
             print(f"  device: {r.cycles:,} cycles ({ideal:,.0f} ideal at {cfg.mac_units} MACs: "
-                  f"{100 * ideal / r.cycles:.1f}% of peak), {r.seconds:.1f} s")
+                  f"{100 * ideal / r.cycles:.1f}% of peak), {r.seconds:.1f} s"
+                  + (f"; waits for the SDRAM {wait:,} cycles ({100 * wait / r.cycles:.1f}%), "
+                     f"{sdram / 2**20:.2f} MiB moved" if cfg.maps_in_sdram else ""))
             if args.layers:
                 for row in layers:
                     print(f"    {row['name']:<20} {row['cycles']:>12,}"
                           + (f"  ideal {row['ideal']:>12,.0f}" if row["ideal"] else ""))
             entry = {"image": str(image), "top5": top5, "cycles": r.cycles,
-                     "ideal_cycles": ideal, "layers": layers, "seconds": r.seconds}
+                     "ideal_cycles": ideal, "memory_wait_cycles": wait, "sdram_bytes": sdram,
+                     "nodes": nodes, "layers": layers, "seconds": r.seconds}
             if golden is not None:
                 problem = first_mismatch(r.logits, golden(pixels), prog.output_node)
                 entry["bit_exact"] = problem is None
@@ -188,9 +205,11 @@ def _infer_on_device(args, model, names, images):
         summary = {"bytes_sent": board.driver.stats.bytes_sent,
                    "model_bytes_sent": board.upload_bytes,
                    "upload_seconds": board.upload_seconds, "mac_units": cfg.mac_units,
-                   "retries": board.driver.stats.retries}
+                   "retries": board.driver.stats.retries, "config": cfg.as_dict()}
         if len(results) == 1:      # the single-image fields the issue names, at the top level
-            summary.update({k: results[0][k] for k in ("top5", "cycles", "layers", "seconds")})
+            summary.update({k: results[0][k] for k in ("top5", "cycles", "memory_wait_cycles",
+                                                        "sdram_bytes", "nodes", "layers",
+                                                        "seconds")})
             if "bit_exact" in results[0]:
                 summary["bit_exact"] = results[0]["bit_exact"]
     return results, summary
