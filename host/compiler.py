@@ -2,10 +2,10 @@
 biases, sparse weight streams and the feature-map plan (hw/runner.py, hw/device.py), every
 layout from hw.layout and every cycle from hw.timing.
 
-Feature maps live in the device's feature-map memory, banked as hw.layout describes.
-The input image sits at word 0 and stays there (a repeated RUN recomputes the same result);
-each node's output goes to the end of the memory opposite its input (low: right after the
-image, high: ending at the top), so an op never overwrites what it reads. A Fire module's
+Feature maps live in the device's feature-map memories A and B, banked as hw.layout
+describes. The input image sits at word 0 of A and stays there (a repeated RUN recomputes the
+same result); each node's output goes to the memory its input is not in (B from word 0, A
+after the image), so an op never overwrites what it reads. A Fire module's
 squeeze output goes to the squeeze buffer, not to this memory.
 
 Weights travel as sparse entries (hw.layout.weight_entries: golden.sparse's code over the
@@ -50,7 +50,7 @@ def compile_network(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
         if isinstance(node, GlobalAvgPool):
             words_of[node.name] = groups(shapes[node.name][0], cfg.pc) * SUM_WORDS
     place = {"input": 0}
-    side = {"input": "low"}
+    side = {"input": "A"}
     low_start = words_of["input"]
     ops, codebooks, weights = [], [], []
     biases = []
@@ -58,19 +58,18 @@ def compile_network(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
     node_ops: dict[str, list[int]] = {}
 
     def allocate(node_name: str, src: str) -> int:
-        """The output goes to the end of the memory opposite its input: low (right after the
-        image) when the input is high, else high (ending at the top). It must fit in between."""
+        """The output goes to the memory its input is not in (a pass reads one of A and B and
+        writes the other): B from word 0, or A right after the image, which stays."""
         n = words_of[node_name]
-        if side[src] == "high":
-            base, side[node_name] = low_start, "low"
-            room = place[src] - low_start
+        if side[src] == "B":
+            base, side[node_name], room = low_start, "A", depth - low_start
         else:
-            base, side[node_name] = depth - n, "high"
-            room = depth - max(low_start, place[src] + words_of[src])
+            base, side[node_name], room = 0, "B", depth
         if n > room:
             raise UnsupportedNetworkError(
-                f"{node_name}: its input and output feature maps need "
-                f"{words_of[src] + n + low_start} words per bank; the device has {depth}")
+                f"{node_name}: its output feature map needs {n} words per bank"
+                + (f" beside the image's {low_start}" if side[node_name] == "A" else "")
+                + f"; the device has {depth}")
         place[node_name] = base
         return base
 
@@ -144,6 +143,8 @@ def compile_network(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
                 "conv": desc.fields(cfg)}, desc))
         else:
             raise UnsupportedNetworkError(f"{node.name}: {type(node).__name__} has no device op")
+        for op in ops[first:]:          # read B and write A when the input is in B
+            op.fields["swap"] = int(side[srcs[0]] == "B")
         node_ops[node.name] = list(range(first, len(ops)))
 
     if not isinstance(net.nodes[-1], GlobalAvgPool):
@@ -156,7 +157,8 @@ def compile_network(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
         raise UnsupportedNetworkError(str(e)) from e
     words.append(encode_op({"kind": OpKind.END}, cfg, "END"))
     return DeviceProgram(cfg, q.index_bits, ops, words, codebooks, np.concatenate(biases),
-                         weights, weight_base, shapes["input"], 0, place[net.output_node],
+                         weights, weight_base, shapes["input"], 0,
+                         place[net.output_node] + (depth if side[net.output_node] == "B" else 0),
                          shapes[net.output_node][0], net.output_node, node_ops)
 
 

@@ -224,9 +224,18 @@ class Driver:
         return program.logits(data)
 
     def read_counters(self, program) -> dict[str, int]:
+        """Each op's cycles in the last run, keyed by op name."""
         values = struct.unpack(f"<{len(program.ops)}I",
                                self.read(Target.COUNTERS, 0, len(program.ops), 4))
         return {op.name: v for op, v in zip(program.ops, values)}
+
+    def read_waits(self, program) -> dict[str, int]:
+        """The cycles each op (and END) of the last run waited for the DMA queue: the
+        counters' words from program_depth on."""
+        n = len(program.ops) + 1
+        values = struct.unpack(f"<{n}I", self.read(Target.COUNTERS, program.cfg.program_depth,
+                                                   n, 4))
+        return {**{op.name: v for op, v in zip(program.ops, values)}, "END": values[-1]}
 
 
 def _name(code: int, kind=Command) -> str:

@@ -22,14 +22,14 @@ from golden.network import ConvSpec
 from golden.quantize import QConv
 from hw import protocol as proto
 from hw.config import AcceleratorConfig
-from hw.layout import (DMATarget, LayerDescriptor, OpKind, bytes_of_sdram, codebook_of_sdram,
+from hw.layout import (DMA_QUEUE, DMATarget, LayerDescriptor, OpKind, bytes_of_sdram, codebook_of_sdram,
                        decode_op, feature_map, feature_words, groups, sdram_of_bytes,
                        sdram_unit_words, sum_words, unpack_entries, weight_tensor)
 from hw.layout import memtest_address_word, memtest_pattern
 from hw.protocol import (Command, MemTestPhase, RunState, Status, Target, identity_bytes,
                          unit_bytes)
 from hw.sdram_chip import MT48LC16M16A2
-from hw.timing import END_CYCLES, op_cycles, transfer_cycles
+from hw.timing import OP_OVERHEAD, op_cycles, sequence_cycles, transfer_cycles
 
 __all__ = ["GoldenDevice"]
 
@@ -40,14 +40,17 @@ class GoldenDevice:
 
     def __init__(self, cfg: AcceleratorConfig):
         self.cfg = cfg
-        self.fm = np.zeros((cfg.fm_depth, cfg.pc), np.uint8)
+        # The feature-map memories A and B, one after the other (``_host_rows``: how the
+        # host's addresses reach them).
+        self.fm = np.zeros((cfg.fm_depth + cfg.fm_b_depth, cfg.pc), np.uint8)
+        self.fm_a, self.fm_b = self.fm[:cfg.fm_depth], self.fm[cfg.fm_depth:]
         self.squeeze = np.zeros((cfg.squeeze_depth, cfg.pc), np.uint8)
         self.weights = np.zeros((cfg.weight_depth, cfg.lanes), np.int64)
         self.codebook = np.zeros(cfg.codebook_tables * cfg.codebook_entries, np.int64)
         self.bias = np.zeros(cfg.bias_depth * cfg.po, np.int64)
         self.sdram = np.zeros(MT48LC16M16A2.words, np.uint16)
         self.program = [0] * cfg.program_depth
-        self.counters = [0] * cfg.program_depth
+        self.counters = [0] * (2 * cfg.program_depth)     # cycles, then waits
         self.parser = proto.FrameParser()
         self.state, self.op_index, self.cycles = RunState.IDLE, 0, 0
         # state, phase, failed, fail phase, address, expected, got, errors, reads checked
@@ -99,7 +102,7 @@ class GoldenDevice:
             if target == Target.WEIGHTS:
                 self.weights[_span(address, count, self.cfg.weight_depth)] = 0
             elif target == Target.FEATURE:
-                self.fm[_span(address, count, self.cfg.fm_depth)] = 0
+                self.fm[self._host_rows(address, count)] = 0
             else:
                 return Status.BAD_ARGUMENT, b""
             return Status.OK, b""
@@ -120,7 +123,8 @@ class GoldenDevice:
             unit = body[i * n:(i + 1) * n]
             a = address + i
             if target == Target.FEATURE:            # packed words: the other lanes 0
-                self.fm[a % cfg.fm_depth] = np.frombuffer(unit.ljust(cfg.pc, b"\0"), np.uint8)
+                self.fm[self._host_rows(a, 1)] = np.frombuffer(unit.ljust(cfg.pc, b"\0"),
+                                                               np.uint8)
             elif target == Target.PROGRAM:
                 self.program[a % cfg.program_depth] = int.from_bytes(unit, "little")
             elif target == Target.SDRAM:
@@ -145,14 +149,21 @@ class GoldenDevice:
         self.weights[(pos // lanes) % self.cfg.weight_depth, pos % lanes] = entries[:, 1]
         return Status.OK
 
+    def _host_rows(self, address: int, count: int) -> np.ndarray:
+        """Rows of ``self.fm`` that host FEATURE addresses reach: the address bits of A, one
+        more choosing B (whose own address bits wrap the rest)."""
+        d, b = self.cfg.fm_depth, self.cfg.fm_b_depth
+        a = _span(address, count, 2 * d)
+        return np.where(a < d, a, d + (a - d) % b)
+
     def _read(self, target, count, address) -> tuple[Status, bytes]:
         if target == Target.FEATURE and count * self.cfg.pc <= proto.MAX_PAYLOAD:
-            return Status.OK, self.fm[_span(address, count, self.cfg.fm_depth)].tobytes()
+            return Status.OK, self.fm[self._host_rows(address, count)].tobytes()
         if target == Target.SDRAM and count * proto.SDRAM_WORD_BYTES <= proto.MAX_PAYLOAD:
             return Status.OK, self.sdram[_span(address, count, len(self.sdram))].astype(
                 "<u2").tobytes()
         if target == Target.COUNTERS and count * 4 <= proto.MAX_PAYLOAD:
-            values = [self.counters[(address + i) % self.cfg.program_depth] for i in range(count)]
+            values = [self.counters[(address + i) % len(self.counters)] for i in range(count)]
             return Status.OK, struct.pack(f"<{count}I", *values)
         return Status.BAD_ARGUMENT, b""
 
@@ -200,18 +211,27 @@ class GoldenDevice:
 
     # ---- the sequencer ------------------------------------------------------------------------
     def _run(self) -> None:
+        """Every op in program order (a program's ``dma_wait`` fields make the RTL's overlap
+        give the same contents), then the counters from the cycle model."""
         if self.state == RunState.RUNNING:
             return
-        self.cycles = 0
-        for index in range(self.cfg.program_depth):
+        timed = []
+        depth = self.cfg.program_depth
+        for index in range(depth):
             self.op_index = index
             op = decode_op(self.program[index], self.cfg)
             if op["kind"] == OpKind.END:
-                self.cycles += END_CYCLES
                 break
             cycles = self._op(op)
-            self.counters[index] = cycles
-            self.cycles += cycles
+            store = None
+            if op["then_store"] and op["kind"] not in (OpKind.LOAD, OpKind.STORE):
+                store = self._transfer(OpKind.STORE, op["dma"])
+            timed.append((op["kind"], cycles, op["dma_wait"], store))
+        per, self.cycles, end_wait = sequence_cycles(timed, DMA_QUEUE)
+        for i, (cycles, wait) in enumerate(per):
+            self.counters[i], self.counters[depth + i] = cycles, wait
+        if len(per) < depth:
+            self.counters[depth + len(per)] = end_wait
         self.state = RunState.DONE
 
     def _op(self, op: dict) -> int:
@@ -219,9 +239,10 @@ class GoldenDevice:
         if op["kind"] in (OpKind.LOAD, OpKind.STORE):
             return self._transfer(op["kind"], op["dma"])
         desc = LayerDescriptor.of_fields(op["conv"], cfg)[0]
+        src_fm, dst_fm = (self.fm_b, self.fm_a) if op["swap"] else (self.fm_a, self.fm_b)
         if op["kind"] == OpKind.CONV:
-            src = self.squeeze if op["src_squeeze"] else self.fm
-            dst = self.squeeze if op["dst_squeeze"] else self.fm
+            src = self.squeeze if op["src_squeeze"] else src_fm
+            dst = self.squeeze if op["dst_squeeze"] else dst_fm
             out = kernels.PreparedConv(self._qconv(desc, pad=0)).run(
                 self._band_input(src, op["conv"], desc))
             # The engine writes whole output groups, at channel offset out_channel_base: PC
@@ -230,15 +251,15 @@ class GoldenDevice:
             at = (op["conv"]["out_base_word"] + np.arange(len(words))[:, None]
                   * op["conv"]["out_plane"] + np.arange(words.shape[1])[None, :])
             dst[at.reshape(-1) % len(dst)] = words.reshape(-1, cfg.pc)
-            return op_cycles(OpKind.CONV, cfg, desc)
+            return op_cycles(OpKind.CONV, cfg, desc) - OP_OVERHEAD
         c, h, w = desc.in_channels, desc.in_h, desc.in_w
-        x = self._load(self.fm, op["in_base"], (groups(c, cfg.pc) * cfg.pc, h, w))
+        x = self._load(src_fm, op["in_base"], (groups(c, cfg.pc) * cfg.pc, h, w))
         if op["kind"] == OpKind.MAXPOOL:
             words = feature_words(kernels.maxpool(x, 3, 2), cfg)
         else:
             words = sum_words(kernels.global_sum(x), cfg)
-        self.fm[_span(op["out_base"], len(words), len(self.fm))] = words
-        return op_cycles(op["kind"], cfg, desc, op["in_words"], op["out_words"])
+        dst_fm[_span(op["out_base"], len(words), len(dst_fm))] = words
+        return op_cycles(op["kind"], cfg, desc, op["in_words"], op["out_words"]) - OP_OVERHEAD
 
     def _transfer(self, kind: OpKind, d: dict) -> int:
         """A LOAD or STORE (hw/dma.py): unit ``sdram_base + r * sdram_stride + i`` of the
@@ -250,13 +271,14 @@ class GoldenDevice:
         runs, n = np.arange(d["runs"])[:, None], np.arange(d["run_words"])[None, :]
         units = ((d["sdram_base"] + runs * d["sdram_stride"] + n) % (len(self.sdram) // k))
         sdram = (units.reshape(-1, 1) * k + np.arange(k)).reshape(-1)
-        memory = {DMATarget.FEATURE: self.fm, DMATarget.WEIGHTS: self.weights,
+        memory = {DMATarget.FEATURE: self.fm_a if kind == OpKind.LOAD else self.fm_b,
+                  DMATarget.WEIGHTS: self.weights,
                   DMATarget.CODEBOOK: self.codebook, DMATarget.BIAS: self.bias}[target]
         at = ((d["buffer_base"] + runs * d["buffer_stride"] + n) % len(memory)).reshape(-1)
         if kind == OpKind.STORE:
-            self.sdram[sdram] = sdram_of_bytes(self.fm[at])
+            self.sdram[sdram] = sdram_of_bytes(self.fm_b[at])
         elif target == DMATarget.FEATURE:
-            self.fm[at] = bytes_of_sdram(self.sdram[sdram], cfg.pc)
+            self.fm_a[at] = bytes_of_sdram(self.sdram[sdram], cfg.pc)
         elif target == DMATarget.WEIGHTS:
             self.weights[at] = bytes_of_sdram(self.sdram[sdram], cfg.lanes) & (
                 (1 << cfg.index_bits) - 1)

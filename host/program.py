@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw.config import AcceleratorConfig
-from hw.layout import (SUM_WORDS, LayerDescriptor, OpKind, feature_words, groups,
+from hw.layout import (DMA_QUEUE, SUM_WORDS, LayerDescriptor, OpKind, feature_words, groups,
                        sdram_unit_words, sums_of_words)
-from hw.timing import END_CYCLES, ideal_cycles, op_cycles, transfer_bounds, transfer_cycles
+from hw.timing import (OP_OVERHEAD, ideal_cycles, op_cycles, sequence_cycles, transfer_bounds,
+                       transfer_cycles)
 
 __all__ = ["DeviceProgram", "Op", "WeightStream", "UnsupportedNetworkError"]
 
@@ -27,6 +28,8 @@ class Op:
     desc: LayerDescriptor | None     # the engine's descriptor (pooling ops: their frame sizes)
 
     def cycles(self, cfg: AcceleratorConfig) -> int:
+        """A unit op's cycles (OP_OVERHEAD included, no wait); a transfer's estimated
+        duration in the DMA queue."""
         if self.kind in (OpKind.LOAD, OpKind.STORE):
             return transfer_cycles(cfg, self.kind, self.fields["dma"]["target"],
                                    self.fields["dma"])
@@ -98,39 +101,56 @@ class DeviceProgram:
         """The global sums from the result words (hw.layout.sum_words)."""
         return sums_of_words(np.frombuffer(data, np.uint8), self.classes, self.cfg)
 
+    def timeline(self, which: str = "estimate") -> tuple[dict[str, int], dict[str, int], int]:
+        """(cycles per op, waits per op, total) from the cycle model (hw.timing.
+        sequence_cycles), every transfer taking its ``fewest``, ``estimate`` or ``most``
+        cycles (hw.timing.transfer_bounds). Waits are keyed by op name plus ``END`` (its wait
+        for the last transfers)."""
+        pick = {"fewest": 0, "estimate": 1, "most": 2}[which]
+        timed = []
+        for op in self.ops:
+            d, store = op.fields.get("dma"), None
+            if op.is_transfer:
+                cycles = transfer_bounds(self.cfg, op.kind, d["target"], d)[pick]
+            else:
+                cycles = op.cycles(self.cfg) - OP_OVERHEAD
+                if op.fields.get("then_store"):
+                    store = transfer_bounds(self.cfg, OpKind.STORE, 0, d)[pick]
+            timed.append((op.kind, cycles, op.fields.get("dma_wait", 0), store))
+        per, total, end_wait = sequence_cycles(timed, DMA_QUEUE)
+        names = [op.name for op in self.ops]
+        return ({n: c for n, (c, _) in zip(names, per)},
+                {**{n: w for n, (_, w) in zip(names, per)}, "END": end_wait}, total)
+
     def expected_cycles(self) -> dict[str, int]:
-        """Cycles per op from the cycle model, keyed by op name, plus ``total`` (a LOAD's or
-        STORE's are the model's estimate: hw.timing.transfer_bounds gives its bound)."""
-        per = {op.name: op.cycles(self.cfg) for op in self.ops}
-        return {**per, "total": sum(per.values()) + END_CYCLES}
+        """Cycles per op from the cycle model, keyed by op name, plus ``total`` (transfers at
+        the model's estimate: ``cycle_bounds`` gives the bounds)."""
+        per, _, total = self.timeline()
+        return {**per, "total": total}
+
+    def busy_cycles(self, op: Op) -> int:
+        """An op's counter less its wait, exact: a unit op's cycles (hw.timing.op_cycles), a
+        transfer's entry into the queue (OP_OVERHEAD); a unit op's STORE enters the queue in
+        its last cycle."""
+        return OP_OVERHEAD if op.is_transfer else op.cycles(self.cfg)
 
     def cycle_bounds(self) -> dict[str, tuple[int, int]]:
-        """(fewest, most) cycles per op, keyed by op name: the model's exact count for an op
-        of the chip's own units, hw.timing.transfer_bounds for a LOAD or STORE; plus
-        ``total``."""
-        out = {}
-        for op in self.ops:
-            if op.is_transfer:
-                d = op.fields["dma"]
-                lo, _, hi = transfer_bounds(self.cfg, op.kind, d["target"], d)
-            else:
-                lo = hi = op.cycles(self.cfg)
-            out[op.name] = (lo, hi)
-        out["total"] = (sum(lo for lo, _ in out.values()) + END_CYCLES,
-                        sum(hi for _, hi in out.values()) + END_CYCLES)
-        return out
+        """(fewest, most) of the run's total cycles and of its waits for memory, every transfer
+        at its fewest and at its most cycles: ``{"total": ..., "wait": ...}``."""
+        lo, hi = self.timeline("fewest"), self.timeline("most")
+        return {"total": (lo[2], hi[2]),
+                "wait": (sum(lo[1].values()), sum(hi[1].values()))}
 
-    def wait_cycles(self, counters: dict[str, int]) -> int:
-        """Cycles of a run's LOADs and STOREs: the sequencer runs one op at a time, so the
-        engine waits through every one."""
-        return sum(counters[op.name] for op in self.ops if op.is_transfer)
+    def wait_cycles(self, waits: dict[str, int]) -> int:
+        """A run's cycles spent waiting for the DMA queue (every op's and END's)."""
+        return sum(waits.values())
 
     def sdram_bytes(self) -> dict[str, int]:
         """Bytes each op moves to or from the SDRAM, keyed by op name."""
         from hw.sdram_chip import MT48LC16M16A2
         out = {}
         for op in self.ops:
-            if op.is_transfer:
+            if op.is_transfer or op.fields.get("then_store"):
                 d = op.fields["dma"]
                 target = d["target"] if op.kind == OpKind.LOAD else 0
                 out[op.name] = (d["runs"] * d["run_words"] * sdram_unit_words(self.cfg, target)

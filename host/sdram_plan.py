@@ -35,7 +35,7 @@ import numpy as np
 from golden.network import Bypass, Conv, Fire, GlobalAvgPool, MaxPool
 from golden.quantize import QuantizedModel
 from hw.config import AcceleratorConfig
-from hw.layout import (SUM_WORDS, DMATarget, FieldRangeError, LayerDescriptor, OpKind,
+from hw.layout import (DMA_WAIT_BITS, SUM_WORDS, DMATarget, FieldRangeError, LayerDescriptor, OpKind,
                        codebook_sdram_words, describe, encode_op, groups, sdram_of_bytes,
                        sdram_unit_words, weight_lanes)
 from hw.sdram_chip import MT48LC16M16A2
@@ -56,6 +56,15 @@ class _Planner:
         self.maps: dict[str, tuple[int, tuple[int, int, int]]] = {}   # node -> (word, shape)
         self.resident: dict = {}                   # on-chip slot -> what it holds
         self.names: dict[str, int] = {}
+        # The DMA queue's order: transfers emitted so far, and per on-chip region the last
+        # transfer that writes it (a LOAD) or reads it (a STORE). A region is ("A", half),
+        # ("B", half), or a parameter slot.
+        self.transfers = 0
+        self.loaded: dict = {}
+        self.stored: dict = {}
+        self.half = cfg.fm_depth // 2              # an input tile: half of A
+        self.out_tile = cfg.fm_b_depth // 2        # an output tile: half of B
+        self.out_half = 0                          # B's half the next output goes to
 
     # ---- the SDRAM --------------------------------------------------------------------------
     def allocate(self, words: int, align: int = 1) -> int:
@@ -105,22 +114,36 @@ class _Planner:
                              "og": og, "per_group": per_group, "chunk": chunk}
 
     # ---- ops --------------------------------------------------------------------------------
-    def op(self, name: str, kind: OpKind, fields: dict, desc: LayerDescriptor | None) -> None:
-        """Op names are unique (counters are read back by name): a repeat gets ``#n``."""
+    def op(self, name: str, kind: OpKind, fields: dict, desc: LayerDescriptor | None,
+           reads=(), writes=(), store=None) -> None:
+        """Op names are unique (counters are read back by name): a repeat gets ``#n``. A unit
+        op that reads regions ``reads`` and writes ``writes`` waits for the transfers that
+        fill what it reads and for those that drain what it overwrites; the ones queued
+        after them may still run (``dma_wait``)."""
         n = self.names.get(name, 0)
         self.names[name] = n + 1
+        if kind not in (OpKind.LOAD, OpKind.STORE):
+            deps = [self.loaded[r] for r in reads if r in self.loaded]
+            deps += [self.stored[r] for r in writes if r in self.stored]
+            most = (1 << DMA_WAIT_BITS) - 1
+            fields = {**fields, "dma_wait": min(most, self.transfers - 1 - max(deps))
+                      if deps else most}
+        if store is not None:             # (dma, region): the STORE it queues as it finishes
+            fields = {**fields, "then_store": 1, "dma": store[0]}
         self.ops.append(Op(f"{name}#{n}" if n else name, kind, fields, desc))
+        if store is not None:
+            self.stored[store[1]] = self.transfers
+            self.transfers += 1
 
     def transfer(self, name: str, kind: OpKind, target: DMATarget, sdram: int, buffer: int,
                  run_words: int, runs: int = 1, sdram_stride: int = 0,
-                 buffer_stride: int = 0) -> None:
-        """``sdram`` in SDRAM words (a whole number of the target's units)."""
-        k = self.k[target]
-        assert sdram % k == 0
-        dma = {"target": int(target), "sdram_base": sdram // k, "buffer_base": buffer,
-               "run_words": run_words, "runs": runs, "sdram_stride": sdram_stride,
-               "buffer_stride": buffer_stride}
+                 buffer_stride: int = 0, region=None) -> None:
+        """``sdram`` in SDRAM words (a whole number of the target's units); ``region`` the
+        on-chip region it fills (LOAD) or drains (STORE)."""
+        dma = self.dma(target, sdram, buffer, run_words, runs, sdram_stride, buffer_stride)
         self.op(name, kind, {"dma": dma}, None)
+        (self.loaded if kind == OpKind.LOAD else self.stored)[region] = self.transfers
+        self.transfers += 1
 
     def load_parameters(self, name: str, conv: str, first: int, count: int, slot: dict) -> None:
         """Output groups ``first .. first + count - 1`` of ``conv`` into ``slot`` (weight
@@ -131,22 +154,24 @@ class _Planner:
             words = count * p["per_group"]
             self.transfer(f"{name}/weights", OpKind.LOAD, DMATarget.WEIGHTS,
                           p["weights"] + first * p["per_group"] * self.k[DMATarget.WEIGHTS],
-                          slot["weight"], words)
+                          slot["weight"], words, region=("weights", slot["weight"]))
             self.resident[("weights", slot["weight"])] = key
         if self.resident.get(("bias", slot["bias"])) != key:
             self.transfer(f"{name}/biases", OpKind.LOAD, DMATarget.BIAS,
                           p["bias"] + first * cfg.po * self.k[DMATarget.BIAS],
-                          slot["bias"] * cfg.po, count * cfg.po)
+                          slot["bias"] * cfg.po, count * cfg.po, region=("bias", slot["bias"]))
             self.resident[("bias", slot["bias"])] = key
         if self.resident.get(("codebook", slot["table"])) != conv:
             self.transfer(f"{name}/codebook", OpKind.LOAD, DMATarget.CODEBOOK, p["codebook"],
-                          slot["table"] * cfg.codebook_entries, cfg.codebook_entries)
+                          slot["table"] * cfg.codebook_entries, cfg.codebook_entries,
+                          region=("codebook", slot["table"]))
             self.resident[("codebook", slot["table"])] = conv
 
-    def slots(self, convs: list[str]) -> dict:
+    def slots(self, convs: list[str], max_og: dict | None = None) -> dict:
         """Where each (conv, chunk) of a node goes on chip: all at once when the node's
         parameters fit (loaded once), else every chunk at the memories' start (loaded before
-        each use). A codebook table per convolution of the node."""
+        each use); a chunk has at most ``max_og[conv]`` output groups (an output tile's
+        worth). A codebook table per convolution of the node."""
         cfg = self.cfg
         if len(convs) > cfg.codebook_tables:
             raise UnsupportedNetworkError(f"{convs[0]}: the node has {len(convs)} convolutions; "
@@ -157,7 +182,7 @@ class _Planner:
         out, w_at, b_at = {}, 0, 0
         for t, c in enumerate(convs):
             p = self.params[c]
-            chunk = p["og"] if whole else p["chunk"]
+            chunk = min(p["og"] if whole else p["chunk"], (max_og or {}).get(c, p["og"]))
             for first in range(0, p["og"], chunk):
                 n = min(chunk, p["og"] - first)
                 out[(c, first)] = {"weight": w_at, "bias": b_at, "table": t, "count": n}
@@ -167,51 +192,112 @@ class _Planner:
         return out
 
     def conv_chunks(self, name: str, conv: str, desc: LayerDescriptor, slots: dict, *,
-                    in_base: int, out_base: int, src_sq: bool = False, dst_sq: bool = False,
-                    store=None, out_map_rows: int | None = None, only: int | None = None) -> None:
-        """The convolution's chunks: parameters, the engine's pass (output at ``out_base``
-        of its memory, a chunk's groups from there), and ``store(first_group, groups)`` after
-        each when its output goes to the SDRAM."""
+                    in_half: int | None = None, dst_sq: bool = False, node: str | None = None,
+                    row0: int = 0, group_offset: int = 0, out_map_rows: int | None = None,
+                    only: int | None = None, before_last=None) -> None:
+        """The convolution's chunks: parameters, the engine's pass, and for an output that
+        goes to the SDRAM (``node``) a STORE of the chunk's rows at channel group
+        ``group_offset`` + the chunk's. The input is A's half ``in_half`` (None: the squeeze
+        buffer); the output goes to the squeeze buffer (``dst_sq``, the whole squeeze map's
+        rows with ``out_map_rows``) or to the next half of B. ``before_last`` runs just before
+        the last chunk's pass (a prefetch then overlaps it)."""
         cfg = self.cfg
         p = self.params[conv]
         qc = p["qc"]
         if not qc.spec.relu:
             raise UnsupportedNetworkError(f"{conv}: a convolution without ReLU (its int32 "
                                           "accumulator output) has no device op")
-        for (c, first), slot in slots.items():
-            if c != conv or (only is not None and first != only):
-                continue
+        chunks = [(first, slot) for (c, first), slot in slots.items()
+                  if c == conv and (only is None or first == only)]
+        for i, (first, slot) in enumerate(chunks):
             n = slot["count"]
             channels = min(n * cfg.po, qc.spec.out_channels - first * cfg.po)
             self.load_parameters(name, conv, first, n, slot)
             d = replace(desc, out_channels=channels, weight_base=slot["weight"],
                         bias_base=slot["bias"], codebook_table=slot["table"], out_channel_base=0,
                         mult=qc.mult, shift=qc.shift)
-            plane = (out_map_rows or d.out_h) * d.out_w
-            chunk_base = out_base if store else out_base + first * cfg.po // cfg.pc * plane
-            self.op(name, OpKind.CONV, {"src_squeeze": int(src_sq), "dst_squeeze": int(dst_sq),
-                                        "conv": d.fields(cfg, in_base, chunk_base,
-                                                         out_map_rows)}, d)
-            if store:
-                store(first * cfg.po // cfg.pc, groups(channels, cfg.pc))
+            if i == len(chunks) - 1 and before_last:
+                before_last()
+            params = [("weights", slot["weight"]), ("bias", slot["bias"]),
+                      ("codebook", slot["table"])]
+            reads = params + ([("A", in_half)] if in_half is not None else [])
+            in_base = 0 if in_half is None else in_half * self.half
+            if dst_sq:
+                plane = (out_map_rows or d.out_h) * d.out_w
+                out_base, writes = first * cfg.po // cfg.pc * plane, []
+            else:
+                half = self.out_half
+                self.out_half ^= 1
+                out_base, writes = half * self.out_tile, [("B", half)]
+            store = None
+            if node is not None:
+                store = self.store_rows(node, group_offset + first * cfg.po // cfg.pc,
+                                        groups(channels, cfg.pc), row0, d.out_h, half)
+            self.op(name, OpKind.CONV, {"src_squeeze": int(in_half is None),
+                                        "dst_squeeze": int(dst_sq),
+                                        "conv": d.fields(cfg, in_base, out_base,
+                                                         out_map_rows)}, d,
+                    reads=reads, writes=writes, store=store)
 
-    def store_rows(self, name: str, node: str, first_group: int, n_groups: int, row0: int,
-                   rows: int, buffer: int) -> None:
-        """Rows ``row0 .. row0 + rows - 1`` of channel groups ``first_group ..`` of the node's
-        map, from ``buffer`` (the groups' planes of ``rows`` rows, one after another)."""
+    def store_rows(self, node: str, first_group: int, n_groups: int, row0: int, rows: int,
+                   half: int) -> tuple[dict, tuple]:
+        """The STORE (dma fields, region) of rows ``row0 .. row0 + rows - 1`` of channel groups
+        ``first_group ..`` of the node's map, from B's ``half`` (the groups' planes of
+        ``rows`` rows, one after another)."""
         base, (c, h, w) = self.maps[node]
         k = self.k[DMATarget.FEATURE]
-        self.transfer(f"{name}/store", OpKind.STORE, DMATarget.FEATURE,
-                      base + (first_group * h * w + row0 * w) * k, buffer, rows * w, n_groups,
-                      h * w, rows * w)
+        return self.dma(DMATarget.FEATURE, base + (first_group * h * w + row0 * w) * k,
+                        half * self.out_tile, rows * w, n_groups, h * w, rows * w), ("B", half)
 
-    def load_rows(self, name: str, node: str, row0: int, rows: int) -> None:
-        """Rows ``row0 .. row0 + rows - 1`` of every channel group of the node's map into the
-        input tile (word 0)."""
+    def dma(self, target: DMATarget, sdram: int, buffer: int, run_words: int, runs: int = 1,
+            sdram_stride: int = 0, buffer_stride: int = 0) -> dict:
+        """A transfer's fields; ``sdram`` in SDRAM words (a whole number of units)."""
+        k = self.k[target]
+        assert sdram % k == 0
+        return {"target": int(target), "sdram_base": sdram // k, "buffer_base": buffer,
+                "run_words": run_words, "runs": runs, "sdram_stride": sdram_stride,
+                "buffer_stride": buffer_stride}
+
+    def load_rows(self, name: str, node: str, row0: int, rows: int, half: int) -> None:
+        """Rows ``row0 .. row0 + rows - 1`` of every channel group of the node's map into A's
+        ``half``."""
         base, (c, h, w) = self.maps[node]
         k = self.k[DMATarget.FEATURE]
-        self.transfer(f"{name}/load", OpKind.LOAD, DMATarget.FEATURE, base + row0 * w * k, 0,
-                      rows * w, groups(c, self.cfg.pc), h * w, rows * w)
+        self.transfer(f"{name}/load", OpKind.LOAD, DMATarget.FEATURE, base + row0 * w * k,
+                      half * self.half, rows * w, groups(c, self.cfg.pc), h * w, rows * w,
+                      region=("A", half))
+
+    def unit_op(self, name: str, kind: OpKind, in_half: int, fields: dict,
+                desc: LayerDescriptor, node: str, first_group: int, groups_: int, row0: int,
+                rows: int, before=None) -> None:
+        """A pooling op from A's ``in_half`` to B's next half, then its STORE."""
+        half = self.out_half
+        self.out_half ^= 1
+        if before:
+            before()
+        if kind == OpKind.GLOBAL_SUM:
+            base, _ = self.maps[node]
+            k = self.k[DMATarget.FEATURE]
+            store = (self.dma(DMATarget.FEATURE, base + first_group * SUM_WORDS * k,
+                              half * self.out_tile, groups_ * SUM_WORDS), ("B", half))
+        else:
+            store = self.store_rows(node, first_group, groups_, row0, rows, half)
+        self.op(name, kind, {**fields, "in_base": in_half * self.half,
+                             "out_base": half * self.out_tile}, desc,
+                reads=[("A", in_half)], writes=[("B", half)], store=store)
+
+
+# Output rows a band aims for when a layer's output groups are more than an output tile holds
+# for them: fewer rows make more bands (and more halo rows read again), fewer output groups a
+# chunk make more passes; about eight rows keeps both modest.
+BAND_ROWS = 8
+
+
+def _chunk_og(cfg: AcceleratorConfig, out_tile: int, out_h: int, out_w: int) -> int:
+    """Output groups (PO channels) a chunk may have so that ``BAND_ROWS`` rows (or all
+    ``out_h``) fit an output tile (at least one group)."""
+    rows = min(out_h, BAND_ROWS)
+    return max(1, out_tile // (rows * out_w * (cfg.po // cfg.pc)))
 
 
 def _bands(out_rows: int, fits) -> list[tuple[int, int]]:
@@ -224,28 +310,43 @@ def _bands(out_rows: int, fits) -> list[tuple[int, int]]:
     return [(r, min(size, out_rows - r)) for r in range(0, out_rows, size)]
 
 
+def _banded(plan: _Planner, name: str, src: str, bands: list, input_rows, body) -> None:
+    """Band after band, each band's input rows (``input_rows(band) -> (row0, rows)``) loaded
+    into the A half its number gives; the next band's load is queued just before the band's
+    last pass (``body(b, band, half, before_last)``), so it runs beside that pass."""
+    def load(b):
+        row0, rows = input_rows(bands[b])
+        plan.load_rows(f"{name}[{b}]", src, row0, rows, b % 2)
+
+    load(0)
+    for b, band in enumerate(bands):
+        prefetch = (lambda b=b: load(b + 1)) if b + 1 < len(bands) else None
+        body(b, band, b % 2, prefetch)
+
+
 def _whole_squeeze_fire(plan: _Planner, node: Fire, src: str, shapes: dict, slots: dict,
                         chunk_groups: int) -> None:
     """A Fire module whose whole squeeze output fits the squeeze buffer: the squeeze runs band
     by band over the input (no halo: it is 1x1) into the whole squeeze map; then each expand
     chunk's parameters are loaded once and its output computed band by band from that map
-    into the feature-map memory (the input tile is no longer needed) and stored."""
+    and stored."""
     cfg = plan.cfg
     pc = cfg.pc
     name = node.name
     sq, e1, e3 = node.convs()
     c, h, w = shapes[src]
     cg = groups(c, pc)
-    tile = cfg.fm_depth
-    for b, (r0, rows) in enumerate(_bands(h, lambda r: r * w * cg <= tile)):
-        band = f"{name}[{b}]"
-        plan.load_rows(band, src, r0, rows)
-        plan.conv_chunks(f"{band}/squeeze", sq.name, describe(sq, h, w).band(r0, rows), slots,
-                         in_base=0, out_base=0, dst_sq=True, out_map_rows=h)
-    bands = _bands(h, lambda r: chunk_groups * r * w <= tile)
+    sq_bands = _bands(h, lambda r: r * w * cg <= plan.half)
+
+    def squeeze(b, band, half, prefetch):
+        r0, rows = band
+        plan.conv_chunks(f"{name}[{b}]/squeeze", sq.name, describe(sq, h, w).band(r0, rows),
+                         slots, in_half=half, dst_sq=True, out_map_rows=h, before_last=prefetch)
+    _banded(plan, name, src, sq_bands, lambda band: band, squeeze)
+    bands = _bands(h, lambda r: chunk_groups * r * w <= plan.out_tile)
     if not bands:
         raise UnsupportedNetworkError(f"{name}: not even one output row of an expand chunk "
-                                      f"fits the feature-map memory ({tile} words a bank)")
+                                      f"fits an output tile ({plan.out_tile} words a bank)")
     for conv, offset in ((e1, 0), (e3, e1.out_channels // pc)):
         whole = describe(conv, h, w)
         short = conv.name.split("/")[-1]
@@ -254,11 +355,8 @@ def _whole_squeeze_fire(plan: _Planner, node: Fire, src: str, shapes: dict, slot
                 continue
             for b, (r0, rows) in enumerate(bands):
                 d = replace(whole, out_h=rows, out_row0=r0)     # reads the whole squeeze map
-                plan.conv_chunks(
-                    f"{name}[{b}]/{short}", conv.name, d, slots, in_base=0, out_base=0,
-                    src_sq=True, only=first,
-                    store=lambda g, n, r0=r0, rows=rows, off=offset, nm=f"{name}[{b}]":
-                    plan.store_rows(nm, name, off + g, n, r0, rows, 0))
+                plan.conv_chunks(f"{name}[{b}]/{short}", conv.name, d, slots, only=first,
+                                 node=name, row0=r0, group_offset=offset)
 
 
 def compile_sdram(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
@@ -266,7 +364,7 @@ def compile_sdram(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
     shapes = net.shapes()
     pc, po = cfg.pc, cfg.po
     plan = _Planner(q, cfg)
-    tile = cfg.fm_depth
+    tile, out_tile = plan.half, plan.out_tile
     for name, (c, h, w) in shapes.items():
         if max(h, w) > cfg.max_side or c > cfg.max_channels:
             raise UnsupportedNetworkError(
@@ -281,7 +379,8 @@ def compile_sdram(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
     def too_big(node, what):
         return UnsupportedNetworkError(
             f"{node}: not even one output row's {what} fits the on-chip tiles "
-            f"({tile} feature words a bank, {cfg.squeeze_depth} in the squeeze buffer)")
+            f"({tile} input and {out_tile} output feature words a bank, "
+            f"{cfg.squeeze_depth} in the squeeze buffer)")
 
     for i, node in enumerate(net.nodes):
         src = net.node_inputs(i)[0]
@@ -294,23 +393,22 @@ def compile_sdram(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
             _, oh, ow = shapes[name]
             plan.map_of(name, shapes[name])
             full = describe(spec, h, w)
-            slots = plan.slots([spec.name])
+            slots = plan.slots([spec.name], {spec.name: _chunk_og(cfg, out_tile, oh, ow)})
             chunk_groups = max(s["count"] for s in slots.values()) * po // pc
 
             def fits(r, spec=spec, chunk_groups=chunk_groups, ow=ow):
                 rows_in = min(h, (r - 1) * spec.stride + spec.kernel)   # a band in the middle
-                return rows_in * w * cg + chunk_groups * r * ow <= tile
+                return rows_in * w * cg <= tile and chunk_groups * r * ow <= out_tile
             bands = _bands(oh, fits)
             if not bands:
                 raise too_big(name, "input and output")
-            for b, (r0, rows) in enumerate(bands):
-                d = full.band(r0, rows)
-                in_words = d.buffer_rows * w * cg
-                plan.load_rows(f"{name}[{b}]", src, d.in_row0, d.buffer_rows)
-                plan.conv_chunks(
-                    f"{name}[{b}]", spec.name, d, slots, in_base=0, out_base=in_words,
-                    store=lambda g, n, r0=r0, rows=rows, at=in_words, nm=f"{name}[{b}]":
-                    plan.store_rows(nm, name, g, n, r0, rows, at))
+
+            def conv_band(b, band, half, prefetch, full=full, spec=spec, slots=slots):
+                r0, rows = band
+                plan.conv_chunks(f"{name}[{b}]", spec.name, full.band(r0, rows), slots,
+                                 in_half=half, node=name, row0=r0, before_last=prefetch)
+            _banded(plan, name, src, bands,
+                    lambda band, full=full: full.band(*band).band_input_rows, conv_band)
         elif isinstance(node, Fire):
             sq, e1, e3 = node.convs()
             if e1.out_channels % pc:
@@ -319,77 +417,104 @@ def compile_sdram(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
             plan.map_of(name, shapes[name])
             sq_groups = groups(sq.out_channels, po) * po // pc
             full3 = describe(e3, h, w)
-            slots = plan.slots([sq.name, e1.name, e3.name])
+            whole_sq = sq_groups * h * w <= cfg.squeeze_depth
+            # Banded, the input tile limits a band's rows; the chunk takes what then fits.
+            rows = BAND_ROWS if whole_sq else max(
+                [r for r in range(1, h + 1) if min(h, r + 2) * w * cg <= tile
+                 and sq_groups * min(h, r + 2) * w <= cfg.squeeze_depth] or [1])
+            limit = _chunk_og(cfg, out_tile, min(h, rows), w)
+            slots = plan.slots([sq.name, e1.name, e3.name], {e1.name: limit, e3.name: limit})
             chunk_groups = max(s["count"] for (cv, _), s in slots.items()
                                if cv != sq.name) * po // pc
-
-            if sq_groups * h * w <= cfg.squeeze_depth:
+            if whole_sq:
                 _whole_squeeze_fire(plan, node, src, shapes, slots, chunk_groups)
                 node_ops[name] = list(range(first_op, len(plan.ops)))
                 continue
 
             def fits(r, chunk_groups=chunk_groups, sq_groups=sq_groups):
                 rows_in = min(h, r + 2)      # a band in the middle: a halo row on each side
-                return (rows_in * w * cg + chunk_groups * r * w <= tile
+                return (rows_in * w * cg <= tile and chunk_groups * r * w <= out_tile
                         and sq_groups * rows_in * w <= cfg.squeeze_depth)
             bands = _bands(h, fits)
             if not bands:
                 raise too_big(name, "input, squeeze and output")
-            for b, (r0, rows) in enumerate(bands):
-                band = f"{name}[{b}]"
+
+            def fire_band(b, band, half, prefetch, sq=sq, e1=e1, e3=e3, full3=full3,
+                          slots=slots):
+                r0, rows = band
                 d3 = full3.band(r0, rows)
                 s0, srows = d3.band_input_rows
-                in_words = srows * w * cg
-                plan.load_rows(band, src, s0, srows)
-                dsq = describe(sq, h, w).band(s0, srows)
-                plan.conv_chunks(f"{band}/squeeze", sq.name, dsq, slots, in_base=0, out_base=0,
-                                 dst_sq=True)
+                plan.conv_chunks(f"{name}[{b}]/squeeze", sq.name, describe(sq, h, w).band(
+                    s0, srows), slots, in_half=half, dst_sq=True)
                 d1 = replace(describe(e1, h, w), out_h=rows, out_row0=r0, in_row0=s0,
                              band_rows=0 if s0 + srows == h else srows)
-                for conv, d, offset in ((e1, d1, 0), (e3, d3, e1.out_channels // pc)):
-                    plan.conv_chunks(
-                        f"{band}/{conv.name.split('/')[-1]}", conv.name, d, slots, in_base=0,
-                        out_base=in_words, src_sq=True,
-                        store=lambda g, n, r0=r0, rows=rows, at=in_words, off=offset, nm=band:
-                        plan.store_rows(nm, name, off + g, n, r0, rows, at))
+                plan.conv_chunks(f"{name}[{b}]/expand1x1", e1.name, d1, slots, node=name,
+                                 row0=r0)
+                plan.conv_chunks(f"{name}[{b}]/expand3x3", e3.name, d3, slots, node=name,
+                                 row0=r0, group_offset=e1.out_channels // pc,
+                                 before_last=prefetch)
+            _banded(plan, name, src, bands,
+                    lambda band, full3=full3: full3.band(*band).band_input_rows, fire_band)
         elif isinstance(node, MaxPool):
             if (node.kernel, node.stride) != (3, 2):
                 raise UnsupportedNetworkError(f"{name}: max pooling {node.kernel}x{node.kernel}"
                                               f"/{node.stride}; the device pools 3x3/2")
             _, oh, ow = shapes[name]
             plan.map_of(name, shapes[name])
-            bands = _bands(oh, lambda r: (min(h, 2 * r + 1) * w + r * ow) * cg <= tile)
-            if not bands:
-                raise too_big(name, "input and output")
-            for b, (r0, rows) in enumerate(bands):
-                band = f"{name}[{b}]"
-                in_rows = min(2 * rows + 1, h - 2 * r0)
-                plan.load_rows(band, src, 2 * r0, in_rows)
-                in_words, out_words = cg * in_rows * w, cg * rows * ow
-                desc = LayerDescriptor(cg * pc, cg * pc, in_rows, w, rows, ow, 3, 2, 0, 0, 0)
-                plan.op(band, OpKind.MAXPOOL, {"in_base": 0, "out_base": in_words,
-                                               "in_words": in_words, "out_words": out_words,
-                                               "conv": desc.fields(cfg)}, desc)
-                plan.store_rows(band, name, 0, cg, r0, rows, in_words)
+            # Pooling is per channel: bands of channel groups and rows, the split with the
+            # fewest bands.
+            def split(per, ow=ow):
+                return [(g0, min(per, cg - g0), r0, rows) for g0 in range(0, cg, per)
+                        for r0, rows in _bands(oh, lambda r: min(h, 2 * r + 1) * w * per <= tile
+                                               and r * ow * per <= out_tile)]
+            options = [split(per) for per in range(1, cg + 1)]
+            options = [o for o in options if o]
+            if not options:
+                raise too_big(name, "input")
+            bands = min(options, key=len)
+
+            def pool_rows(band):
+                g0, n, r0, rows = band
+                return 2 * r0, min(2 * rows + 1, h - 2 * r0)
+
+            def pool_load(b):
+                g0, n, _, _ = bands[b]
+                row0, rows = pool_rows(bands[b])
+                base, _ = plan.maps[src]
+                k = plan.k[DMATarget.FEATURE]
+                plan.transfer(f"{name}[{b}]/load", OpKind.LOAD, DMATarget.FEATURE,
+                              base + (g0 * h * w + row0 * w) * k, (b % 2) * tile, rows * w, n,
+                              h * w, rows * w, region=("A", b % 2))
+            pool_load(0)
+            for b, band in enumerate(bands):
+                g0, n, r0, rows = band
+                in_rows = pool_rows(band)[1]
+                desc = LayerDescriptor(n * pc, n * pc, in_rows, w, rows, ow, 3, 2, 0, 0, 0)
+                plan.unit_op(f"{name}[{b}]", OpKind.MAXPOOL, b % 2, {
+                    "in_words": n * in_rows * w, "out_words": n * rows * ow,
+                    "conv": desc.fields(cfg)}, desc, name, g0, n, r0, rows,
+                    before=(lambda b=b: pool_load(b + 1)) if b + 1 < len(bands) else None)
         elif isinstance(node, GlobalAvgPool):
             result = plan.map_of(name, shapes[name], cg * SUM_WORDS)
-            per = tile // (h * w + SUM_WORDS)
+            per = min(tile // (h * w), out_tile // SUM_WORDS)
             if per < 1:
                 raise too_big(name, "channel group")
             base, _ = plan.maps[src]
             k = plan.k[DMATarget.FEATURE]
-            for b, g0 in enumerate(range(0, cg, per)):
-                n = min(per, cg - g0)
-                band = f"{name}[{b}]"
-                plan.transfer(f"{band}/load", OpKind.LOAD, DMATarget.FEATURE,
-                              base + g0 * h * w * k, 0, n * h * w)
+            chunks = [(g0, min(per, cg - g0)) for g0 in range(0, cg, per)]
+
+            def load_groups(j):
+                g0, n = chunks[j]
+                plan.transfer(f"{name}[{j}]/load", OpKind.LOAD, DMATarget.FEATURE,
+                              base + g0 * h * w * k, (j % 2) * tile, n * h * w,
+                              region=("A", j % 2))
+            load_groups(0)
+            for j, (g0, n) in enumerate(chunks):
                 desc = LayerDescriptor(n * pc, n * pc, h, w, 1, 1, 1, 1, 0, 0, 0)
-                plan.op(band, OpKind.GLOBAL_SUM, {
-                    "in_base": 0, "out_base": n * h * w, "in_words": n * h * w,
-                    "out_words": n * SUM_WORDS, "frame_pixels": h * w,
-                    "conv": desc.fields(cfg)}, desc)
-                plan.transfer(f"{band}/store", OpKind.STORE, DMATarget.FEATURE,
-                              result + g0 * SUM_WORDS * k, n * h * w, n * SUM_WORDS)
+                plan.unit_op(f"{name}[{j}]", OpKind.GLOBAL_SUM, j % 2, {
+                    "in_words": n * h * w, "out_words": n * SUM_WORDS, "frame_pixels": h * w,
+                    "conv": desc.fields(cfg)}, desc, name, g0, n, 0, 0,
+                    before=(lambda j=j: load_groups(j + 1)) if j + 1 < len(chunks) else None)
         elif isinstance(node, Bypass):
             raise UnsupportedNetworkError(f"{name}: the bypass add is not a device op yet; "
                                           "run bypass variants with --device golden")

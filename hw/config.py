@@ -34,7 +34,7 @@ def address_bits(depth: int) -> int:
 # Memories whose depth must be a power of two: every address into them is a counter or an
 # offset sum that the hardware truncates to the memory's address bits, which is the same as
 # wrapping modulo the depth only when the depth is a power of two (the golden device wraps).
-_POWER_OF_TWO = ("fm_depth", "squeeze_depth", "weight_depth", "codebook_tables", "bias_depth",
+_POWER_OF_TWO = ("fm_depth", "fm_b_depth", "squeeze_depth", "weight_depth", "codebook_tables", "bias_depth",
                  "program_depth")
 
 
@@ -46,7 +46,8 @@ class AcceleratorConfig:
     act_bits: int = nx.ACT_BITS
     acc_bits: int = nx.ACC_BITS
     mult_bits: int = nx.MULT_BITS
-    fm_depth: int = 4096                       # words per feature-map bank
+    fm_depth: int = 4096                       # words per bank of feature-map memory A
+    fm_out_depth: int = 0                      # words per bank of memory B (0: fm_depth)
     squeeze_depth: int = 2048                  # words per bank of the Fire unit's squeeze buffer
     weight_depth: int = 1024                   # PO*PC-index words
     codebook_tables: int = 4                   # layers whose codebooks are resident at once
@@ -83,9 +84,18 @@ class AcceleratorConfig:
                 raise ValueError(f"{name} = {depth}: it must be a power of two, since the "
                                  "hardware's addresses wrap at the memory's address bits; use "
                                  f"{1 << max(0, depth - 1).bit_length()}")
+        if self.fm_b_depth > self.fm_depth:
+            raise ValueError(f"fm_out_depth = {self.fm_out_depth}: memory B may not be deeper "
+                             f"than A ({self.fm_depth}): both take A's address bits")
         for name in ("max_channels", "max_side", "max_kernel", "max_stride"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+
+    @property
+    def fm_b_depth(self) -> int:
+        """Words per bank of feature-map memory B (hw/runner.py: a pass reads one of A and B
+        and writes the other; a LOAD fills A, a STORE drains B)."""
+        return self.fm_out_depth or self.fm_depth
 
     # ---- lanes ------------------------------------------------------------------------------
     @property
@@ -202,7 +212,8 @@ def board_config(mac_units: int = 64) -> AcceleratorConfig:
     input and output, the Fire unit's squeeze band, a layer's or an output chunk's weights, a
     few codebook tables), the biases and the program. docs/ARCHITECTURE.md's memory hierarchy;
     its block RAM is make synth-device's figure."""
-    return AcceleratorConfig(mac_units=mac_units, fm_depth=1 << 14, squeeze_depth=1 << 14,
+    return AcceleratorConfig(mac_units=mac_units, fm_depth=1 << 14, fm_out_depth=1 << 13,
+                             squeeze_depth=1 << 14,
                              weight_depth=1 << 10, codebook_tables=4, bias_depth=64,
                              program_depth=1024, maps_in_sdram=True)
 

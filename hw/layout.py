@@ -37,7 +37,7 @@ from .config import AcceleratorConfig
 
 __all__ = ["groups", "FieldRangeError", "pack_struct", "unpack_struct",
            "descriptor_layout", "LayerDescriptor", "describe",
-           "OpKind", "DMATarget", "dma_layout", "dma_buffer_bits", "op_layout", "op_bytes",
+           "OpKind", "DMATarget", "DMA_QUEUE", "DMA_WAIT_BITS", "dma_layout", "dma_buffer_bits", "op_layout", "op_bytes",
            "encode_op", "decode_op",
            "sdram_unit_words", "sdram_of_bytes", "bytes_of_sdram", "codebook_sdram_words",
            "codebook_of_sdram",
@@ -250,6 +250,12 @@ class OpKind(IntEnum):
     STORE = 5         # the feature-map memory -> SDRAM (``dma``)
 
 
+# Transfers the runner's DMA queue holds beside the one being carried out, and the width of an
+# op's ``dma_wait`` (a value above the queue's depth never waits).
+DMA_QUEUE = 4
+DMA_WAIT_BITS = 3
+
+
 class DMATarget(IntEnum):
     """The on-chip memory a LOAD fills (a STORE drains the feature-map memory only)."""
     FEATURE = 0       # feature-map words, PC bytes
@@ -286,9 +292,19 @@ def op_layout(cfg: AcceleratorConfig) -> data.StructLayout:
     are a pooling op's words in the feature-map memory, ``frame_pixels`` a global sum's pixels
     per channel group; ``src_squeeze``/``dst_squeeze`` send a convolution's input or output
     through the Fire unit's squeeze buffer instead; ``dma`` is a LOAD's or STORE's
-    transfer."""
+    transfer.
+
+    The feature-map memory is two memories, A and B (``fm_depth`` words a bank each): an
+    engine pass or a pooling op reads A and writes B, or with ``swap`` reads B and writes A;
+    a LOAD of features writes A, a STORE reads B. LOAD and STORE go into the DMA queue
+    (``DMA_QUEUE`` deep, carried out in order while later ops run); any other op, and END,
+    first waits until at most ``dma_wait`` of the transfers queued before it are unfinished
+    (END: none). A pass or pooling op with ``then_store`` queues the STORE its ``dma``
+    describes as it finishes (waiting for room in the queue), which saves the STORE op that
+    follows every output chunk."""
     return data.StructLayout({
-        "kind": 3, "src_squeeze": 1, "dst_squeeze": 1,
+        "kind": 3, "src_squeeze": 1, "dst_squeeze": 1, "swap": 1,
+        "dma_wait": DMA_WAIT_BITS, "then_store": 1,
         "in_base": cfg.fm_addr_bits, "out_base": cfg.fm_addr_bits,
         "in_words": cfg.fm_count_bits, "out_words": cfg.fm_count_bits,
         "frame_pixels": cfg.plane_bits,

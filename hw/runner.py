@@ -23,7 +23,7 @@ READER_LATENCY, the writer's WRITER_LATENCY), checked against the RTL by the tes
 from __future__ import annotations
 
 from amaranth import *
-from amaranth.lib import memory, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
@@ -31,7 +31,8 @@ from .config import AcceleratorConfig, address_bits
 from .conv_engine import ConvEngine, parameter_signatures
 from .conv_layer import FeatureBuffer
 from .dma import FeatureDMA
-from .layout import SUM_WORDS, DMATarget, OpKind, op_layout, pixel_layout, sdram_unit_words
+from .layout import (DMA_QUEUE, SUM_WORDS, DMATarget, OpKind, op_layout, pixel_layout,
+                     sdram_unit_words)
 from .pool import GlobalSumUnit, MaxPoolUnit
 from .protocol import COUNTER_BYTES, RunState
 from .sdram_chip import MT48LC16M16A2, cmd_layout, wdata_layout
@@ -133,13 +134,20 @@ class NetworkRunner(wiring.Component):
     """Host view (everything but ``run``, ``state``, ``op_index`` and ``cycles`` is meant for
     an idle runner):
 
-    - ``prog_wr_*``: program ops; ``counter_rd_*``: cycles of op i of the last run (data the
+    - ``prog_wr_*``: program ops; ``counter_rd_*``: word i < program_depth is op i's cycles in
+      the last run, word program_depth + i the cycles op i waited for the DMA queue (data the
       cycle after the address);
-    - ``fm_host_*``: the feature-map memory, one word (PC bytes) at a time (read data the cycle
-      after the address);
+    - ``fm_host_*``: the feature-map memories, one word (PC bytes) at a time: A at words
+      0 .. fm_depth - 1, B above (read data the cycle after the address);
     - the engine's parameter write ports, same names (hw/conv_engine.py);
     - ``run`` (one cycle) starts the program at op 0; ``state`` (RunState), ``op_index``,
-      ``cycles`` (since ``run``, through the END op).
+      ``cycles`` (since ``run``, through the END op);
+    - ``sdram_*``: the SDRAM controller's native port, used while the program runs.
+
+    Cycles of an op, from its fetch to its counter's write: OP_OVERHEAD, the cycles it waits
+    (a LOAD or STORE for room in the DMA queue, any other op for ``dma_wait``), then its unit's
+    cycles (a LOAD or STORE: one, its entry into the queue). A transfer then runs beside the
+    ops after it.
     """
 
     def __init__(self, cfg: AcceleratorConfig):
@@ -152,8 +160,8 @@ class NetworkRunner(wiring.Component):
         members.update({
             "prog_wr_addr": In(prog_bits), "prog_wr_data": In(self.layout.size),
             "prog_wr_en": In(1),
-            "counter_rd_addr": In(prog_bits), "counter_rd_data": Out(8 * COUNTER_BYTES),
-            "fm_host_addr": In(self.fm_addr_bits),
+            "counter_rd_addr": In(prog_bits + 1), "counter_rd_data": Out(8 * COUNTER_BYTES),
+            "fm_host_addr": In(self.fm_addr_bits + 1),
             "fm_host_rd_data": Out(pixel_layout(cfg)),
             "fm_host_wr_data": In(pixel_layout(cfg)), "fm_host_wr_en": In(1),
             "run": In(1), "state": Out(2), "op_index": Out(prog_bits), "cycles": Out(32),
@@ -175,17 +183,27 @@ class NetworkRunner(wiring.Component):
         # ---- memories -------------------------------------------------------------------------
         program = memory.Memory(shape=self.layout.size, depth=cfg.program_depth, init=[])
         counters = memory.Memory(shape=8 * COUNTER_BYTES, depth=cfg.program_depth, init=[])
+        waits = memory.Memory(shape=8 * COUNTER_BYTES, depth=cfg.program_depth, init=[])
         m.submodules.program = program
         m.submodules.counters = counters
+        m.submodules.waits = waits
         prog_wr, prog_rd = program.write_port(), program.read_port()
         cnt_wr, cnt_rd = counters.write_port(), counters.read_port()
+        wait_wr, wait_rd = waits.write_port(), waits.read_port()
+        prog_bits = cfg.program_addr_bits
+        read_waits = Signal()             # the counter read's data: a wait count
+        m.d.sync += read_waits.eq(self.counter_rd_addr[prog_bits])
         m.d.comb += [prog_wr.addr.eq(self.prog_wr_addr), prog_wr.data.eq(self.prog_wr_data),
                      prog_wr.en.eq(self.prog_wr_en),
-                     cnt_rd.addr.eq(self.counter_rd_addr), self.counter_rd_data.eq(cnt_rd.data)]
-        # The feature-map memory and the squeeze buffer, behind FeatureBuffer's ports (one read
-        # of every bank at one address, data the next cycle; per-bank writes): the interface a
-        # board's memory (SDRAM behind a cache that keeps that one-cycle read) would implement.
-        m.submodules.fm = fm = FeatureBuffer(cfg)
+                     cnt_rd.addr.eq(self.counter_rd_addr[:prog_bits]),
+                     wait_rd.addr.eq(self.counter_rd_addr[:prog_bits]),
+                     self.counter_rd_data.eq(Mux(read_waits, wait_rd.data, cnt_rd.data))]
+        # The feature-map memories A and B and the squeeze buffer, behind FeatureBuffer's ports
+        # (one read of every bank at one address, data the next cycle; per-bank writes). A
+        # pass reads one and writes the other, so a LOAD (into A) and a STORE (out of B) use
+        # the ports the pass leaves free.
+        m.submodules.fm_a = fm_a = FeatureBuffer(cfg)
+        m.submodules.fm_b = fm_b = FeatureBuffer(cfg, depth=cfg.fm_b_depth)
         m.submodules.squeeze = sq = FeatureBuffer(cfg, depth=cfg.squeeze_depth)
 
         # ---- the op being run -------------------------------------------------------------------
@@ -216,36 +234,53 @@ class NetworkRunner(wiring.Component):
                      maxpool.o.ready.eq(writer.i.ready & ~summing),
                      ser.o.ready.eq(writer.i.ready & summing)]
 
-        # ---- LOAD and STORE: a DMA unit per on-chip memory ------------------------------------
+        # ---- the DMA queue and its units: a DMA unit per on-chip memory -------------------------
+        entry = data.StructLayout({"store": 1, "dma": op_layout(cfg).members["dma"]})
+        m.submodules.dma_queue = queue = SyncFIFOBuffered(width=entry.size, depth=DMA_QUEUE)
+        cur = Signal(entry)              # the transfer being carried out
+        active = Signal()
         cb_bits = address_bits(cfg.codebook_tables * cfg.codebook_entries)
         bias_bits = cfg.bias_addr_bits + address_bits(cfg.po)
         dmas = {}
         for target, bits in ((DMATarget.FEATURE, fa), (DMATarget.WEIGHTS, cfg.weight_addr_bits),
                              (DMATarget.CODEBOOK, cb_bits), (DMATarget.BIAS, bias_bits)):
-            if target == DMATarget.FEATURE:
-                unit = None
-            else:
-                unit = sdram_unit_words(cfg, target) * MT48LC16M16A2.dq_bits // 8
+            unit = (None if target == DMATarget.FEATURE
+                    else sdram_unit_words(cfg, target) * MT48LC16M16A2.dq_bits // 8)
             dma = dmas[target] = FeatureDMA(cfg, bits, unit_bytes=unit)
             m.submodules[f"dma_{target.name.lower()}"] = dma
-            d = op.dma
-            m.d.comb += [dma.to_sdram.eq(op.kind == OpKind.STORE), dma.sdram_base.eq(d.sdram_base),
+            d = cur.dma
+            m.d.comb += [dma.to_sdram.eq(cur.store), dma.sdram_base.eq(d.sdram_base),
                          dma.buffer_base.eq(d.buffer_base), dma.run_words.eq(d.run_words),
                          dma.runs.eq(d.runs), dma.sdram_stride.eq(d.sdram_stride),
                          dma.buffer_stride.eq(d.buffer_stride)]
-            with m.If(op.dma.target == target):
+            with m.If(cur.dma.target == target):
                 wiring.connect(m, dma.sdram_cmd, wiring.flipped(self.sdram_cmd))
                 wiring.connect(m, dma.sdram_wdata, wiring.flipped(self.sdram_wdata))
                 wiring.connect(m, wiring.flipped(self.sdram_rdata), dma.sdram_rdata)
         dma_start = Signal()
-        transferring = Signal()        # a LOAD or STORE owns its memory's ports
         dma_done = Signal()
-        for target, dma in dmas.items():
-            m.d.comb += dma.start.eq(dma_start & (op.dma.target == target))
         m.d.comb += dma_done.eq(Cat(d.done for d in dmas.values()).any())
+        for target, dma in dmas.items():
+            m.d.comb += dma.start.eq(dma_start & (cur.dma.target == target))
+        # The head of the queue becomes the current transfer when none is active; it starts
+        # the cycle after.
+        starting = Signal()
+        with m.If(~active & queue.r_rdy):
+            m.d.comb += queue.r_en.eq(1)
+            m.d.sync += [cur.eq(queue.r_data), active.eq(1), starting.eq(1)]
+        with m.Elif(starting):
+            m.d.comb += dma_start.eq(1)
+            m.d.sync += starting.eq(0)
+        with m.Elif(active & dma_done):
+            m.d.sync += active.eq(0)
+        outstanding = Signal(range(DMA_QUEUE + 2))
+        m.d.comb += outstanding.eq(queue.level + active)
         loading = {t: Signal(name=f"loading_{t.name.lower()}") for t in dmas}
         for t, sig in loading.items():
-            m.d.comb += sig.eq(transferring & (op.dma.target == t))
+            m.d.comb += sig.eq(active & ~cur.store & (cur.dma.target == t))
+        storing = Signal()
+        m.d.comb += storing.eq(active & cur.store)
+
         # The parameter memories: the host's writes, or a LOAD's.
         w_dma, cb_dma, b_dma = (dmas[t] for t in (DMATarget.WEIGHTS, DMATarget.CODEBOOK,
                                                   DMATarget.BIAS))
@@ -270,73 +305,124 @@ class NetworkRunner(wiring.Component):
             wiring.connect(m, wiring.flipped(self.bias_wr), eng.bias_wr)
         f_dma = dmas[DMATarget.FEATURE]
 
-        # ---- feature-map and squeeze-buffer ports: whoever the op (or the host) makes owner ---
+        # ---- feature-map and squeeze-buffer ports ---------------------------------------------
         conv_running = Signal()
-        # (the squeeze buffer takes the address bits it has, bank by bank)
+        # The squeeze buffer takes the address bits it has, bank by bank.
         m.d.comb += [sq.wr_addr[t].eq(eng.fm_wr_addr[t]) for t in range(pc)]
         m.d.comb += [sq.rd_addr.eq(eng.fm_rd_addr), sq.wr_data.eq(eng.fm_wr_data),
                      sq.wr_en.eq(Mux(conv_running & op.dst_squeeze, eng.fm_wr_en, 0))]
-        with m.If(conv_running):
-            m.d.comb += [fm.rd_addr.eq(eng.fm_rd_addr), fm.wr_addr.eq(eng.fm_wr_addr),
-                         fm.wr_data.eq(eng.fm_wr_data),
-                         fm.wr_en.eq(Mux(op.dst_squeeze, 0, eng.fm_wr_en))]
-        with m.Elif(pooling):
-            m.d.comb += [fm.rd_addr.eq(reader.rd_addr), fm.wr_data.eq(writer.wr_data),
-                         fm.wr_en.eq(Mux(writer.wr_en, (1 << pc) - 1, 0))]
-            m.d.comb += [fm.wr_addr[t].eq(writer.wr_addr) for t in range(pc)]
-        with m.Elif(loading[DMATarget.FEATURE]):
-            m.d.comb += [fm.rd_addr.eq(f_dma.buf_rd_addr), fm.wr_data.eq(f_dma.buf_wr_data),
-                         fm.wr_en.eq(Mux(f_dma.buf_wr_en, (1 << pc) - 1, 0))]
-            m.d.comb += [fm.wr_addr[t].eq(f_dma.buf_wr_addr) for t in range(pc)]
-        with m.Else():
-            m.d.comb += [fm.rd_addr.eq(self.fm_host_addr), fm.wr_data.eq(self.fm_host_wr_data),
-                         fm.wr_en.eq(Mux(self.fm_host_wr_en, (1 << pc) - 1, 0))]
-            m.d.comb += [fm.wr_addr[t].eq(self.fm_host_addr) for t in range(pc)]
-        m.d.comb += [self.fm_host_rd_data.eq(fm.rd_data), reader.rd_data.eq(fm.rd_data),
-                     f_dma.buf_rd_data.eq(fm.rd_data),
-                     eng.fm_rd_data.eq(Mux(op.src_squeeze, sq.rd_data, fm.rd_data))]
+        # The memory a pass reads (A, or B with swap) and the one it writes.
+        for i, (mem, other) in enumerate(((fm_a, fm_b), (fm_b, fm_a))):
+            reads = Signal(name=f"pass_reads_{'ab'[i]}")
+            writes = Signal(name=f"pass_writes_{'ab'[i]}")
+            m.d.comb += [reads.eq(op.swap == i), writes.eq(op.swap != i)]
+            host_here = self.fm_host_addr[fa] == i
+            # read port
+            with m.If(conv_running & reads & ~op.src_squeeze):
+                m.d.comb += mem.rd_addr.eq(eng.fm_rd_addr)
+            with m.Elif(pooling & reads):
+                m.d.comb += mem.rd_addr.eq(reader.rd_addr)
+            if mem is fm_b:
+                with m.Elif(storing):
+                    m.d.comb += mem.rd_addr.eq(f_dma.buf_rd_addr)
+            with m.Else():
+                m.d.comb += mem.rd_addr.eq(self.fm_host_addr[:fa])
+            # write port
+            if mem is fm_a:
+                with m.If(loading[DMATarget.FEATURE]):
+                    m.d.comb += [mem.wr_data.eq(f_dma.buf_wr_data),
+                                 mem.wr_en.eq(Mux(f_dma.buf_wr_en, (1 << pc) - 1, 0))]
+                    m.d.comb += [mem.wr_addr[t].eq(f_dma.buf_wr_addr) for t in range(pc)]
+            with (m.Elif if mem is fm_a else m.If)(conv_running & writes):
+                # (bank by bank: B may take fewer address bits than the engine's)
+                m.d.comb += [mem.wr_addr[t].eq(eng.fm_wr_addr[t]) for t in range(pc)]
+                m.d.comb += [mem.wr_data.eq(eng.fm_wr_data),
+                             mem.wr_en.eq(Mux(op.dst_squeeze, 0, eng.fm_wr_en))]
+            with m.Elif(pooling & writes):
+                m.d.comb += [mem.wr_data.eq(writer.wr_data),
+                             mem.wr_en.eq(Mux(writer.wr_en, (1 << pc) - 1, 0))]
+                m.d.comb += [mem.wr_addr[t].eq(writer.wr_addr) for t in range(pc)]
+            with m.Else():
+                m.d.comb += [mem.wr_data.eq(self.fm_host_wr_data),
+                             mem.wr_en.eq(Mux(self.fm_host_wr_en & host_here, (1 << pc) - 1, 0))]
+                m.d.comb += [mem.wr_addr[t].eq(self.fm_host_addr[:fa]) for t in range(pc)]
+        host_b = Signal()                  # the host's read data: the memory it addressed
+        m.d.sync += host_b.eq(self.fm_host_addr[fa])
+        pass_in = Signal(pixel_layout(cfg))
+        m.d.comb += [pass_in.eq(Mux(op.swap, fm_b.rd_data, fm_a.rd_data)),
+                     self.fm_host_rd_data.eq(Mux(host_b, fm_b.rd_data, fm_a.rd_data)),
+                     reader.rd_data.eq(pass_in), f_dma.buf_rd_data.eq(fm_b.rd_data),
+                     eng.fm_rd_data.eq(Mux(op.src_squeeze, sq.rd_data, pass_in))]
 
         # ---- the sequencer -----------------------------------------------------------------------
         state = Signal(RunState)
         index = Signal.like(self.op_index)
         cycles = Signal(32)
         op_cycles = Signal(32)
+        op_wait = Signal(32)
         m.d.comb += [self.state.eq(state), self.op_index.eq(index), self.cycles.eq(cycles),
-                     prog_rd.addr.eq(index), cnt_wr.addr.eq(index), cnt_wr.data.eq(op_cycles + 1)]
+                     prog_rd.addr.eq(index), cnt_wr.addr.eq(index), cnt_wr.data.eq(op_cycles + 1),
+                     wait_wr.addr.eq(index), wait_wr.data.eq(op_wait)]
         with m.If(state == RunState.RUNNING):
             m.d.sync += [cycles.eq(cycles + 1), op_cycles.eq(op_cycles + 1)]
+        is_dma = Signal()
+        m.d.comb += is_dma.eq((op.kind == OpKind.LOAD) | (op.kind == OpKind.STORE))
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.run):
                     m.d.sync += [index.eq(0), cycles.eq(0), state.eq(RunState.RUNNING)]
                     m.next = "FETCH"
             with m.State("FETCH"):       # the program memory reads op ``index``
-                m.d.sync += op_cycles.eq(1)
+                m.d.sync += [op_cycles.eq(1), op_wait.eq(0)]
                 m.next = "DECODE"
             with m.State("DECODE"):
                 m.d.sync += op.eq(prog_rd.data)
                 m.next = "START"
-            with m.State("START"):
+            with m.State("START"):       # wait for the DMA queue, then start the op
+                ready = Signal()
                 with m.Switch(op.kind):
-                    with m.Case(OpKind.CONV):
-                        m.d.comb += [eng.start.eq(1), conv_running.eq(1)]
-                        m.next = "UNIT"
-                    with m.Case(OpKind.MAXPOOL, OpKind.GLOBAL_SUM):
-                        m.d.comb += [reader.start.eq(1), writer.start.eq(1)]
-                        m.next = "UNIT"
                     with m.Case(OpKind.LOAD, OpKind.STORE):
-                        m.d.comb += [dma_start.eq(1), transferring.eq(1)]
-                        m.next = "UNIT"
+                        m.d.comb += ready.eq(queue.w_rdy)
+                    with m.Case(OpKind.END):
+                        m.d.comb += ready.eq(outstanding == 0)
                     with m.Default():
-                        m.d.sync += state.eq(RunState.DONE)
-                        m.next = "IDLE"
-            with m.State("UNIT"):            # the engine, the pooling path or a DMA runs the op
+                        m.d.comb += ready.eq(outstanding <= op.dma_wait)
+                with m.If(~ready):
+                    m.d.sync += op_wait.eq(op_wait + 1)
+                with m.Else():
+                    with m.Switch(op.kind):
+                        with m.Case(OpKind.CONV):
+                            m.d.comb += [eng.start.eq(1), conv_running.eq(1)]
+                            m.next = "UNIT"
+                        with m.Case(OpKind.MAXPOOL, OpKind.GLOBAL_SUM):
+                            m.d.comb += [reader.start.eq(1), writer.start.eq(1)]
+                            m.next = "UNIT"
+                        with m.Case(OpKind.LOAD, OpKind.STORE):
+                            m.d.comb += [queue.w_en.eq(1), cnt_wr.en.eq(1), wait_wr.en.eq(1)]
+                            m.d.sync += index.eq(index + 1)
+                            m.next = "FETCH"
+                        with m.Default():
+                            m.d.comb += wait_wr.en.eq(1)
+                            m.d.sync += state.eq(RunState.DONE)
+                            m.next = "IDLE"
+            with m.State("UNIT"):            # the engine or the pooling path runs the op
                 is_conv = op.kind == OpKind.CONV
-                is_dma = (op.kind == OpKind.LOAD) | (op.kind == OpKind.STORE)
-                m.d.comb += [conv_running.eq(is_conv), pooling.eq(~is_conv & ~is_dma),
-                             transferring.eq(is_dma)]
-                with m.If(Mux(is_conv, eng.done, Mux(is_dma, dma_done, writer.done))):
-                    m.d.comb += cnt_wr.en.eq(1)
+                m.d.comb += [conv_running.eq(is_conv), pooling.eq(~is_conv)]
+                with m.If(Mux(is_conv, eng.done, writer.done)):
+                    with m.If(~op.then_store | queue.w_rdy):
+                        m.d.comb += [cnt_wr.en.eq(1), wait_wr.en.eq(1),
+                                     queue.w_en.eq(op.then_store)]
+                        m.d.sync += index.eq(index + 1)
+                        m.next = "FETCH"
+                    with m.Else():
+                        m.d.sync += op_wait.eq(op_wait + 1)
+                        m.next = "THEN_STORE"
+            with m.State("THEN_STORE"):      # the op's STORE waits for room in the queue
+                with m.If(queue.w_rdy):
+                    m.d.comb += [cnt_wr.en.eq(1), wait_wr.en.eq(1), queue.w_en.eq(1)]
                     m.d.sync += index.eq(index + 1)
                     m.next = "FETCH"
+                with m.Else():
+                    m.d.sync += op_wait.eq(op_wait + 1)
+        m.d.comb += queue.w_data.eq(Cat((op.kind == OpKind.STORE) | op.then_store, op.dma))
         return m

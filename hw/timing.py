@@ -16,7 +16,7 @@ from .layout import SUM_WORDS, LayerDescriptor, OpKind, describe, groups
 __all__ = ["MULTIPLIER_LATENCY", "REQUANT_LATENCY", "ENGINE_STEP_STAGES", "ENGINE_LATENCY",
            "FIRE_PASS_OVERHEAD", "POOL_LATENCY", "SUM_LATENCY", "ADD_LATENCY",
            "READER_LATENCY", "WRITER_LATENCY", "SDRAM_PHY_LATENCY", "OP_OVERHEAD", "END_CYCLES",
-           "LOAD_LATENCY", "STORE_LATENCY",
+           "DMA_QUEUE_LATENCY", "LOAD_LATENCY", "STORE_LATENCY", "sequence_cycles",
            "engine_cycles", "ideal_cycles", "fire_cycles", "op_cycles", "transfer_cycles",
            "transfer_bounds", "network_cycles"]
 
@@ -99,12 +99,15 @@ def op_cycles(kind: OpKind, cfg: AcceleratorConfig, desc: LayerDescriptor | None
     return OP_OVERHEAD + READER_LATENCY + (in_words - 1) + stalls + unit + WRITER_LATENCY
 
 
-# hw/dma.py through hw/sdram.py, measured on the RTL with the chip model: a LOAD's fewest
-# cycles beyond OP_OVERHEAD and one per SDRAM word (the command queue, ACTIVE, the CAS latency
-# and the PHY's registers, the last word's write, ``done``); a STORE's (the read-ahead FIFO
-# filling, the queue).
-LOAD_LATENCY = 9
-STORE_LATENCY = 4
+# hw/runner.py's DMA queue: from a transfer's entry into the queue (the LOAD or STORE op's
+# last cycle) to the queue's first cycle with it at the head, when the queue was empty.
+DMA_QUEUE_LATENCY = 2
+# hw/dma.py through hw/sdram.py, measured on the RTL with the chip model: a transfer's fewest
+# cycles beyond one per SDRAM word, from its dispatch at the queue's head to the first cycle it
+# no longer counts as outstanding (the unit's start, the controller's queue, ACTIVE, the CAS
+# latency and the PHY's registers for a load, the last write, ``done``).
+LOAD_LATENCY = 11
+STORE_LATENCY = 6
 
 
 def _transfer_words(cfg: AcceleratorConfig, target, dma: dict) -> int:
@@ -131,7 +134,8 @@ def _row_changes(cfg: AcceleratorConfig, target, dma: dict) -> int:
 
 def transfer_bounds(cfg: AcceleratorConfig, kind: OpKind, target, dma: dict
                     ) -> tuple[int, int, int]:
-    """(fewest, estimate, most) cycles of a LOAD or STORE, fetch to counter.
+    """(fewest, estimate, most) cycles a LOAD or STORE takes from its dispatch at the head of
+    the DMA queue until it is no longer outstanding.
 
     Fewest: one per SDRAM word and the fixed latency. The controller serves one command at a
     time in order, so each move to another row stalls the stream for a PRECHARGE and an
@@ -144,7 +148,7 @@ def transfer_bounds(cfg: AcceleratorConfig, kind: OpKind, target, dma: dict
     from .sdram_chip import REFRESH_SLACK
     t = cfg.sdram_timings
     n = _transfer_words(cfg, target, dma)
-    lo = OP_OVERHEAD + (LOAD_LATENCY if kind == OpKind.LOAD else STORE_LATENCY) + n
+    lo = (LOAD_LATENCY if kind == OpKind.LOAD else STORE_LATENCY) + n
     changes = _row_changes(cfg, target, dma)
     interval = t.refi - REFRESH_SLACK
     refresh = t.rp + t.rfc + t.rcd
@@ -161,8 +165,60 @@ def transfer_bounds(cfg: AcceleratorConfig, kind: OpKind, target, dma: dict
 
 
 def transfer_cycles(cfg: AcceleratorConfig, kind: OpKind, target, dma: dict) -> int:
-    """A LOAD's or STORE's cycles as the model estimates them (``transfer_bounds``)."""
+    """A LOAD's or STORE's duration as the model estimates it (``transfer_bounds``)."""
     return transfer_bounds(cfg, kind, target, dma)[1]
+
+
+def sequence_cycles(ops, queue: int) -> tuple[list[tuple[int, int]], int, int]:
+    """The sequencer and its DMA queue (hw/runner.py), op by op: ``ops`` is a list of (kind,
+    cycles, dma_wait, then_store), ``cycles`` being a unit op's own cycles (``op_cycles`` less
+    OP_OVERHEAD) or a transfer's duration (``transfer_bounds``), ``then_store`` the duration
+    of the STORE a unit op queues as it finishes (None: none). Returns each op's (counter,
+    wait), the run's total (END included) and END's wait for the last transfers.
+
+    An op fetched at cycle t reaches START at t + 2. A LOAD or STORE waits there until the
+    queue has room, enters it and ends (its counter OP_OVERHEAD + wait); it reaches the head
+    DMA_QUEUE_LATENCY cycles later or when the transfer before it finishes, whichever is
+    later. Any other op waits until at most ``dma_wait`` transfers are outstanding (END: none),
+    then runs; its STORE enters the queue in its last cycle, or as soon as there is room."""
+    out = []
+    pushed: list[int] = []          # cycle each transfer entered the queue
+    popped: list[int] = []          # cycle it reached the head
+    released: list[int] = []        # first cycle it is no longer outstanding
+
+    def push(s: int, duration: int) -> int:
+        """The transfer enters the queue at cycle s or, if the queue is full, at the first
+        cycle with room; returns that cycle."""
+        while sum(1 for p, q in zip(pushed, popped) if p < s <= q) >= queue:
+            s = min(q for p, q in zip(pushed, popped) if p < s <= q) + 1
+        pushed.append(s)
+        head = max(s + DMA_QUEUE_LATENCY, released[-1] if released else 0)
+        popped.append(head)
+        released.append(head + duration)
+        return s
+
+    t = 0
+    for kind, cycles, dma_wait, then_store in list(ops) + [(OpKind.END, 0, 0, None)]:
+        ready = t + OP_OVERHEAD - 1
+        if kind in (OpKind.LOAD, OpKind.STORE):
+            s = push(ready, cycles)
+            out.append((OP_OVERHEAD + s - ready, s - ready))
+            t = s + 1
+            continue
+        allowed = 0 if kind == OpKind.END else dma_wait
+        need = len(released) - 1 - allowed
+        s = max(ready, released[need]) if need >= 0 else ready
+        wait = s - ready
+        if kind == OpKind.END:
+            return out, s + 1, wait
+        last = s + cycles
+        if then_store is not None:
+            q = push(last, then_store)
+            wait += q - last
+            last = q
+        out.append((last - t + 1, wait))
+        t = last + 1
+    raise AssertionError("unreachable")
 
 
 def network_cycles(network, cfg: AcceleratorConfig) -> dict[str, int]:
