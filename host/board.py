@@ -29,6 +29,7 @@ class DeviceResult:
     cycles: int                      # the device's own count, RUN to END
     layers: dict[str, int]           # op name -> cycles (the device's counters)
     seconds: float                   # image upload, run and result readback
+    waits: dict[str, int]            # op name (and END) -> cycles it waited for the DMA queue
 
 
 class Board:
@@ -73,7 +74,8 @@ class Board:
             bar.close()
         logits = self.driver.read_logits(self.program)
         layers = self.driver.read_counters(self.program)
-        return DeviceResult(logits, cycles, layers, time.perf_counter() - started)
+        waits = self.driver.read_waits(self.program)
+        return DeviceResult(logits, cycles, layers, time.perf_counter() - started, waits)
 
     def close(self) -> None:
         self.transport.close()

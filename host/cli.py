@@ -171,11 +171,11 @@ def _infer_on_device(args, model, names, images):
             for op in prog.ops:
                 ideal_op = op.ideal_cycles(cfg)
                 layers.append({"name": op.name, "cycles": r.layers[op.name],
-                               "wait": r.layers[op.name] if op.is_transfer else 0,
+                               "wait": r.waits[op.name],
                                "sdram_bytes": moved.get(op.name, 0),
                                "ideal": None if ideal_op is None else round(ideal_op, 1)})
-            # Per network node: the engine's cycles and its waits for the SDRAM (LOAD and
-            # STORE ops, which the sequencer runs one at a time).
+            # Per network node: its ops' cycles, and of those the waits for the DMA queue
+            # (the engine idle until a transfer it needs is done).
             nodes = []
             for node, indices in prog.node_ops.items():
                 rows = [layers[i] for i in indices]
@@ -183,7 +183,7 @@ def _infer_on_device(args, model, names, images):
                 total = sum(x["cycles"] for x in rows)
                 nodes.append({"name": node, "cycles": total, "compute": total - wait,
                               "wait": wait, "sdram_bytes": sum(x["sdram_bytes"] for x in rows)})
-            wait = prog.wait_cycles(r.layers)
+            wait = prog.wait_cycles(r.waits)
             sdram = sum(moved.values())
             print(f"  device: {r.cycles:,} cycles ({ideal:,.0f} ideal at {cfg.mac_units} MACs: "
                   f"{100 * ideal / r.cycles:.1f}% of peak), {r.seconds:.1f} s"

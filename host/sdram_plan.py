@@ -62,6 +62,9 @@ class _Planner:
         self.transfers = 0
         self.loaded: dict = {}
         self.stored: dict = {}
+        self.where: dict = {}                      # (conv, first, count) -> its chunk's slot
+        self.slots_of: dict = {}                   # (conv, first) -> its slot as planned
+        self.in_use = 0                            # the parameter half the last pass read
         self.half = cfg.fm_depth // 2              # an input tile: half of A
         self.out_tile = cfg.fm_b_depth // 2        # an output tile: half of B
         self.out_half = 0                          # B's half the next output goes to
@@ -105,13 +108,17 @@ class _Planner:
         self.blocks.append((b_at, sdram_of_bytes(b.astype("<i4").view(np.uint8).reshape(-1, 4))))
         k = qc.spec.kernel
         per_group = groups(qc.spec.in_channels, cfg.pc) * k * k
-        chunk = min(og, cfg.weight_depth // per_group, cfg.bias_depth)
+        # Chunks of half the weight and bias memories when they hold one (the next chunk's
+        # parameters load into the other half while this one computes), else of all of them.
+        halves = min(og, cfg.weight_depth // 2 // per_group, cfg.bias_depth // 2)
+        chunk = halves or min(og, cfg.weight_depth // per_group, cfg.bias_depth)
         if chunk < 1:
             raise UnsupportedNetworkError(
                 f"{name}: one output group's weights are {per_group} words; the weight memory "
                 f"holds {cfg.weight_depth} (hw.config: weight_depth)")
         self.params[name] = {"qc": qc, "weights": w_at, "codebook": cb_at, "bias": b_at,
-                             "og": og, "per_group": per_group, "chunk": chunk}
+                             "og": og, "per_group": per_group, "chunk": chunk,
+                             "double": halves > 0}
 
     # ---- ops --------------------------------------------------------------------------------
     def op(self, name: str, kind: OpKind, fields: dict, desc: LayerDescriptor | None,
@@ -145,11 +152,21 @@ class _Planner:
         (self.loaded if kind == OpKind.LOAD else self.stored)[region] = self.transfers
         self.transfers += 1
 
-    def load_parameters(self, name: str, conv: str, first: int, count: int, slot: dict) -> None:
-        """Output groups ``first .. first + count - 1`` of ``conv`` into ``slot`` (weight
-        word, bias word, codebook table), unless they are there already."""
+    def load_parameters(self, name: str, conv: str, first: int, count: int, slot: dict) -> dict:
+        """Output groups ``first .. first + count - 1`` of ``conv`` on chip, unless they are
+        there already; returns where (weight word, bias word, codebook table). A fixed slot
+        is a resident node's; a chunk of a node that does not fit goes to the half of the
+        weight and bias memories the chunk being computed does not use."""
         p, cfg = self.params[conv], self.cfg
         key = (conv, first, count)
+        if slot.get("dynamic"):
+            if key in self.where and self.resident.get(
+                    ("weights", self.where[key]["weight"])) == key:
+                return self.where[key]
+            half = (1 - self.in_use) if p["double"] else 0
+            slot = {"weight": half * (cfg.weight_depth // 2), "bias": half * (cfg.bias_depth // 2),
+                    "table": slot["table"], "count": count, "half": half}
+            self.where[key] = slot
         if self.resident.get(("weights", slot["weight"])) != key:
             words = count * p["per_group"]
             self.transfer(f"{name}/weights", OpKind.LOAD, DMATarget.WEIGHTS,
@@ -166,8 +183,14 @@ class _Planner:
                           slot["table"] * cfg.codebook_entries, cfg.codebook_entries,
                           region=("codebook", slot["table"]))
             self.resident[("codebook", slot["table"])] = conv
+        return slot
 
     def slots(self, convs: list[str], max_og: dict | None = None) -> dict:
+        out = self._slots(convs, max_og)
+        self.slots_of.update(out)
+        return out
+
+    def _slots(self, convs: list[str], max_og: dict | None = None) -> dict:
         """Where each (conv, chunk) of a node goes on chip: all at once when the node's
         parameters fit (loaded once), else every chunk at the memories' start (loaded before
         each use); a chunk has at most ``max_og[conv]`` output groups (an output tile's
@@ -185,22 +208,25 @@ class _Planner:
             chunk = min(p["og"] if whole else p["chunk"], (max_og or {}).get(c, p["og"]))
             for first in range(0, p["og"], chunk):
                 n = min(chunk, p["og"] - first)
-                out[(c, first)] = {"weight": w_at, "bias": b_at, "table": t, "count": n}
                 if whole:
+                    out[(c, first)] = {"weight": w_at, "bias": b_at, "table": t, "count": n}
                     w_at += n * p["per_group"]
                     b_at += n
+                else:
+                    out[(c, first)] = {"dynamic": True, "table": t, "count": n}
         return out
 
     def conv_chunks(self, name: str, conv: str, desc: LayerDescriptor, slots: dict, *,
                     in_half: int | None = None, dst_sq: bool = False, node: str | None = None,
                     row0: int = 0, group_offset: int = 0, out_map_rows: int | None = None,
-                    only: int | None = None, before_last=None) -> None:
+                    only: int | None = None, before_last=None, then=None) -> None:
         """The convolution's chunks: parameters, the engine's pass, and for an output that
         goes to the SDRAM (``node``) a STORE of the chunk's rows at channel group
         ``group_offset`` + the chunk's. The input is A's half ``in_half`` (None: the squeeze
         buffer); the output goes to the squeeze buffer (``dst_sq``, the whole squeeze map's
         rows with ``out_map_rows``) or to the next half of B. ``before_last`` runs just before
-        the last chunk's pass (a prefetch then overlaps it)."""
+        the last chunk's pass (a prefetch then overlaps it); ``then`` = (conv, first) is the
+        chunk computed after this call's last, whose parameters load during it."""
         cfg = self.cfg
         p = self.params[conv]
         qc = p["qc"]
@@ -212,7 +238,18 @@ class _Planner:
         for i, (first, slot) in enumerate(chunks):
             n = slot["count"]
             channels = min(n * cfg.po, qc.spec.out_channels - first * cfg.po)
-            self.load_parameters(name, conv, first, n, slot)
+            slot = self.load_parameters(name, conv, first, n, slot)
+            self.in_use = slot.get("half", 0)
+            # The next chunk's parameters load beside this pass, into the other half (only
+            # when there are halves: a single slot is this pass's own).
+            following = chunks[i + 1] if i + 1 < len(chunks) else None
+            if following and following[1].get("dynamic") and p["double"]:
+                self.load_parameters(name, conv, following[0], following[1]["count"],
+                                     following[1])
+            elif not following and then and self.slots_of[then].get("dynamic") \
+                    and self.params[then[0]]["double"]:
+                after = self.slots_of[then]
+                self.load_parameters(name, then[0], then[1], after["count"], after)
             d = replace(desc, out_channels=channels, weight_base=slot["weight"],
                         bias_base=slot["bias"], codebook_table=slot["table"], out_channel_base=0,
                         mult=qc.mult, shift=qc.shift)
@@ -347,16 +384,17 @@ def _whole_squeeze_fire(plan: _Planner, node: Fire, src: str, shapes: dict, slot
     if not bands:
         raise UnsupportedNetworkError(f"{name}: not even one output row of an expand chunk "
                                       f"fits an output tile ({plan.out_tile} words a bank)")
-    for conv, offset in ((e1, 0), (e3, e1.out_channels // pc)):
+    order = [key for key in slots if key[0] != sq.name]      # e1's chunks, then e3's
+    for j, (cv, first) in enumerate(order):
+        conv, offset = (e1, 0) if cv == e1.name else (e3, e1.out_channels // pc)
         whole = describe(conv, h, w)
         short = conv.name.split("/")[-1]
-        for (cv, first), slot in slots.items():
-            if cv != conv.name:
-                continue
-            for b, (r0, rows) in enumerate(bands):
-                d = replace(whole, out_h=rows, out_row0=r0)     # reads the whole squeeze map
-                plan.conv_chunks(f"{name}[{b}]/{short}", conv.name, d, slots, only=first,
-                                 node=name, row0=r0, group_offset=offset)
+        for b, (r0, rows) in enumerate(bands):
+            d = replace(whole, out_h=rows, out_row0=r0)     # reads the whole squeeze map
+            last = b == len(bands) - 1 and j + 1 < len(order)
+            plan.conv_chunks(f"{name}[{b}]/{short}", conv.name, d, slots, only=first,
+                             node=name, row0=r0, group_offset=offset,
+                             then=order[j + 1] if last else None)
 
 
 def compile_sdram(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:

@@ -25,7 +25,7 @@ from host.faults import run_campaign
 from host.golden_device import GoldenDevice
 from host.transport import FaultyTransport, GoldenTransport
 from hw import protocol as proto
-from hw.config import board_config
+from hw.config import board_config, chip_config
 from hw.layout import pack_entries, unpack_entries, weight_entries
 from hw.protocol import Command, RunState, Status, Target
 from hw.timing import END_CYCLES
@@ -33,6 +33,9 @@ from hw.timing import END_CYCLES
 from conftest import ROOT, SHARED
 
 CFG = board_config()
+# The differential request stream runs on the all-on-chip test configuration: with no
+# transfers, every counter of the RTL equals the golden device's, byte for byte.
+CHIP = chip_config()
 
 
 @pytest.fixture(scope="module")
@@ -124,31 +127,34 @@ def test_a_memory_depth_the_addressing_cannot_wrap_is_refused():
 
 # ---- the golden device ----------------------------------------------------------------------
 
+def _check_cycles(driver, prog, cycles, exact=False):
+    """Every op's counter less its wait for the DMA queue is the cycle model's, exactly; the
+    total is the counters' sum with END's and lies inside the model's bound (with ``exact``,
+    the golden device: every counter and wait equal to the model's estimate)."""
+    counters, waits = driver.read_counters(prog), driver.read_waits(prog)
+    assert cycles == sum(counters.values()) + END_CYCLES + waits["END"]
+    wrong = {op.name: (counters[op.name], waits[op.name], prog.busy_cycles(op))
+             for op in prog.ops if counters[op.name] - waits[op.name] != prog.busy_cycles(op)}
+    assert not wrong
+    lo, hi = prog.cycle_bounds()["total"]
+    assert lo <= cycles <= hi
+    if exact:
+        per, model_waits, total = prog.timeline()
+        assert (counters, waits, cycles) == (per, model_waits, total)
+    return counters, waits
+
+
 def _runs_bit_exact_with_the_cycle_model(driver, q, prog, images, exact=False):
-    """Upload, then every image: logits equal to golden; every op's cycles of the last run
-    equal to the cycle model (a LOAD or STORE inside its bound, or with ``exact`` equal to the
-    model's estimate, as the golden device reports it), the total their sum."""
+    """Upload, then every image: logits equal to golden; the last run's cycles as
+    ``_check_cycles`` says."""
     driver.load_model(prog)
     golden = Golden(q)
     for x in images:
         driver.load_image(prog, x)
         cycles = driver.run()
         np.testing.assert_array_equal(driver.read_logits(prog), golden(x))
-    counters = driver.read_counters(prog)
-    assert cycles == sum(counters.values()) + END_CYCLES
-    if exact:
-        expected = prog.expected_cycles()
-        assert cycles == expected.pop("total")
-        assert counters == expected
-    bounds = prog.cycle_bounds()
-    outside = {name: (c, bounds[name]) for name, c in counters.items()
-               if not bounds[name][0] <= c <= bounds[name][1]}
-    assert not outside
-    transfers = [op for op in prog.ops if op.is_transfer]
-    assert bool(transfers) == CFG.maps_in_sdram
-    compute = [op for op in prog.ops if not op.is_transfer]
-    assert all(bounds[op.name][0] == bounds[op.name][1] for op in compute)
-    return counters
+    assert any(op.is_transfer for op in prog.ops) == CFG.maps_in_sdram
+    return _check_cycles(driver, prog, cycles, exact)
 
 
 def test_golden_device_runs_the_program_bit_exact_with_the_cycle_model(digits):
@@ -333,10 +339,7 @@ def test_authors_squeezenet_on_the_simulated_board_is_bit_exact(board):
     assert driver.status()[0] == RunState.IDLE
     cycles = driver.run()
     np.testing.assert_array_equal(driver.read_logits(prog), Golden(q)(pixels))
-    counters = driver.read_counters(prog)
-    assert cycles == sum(counters.values()) + END_CYCLES
-    bounds = prog.cycle_bounds()
-    assert all(bounds[n][0] <= c <= bounds[n][1] for n, c in counters.items())
+    _check_cycles(driver, prog, cycles)
     driver.transport.close()
 
 
@@ -481,11 +484,22 @@ def _replay_on_board(board, frames):
     return replies
 
 
-def test_the_golden_device_answers_a_request_stream_byte_for_byte_as_the_rtl(board, digits):
+@pytest.fixture(scope="module")
+def chip_board():
+    from sim.board.build import BoardProcess
+    with BoardProcess(CHIP, quiet=True) as b:
+        yield b
+
+
+def test_the_golden_device_answers_a_request_stream_byte_for_byte_as_the_rtl(chip_board,
+                                                                               digits):
     """One seeded stream (a model upload, an image, runs, reads, and odd requests in between)
     into the golden device and into the RTL: every reply equal, the cycle counters included
     (the golden device's come from hw.timing, the RTL's are counted)."""
-    q, prog, images = digits
+    q, _, images = digits
+    prog = compile_network(q, CHIP)
+    board = chip_board
+    CFG = CHIP
     seed = 20261201
     rng = random.Random(seed)
     recorder = _Recorder(GoldenDevice(CFG))
@@ -508,6 +522,9 @@ def test_the_golden_device_answers_a_request_stream_byte_for_byte_as_the_rtl(boa
               + [proto.encode_frame(Command.RUN, 7), proto.encode_frame(Command.STATUS, 8)]
               + [proto.encode_frame(Command.READ, 9, proto.args(Target.COUNTERS, 0,
                                                                    len(prog.ops)))]
+              # the waits for the DMA queue (none without transfers), END's included
+              + [proto.encode_frame(Command.READ, 14, proto.args(
+                  Target.COUNTERS, CFG.program_depth, len(prog.ops) + 1))]
               + [proto.encode_frame(Command.READ, 10, proto.args(Target.FEATURE,
                                                                     prog.result_base, 16))]
               # the SDRAM self-test on the stream's region, its result, what it left there

@@ -136,3 +136,26 @@ def test_board_list_finds_ft231x_ports_only(capsys):
                                    "serial": "D00123"}]
     assert main(["board", "list"]) == 0            # this machine has no board: it says so
     assert "no ULX3S found" in capsys.readouterr().out
+
+
+def test_infer_on_a_device_reports_memory_waits_bytes_and_the_configuration(tmp_path):
+    """sqz infer --device --json: per image the cycles waited for the SDRAM and the bytes
+    moved, per op and per node the same, and the configuration the board is built from."""
+    from PIL import Image
+
+    from golden.digits import load_digits_split
+    from host.cli import main
+    from hw.config import board_config
+    _, _, test_x, _ = load_digits_split()
+    Image.fromarray(test_x[2, 0]).save(tmp_path / "d2.png")
+    js = tmp_path / "infer.json"
+    assert main(["infer", str(tmp_path / "d2.png"), "--device", "golden", "--check", "--quiet",
+                 "--json", str(js)]) == 0
+    r = json.loads(js.read_text())
+    assert r["bit_exact"] and r["config"] == board_config().as_dict()
+    assert 0 < r["memory_wait_cycles"] < r["cycles"]
+    nodes = {n["name"]: n for n in r["nodes"]}
+    assert sum(n["sdram_bytes"] for n in nodes.values()) == r["sdram_bytes"] > 0
+    assert all(n["compute"] + n["wait"] == n["cycles"] for n in nodes.values())
+    assert sum(n["wait"] for n in nodes.values()) <= r["memory_wait_cycles"]
+    assert sum(x["wait"] for x in r["layers"]) <= r["memory_wait_cycles"]   # the rest: END
