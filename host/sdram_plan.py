@@ -164,16 +164,31 @@ class _Planner:
                     ("weights", self.where[key]["weight"])) == key:
                 return self.where[key]
             half = (1 - self.in_use) if p["double"] else 0
-            slot = {"weight": half * (cfg.weight_depth // 2), "bias": half * (cfg.bias_depth // 2),
-                    "table": slot["table"], "count": count, "half": half}
+            bias = (half * (cfg.bias_depth // 2) if slot["conv_bias"] is None
+                    else slot["conv_bias"] + first)
+            slot = {"weight": half * (cfg.weight_depth // 2), "bias": bias,
+                    "table": slot["table"], "count": count, "half": half,
+                    "conv_bias": slot["conv_bias"]}
             self.where[key] = slot
-        if self.resident.get(("weights", slot["weight"])) != key:
+        if slot.get("conv_weight") is not None:      # a resident node: all of them, once
+            at = slot["conv_weight"]
+            if self.resident.get(("weights", at)) != conv:
+                self.transfer(f"{name}/weights", OpKind.LOAD, DMATarget.WEIGHTS, p["weights"],
+                              at, p["og"] * p["per_group"], region=("weights", at))
+                self.resident[("weights", at)] = conv
+        elif self.resident.get(("weights", slot["weight"])) != key:
             words = count * p["per_group"]
             self.transfer(f"{name}/weights", OpKind.LOAD, DMATarget.WEIGHTS,
                           p["weights"] + first * p["per_group"] * self.k[DMATarget.WEIGHTS],
                           slot["weight"], words, region=("weights", slot["weight"]))
             self.resident[("weights", slot["weight"])] = key
-        if self.resident.get(("bias", slot["bias"])) != key:
+        if slot["conv_bias"] is not None:           # all the convolution's biases, once
+            at = slot["conv_bias"]
+            if self.resident.get(("bias", at)) != conv:
+                self.transfer(f"{name}/biases", OpKind.LOAD, DMATarget.BIAS, p["bias"],
+                              at * cfg.po, p["og"] * cfg.po, region=("bias", at))
+                self.resident[("bias", at)] = conv
+        elif self.resident.get(("bias", slot["bias"])) != key:
             self.transfer(f"{name}/biases", OpKind.LOAD, DMATarget.BIAS,
                           p["bias"] + first * cfg.po * self.k[DMATarget.BIAS],
                           slot["bias"] * cfg.po, count * cfg.po, region=("bias", slot["bias"]))
@@ -201,19 +216,25 @@ class _Planner:
                                           f"the device has {cfg.codebook_tables} codebook tables")
         weights = sum(self.params[c]["og"] * self.params[c]["per_group"] for c in convs)
         bias = sum(self.params[c]["og"] for c in convs)
-        whole = weights <= cfg.weight_depth and bias <= cfg.bias_depth
+        biases_fit = bias <= cfg.bias_depth
+        whole = weights <= cfg.weight_depth and biases_fit
         out, w_at, b_at = {}, 0, 0
         for t, c in enumerate(convs):
             p = self.params[c]
             chunk = min(p["og"] if whole else p["chunk"], (max_og or {}).get(c, p["og"]))
             for first in range(0, p["og"], chunk):
                 n = min(chunk, p["og"] - first)
+                # A convolution's biases load at once when the node's fit ("conv_bias": its
+                # first bias word), else with each chunk.
+                common = {"table": t, "count": n, "conv_bias": b_at if biases_fit else None}
                 if whole:
-                    out[(c, first)] = {"weight": w_at, "bias": b_at, "table": t, "count": n}
-                    w_at += n * p["per_group"]
-                    b_at += n
+                    out[(c, first)] = {"weight": w_at + first * p["per_group"],
+                                       "bias": b_at + first, "conv_weight": w_at, **common}
                 else:
-                    out[(c, first)] = {"dynamic": True, "table": t, "count": n}
+                    out[(c, first)] = {"dynamic": True, **common}
+            b_at += p["og"]
+            if whole:
+                w_at += p["og"] * p["per_group"]
         return out
 
     def conv_chunks(self, name: str, conv: str, desc: LayerDescriptor, slots: dict, *,
@@ -255,8 +276,11 @@ class _Planner:
                         mult=qc.mult, shift=qc.shift)
             if i == len(chunks) - 1 and before_last:
                 before_last()
-            params = [("weights", slot["weight"]), ("bias", slot["bias"]),
-                      ("codebook", slot["table"])]
+            bias_region = ("bias", slot["conv_bias"] if slot["conv_bias"] is not None
+                           else slot["bias"])
+            weight_region = ("weights", slot["conv_weight"] if slot.get("conv_weight") is not None
+                             else slot["weight"])
+            params = [weight_region, bias_region, ("codebook", slot["table"])]
             reads = params + ([("A", in_half)] if in_half is not None else [])
             in_base = 0 if in_half is None else in_half * self.half
             if dst_sq:
@@ -326,14 +350,16 @@ class _Planner:
 
 # Output rows a band aims for when a layer's output groups are more than an output tile holds
 # for them: fewer rows make more bands (and more halo rows read again), fewer output groups a
-# chunk make more passes; about eight rows keeps both modest.
-BAND_ROWS = 8
+# chunk make more passes. compile_sdram tries each and keeps the program that waits least
+# among those that fit the program memory.
+BAND_ROWS = (4, 6, 8, 12, 16)
 
 
-def _chunk_og(cfg: AcceleratorConfig, out_tile: int, out_h: int, out_w: int) -> int:
-    """Output groups (PO channels) a chunk may have so that ``BAND_ROWS`` rows (or all
-    ``out_h``) fit an output tile (at least one group)."""
-    rows = min(out_h, BAND_ROWS)
+def _chunk_og(cfg: AcceleratorConfig, out_tile: int, out_h: int, out_w: int,
+              band_rows: int) -> int:
+    """Output groups (PO channels) a chunk may have so that ``band_rows`` rows (or all
+    ``out_h``, if fewer) fit an output tile (at least one group)."""
+    rows = min(out_h, band_rows)
     return max(1, out_tile // (rows * out_w * (cfg.po // cfg.pc)))
 
 
@@ -374,30 +400,76 @@ def _whole_squeeze_fire(plan: _Planner, node: Fire, src: str, shapes: dict, slot
     c, h, w = shapes[src]
     cg = groups(c, pc)
     sq_bands = _bands(h, lambda r: r * w * cg <= plan.half)
+    bands = _bands(h, lambda r: chunk_groups * r * w <= plan.out_tile)
+    if chunk_groups * max(r for _, r in sq_bands) * w <= plan.out_tile:
+        bands = sq_bands          # an expand band a squeeze band: one of each every step
+    if not bands:
+        raise UnsupportedNetworkError(f"{name}: not even one output row of an expand chunk "
+                                      f"fits an output tile ({plan.out_tile} words a bank)")
+    order = [key for key in slots if key[0] != sq.name]      # e1's chunks, then e3's
+
+    def expand(b, r0, rows, cv, first, then=None, before_last=None):
+        conv, offset = (e1, 0) if cv == e1.name else (e3, e1.out_channels // pc)
+        d = replace(describe(conv, h, w), out_h=rows, out_row0=r0)   # the whole squeeze map
+        plan.conv_chunks(f"{name}[{b}]/{conv.name.split('/')[-1]}", conv.name, d, slots,
+                         only=first, node=name, row0=r0, group_offset=offset, then=then,
+                         before_last=before_last)
+
+    if not any(slots[key].get("dynamic") for key in order):
+        # Resident parameters: an expand band runs as soon as the squeeze rows it reads (its
+        # rows and one on each side) are there, every chunk of it, while the next squeeze
+        # band's input loads (queued before the last expand pass, behind the STOREs before
+        # it, so that they are not held up by it); expand1x1's STOREs run beside expand3x3's
+        # passes.
+        pending = list(enumerate(bands))
+
+        def squeeze_then_expand(b, band, half, prefetch):
+            r0, rows = band
+            done = r0 + rows
+            ready = [p for p in pending if p[1][0] + p[1][1] + 1 <= done or done == h]
+            plan.conv_chunks(f"{name}[{b}]/squeeze", sq.name, describe(sq, h, w).band(r0, rows),
+                             slots, in_half=half, dst_sq=True, out_map_rows=h,
+                             before_last=None if ready else prefetch)
+            for k, (j, (e0, erows)) in enumerate(ready):
+                pending.remove((j, (e0, erows)))
+                for i, (cv, first) in enumerate(order):
+                    last = k == len(ready) - 1 and i == len(order) - 1
+                    expand(j, e0, erows, cv, first, before_last=prefetch if last else None)
+        _banded(plan, name, src, sq_bands, lambda band: band, squeeze_then_expand)
+        return
 
     def squeeze(b, band, half, prefetch):
         r0, rows = band
         plan.conv_chunks(f"{name}[{b}]/squeeze", sq.name, describe(sq, h, w).band(r0, rows),
                          slots, in_half=half, dst_sq=True, out_map_rows=h, before_last=prefetch)
     _banded(plan, name, src, sq_bands, lambda band: band, squeeze)
-    bands = _bands(h, lambda r: chunk_groups * r * w <= plan.out_tile)
-    if not bands:
-        raise UnsupportedNetworkError(f"{name}: not even one output row of an expand chunk "
-                                      f"fits an output tile ({plan.out_tile} words a bank)")
-    order = [key for key in slots if key[0] != sq.name]      # e1's chunks, then e3's
+    # Parameters chunk by chunk: each chunk's passes band after band, the next chunk's
+    # parameters loading beside the last.
     for j, (cv, first) in enumerate(order):
-        conv, offset = (e1, 0) if cv == e1.name else (e3, e1.out_channels // pc)
-        whole = describe(conv, h, w)
-        short = conv.name.split("/")[-1]
         for b, (r0, rows) in enumerate(bands):
-            d = replace(whole, out_h=rows, out_row0=r0)     # reads the whole squeeze map
             last = b == len(bands) - 1 and j + 1 < len(order)
-            plan.conv_chunks(f"{name}[{b}]/{short}", conv.name, d, slots, only=first,
-                             node=name, row0=r0, group_offset=offset,
-                             then=order[j + 1] if last else None)
+            expand(b, r0, rows, cv, first, then=order[j + 1] if last else None)
 
 
 def compile_sdram(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
+    """The program for ``cfg``: of the plans for each of BAND_ROWS, the one whose cycle model
+    waits least for memory among those that fit the program memory."""
+    best, error = None, None
+    for band_rows in BAND_ROWS:
+        try:
+            prog = _compile(q, cfg, band_rows)
+        except UnsupportedNetworkError as e:
+            error = error or e
+            continue
+        waits = sum(prog.timeline()[1].values())
+        if best is None or waits < best[0]:
+            best = (waits, prog)
+    if best is None:
+        raise error
+    return best[1]
+
+
+def _compile(q: QuantizedModel, cfg: AcceleratorConfig, band_rows: int) -> DeviceProgram:
     net = q.network
     shapes = net.shapes()
     pc, po = cfg.pc, cfg.po
@@ -431,7 +503,8 @@ def compile_sdram(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
             _, oh, ow = shapes[name]
             plan.map_of(name, shapes[name])
             full = describe(spec, h, w)
-            slots = plan.slots([spec.name], {spec.name: _chunk_og(cfg, out_tile, oh, ow)})
+            slots = plan.slots([spec.name],
+                               {spec.name: _chunk_og(cfg, out_tile, oh, ow, band_rows)})
             chunk_groups = max(s["count"] for s in slots.values()) * po // pc
 
             def fits(r, spec=spec, chunk_groups=chunk_groups, ow=ow):
@@ -456,11 +529,14 @@ def compile_sdram(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
             sq_groups = groups(sq.out_channels, po) * po // pc
             full3 = describe(e3, h, w)
             whole_sq = sq_groups * h * w <= cfg.squeeze_depth
-            # Banded, the input tile limits a band's rows; the chunk takes what then fits.
-            rows = BAND_ROWS if whole_sq else max(
-                [r for r in range(1, h + 1) if min(h, r + 2) * w * cg <= tile
-                 and sq_groups * min(h, r + 2) * w <= cfg.squeeze_depth] or [1])
-            limit = _chunk_og(cfg, out_tile, min(h, rows), w)
+            # The input tile limits a band's rows (a squeeze band's, or a band with its halo);
+            # the chunk takes what then fits.
+            if whole_sq:
+                rows = band_rows
+            else:
+                rows = max([r for r in range(1, h + 1) if min(h, r + 2) * w * cg <= tile
+                            and sq_groups * min(h, r + 2) * w <= cfg.squeeze_depth] or [1])
+            limit = _chunk_og(cfg, out_tile, min(h, rows), w, band_rows)
             slots = plan.slots([sq.name, e1.name, e3.name], {e1.name: limit, e3.name: limit})
             chunk_groups = max(s["count"] for (cv, _), s in slots.items()
                                if cv != sq.name) * po // pc

@@ -393,7 +393,9 @@ class Device(wiring.Component):
                         m.next = "READ_SDRAM"
                 with m.Elif(out_left == 0):
                     m.d.sync += [addr.eq(addr + 1), words_left.eq(words_left - 1)]
-                    m.next = "READ_WORD"
+                    m.next = "READ_HOLD"
+            with m.State("READ_HOLD"):           # the runner registers what its memory read
+                m.next = "READ_WORD"
             with m.State("READ_SDRAM"):          # the word comes read_latency cycles on
                 m.d.comb += sdram.rdata.ready.eq(1)
                 with m.If(sdram.rdata.valid):

@@ -42,7 +42,7 @@ HEADER_BYTES = 6                 # sync (2), code, seq, length (2)
 CRC_BYTES = 4
 ARGS_BYTES = 8                   # target, flags, count (u16), address (u32)
 MAX_PAYLOAD = 2048               # the device's frame buffer; longer frames are refused
-VERSION = 2
+VERSION = 3
 
 # Sparse weight entries (WRITE to WEIGHTS): golden.sparse's GAP_BITS zero-run length, then the
 # codebook index (flags = index bits: 4, 6 or 8, up to the device's), packed LSB first
@@ -50,9 +50,9 @@ VERSION = 2
 
 
 # IDENTIFY's reply: magic, VERSION, MAC units, PO, PC, index bits, value bits, SDRAM words,
-# feature-map, squeeze-buffer and weight depths (words), codebook tables, bias words, program
-# ops, MAX_PAYLOAD, bytes per program op.
-IDENTITY_FORMAT = "<4sBHBBBBIIIIHHHHH"
+# feature-map A, feature-map B, squeeze-buffer and weight depths (words), codebook tables,
+# bias words, program ops, MAX_PAYLOAD, bytes per program op.
+IDENTITY_FORMAT = "<4sBHBBBBIIIIIHHHHH"
 IDENTITY_MAGIC = b"SQZD"
 # SELFTEST's payload: the first SDRAM word, how many words, the random pattern's seed.
 SELFTEST_ARGS = "<III"
@@ -148,6 +148,7 @@ class Identity:
     value_bits: int
     sdram_words: int
     fm_depth: int
+    fm_b_depth: int
     squeeze_depth: int
     weight_depth: int
     codebook_tables: int
@@ -181,8 +182,9 @@ def identity_bytes(cfg: AcceleratorConfig) -> bytes:
     """IDENTIFY's reply payload for a device of configuration ``cfg``."""
     return struct.pack(IDENTITY_FORMAT, IDENTITY_MAGIC, VERSION,
                        cfg.mac_units, cfg.po, cfg.pc, cfg.index_bits, cfg.value_bits,
-                       MT48LC16M16A2.words, cfg.fm_depth, cfg.squeeze_depth, cfg.weight_depth, cfg.codebook_tables,
-                       cfg.bias_depth, cfg.program_depth, MAX_PAYLOAD, op_bytes(cfg))
+                       MT48LC16M16A2.words, cfg.fm_depth, cfg.fm_b_depth, cfg.squeeze_depth,
+                       cfg.weight_depth, cfg.codebook_tables, cfg.bias_depth, cfg.program_depth,
+                       MAX_PAYLOAD, op_bytes(cfg))
 
 
 CODEBOOK_BYTES = 2               # a codebook entry on the link: i16 (value_bits <= 16)

@@ -135,10 +135,10 @@ class NetworkRunner(wiring.Component):
     an idle runner):
 
     - ``prog_wr_*``: program ops; ``counter_rd_*``: word i < program_depth is op i's cycles in
-      the last run, word program_depth + i the cycles op i waited for the DMA queue (data the
-      cycle after the address);
+      the last run, word program_depth + i the cycles op i waited for the DMA queue (data two
+      cycles after the address, ``HOST_READ_LATENCY``);
     - ``fm_host_*``: the feature-map memories, one word (PC bytes) at a time: A at words
-      0 .. fm_depth - 1, B above (read data the cycle after the address);
+      0 .. fm_depth - 1, B above (read data two cycles after the address);
     - the engine's parameter write ports, same names (hw/conv_engine.py);
     - ``run`` (one cycle) starts the program at op 0; ``state`` (RunState), ``op_index``,
       ``cycles`` (since ``run``, through the END op);
@@ -197,7 +197,10 @@ class NetworkRunner(wiring.Component):
                      prog_wr.en.eq(self.prog_wr_en),
                      cnt_rd.addr.eq(self.counter_rd_addr[:prog_bits]),
                      wait_rd.addr.eq(self.counter_rd_addr[:prog_bits]),
-                     self.counter_rd_data.eq(Mux(read_waits, wait_rd.data, cnt_rd.data))]
+                     ]
+        # The host's reads leave through registers: a block RAM's output crossing the chip
+        # to the executor's reply register is too long a path for one cycle.
+        m.d.sync += self.counter_rd_data.eq(Mux(read_waits, wait_rd.data, cnt_rd.data))
         # The feature-map memories A and B and the squeeze buffer, behind FeatureBuffer's ports
         # (one read of every bank at one address, data the next cycle; per-bank writes). A
         # pass reads one and writes the other, so a LOAD (into A) and a STORE (out of B) use
@@ -348,9 +351,10 @@ class NetworkRunner(wiring.Component):
                 m.d.comb += [mem.wr_addr[t].eq(self.fm_host_addr[:fa]) for t in range(pc)]
         host_b = Signal()                  # the host's read data: the memory it addressed
         m.d.sync += host_b.eq(self.fm_host_addr[fa])
+        m.d.sync += self.fm_host_rd_data.eq(Mux(host_b, fm_b.rd_data, fm_a.rd_data))
         pass_in = Signal(pixel_layout(cfg))
         m.d.comb += [pass_in.eq(Mux(op.swap, fm_b.rd_data, fm_a.rd_data)),
-                     self.fm_host_rd_data.eq(Mux(host_b, fm_b.rd_data, fm_a.rd_data)),
+                     
                      reader.rd_data.eq(pass_in), f_dma.buf_rd_data.eq(fm_b.rd_data),
                      eng.fm_rd_data.eq(Mux(op.src_squeeze, sq.rd_data, pass_in))]
 
