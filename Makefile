@@ -14,7 +14,7 @@ WAVES ?= 0
 CASES ?= 1000
 
 .PHONY: setup demo test sim sim-report synth synth-device board-imagenet faults bench-golden eval-imagenet compress-imagenet \
-        memory-plan sdram-bench bitstream program _program link-budget \
+        memory-plan sdram-report sdram-bench bitstream program _program link-budget \
         explore train-digits clean
 
 setup: $(STAMP)
@@ -75,6 +75,15 @@ memory-plan: $(STAMP)
 	$(PY) -m host.memory_plan --mac-units 128 --no-fusion --markdown build/memory-plan/128-unfused.md
 	cat build/memory-plan/64.md build/memory-plan/64-unfused.md build/memory-plan/128.md \
 	  build/memory-plan/128-unfused.md > docs/reports/memory-plan.md
+
+# The compiler's SDRAM plan of the authors' SqueezeNet v1.0 node by node (cycle model, 64 and
+# 128 MAC units) beside the simulated board's counters on one photo: docs/reports/sdram-plan.md.
+sdram-report: $(STAMP)
+	$(VENV)/bin/sqz infer ../shared/imagenet-sample/n01440764_tench.JPEG \
+	  --model ../shared/models/squeezenet-v1.0-deep-compression/compressed_SqueezeNet.net \
+	  --device sim --check --quiet --json build/sdram-plan/infer.json
+	$(PY) -m host.sdram_report --measured build/sdram-plan/infer.json \
+	  --json build/sdram-plan/report.json --markdown docs/reports/sdram-plan.md
 
 # The SDRAM controller against the chip model: long random traffic at 100 and 133 MHz.
 sdram-bench: $(STAMP)

@@ -481,8 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser(
         "infer", help="classify images on a device (or with the golden model in process)",
         description="Print the top-5 classes of each image. With --device the model is "
-        "compiled for the device, uploaded once (compressed: codebook indices and sparse "
-        "positions), and every image runs on the device: sim starts a simulated board "
+        "compiled for the device, uploaded once (into the board's SDRAM: weights, codebooks, "
+        "biases, the program on chip), and every image runs on the device: sim starts a simulated board "
         "(Verilator, the RTL that would be synthesised), golden an in-process model of the "
         "device speaking the same protocol, serial:PORT a real board (3 Mbaud), socket://HOST:PORT "
         "a simulated board started with 'sqz board-sim'. Without --device the golden model "
@@ -500,8 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="MAC units of the device configuration (default 64)")
     sp.add_argument("--labels", help="class names, one per line")
     sp.add_argument("--quiet", action="store_true", help="no progress bars")
-    sp.add_argument("--json", help="write the results here: top5, bit_exact, cycles, layers "
-                                   "(name, cycles), seconds, bytes_sent")
+    sp.add_argument("--json", help="write the results here: top5, bit_exact, cycles, "
+                                   "memory_wait_cycles, sdram_bytes, nodes and layers (name, "
+                                   "cycles, wait, sdram_bytes), seconds, bytes_sent, config")
     sp.set_defaults(func=cmd_infer)
 
     sp = sub.add_parser("board-sim", help="run a simulated board, serving its link on a socket",

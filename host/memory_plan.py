@@ -5,8 +5,9 @@ cycles from hw.timing and its transfer cycles, and whether it is bound by comput
     python -m host.memory_plan [--mac-units 64] [--mhz 100] [--tile-words N] [--no-fusion]
                                [--json OUT] [--markdown OUT]
 
-An analytical plan, the first half of what the compiler will do when the device has its DMA
-units: bands are computed exactly (hw.layout.LayerDescriptor.band, halos and edge rows
+An analytical plan, made before the device had its DMA units (the compiler's real plan is
+host/sdram_plan.py, its figures host/sdram_report.py's), kept for what it estimates that the
+device does not do yet (pooling fused into the layer that feeds it): bands are computed exactly (hw.layout.LayerDescriptor.band, halos and edge rows
 included), every band's engine cycles come from the cycle model, but the transfer time is the
 bytes over the SDRAM's sustained rate (``STREAM_WORDS_PER_CYCLE``, measured by the controller
 bench), and the overlap of transfers with compute assumes double-buffered tiles. It does not

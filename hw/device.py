@@ -30,7 +30,7 @@ from .layout import GAP_BITS
 from .link import FrameReceiver, FrameTransmitter
 from .protocol import Command, RunState, Status, Target, identity_bytes, unit_bytes
 from .memtest import MemTest
-from .runner import NetworkRunner
+from .runner import HOST_READ_LATENCY, NetworkRunner
 from .sdram import SDRAMController, pins_signature
 
 __all__ = ["Device", "WeightDecoder"]
@@ -130,7 +130,19 @@ class Device(wiring.Component):
         # refuses both to start while the other runs.
         runner_owns = Signal()
         m.d.comb += runner_owns.eq(runner.state == RunState.RUNNING)
-        with m.If(runner_owns):
+        # After RESET, what the stopped run left with the controller finishes there: the
+        # device waits until the controller is idle and its last reads' words are out, and
+        # drops them, so that no later read takes a stale word.
+        draining = Signal()
+        drain = Signal(range(sdram.read_latency + 8 + 1))
+        m.d.comb += draining.eq(soft_reset | (drain != 0))
+        with m.If(soft_reset | ((drain != 0) & ~sdram.idle)):
+            m.d.sync += drain.eq(sdram.read_latency + 8)
+        with m.Elif(drain != 0):
+            m.d.sync += drain.eq(drain - 1)
+        with m.If(draining):
+            m.d.comb += sdram.rdata.ready.eq(1)
+        with m.Elif(runner_owns):
             wiring.connect(m, runner.sdram_cmd, sdram.cmd)
             wiring.connect(m, runner.sdram_wdata, sdram.wdata)
             wiring.connect(m, sdram.rdata, runner.sdram_rdata)
@@ -162,6 +174,7 @@ class Device(wiring.Component):
         sr = Signal(sr_bytes * 8)         # data bytes shift in at the top
         nbytes = Signal(range(sr_bytes + 1))
         sdram_word = Signal(16)            # an SDRAM word of a WRITE, until the controller takes it
+        read_wait = Signal(range(HOST_READ_LATENCY + 1))
         m.submodules.weight_decoder = decoder = WeightDecoder(cfg)
         m.d.comb += [decoder.position.eq(address), decoder.count.eq(count),
                      decoder.index_bits.eq(flags[:4])]
@@ -228,7 +241,7 @@ class Device(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                with m.If(rx.frame):
+                with m.If(rx.frame & ~draining):
                     m.d.sync += k.eq(0)
                     with m.If(rx.check != Status.OK):
                         reply(rx.check)
@@ -392,10 +405,13 @@ class Device(wiring.Component):
                         m.d.sync += [addr.eq(addr + 1), words_left.eq(words_left - 1)]
                         m.next = "READ_SDRAM"
                 with m.Elif(out_left == 0):
-                    m.d.sync += [addr.eq(addr + 1), words_left.eq(words_left - 1)]
+                    m.d.sync += [addr.eq(addr + 1), words_left.eq(words_left - 1),
+                                 read_wait.eq(HOST_READ_LATENCY - 1)]
                     m.next = "READ_HOLD"
-            with m.State("READ_HOLD"):           # the runner registers what its memory read
-                m.next = "READ_WORD"
+            with m.State("READ_HOLD"):           # the runner's read: HOST_READ_LATENCY cycles
+                m.d.sync += read_wait.eq(read_wait - 1)
+                with m.If(read_wait == 1):
+                    m.next = "READ_WORD"
             with m.State("READ_SDRAM"):          # the word comes read_latency cycles on
                 m.d.comb += sdram.rdata.ready.eq(1)
                 with m.If(sdram.rdata.valid):

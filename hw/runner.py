@@ -37,7 +37,11 @@ from .pool import GlobalSumUnit, MaxPoolUnit
 from .protocol import COUNTER_BYTES, RunState
 from .sdram_chip import MT48LC16M16A2, cmd_layout, wdata_layout
 
-__all__ = ["NetworkRunner", "BufferReader", "BufferWriter", "SumSerializer"]
+__all__ = ["NetworkRunner", "BufferReader", "BufferWriter", "SumSerializer",
+           "HOST_READ_LATENCY"]
+
+# NetworkRunner's host reads: the address registered, the memory, the data registered.
+HOST_READ_LATENCY = 3
 
 
 class BufferReader(wiring.Component):
@@ -135,10 +139,12 @@ class NetworkRunner(wiring.Component):
     an idle runner):
 
     - ``prog_wr_*``: program ops; ``counter_rd_*``: word i < program_depth is op i's cycles in
-      the last run, word program_depth + i the cycles op i waited for the DMA queue (data two
-      cycles after the address, ``HOST_READ_LATENCY``);
+      the last run, word program_depth + i the cycles op i waited for the DMA queue;
     - ``fm_host_*``: the feature-map memories, one word (PC bytes) at a time: A at words
-      0 .. fm_depth - 1, B above (read data two cycles after the address);
+      0 .. fm_depth - 1, B above;
+
+    every host port is registered on the way in (a write lands a cycle later) and a read's
+    data comes ``HOST_READ_LATENCY`` cycles after its address;
     - the engine's parameter write ports, same names (hw/conv_engine.py);
     - ``run`` (one cycle) starts the program at op 0; ``state`` (RunState), ``op_index``,
       ``cycles`` (since ``run``, through the END op);
@@ -180,6 +186,29 @@ class NetworkRunner(wiring.Component):
         fa = self.fm_addr_bits
         m.submodules.engine = eng = self.engine
 
+        # ---- the host's ports, registered ------------------------------------------------------
+        # Everything the executor drives reaches the memories a cycle later: its byte counters
+        # and the memories' port multiplexers in one cycle were the device's longest path.
+        # Writes are single-cycle events in order, so a cycle's delay changes nothing else;
+        # reads return HOST_READ_LATENCY cycles after their address.
+        host = {}
+        for name in ("prog_wr_addr", "prog_wr_data", "prog_wr_en", "counter_rd_addr",
+                     "fm_host_addr", "fm_host_wr_data", "fm_host_wr_en"):
+            port = getattr(self, name)
+            host[name] = Signal.like(port, name=f"{name}_q")
+            m.d.sync += host[name].eq(port)
+        params = {}
+        for name in parameter_signatures(cfg):
+            port = getattr(self, name)
+            params[name] = {f: Signal.like(getattr(port, f), name=f"{name}_{f}_q")
+                            for f in ("addr", "data", "en")}
+            m.d.sync += [params[name][f].eq(getattr(port, f)) for f in ("addr", "data", "en")]
+
+        def host_params(name):
+            return [getattr(eng, name).addr.eq(params[name]["addr"]),
+                    getattr(eng, name).data.eq(params[name]["data"]),
+                    getattr(eng, name).en.eq(params[name]["en"])]
+
         # ---- memories -------------------------------------------------------------------------
         program = memory.Memory(shape=self.layout.size, depth=cfg.program_depth, init=[])
         counters = memory.Memory(shape=8 * COUNTER_BYTES, depth=cfg.program_depth, init=[])
@@ -192,11 +221,11 @@ class NetworkRunner(wiring.Component):
         wait_wr, wait_rd = waits.write_port(), waits.read_port()
         prog_bits = cfg.program_addr_bits
         read_waits = Signal()             # the counter read's data: a wait count
-        m.d.sync += read_waits.eq(self.counter_rd_addr[prog_bits])
-        m.d.comb += [prog_wr.addr.eq(self.prog_wr_addr), prog_wr.data.eq(self.prog_wr_data),
-                     prog_wr.en.eq(self.prog_wr_en),
-                     cnt_rd.addr.eq(self.counter_rd_addr[:prog_bits]),
-                     wait_rd.addr.eq(self.counter_rd_addr[:prog_bits]),
+        m.d.sync += read_waits.eq(host["counter_rd_addr"][prog_bits])
+        m.d.comb += [prog_wr.addr.eq(host["prog_wr_addr"]), prog_wr.data.eq(host["prog_wr_data"]),
+                     prog_wr.en.eq(host["prog_wr_en"]),
+                     cnt_rd.addr.eq(host["counter_rd_addr"][:prog_bits]),
+                     wait_rd.addr.eq(host["counter_rd_addr"][:prog_bits]),
                      ]
         # The host's reads leave through registers: a block RAM's output crossing the chip
         # to the executor's reply register is too long a path for one cycle.
@@ -293,19 +322,19 @@ class NetworkRunner(wiring.Component):
                                                    for t in range(cfg.lanes))),
                          eng.weight_wr.en.eq(Mux(w_dma.buf_wr_en, -1, 0))]
         with m.Else():
-            wiring.connect(m, wiring.flipped(self.weight_wr), eng.weight_wr)
+            m.d.comb += host_params("weight_wr")
         with m.If(loading[DMATarget.CODEBOOK]):
             m.d.comb += [eng.codebook_wr.addr.eq(cb_dma.buf_wr_addr),
                          eng.codebook_wr.data.eq(cb_dma.buf_wr_data.as_value()[:cfg.value_bits]),
                          eng.codebook_wr.en.eq(cb_dma.buf_wr_en)]
         with m.Else():
-            wiring.connect(m, wiring.flipped(self.codebook_wr), eng.codebook_wr)
+            m.d.comb += host_params("codebook_wr")
         with m.If(loading[DMATarget.BIAS]):
             m.d.comb += [eng.bias_wr.addr.eq(b_dma.buf_wr_addr),
                          eng.bias_wr.data.eq(b_dma.buf_wr_data.as_value()),
                          eng.bias_wr.en.eq(b_dma.buf_wr_en)]
         with m.Else():
-            wiring.connect(m, wiring.flipped(self.bias_wr), eng.bias_wr)
+            m.d.comb += host_params("bias_wr")
         f_dma = dmas[DMATarget.FEATURE]
 
         # ---- feature-map and squeeze-buffer ports ---------------------------------------------
@@ -319,7 +348,7 @@ class NetworkRunner(wiring.Component):
             reads = Signal(name=f"pass_reads_{'ab'[i]}")
             writes = Signal(name=f"pass_writes_{'ab'[i]}")
             m.d.comb += [reads.eq(op.swap == i), writes.eq(op.swap != i)]
-            host_here = self.fm_host_addr[fa] == i
+            host_here = host["fm_host_addr"][fa] == i
             # read port
             with m.If(conv_running & reads & ~op.src_squeeze):
                 m.d.comb += mem.rd_addr.eq(eng.fm_rd_addr)
@@ -329,7 +358,7 @@ class NetworkRunner(wiring.Component):
                 with m.Elif(storing):
                     m.d.comb += mem.rd_addr.eq(f_dma.buf_rd_addr)
             with m.Else():
-                m.d.comb += mem.rd_addr.eq(self.fm_host_addr[:fa])
+                m.d.comb += mem.rd_addr.eq(host["fm_host_addr"][:fa])
             # write port
             if mem is fm_a:
                 with m.If(loading[DMATarget.FEATURE]):
@@ -346,11 +375,11 @@ class NetworkRunner(wiring.Component):
                              mem.wr_en.eq(Mux(writer.wr_en, (1 << pc) - 1, 0))]
                 m.d.comb += [mem.wr_addr[t].eq(writer.wr_addr) for t in range(pc)]
             with m.Else():
-                m.d.comb += [mem.wr_data.eq(self.fm_host_wr_data),
-                             mem.wr_en.eq(Mux(self.fm_host_wr_en & host_here, (1 << pc) - 1, 0))]
-                m.d.comb += [mem.wr_addr[t].eq(self.fm_host_addr[:fa]) for t in range(pc)]
+                m.d.comb += [mem.wr_data.eq(host["fm_host_wr_data"]),
+                             mem.wr_en.eq(Mux(host["fm_host_wr_en"] & host_here, (1 << pc) - 1, 0))]
+                m.d.comb += [mem.wr_addr[t].eq(host["fm_host_addr"][:fa]) for t in range(pc)]
         host_b = Signal()                  # the host's read data: the memory it addressed
-        m.d.sync += host_b.eq(self.fm_host_addr[fa])
+        m.d.sync += host_b.eq(host["fm_host_addr"][fa])
         m.d.sync += self.fm_host_rd_data.eq(Mux(host_b, fm_b.rd_data, fm_a.rd_data))
         pass_in = Signal(pixel_layout(cfg))
         m.d.comb += [pass_in.eq(Mux(op.swap, fm_b.rd_data, fm_a.rd_data)),

@@ -86,7 +86,7 @@ def test_the_golden_device_runs_a_band_as_the_engine_does():
         dev.fm[:] = 0
         words = feature_words(x[:, first:first + rows], cfg)
         dev.fm[100:100 + len(words)] = words
-        dev._op({"kind": OpKind.CONV, "src_squeeze": 0, "dst_squeeze": 0,
+        dev._op({"kind": OpKind.CONV, "src_squeeze": 0, "dst_squeeze": 0, "swap": 0,
                  "conv": band.fields(cfg, in_base=100, out_base=1000)})
-        got = feature_map(dev.fm[1000:], (16, n, whole.out_w), cfg)
+        got = feature_map(dev.fm_b[1000:], (16, n, whole.out_w), cfg)   # a pass writes B
         np.testing.assert_array_equal(got, want[:, row0:row0 + n])
