@@ -212,6 +212,37 @@ def test_simulated_board_classifies_digits_bit_exact_with_the_cycle_model(board,
     driver.transport.close()
 
 
+def test_small_tiles_make_bands_chunks_and_prefetches_and_stay_bit_exact_on_the_rtl(digits):
+    """Tiles a few hundred words deep and a weight memory of 64 words: every layer of the
+    digits model in several bands, convolutions in output chunks whose weights load into the
+    halves of the weight memory beside the pass before, Fire modules banded with their halo and
+    whole-squeeze; on the RTL with the SDRAM model bit-exact, busy cycles exact, total inside
+    the bound."""
+    from dataclasses import replace
+
+    from sim.board.build import BoardProcess
+    q, _, images = digits
+    small = replace(CFG, fm_depth=1024, fm_out_depth=512, weight_depth=64, bias_depth=2,
+                    squeeze_depth=512, codebook_tables=4)
+    prog = compile_network(q, small)
+    names = [op.name for op in prog.ops]
+    assert sum(n.endswith("/load") for n in names) > len(prog.node_ops)       # bands
+    assert sum("/weights" in n for n in names) > len(q.convs)                 # chunks
+    assert any(op.fields.get("then_store") for op in prog.ops)
+    assert any(0 < op.fields.get("dma_wait", 0) < 7 for op in prog.ops)      # overlap
+    with BoardProcess(small, quiet=True) as b:
+        from host.transport import SerialTransport
+        driver = Driver(SerialTransport(b.url), reply_timeout=1.0)
+        driver.load_model(prog)
+        golden = Golden(q)
+        for x in images[:2]:
+            driver.load_image(prog, x)
+            cycles = driver.run()
+            np.testing.assert_array_equal(driver.read_logits(prog), golden(x))
+        _check_cycles(driver, prog, cycles)
+        driver.transport.close()
+
+
 @pytest.mark.parametrize("bits", [6, 4])
 def test_simulated_board_runs_narrower_indices(board, bits):
     """6- and 4-bit indices: narrower entries on the wire, the same decoder."""
