@@ -34,7 +34,8 @@ def address_bits(depth: int) -> int:
 # Memories whose depth must be a power of two: every address into them is a counter or an
 # offset sum that the hardware truncates to the memory's address bits, which is the same as
 # wrapping modulo the depth only when the depth is a power of two (the golden device wraps).
-_POWER_OF_TWO = ("fm_depth", "fm_b_depth", "squeeze_depth", "weight_depth", "codebook_tables", "bias_depth",
+_POWER_OF_TWO = ("fm_depth", "fm_b_depth", "squeeze_depth", "weight_depth", "codebook_tables",
+                 "bias_depth",
                  "program_depth")
 
 

@@ -29,8 +29,8 @@ is stated in hw/timing.py):
     S4c the products registered again in the fabric, beside the adder tree; bias read
     S5  PC-input adder tree per output lane; bias registered
     S6  accumulate (first step of a pixel starts from the bias); last step snapshots PO sums
-    R0..R4  PC requantisation lanes (``Requantizer``) drain the PO sums, PO/PC cycles; then
-            PC bytes are written
+    R0..R4  PC requantisation lanes (``Requantizer``, R3 in two stages) drain the PO sums,
+            PO/PC cycles; then PC bytes are written
 
 If a pixel has fewer steps than the drain needs (CG*k*k < PO/PC), the counters insert idle
 cycles so that sums never arrive faster than they drain; ``cycles`` counts them.
@@ -80,8 +80,9 @@ class Requantizer(wiring.Component):
     The ACC_BITS x MULT_BITS product is split in two halves that each fit one 18x18 hard
     multiplier: R0-R1 the registered multipliers (hw/dsp.py), R1b both products registered again
     in the fabric (the route out of the multiplier column in a cycle of its own), R2 their sum,
-    R3 round and shift, R4 clamp. Verified for every signed 32-bit ``acc``, 16-bit ``mult`` and
-    shift 1..47 against golden.reference_int.requantize (tests/test_hw_conv.py)."""
+    R3a add the rounding constant, R3b shift, R4 clamp. Verified for every signed 32-bit
+    ``acc``, 16-bit ``mult`` and shift 1..47 against golden.reference_int.requantize
+    (tests/test_hw_conv.py)."""
 
     LO_BITS = 16
 
@@ -106,10 +107,15 @@ class Requantizer(wiring.Component):
         m.d.sync += [p_lo.eq(mul_lo.p[:lo_bits + cfg.mult_bits]), p_hi.eq(mul_hi.p)]   # R1b
         product = Signal(signed(width), reset_less=True)
         m.d.sync += product.eq((p_hi << lo_bits) + p_lo)                                 # R2
-        half = Signal(width)
-        m.d.comb += half.eq((Const(1, width) << self.shift) >> 1)
+        # The shift is held for a whole layer: its rounding constant and the shift itself
+        # come from registers beside the lane, not from the descriptor across the chip.
+        shift = Signal.like(self.shift, reset_less=True)
+        half = Signal(width, reset_less=True)
+        m.d.sync += [shift.eq(self.shift), half.eq((Const(1, width) << self.shift) >> 1)]
+        rounded = Signal(signed(width), reset_less=True)
+        m.d.sync += rounded.eq(product + half)                                           # R3a
         shifted = Signal(signed(width), reset_less=True)
-        m.d.sync += shifted.eq((product + half) >> self.shift)                           # R3
+        m.d.sync += shifted.eq(rounded >> shift)                                         # R3b
         top = (1 << cfg.act_bits) - 1
         y = Signal(cfg.act_bits, reset_less=True)
         m.d.sync += y.eq(Mux(shifted < 0, 0, Mux(shifted > top, top, shifted[:cfg.act_bits])))

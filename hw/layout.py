@@ -37,8 +37,8 @@ from .config import AcceleratorConfig
 
 __all__ = ["groups", "FieldRangeError", "pack_struct", "unpack_struct",
            "descriptor_layout", "LayerDescriptor", "describe",
-           "OpKind", "DMATarget", "DMA_QUEUE", "DMA_WAIT_BITS", "dma_layout", "dma_buffer_bits", "op_layout", "op_bytes",
-           "encode_op", "decode_op",
+           "OpKind", "DMATarget", "DMA_QUEUE", "DMA_WAIT_BITS", "dma_layout", "dma_buffer_bits",
+           "op_layout", "op_bytes", "encode_op", "decode_op",
            "sdram_unit_words", "sdram_of_bytes", "bytes_of_sdram", "codebook_sdram_words",
            "codebook_of_sdram",
            "pixel_layout", "feature_words", "feature_map",

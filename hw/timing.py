@@ -26,8 +26,9 @@ __all__ = ["MULTIPLIER_LATENCY", "REQUANT_LATENCY", "ENGINE_STEP_STAGES", "ENGIN
 # and output registers).
 MULTIPLIER_LATENCY = 2
 # hw/conv_engine.py Requantizer: R0-R1 the two half products (a registered multiplier each),
-# R1b both registered again, R2 their sum, R3 round and shift, R4 clamp.
-REQUANT_LATENCY = MULTIPLIER_LATENCY + 4
+# R1b both registered again, R2 their sum, R3a the rounding constant added, R3b the shift, R4
+# clamp.
+REQUANT_LATENCY = MULTIPLIER_LATENCY + 5
 # hw/conv_engine.py, a step from its issue (S0) to its sum in the accumulator: S1, S1b, S2, S3,
 # the multiplier (S4, S4b), S4c, S5, S6.
 ENGINE_STEP_STAGES = 7 + MULTIPLIER_LATENCY
