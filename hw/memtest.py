@@ -59,7 +59,20 @@ class MemTest(wiring.Component):
         done = Signal()
         m.d.comb += self.done.eq(done)
         m.d.sync += done.eq(0)
-        taken = self.sdram_cmd.valid & self.sdram_cmd.ready
+        # The next command waits in registers for the controller: the generator's address
+        # arithmetic ends at a register, and only the register meets the controller's queue.
+        cmd_valid, cmd_we = Signal(), Signal()
+        cmd_addr, cmd_data = Signal(ab), Signal(dq)
+        taken = Signal()
+        room = Signal()
+        m.d.comb += [taken.eq(cmd_valid & self.sdram_cmd.ready), room.eq(~cmd_valid | taken),
+                     self.sdram_cmd.valid.eq(cmd_valid), self.sdram_cmd.payload.addr.eq(cmd_addr),
+                     self.sdram_cmd.payload.we.eq(cmd_we),
+                     self.sdram_wdata.valid.eq(cmd_valid & cmd_we),
+                     self.sdram_wdata.payload.data.eq(cmd_data),
+                     self.sdram_wdata.payload.en.eq(-1)]
+        with m.If(taken):
+            m.d.sync += cmd_valid.eq(0)
 
         def address_of(n):
             """The address phase's n-th word: base, then base + 2**(n-1)."""
@@ -67,13 +80,10 @@ class MemTest(wiring.Component):
             return Mux(n == 0, self.base, self.base + (Const(1, ab + 1) << line)[:ab])
 
         def command(addr, we, data=0):
-            m.d.comb += [self.sdram_cmd.valid.eq(1), self.sdram_cmd.payload.addr.eq(addr),
-                         self.sdram_cmd.payload.we.eq(we)]
-            if we:
-                m.d.comb += [self.sdram_wdata.valid.eq(1), self.sdram_wdata.payload.data.eq(data),
-                             self.sdram_wdata.payload.en.eq(-1)]
-            with m.If(taken):
-                m.d.sync += i.eq(i + 1)
+            """The next command into the register when it has room (``room``)."""
+            with m.If(room):
+                m.d.sync += [cmd_valid.eq(1), cmd_addr.eq(addr), cmd_we.eq(we),
+                             cmd_data.eq(data), i.eq(i + 1)]
                 if not we:
                     m.d.sync += issued.eq(issued + 1)
 
@@ -152,7 +162,7 @@ class MemTest(wiring.Component):
             with m.State("RANDOM_WRITE"):
                 with m.If(i != self.words):
                     command(self.base + i, 1, _xorshift(wx)[:dq])
-                    with m.If(taken):
+                    with m.If(room):
                         m.d.sync += wx.eq(_xorshift(wx))
                 with m.Else():
                     m.d.sync += i.eq(0)
