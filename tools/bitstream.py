@@ -45,6 +45,10 @@ def build(core: str = "device", out: Path | None = None, clock_mhz: float = 75.0
     from hw.ulx3s import ULX3STop
     out = Path(out or ROOT / "build" / "ulx3s")
     cfg = cfg or (board_config() if core == "device" else None)
+    if cfg is not None and cfg.clock_mhz != clock_mhz:
+        # The SDRAM's timings (and its refresh interval) are counted in cycles of the clock.
+        from dataclasses import replace
+        cfg = replace(cfg, clock_mhz=clock_mhz)
     if cfg is not None and block_ram_lower_bound(cfg) > CHIP["ebr_total"]:
         raise SystemExit(
             f"the device of this configuration does not fit the LFE5U-85F: its on-chip "
