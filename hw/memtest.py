@@ -102,8 +102,13 @@ class MemTest(wiring.Component):
                     m.d.comb += [word.eq(_xorshift(x)[:dq]), where.eq(self.base + n)]
             return word, where
 
-        arrive = self.sdram_rdata.valid
+        # Reads are checked a cycle after they arrive: the word and its valid bit are
+        # registered first (the controller's read data reaches here through the device's
+        # port multiplexers).
+        arrive = Signal()
+        got = Signal(dq)
         m.d.comb += self.sdram_rdata.ready.eq(1)
+        m.d.sync += [arrive.eq(self.sdram_rdata.valid), got.eq(self.sdram_rdata.payload)]
         expected = Signal(dq)
         where = Signal(ab)
         following = Signal(32)
@@ -112,12 +117,12 @@ class MemTest(wiring.Component):
         with m.If(arrive):
             m.d.sync += [checked.eq(checked + 1), self.tested.eq(self.tested + 1),
                          cx.eq(following), expected.eq(next_word), where.eq(next_where)]
-            with m.If(self.sdram_rdata.payload != expected):
+            with m.If(got != expected):
                 m.d.sync += self.errors.eq(self.errors + 1)
                 with m.If(~self.failed):
                     m.d.sync += [self.failed.eq(1), self.fail_phase.eq(self.phase),
                                  self.fail_addr.eq(where),
-                                 self.expected.eq(expected), self.got.eq(self.sdram_rdata.payload)]
+                                 self.expected.eq(expected), self.got.eq(got)]
 
         def next_phase(phase, state):
             first_word, first_where = expect(Const(phase, 2), Const(0, ab + 1), cx)
