@@ -69,6 +69,7 @@ BENCHES = {
     "conv_layer": ("hw.conv_layer:ConvLayer", "conv_layer", "sim.test_conv_layer", "bench"),
     "fire": ("hw.fire:FireUnit", "fire_unit", "sim.test_fire", "bench"),
     "stream_units": ("sim.tops:StreamUnits", "stream_units", "sim.test_stream_units", "bench"),
+    "uart": ("sim.tops:UARTPair", "uart_pair", "sim.test_uart", "bench"),
 }
 # Run on request only (make sim-report): whole real layers, minutes of simulation.
 REPORTS = {

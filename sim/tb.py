@@ -171,3 +171,21 @@ class StreamMonitor:
         self.ready.value = 0
         assert len(got) == count, f"{len(got)} of {count} beats arrived"
         return got
+
+
+def uart_line(events, bit_time: float, idle: int = 40, tail: int = 48) -> list[int]:
+    """A UART sender's line (8N1), cycle by cycle: ``events`` is a list of ("byte", b),
+    ("low", cycles) (a break or a glitch) and ("idle", cycles); a bit lasts ``bit_time``
+    cycles, not a whole number when the sender's baud is off."""
+    levels = [1] * idle
+    t = float(len(levels))
+    for kind, value in events:
+        if kind == "byte":
+            for b in [0] + [(value >> i) & 1 for i in range(8)] + [1]:
+                end = t + bit_time
+                levels += [b] * (round(end) - round(t))
+                t = end
+        else:
+            levels += [0 if kind == "low" else 1] * value
+            t += value
+    return levels + [1] * (idle + tail)

@@ -11,27 +11,13 @@ import pytest
 from amaranth.sim import Simulator
 
 from hw.uart import BITS, UARTReceiver, UARTTransmitter, baud_divisor
+from sim.tb import uart_line
 
 DIVISOR = 16
 
 
 def line_of(events, bit_time: float, idle: int = 40, tail: int = 3 * DIVISOR):
-    """A sender's line, cycle by cycle: ``events`` is a list of ("byte", b), ("low", cycles)
-    (a break or a glitch) and ("idle", cycles); bits last ``bit_time`` cycles (not a whole
-    number when the sender's baud is off)."""
-    levels = [1] * idle
-    t = float(len(levels))
-    for kind, value in events:
-        if kind == "byte":
-            bits = [0] + [(value >> i) & 1 for i in range(8)] + [1]
-            for b in bits:
-                end = t + bit_time
-                levels += [b] * (round(end) - round(t))
-                t = end
-        else:
-            levels += [0 if kind == "low" else 1] * value
-            t += value
-    return levels + [1] * (idle + tail)
+    return uart_line(events, bit_time, idle, tail)
 
 
 def receive(levels):
