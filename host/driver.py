@@ -193,7 +193,17 @@ class Driver:
         (the device pads each word), else as whole feature words."""
         data, word_bytes = program.input_bytes(pixels)
         if program.input_sdram is not None:
-            self.write_sdram(program.input_sdram, data)
+            # word_bytes of every feature word (a packed SDRAM write when fewer than PC):
+            # each is PC / 2 SDRAM words from the image's base.
+            per_word = program.cfg.pc // proto.SDRAM_WORD_BYTES
+            packed = word_bytes < program.cfg.pc
+            unit = word_bytes if packed else proto.SDRAM_WORD_BYTES
+            per = (proto.MAX_PAYLOAD - proto.ARGS_BYTES) // unit * unit
+            for off in range(0, len(data), per):
+                address = program.input_sdram + (off // word_bytes * per_word if packed
+                                                 else off // unit)
+                self.write(Target.SDRAM, address, data[off:off + per],
+                           flags=word_bytes if packed else 0)
             return
         self.write_words(Target.FEATURE, program.input_base, data, word_bytes,
                          flags=word_bytes if word_bytes < program.cfg.pc else 0)

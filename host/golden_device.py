@@ -115,8 +115,21 @@ class GoldenDevice:
                 return Status.BAD_ARGUMENT
             return self._decode_weights(flags, count, address, body)
         units = unit_bytes(cfg)
-        if target not in units or (target == Target.FEATURE and flags > cfg.pc):
+        if target not in units or (target == Target.FEATURE and flags > cfg.pc) or (
+                target == Target.SDRAM and flags >= cfg.pc and flags != 0):
             return Status.BAD_ARGUMENT
+        if target == Target.SDRAM and flags:
+            # Packed: PC - n zero bytes after every n bytes, then 16-bit words (a trailing odd
+            # byte is not written).
+            n = flags
+            data = np.frombuffer(body, np.uint8)
+            whole = len(data) // n
+            padded = np.zeros((whole, cfg.pc), np.uint8)
+            padded[:, :n] = data[:whole * n].reshape(whole, n)
+            stream = np.concatenate([padded.reshape(-1), data[whole * n:]])
+            words = stream[:len(stream) // 2 * 2].view("<u2")
+            self.sdram[_span(address, len(words), len(self.sdram))] = words
+            return Status.OK
         n = flags if target == Target.FEATURE and 0 < flags < cfg.pc else units[target]
         whole = len(body) // n      # a trailing part-unit is never written, as in hardware
         for i in range(whole):

@@ -86,10 +86,10 @@ class DeviceProgram:
     def input_bytes(self, pixels: np.ndarray) -> tuple[bytes, int]:
         """(data, bytes a word) of the image on the link: with fewer channels than lanes,
         each pixel's channels alone (a packed FEATURE write: the device pads the lanes);
-        otherwise whole feature words. An image for the SDRAM goes as whole feature words."""
+        otherwise whole feature words (a packed FEATURE or SDRAM write)."""
         words = self.input_words(pixels)          # checks the shape and type
         c = self.input_shape[0]
-        if c < self.cfg.pc and self.input_sdram is None:
+        if c < self.cfg.pc:
             return np.frombuffer(words, np.uint8).reshape(-1, self.cfg.pc)[:, :c].tobytes(), c
         return words, self.cfg.pc
 

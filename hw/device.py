@@ -175,6 +175,8 @@ class Device(wiring.Component):
         nbytes = Signal(range(sr_bytes + 1))
         sdram_word = Signal(16)            # an SDRAM word of a WRITE, until the controller takes it
         read_wait = Signal(range(HOST_READ_LATENCY + 1))
+        pix = Signal(range(pc + 1))        # a packed SDRAM WRITE's byte within its unit
+        pad_left = Signal(range(pc + 1))   # zero bytes still to follow the unit
         m.submodules.weight_decoder = decoder = WeightDecoder(cfg)
         m.d.comb += [decoder.position.eq(address), decoder.count.eq(count),
                      decoder.index_bits.eq(flags[:4])]
@@ -304,12 +306,14 @@ class Device(wiring.Component):
                 with m.Else():
                     m.next = "ARGS_ADDR"
             with m.State("DISPATCH"):
-                m.d.sync += [addr.eq(address), nbytes.eq(0), words_left.eq(count)]
+                m.d.sync += [addr.eq(address), nbytes.eq(0), words_left.eq(count), pix.eq(0),
+                             pad_left.eq(0)]
                 m.d.comb += decoder.start.eq(1)
                 with m.Switch(rx.code):
                     with m.Case(Command.WRITE):
                         with m.If((target == Target.COUNTERS) | (target > Target.SDRAM)
                                   | ((target == Target.FEATURE) & (flags > pc))
+                                  | ((target == Target.SDRAM) & (flags >= pc) & (flags != 0))
                                   | ((target == Target.WEIGHTS)
                                      & ((flags == 0) | (flags > ib)))):
                             reply(Status.BAD_ARGUMENT)
@@ -368,10 +372,30 @@ class Device(wiring.Component):
                     m.d.sync += [sr.eq(shifted), nbytes.eq(nbytes + 1)]
                     write_unit(lambda n: shifted[(sr_bytes - n) * 8:])
                     m.next = "DATA_ADDR"
-                    with m.If((target == Target.SDRAM)
-                              & (nbytes == proto.SDRAM_WORD_BYTES - 1)):
-                        m.d.sync += [nbytes.eq(0), sdram_word.eq(shifted[-16:])]
-                        m.next = "SDRAM_WRITE"
+                    # SDRAM: ``flags`` = n, 1 <= n < PC, packs n bytes a feature word (an
+                    # image's raw pixels): PC - n zero bytes follow every n.
+                    end_of_unit = Signal()
+                    m.d.comb += end_of_unit.eq((flags != 0) & (pix == flags - 1))
+                    with m.If(target == Target.SDRAM):
+                        with m.If(flags != 0):
+                            m.d.sync += pix.eq(Mux(end_of_unit, 0, pix + 1))
+                        with m.If(end_of_unit):
+                            m.d.sync += pad_left.eq(pc - flags)
+                        with m.If(nbytes == proto.SDRAM_WORD_BYTES - 1):
+                            m.d.sync += [nbytes.eq(0), sdram_word.eq(shifted[-16:])]
+                            m.next = "SDRAM_WRITE"
+                        with m.Elif(end_of_unit):
+                            m.next = "PAD"
+            with m.State("PAD"):                 # a packed unit's zero bytes
+                padded = Cat(sr[8:], Const(0, 8))
+                m.d.sync += [sr.eq(padded), pad_left.eq(pad_left - 1)]
+                with m.If(nbytes == proto.SDRAM_WORD_BYTES - 1):
+                    m.d.sync += [nbytes.eq(0), sdram_word.eq(padded[-16:])]
+                    m.next = "SDRAM_WRITE"
+                with m.Else():
+                    m.d.sync += nbytes.eq(nbytes + 1)
+                    with m.If(pad_left == 1):
+                        m.next = "DATA_ADDR"
             with m.State("SDRAM_WRITE"):         # until the controller takes the word
                 m.d.comb += [sdram.cmd.valid.eq(1), sdram.cmd.payload.addr.eq(addr),
                              sdram.cmd.payload.we.eq(1), sdram.wdata.valid.eq(1),
@@ -379,7 +403,10 @@ class Device(wiring.Component):
                              sdram.wdata.payload.en.eq(-1)]
                 with m.If(sdram.cmd.ready):
                     m.d.sync += addr.eq(addr + 1)
-                    m.next = "DATA_ADDR"
+                    with m.If(pad_left != 0):
+                        m.next = "PAD"
+                    with m.Else():
+                        m.next = "DATA_ADDR"
 
             # ---- CLEAR: one zero word per cycle ----------------------------------------------
             with m.State("CLEAR"):

@@ -441,6 +441,10 @@ def _odd_requests(rng, cfg, n, weight_words, ops=0):
         # the SDRAM: a region the stream cleared, and its top (writes and reads wrap)
         lambda: wr(Target.SDRAM, rng.choice([SDRAM_REGION, SDRAM_WORDS - 8]) + rng.randrange(64),
                    rng.randbytes(2 * rng.randrange(1, 40) + rng.randrange(2))),
+        # packed SDRAM writes (n bytes a feature word, the rest zero), partial units, and
+        # flags the SDRAM refuses
+        lambda: wr(Target.SDRAM, SDRAM_REGION + rng.randrange(64),
+                   rng.randbytes(rng.randrange(1, 50)), flags=rng.randrange(1, cfg.pc + 2)),
         lambda: frame(Command.READ, proto.args(Target.SDRAM, rng.choice([SDRAM_REGION,
                                                                          SDRAM_WORDS - 8])
                                                + rng.randrange(64), rng.randrange(0, 60))),
