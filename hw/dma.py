@@ -13,8 +13,9 @@ laid out the same way, so the layouts of hw.layout hold in the SDRAM too.
 ``to_sdram`` chooses the direction. A load issues every read it can (the controller's read
 FIFO gives the credit) and writes each feature word into the buffer as its last SDRAM word
 arrives; a store reads the buffer ahead into a small FIFO and writes each word's SDRAM words.
-``busy`` is high from ``start`` until the last buffer write (load) or the last SDRAM write
-taken by the controller (store); ``done`` pulses in the cycle after. Throughput: one SDRAM
+``busy`` is high from ``start`` until the last word is whole (load: its buffer write, through a
+register, lands in the next cycle) or the last SDRAM write is taken by the controller (store);
+``done`` pulses in the cycle after. Throughput: one SDRAM
 word per cycle while the controller takes them.
 """
 
@@ -174,11 +175,16 @@ class FeatureDMA(wiring.Component):
         whole = Signal(k * dq)
         m.d.comb += whole.eq(Cat(assembly[dq:], self.sdram_rdata.payload) if k > 1
                              else self.sdram_rdata.payload)
+        # The buffer's write leaves through registers (a cycle after the word is whole): the
+        # read data's arrival no longer runs to a memory across the chip in the same cycle.
+        # ``done`` still comes after it: a consumer reads the buffer later than that.
+        m.d.sync += self.buf_wr_en.eq(0)
         with m.If(arrive):
             with m.If(got == k - 1):
                 m.d.sync += got.eq(0)
-                m.d.comb += [self.buf_wr_addr.eq(rd_buffer), self.buf_wr_data.eq(whole),
-                             self.buf_wr_en.eq(1), rd_step.eq(1)]
+                m.d.sync += [self.buf_wr_addr.eq(rd_buffer), self.buf_wr_data.eq(whole),
+                             self.buf_wr_en.eq(1)]
+                m.d.comb += rd_step.eq(1)
                 with m.If(rd_last):
                     m.d.sync += [busy.eq(0), done.eq(1)]
             with m.Else():

@@ -82,7 +82,8 @@ class SDRAMTop(wiring.Component):
 class DMATop(wiring.Component):
     """hw.dma.FeatureDMA between a FeatureBuffer and the SDRAM controller (behind its pin
     registers), with host ports on the buffer (``host_*``: one word of every bank at once; the
-    DMA has the buffer while it is busy), for sim/board/dma_bench.cpp."""
+    DMA has the buffer while it is busy and for its last write), for
+    sim/board/dma_bench.cpp."""
 
     def __init__(self, cfg, timings, depth: int = 4096):
         from amaranth.lib.wiring import Out
@@ -124,7 +125,7 @@ class DMATop(wiring.Component):
         wiring.connect(m, regs.chip, wiring.flipped(self.chip))
         pc = self.cfg.pc
         m.d.comb += [dma.buf_rd_data.eq(buf.rd_data), self.host_rd_data.eq(buf.rd_data)]
-        with m.If(dma.busy):
+        with m.If(dma.busy | dma.buf_wr_en):        # (a load's last write lands after busy)
             m.d.comb += [buf.rd_addr.eq(dma.buf_rd_addr), buf.wr_data.eq(dma.buf_wr_data),
                          buf.wr_en.eq(Mux(dma.buf_wr_en, (1 << pc) - 1, 0))]
             m.d.comb += [buf.wr_addr[t].eq(dma.buf_wr_addr) for t in range(pc)]
