@@ -305,8 +305,11 @@ class NetworkRunner(wiring.Component):
             m.d.sync += starting.eq(0)
         with m.Elif(active & dma_done):
             m.d.sync += active.eq(0)
+        # Transfers not yet finished, as of the cycle before: the sequencer's decision to start
+        # a pass reads a register, not the queue's logic (a count a cycle old is never below
+        # the true one while an op waits: only the sequencer adds transfers).
         outstanding = Signal(range(DMA_QUEUE + 2))
-        m.d.comb += outstanding.eq(queue.level + active)
+        m.d.sync += outstanding.eq(queue.level + active)
         loading = {t: Signal(name=f"loading_{t.name.lower()}") for t in dmas}
         for t, sig in loading.items():
             m.d.comb += sig.eq(active & ~cur.store & (cur.dma.target == t))

@@ -181,7 +181,8 @@ def sequence_cycles(ops, queue: int) -> tuple[list[tuple[int, int]], int, int]:
     queue has room, enters it and ends (its counter OP_OVERHEAD + wait); it reaches the head
     DMA_QUEUE_LATENCY cycles later or when the transfer before it finishes, whichever is
     later. Any other op waits until at most ``dma_wait`` transfers are outstanding (END: none),
-    then runs; its STORE enters the queue in its last cycle, or as soon as there is room."""
+    as the count registered a cycle before says, then runs; its STORE enters the queue in its
+    last cycle, or as soon as there is room."""
     out = []
     pushed: list[int] = []          # cycle each transfer entered the queue
     popped: list[int] = []          # cycle it reached the head
@@ -208,7 +209,8 @@ def sequence_cycles(ops, queue: int) -> tuple[list[tuple[int, int]], int, int]:
             continue
         allowed = 0 if kind == OpKind.END else dma_wait
         need = len(released) - 1 - allowed
-        s = max(ready, released[need]) if need >= 0 else ready
+        # (the sequencer sees a transfer finished a cycle after: it reads the count registered)
+        s = max(ready, released[need] + 1) if need >= 0 else ready
         wait = s - ready
         if kind == OpKind.END:
             return out, s + 1, wait
