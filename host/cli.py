@@ -176,13 +176,7 @@ def _infer_on_device(args, model, names, images):
                                "ideal": None if ideal_op is None else round(ideal_op, 1)})
             # Per network node: its ops' cycles, and of those the waits for the DMA queue
             # (the engine idle until a transfer it needs is done).
-            nodes = []
-            for node, indices in prog.node_ops.items():
-                rows = [layers[i] for i in indices]
-                wait = sum(x["wait"] for x in rows)
-                total = sum(x["cycles"] for x in rows)
-                nodes.append({"name": node, "cycles": total, "compute": total - wait,
-                              "wait": wait, "sdram_bytes": sum(x["sdram_bytes"] for x in rows)})
+            nodes = prog.node_figures(r.layers, r.waits)
             wait = prog.wait_cycles(r.waits)
             sdram = sum(moved.values())
             print(f"  device: {r.cycles:,} cycles ({ideal:,.0f} ideal at {cfg.mac_units} MACs: "

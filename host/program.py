@@ -141,6 +141,20 @@ class DeviceProgram:
         return {"total": (lo[2], hi[2]),
                 "wait": (sum(lo[1].values()), sum(hi[1].values()))}
 
+    def node_figures(self, counters: dict[str, int], waits: dict[str, int]) -> list[dict]:
+        """Per network node (its ops summed): name, ops, cycles, compute (cycles less waits),
+        wait and SDRAM bytes, from a run's counters (or the model's: ``timeline``)."""
+        moved = self.sdram_bytes()
+        out = []
+        for node, indices in self.node_ops.items():
+            names = [self.ops[i].name for i in indices]
+            cycles = sum(counters[n] for n in names)
+            wait = sum(waits[n] for n in names)
+            out.append({"name": node, "ops": len(names), "cycles": cycles,
+                        "compute": cycles - wait, "wait": wait,
+                        "sdram_bytes": sum(moved.get(n, 0) for n in names)})
+        return out
+
     def wait_cycles(self, waits: dict[str, int]) -> int:
         """A run's cycles spent waiting for the DMA queue (every op's and END's)."""
         return sum(waits.values())

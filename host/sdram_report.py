@@ -29,13 +29,7 @@ def node_rows(prog) -> tuple[list[dict], dict]:
     the cycle model (transfers at their estimate; the waits' bounds beside)."""
     per, waits, total = prog.timeline()
     moved = prog.sdram_bytes()
-    rows = []
-    for node, indices in prog.node_ops.items():
-        ops = [prog.ops[i] for i in indices]
-        cycles = sum(per[op.name] for op in ops)
-        wait = sum(waits[op.name] for op in ops)
-        rows.append({"node": node, "ops": len(ops), "cycles": cycles, "compute": cycles - wait,
-                     "wait": wait, "sdram_bytes": sum(moved.get(op.name, 0) for op in ops)})
+    rows = prog.node_figures(per, waits)
     lo, hi = prog.cycle_bounds()["wait"]
     totals = {"ops": len(prog.ops), "cycles": total, "wait": sum(waits.values()),
               "wait_bounds": [lo, hi], "sdram_bytes": sum(moved.values()),
@@ -55,9 +49,9 @@ def report(q, mac_units: list[int], measured: dict | None = None) -> dict:
         if measured and measured.get("config") == cfg.as_dict():
             got = {x["name"]: x for x in measured["nodes"]}
             for r in rows:
-                if r["node"] in got:
-                    r["measured_cycles"] = got[r["node"]]["cycles"]
-                    r["measured_wait"] = got[r["node"]]["wait"]
+                if r["name"] in got:
+                    r["measured_cycles"] = got[r["name"]]["cycles"]
+                    r["measured_wait"] = got[r["name"]]["wait"]
             entry["measured"] = {"cycles": measured["cycles"],
                                  "memory_wait_cycles": measured["memory_wait_cycles"],
                                  "sdram_bytes": measured["sdram_bytes"],
@@ -81,7 +75,7 @@ def markdown(r: dict) -> str:
                   "|---|---:|---:|---:|---:|---:|---|" + ("---:|---:|" if m else "")]
         for x in c["nodes"]:
             bound = "memory" if x["wait"] > 0.1 * x["cycles"] else "compute"
-            lines.append(f"| {x['node']} | {x['ops']} | {x['cycles']:,} | {x['compute']:,} | "
+            lines.append(f"| {x['name']} | {x['ops']} | {x['cycles']:,} | {x['compute']:,} | "
                          f"{x['wait']:,} | {x['sdram_bytes'] / 1024:,.0f} | {bound} |"
                          + (f" {x.get('measured_cycles', 0):,} | {x.get('measured_wait', 0):,} |"
                             if m else ""))

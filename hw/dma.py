@@ -7,7 +7,7 @@ of the buffer. A row band of a map is one run per channel group: the band's rows
 are consecutive words of the map (hw.layout.feature_words), the groups a plane apart.
 
 In the SDRAM a feature word of PC bytes is ``PC * 8 / DQ`` consecutive SDRAM words, lane 0 in
-the low bits of the first (``sdram_words_per_feature``): the host's image and the result are
+the low bits of the first (``hw.layout.sdram_unit_words``): the host's image and the result are
 laid out the same way, so the layouts of hw.layout hold in the SDRAM too.
 
 ``to_sdram`` chooses the direction. A load issues every read it can (the controller's read
@@ -27,19 +27,10 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig
+from .layout import DMATarget, sdram_unit_words
 from .sdram_chip import MT48LC16M16A2, SDRAMModule, cmd_layout, wdata_layout
 
-__all__ = ["FeatureDMA", "sdram_words_per_feature"]
-
-
-def sdram_words_per_feature(cfg: AcceleratorConfig, module: SDRAMModule = MT48LC16M16A2) -> int:
-    bits = cfg.pc * cfg.act_bits
-    if bits % module.dq_bits:
-        raise ValueError(f"a feature word of {cfg.pc} bytes is not a whole number of "
-                         f"{module.dq_bits}-bit SDRAM words: the SDRAM path needs PC >= "
-                         f"{module.dq_bits // cfg.act_bits} ({module.dq_bits // cfg.act_bits * 16}"
-                         " MAC units or more)")
-    return bits // module.dq_bits
+__all__ = ["FeatureDMA"]
 
 
 class FeatureDMA(wiring.Component):
@@ -50,17 +41,13 @@ class FeatureDMA(wiring.Component):
     after) and write port (``buf_wr_*``, every bank at once)."""
 
     def __init__(self, cfg: AcceleratorConfig, buffer_addr_bits: int,
-                 module: SDRAMModule = MT48LC16M16A2, unit_bytes: int | None = None):
+                 target: DMATarget = DMATarget.FEATURE, module: SDRAMModule = MT48LC16M16A2):
         self.cfg, self.module = cfg, module
-        # A unit is a feature word by default; the runner's weight and codebook loads move
-        # units of their own (hw.layout.sdram_unit_words).
-        self.unit_bytes = unit_bytes or cfg.pc
+        # A unit is a feature word by default; the runner's weight, codebook and bias loads
+        # move units of their own: hw.layout.sdram_unit_words says how many SDRAM words.
+        self.k = sdram_unit_words(cfg, target)
+        self.unit_bytes = self.k * module.dq_bits // 8
         self.unit = data.ArrayLayout(8, self.unit_bytes)
-        if (self.unit_bytes * 8) % module.dq_bits:
-            raise ValueError(f"a unit of {self.unit_bytes} bytes is not a whole number of "
-                             f"{module.dq_bits}-bit SDRAM words")
-        self.k = self.unit_bytes * 8 // module.dq_bits if unit_bytes else \
-            sdram_words_per_feature(cfg, module)
         if self.k & (self.k - 1):
             raise ValueError(f"{self.k} SDRAM words a unit: a power of two is needed")
         map_bits = module.addr_bits        # units addressable in the SDRAM, with room

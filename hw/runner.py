@@ -31,8 +31,7 @@ from .config import AcceleratorConfig, address_bits
 from .conv_engine import ConvEngine, parameter_signatures
 from .conv_layer import FeatureBuffer
 from .dma import FeatureDMA
-from .layout import (DMA_QUEUE, SUM_WORDS, DMATarget, OpKind, op_layout, pixel_layout,
-                     sdram_unit_words)
+from .layout import DMA_QUEUE, SUM_WORDS, DMATarget, OpKind, op_layout, pixel_layout
 from .pool import GlobalSumUnit, MaxPoolUnit
 from .protocol import COUNTER_BYTES, RunState
 from .sdram_chip import MT48LC16M16A2, cmd_layout, wdata_layout
@@ -276,9 +275,7 @@ class NetworkRunner(wiring.Component):
         dmas = {}
         for target, bits in ((DMATarget.FEATURE, fa), (DMATarget.WEIGHTS, cfg.weight_addr_bits),
                              (DMATarget.CODEBOOK, cb_bits), (DMATarget.BIAS, bias_bits)):
-            unit = (None if target == DMATarget.FEATURE
-                    else sdram_unit_words(cfg, target) * MT48LC16M16A2.dq_bits // 8)
-            dma = dmas[target] = FeatureDMA(cfg, bits, unit_bytes=unit)
+            dma = dmas[target] = FeatureDMA(cfg, bits, target)
             m.submodules[f"dma_{target.name.lower()}"] = dma
             d = cur.dma
             m.d.comb += [dma.to_sdram.eq(cur.store), dma.sdram_base.eq(d.sdram_base),

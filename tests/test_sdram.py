@@ -102,7 +102,7 @@ def test_feature_dma_moves_2d_regions_between_a_buffer_and_the_sdram(mac_units):
 
 def test_the_sdram_path_needs_whole_sdram_words():
     from hw.config import AcceleratorConfig
-    from hw.dma import sdram_words_per_feature
-    assert sdram_words_per_feature(AcceleratorConfig(mac_units=64)) == 2
+    from hw.layout import DMATarget, sdram_unit_words
+    assert sdram_unit_words(AcceleratorConfig(mac_units=64), DMATarget.FEATURE) == 2
     with pytest.raises(ValueError, match="needs PC >= 2"):
-        sdram_words_per_feature(AcceleratorConfig(mac_units=16))
+        sdram_unit_words(AcceleratorConfig(mac_units=16), DMATarget.FEATURE)
