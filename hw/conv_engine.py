@@ -19,7 +19,9 @@ Pipeline (one step per cycle, throughput 1 step/cycle; latency from the step's i
 output bytes being written: ``ENGINE_LATENCY`` cycles plus the drain position; every latency
 is stated in hw/timing.py):
 
-    S0  counters -> feature-map and weight addresses (memories read synchronously)
+    S0  counters -> feature-map and weight addresses (memories read synchronously; the
+        feature-map buffer answers ``FM_READ_LATENCY`` cycles later, so the weight address
+        is delayed to match)
     S1  feature-map bytes (zero outside the image) and the weight word, registered
     S1b both registered again (the weight word fans out to every codebook memory)
     S2  codebook reads (one per multiplier)
@@ -45,7 +47,7 @@ from amaranth.lib.wiring import In, Out
 from .config import AcceleratorConfig, address_bits
 from .dsp import RegisteredMultiplier
 from .layout import descriptor_layout, pixel_layout
-from .timing import REQUANT_LATENCY
+from .timing import FM_READ_LATENCY, REQUANT_LATENCY
 
 __all__ = ["ConvEngine", "Requantizer", "parameter_signatures"]
 
@@ -131,7 +133,8 @@ class ConvEngine(wiring.Component):
       ``codebook_table``, ``bias_base``, ``out_channel_base`` (a multiple of PC: where the
       output channels start, for the Fire concat), and the host-derived increments;
     - ``start`` (In, one cycle) / ``busy``, ``done`` (Out, ``done`` one cycle at the end);
-    - ``fm_rd_addr`` (Out) / ``fm_rd_data`` (In, PC bytes, valid the cycle after the address);
+    - ``fm_rd_addr`` (Out) / ``fm_rd_data`` (In, PC bytes, valid ``FM_READ_LATENCY`` cycles
+      after the address: hw/conv_layer.py FeatureBuffer);
     - ``fm_wr_addr``/``fm_wr_data``/``fm_wr_en`` (Out, per bank);
     - ``weight_wr``, ``codebook_wr``, ``bias_wr`` (``parameter_signatures``): load the
       parameter memories;
@@ -215,7 +218,14 @@ class ConvEngine(wiring.Component):
         m.d.comb += [yy.eq(y0 + ki), xx.eq(x0 + kj)]
         inside = Signal()
         m.d.comb += inside.eq((yy >= 0) & (yy < desc.in_h) & (xx >= 0) & (xx < desc.in_w))
-        m.d.comb += [self.fm_rd_addr.eq(fm_addr), w_rd.addr.eq(w_addr)]
+        # The weight memory answers the cycle after its address, the feature-map buffer
+        # FM_READ_LATENCY cycles after: the weight address waits for the difference.
+        w_addr_late = w_addr
+        for k in range(FM_READ_LATENCY - 1):
+            q = Signal.like(w_addr, name=f"w_addr_q{k}")
+            m.d.sync += q.eq(w_addr_late)
+            w_addr_late = q
+        m.d.comb += [self.fm_rd_addr.eq(fm_addr), w_rd.addr.eq(w_addr_late)]
         first = Signal()
         last_step = Signal()
         m.d.comb += [first.eq((cg == 0) & (ki == 0) & (kj == 0)),
@@ -282,14 +292,21 @@ class ConvEngine(wiring.Component):
         # Control travelling with each step.
         ctrl = data.StructLayout({"valid": 1, "inside": 1, "first": 1, "last": 1,
                                   "og": cfg.channel_bits, "out_word": cfg.fm_addr_bits})
-        s1 = Signal(ctrl)
-        m.d.sync += [s1.valid.eq(s0_valid), s1.inside.eq(inside), s1.first.eq(first),
-                     s1.last.eq(last_step), s1.og.eq(og), s1.out_word.eq(og_out + pixel)]
+        issued = Signal(ctrl)
+        m.d.sync += [issued.valid.eq(s0_valid), issued.inside.eq(inside), issued.first.eq(first),
+                     issued.last.eq(last_step), issued.og.eq(og),
+                     issued.out_word.eq(og_out + pixel)]
 
         def delayed(prev, name):
             nxt_ctrl = Signal(ctrl, name=name)
             m.d.sync += nxt_ctrl.eq(prev)
             return nxt_ctrl
+
+        # The control reaches S1 with the feature-map read's data.
+        reading = [issued]
+        for k in range(FM_READ_LATENCY - 1):
+            reading.append(delayed(reading[-1], f"s0_read{k}"))
+        s1 = reading[-1]
 
         # ---- S1: the weight word and the activations arrive; both are registered ---------------
         # (A memory's output goes straight into a register on every path: the block RAMs'
@@ -401,7 +418,8 @@ class ConvEngine(wiring.Component):
 
         # ---- done: nothing left in flight -------------------------------------------------------
         idle = Signal()
-        m.d.comb += idle.eq(~running & ~Cat(st.valid for st in (s1, s1b, s2, s3, s4, s4b, s4c, s5, s6)).any()
+        steps_in_flight = (*reading, s1b, s2, s3, s4, s4b, s4c, s5, s6)
+        m.d.comb += idle.eq(~running & ~Cat(st.valid for st in steps_in_flight).any()
                             & ~draining & ~Cat(stage_valid).any())
         # ``done`` is registered: a combinational pulse would glitch in event-driven simulators
         # while ``busy`` and ``running`` update in the same time step.

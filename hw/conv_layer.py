@@ -14,6 +14,7 @@ from amaranth.lib.wiring import In, Out
 from .config import AcceleratorConfig, address_bits
 from .conv_engine import ConvEngine, parameter_signatures
 from .layout import descriptor_layout, pixel_layout
+from .timing import FM_READ_LATENCY
 
 __all__ = ["FeatureBuffer", "ConvLayer", "host_buffer_ports", "connect_parameters"]
 
@@ -25,9 +26,10 @@ def connect_parameters(m: Module, top: wiring.Component, engine: ConvEngine) -> 
 
 
 class FeatureBuffer(wiring.Component):
-    """PC banks of ``depth`` bytes (default ``fm_depth``). Port A (engine or host): one synchronous read of the same
-    word from every bank. Port B: per-bank writes. Reads return data the cycle after the
-    address."""
+    """PC banks of ``depth`` bytes (default ``fm_depth``). Port A (engine or host): one
+    synchronous read of the same word from every bank, its data ``hw.timing.FM_READ_LATENCY``
+    cycles after the address (each bank's output registered beside it). Port B: per-bank
+    writes."""
 
     def __init__(self, cfg: AcceleratorConfig, depth: int | None = None):
         self.cfg = cfg
@@ -47,15 +49,23 @@ class FeatureBuffer(wiring.Component):
             m.submodules[f"bank{t}"] = mem
             rd = mem.read_port()
             wr = mem.write_port()
-            m.d.comb += [rd.addr.eq(self.rd_addr), self.rd_data[t].eq(rd.data),
-                         wr.addr.eq(self.wr_addr[t]), wr.data.eq(self.wr_data[t]),
-                         wr.en.eq(self.wr_en[t])]
+            m.d.comb += [rd.addr.eq(self.rd_addr), wr.addr.eq(self.wr_addr[t]),
+                         wr.data.eq(self.wr_data[t]), wr.en.eq(self.wr_en[t])]
+            # The block RAM's output pipeline: FM_READ_LATENCY - 1 registers (no reset, so no
+            # multiplexer in front of them), the first placed by the memory's outputs.
+            out = rd.data
+            for k in range(FM_READ_LATENCY - 1):
+                q = Signal.like(out, name=f"bank{t}_q{k}", reset_less=True)
+                m.d.sync += q.eq(out)
+                out = q
+            m.d.comb += self.rd_data[t].eq(out)
         return m
 
 
 def host_buffer_ports(cfg: AcceleratorConfig, addr_bits: int) -> dict:
     """The host's ports on a top level: write the input buffer one bank at a time, read the
-    output buffer every bank at once (data the cycle after the address)."""
+    output buffer every bank at once (data ``hw.timing.FM_READ_LATENCY`` cycles after the
+    address)."""
     return {"host_wr_bank": In(address_bits(cfg.pc)), "host_wr_addr": In(addr_bits),
             "host_wr_data": In(cfg.act_bits), "host_wr_en": In(1),
             "host_rd_addr": In(addr_bits),
@@ -65,8 +75,8 @@ def host_buffer_ports(cfg: AcceleratorConfig, addr_bits: int) -> dict:
 class ConvLayer(wiring.Component):
     """Host view: write input bytes (``host_wr_*``, one bank at a time), load parameters (the
     engine's write ports, same names) and the descriptor (``desc``), pulse ``start``, wait for
-    ``done``, read output words (``host_rd_addr`` -> ``host_rd_data`` next cycle, every bank at
-    once)."""
+    ``done``, read output words (``host_rd_addr`` -> ``host_rd_data`` FM_READ_LATENCY cycles
+    later, every bank at once)."""
 
     def __init__(self, cfg: AcceleratorConfig):
         self.cfg = cfg

@@ -29,6 +29,7 @@ from amaranth.lib.wiring import In, Out
 from .config import AcceleratorConfig
 from .layout import DMATarget, sdram_unit_words
 from .sdram_chip import MT48LC16M16A2, SDRAMModule, cmd_layout, wdata_layout
+from .timing import FM_READ_LATENCY
 
 __all__ = ["FeatureDMA"]
 
@@ -37,8 +38,9 @@ class FeatureDMA(wiring.Component):
     """Ports: the transfer (``start``, ``to_sdram``, ``sdram_base``, ``buffer_base``,
     ``run_words``, ``runs``, ``sdram_stride``, ``buffer_stride``; held while ``busy``), ``busy``
     and ``done``; ``sdram_cmd``/``sdram_wdata`` (Out) and ``sdram_rdata`` (In), the controller's
-    native port seen from its user; the buffer's read port (``buf_rd_addr``, data the cycle
-    after) and write port (``buf_wr_*``, every bank at once)."""
+    native port seen from its user; the buffer's read port (``buf_rd_addr``, data
+    ``hw.timing.FM_READ_LATENCY`` cycles after: a FeatureBuffer) and write port
+    (``buf_wr_*``, every bank at once)."""
 
     def __init__(self, cfg: AcceleratorConfig, buffer_addr_bits: int,
                  target: DMATarget = DMATarget.FEATURE, module: SDRAMModule = MT48LC16M16A2):
@@ -128,17 +130,19 @@ class FeatureDMA(wiring.Component):
 
         # ---- store: buffer words read ahead into a FIFO, their parts written out ------------
         _, fetch_buffer, fetch_step, fetch_last = self._walker(m, "fetch")
-        depth = 4
+        depth = 3 + FM_READ_LATENCY
         m.submodules.ahead = ahead = SyncFIFOBuffered(width=self.unit.size, depth=depth)
         fetching = Signal()
-        in_flight = Signal()
+        pending = Signal(FM_READ_LATENCY)     # reads issued 1 .. FM_READ_LATENCY cycles ago
+        in_flight = Signal(range(FM_READ_LATENCY + 1))
         fetch = Signal()
         with m.If(self.start & ~busy):
             m.d.sync += fetching.eq(self.to_sdram)
-        m.d.comb += [fetch.eq(fetching & (ahead.level + in_flight < depth)),
+        m.d.comb += [in_flight.eq(sum(pending[k] for k in range(FM_READ_LATENCY))),
+                     fetch.eq(fetching & (ahead.level + in_flight < depth)),
                      self.buf_rd_addr.eq(fetch_buffer), fetch_step.eq(fetch),
-                     ahead.w_en.eq(in_flight), ahead.w_data.eq(self.buf_rd_data)]
-        m.d.sync += in_flight.eq(fetch)
+                     ahead.w_en.eq(pending[-1]), ahead.w_data.eq(self.buf_rd_data)]
+        m.d.sync += pending.eq(Cat(fetch, pending[:-1]))
         with m.If(fetch & fetch_last):
             m.d.sync += fetching.eq(0)
         with m.If(self.to_sdram):

@@ -35,8 +35,8 @@ class FireUnit(wiring.Component):
     """Host view: ``host_wr_*`` writes the input buffer (one bank at a time); the parameter
     write ports are the engine's; ``desc_wr_*`` loads descriptor 0..2 (squeeze, expand1x1,
     expand3x3; hw.layout.descriptor_layout words); ``start``/``busy``/``done``/``cycles``;
-    ``host_rd_*`` reads the output buffer (every bank at once, data the cycle after the
-    address)."""
+    ``host_rd_*`` reads the output buffer (every bank at once, data
+    hw.timing.FM_READ_LATENCY cycles after the address)."""
 
     def __init__(self, cfg: AcceleratorConfig):
         self.cfg = cfg

@@ -35,19 +35,21 @@ from .layout import DMA_QUEUE, SUM_WORDS, DMATarget, OpKind, op_layout, pixel_la
 from .pool import GlobalSumUnit, MaxPoolUnit
 from .protocol import COUNTER_BYTES, RunState
 from .sdram_chip import MT48LC16M16A2, cmd_layout, wdata_layout
+from .timing import FM_READ_LATENCY
 
 __all__ = ["NetworkRunner", "BufferReader", "BufferWriter", "SumSerializer",
            "HOST_READ_LATENCY"]
 
-# NetworkRunner's host reads: the address registered, the memory, the data registered.
-HOST_READ_LATENCY = 3
+# NetworkRunner's host reads: the address registered, the feature-map buffer's read, the data
+# registered (the counters' reads are delayed to match).
+HOST_READ_LATENCY = FM_READ_LATENCY + 2
 
 
 class BufferReader(wiring.Component):
-    """Streams ``count`` words from ``base`` of a buffer (read port: ``rd_addr``, data the cycle
-    after) as beats of PC bytes. Reads run ahead into a 4-beat FIFO, so ``o`` carries one beat
-    per cycle while it is taken; the first beat is valid hw.timing.READER_LATENCY cycles after
-    ``start``."""
+    """Streams ``count`` words from ``base`` of a buffer (read port: ``rd_addr``, data
+    hw.timing.FM_READ_LATENCY cycles after) as beats of PC bytes. Reads run ahead into a FIFO
+    with room for every read in flight, so ``o`` carries one beat per cycle while it is taken;
+    the first beat is valid hw.timing.READER_LATENCY cycles after ``start``."""
 
     def __init__(self, cfg: AcceleratorConfig, addr_bits: int):
         self.cfg = cfg
@@ -59,21 +61,23 @@ class BufferReader(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        depth = 4
+        depth = 3 + FM_READ_LATENCY
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=pixel_layout(self.cfg).size,
                                                      depth=depth)
         addr = Signal.like(self.base)
         left = Signal.like(self.count)
-        in_flight = Signal()
+        pending = Signal(FM_READ_LATENCY)     # reads issued 1 .. FM_READ_LATENCY cycles ago
         issue = Signal()
-        m.d.comb += [issue.eq((left != 0) & (fifo.level + in_flight < depth)),
+        in_flight = Signal(range(FM_READ_LATENCY + 1))
+        m.d.comb += [in_flight.eq(sum(pending[k] for k in range(FM_READ_LATENCY))),
+                     issue.eq((left != 0) & (fifo.level + in_flight < depth)),
                      self.rd_addr.eq(addr)]
-        m.d.sync += in_flight.eq(issue)
+        m.d.sync += pending.eq(Cat(issue, pending[:-1]))
         with m.If(self.start):
             m.d.sync += [addr.eq(self.base), left.eq(self.count)]
         with m.Elif(issue):
             m.d.sync += [addr.eq(addr + 1), left.eq(left - 1)]
-        m.d.comb += [fifo.w_en.eq(in_flight), fifo.w_data.eq(self.rd_data),
+        m.d.comb += [fifo.w_en.eq(pending[-1]), fifo.w_data.eq(self.rd_data),
                      self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
                      fifo.r_en.eq(self.o.ready)]
         return m
@@ -228,11 +232,17 @@ class NetworkRunner(wiring.Component):
                      ]
         # The host's reads leave through registers: a block RAM's output crossing the chip
         # to the executor's reply register is too long a path for one cycle.
-        m.d.sync += self.counter_rd_data.eq(Mux(read_waits, wait_rd.data, cnt_rd.data))
+        counter_word = Signal.like(self.counter_rd_data)
+        m.d.comb += counter_word.eq(Mux(read_waits, wait_rd.data, cnt_rd.data))
+        for k in range(FM_READ_LATENCY - 1):   # as late as a feature-map word
+            q = Signal.like(counter_word, name=f"counter_rd_q{k}")
+            m.d.sync += q.eq(counter_word)
+            counter_word = q
+        m.d.sync += self.counter_rd_data.eq(counter_word)
         # The feature-map memories A and B and the squeeze buffer, behind FeatureBuffer's ports
-        # (one read of every bank at one address, data the next cycle; per-bank writes). A
-        # pass reads one and writes the other, so a LOAD (into A) and a STORE (out of B) use
-        # the ports the pass leaves free.
+        # (one read of every bank at one address, data FM_READ_LATENCY cycles on; per-bank
+        # writes). A pass reads one and writes the other, so a LOAD (into A) and a STORE (out
+        # of B) use the ports the pass leaves free.
         m.submodules.fm_a = fm_a = FeatureBuffer(cfg)
         m.submodules.fm_b = fm_b = FeatureBuffer(cfg, depth=cfg.fm_b_depth)
         m.submodules.squeeze = sq = FeatureBuffer(cfg, depth=cfg.squeeze_depth)
@@ -378,8 +388,11 @@ class NetworkRunner(wiring.Component):
                 m.d.comb += [mem.wr_data.eq(host["fm_host_wr_data"]),
                              mem.wr_en.eq(Mux(host["fm_host_wr_en"] & host_here, (1 << pc) - 1, 0))]
                 m.d.comb += [mem.wr_addr[t].eq(host["fm_host_addr"][:fa]) for t in range(pc)]
-        host_b = Signal()                  # the host's read data: the memory it addressed
-        m.d.sync += host_b.eq(host["fm_host_addr"][fa])
+        host_b = host["fm_host_addr"][fa]  # the host's read data: the memory it addressed
+        for k in range(FM_READ_LATENCY):
+            q = Signal(name=f"host_b_q{k}")
+            m.d.sync += q.eq(host_b)
+            host_b = q
         m.d.sync += self.fm_host_rd_data.eq(Mux(host_b, fm_b.rd_data, fm_a.rd_data))
         pass_in = Signal(pixel_layout(cfg))
         m.d.comb += [pass_in.eq(Mux(op.swap, fm_b.rd_data, fm_a.rd_data)),
@@ -425,7 +438,10 @@ class NetworkRunner(wiring.Component):
                 with m.Else():
                     with m.Switch(op.kind):
                         with m.Case(OpKind.CONV):
-                            m.d.comb += [eng.start.eq(1), conv_running.eq(1)]
+                            # (the memories' ports follow the engine from the next cycle,
+                            # its first read: their multiplexers see the FSM's state, not
+                            # the queue's count through ``ready``)
+                            m.d.comb += eng.start.eq(1)
                             m.next = "UNIT"
                         with m.Case(OpKind.MAXPOOL, OpKind.GLOBAL_SUM):
                             m.d.comb += [reader.start.eq(1), writer.start.eq(1)]

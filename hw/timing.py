@@ -13,8 +13,8 @@ from __future__ import annotations
 from .config import AcceleratorConfig
 from .layout import SUM_WORDS, LayerDescriptor, OpKind, describe, groups
 
-__all__ = ["MULTIPLIER_LATENCY", "REQUANT_LATENCY", "ENGINE_STEP_STAGES", "ENGINE_LATENCY",
-           "FIRE_PASS_OVERHEAD", "POOL_LATENCY", "SUM_LATENCY", "ADD_LATENCY",
+__all__ = ["FM_READ_LATENCY", "MULTIPLIER_LATENCY", "REQUANT_LATENCY", "ENGINE_STEP_STAGES",
+           "ENGINE_LATENCY",           "FIRE_PASS_OVERHEAD", "POOL_LATENCY", "SUM_LATENCY", "ADD_LATENCY",
            "READER_LATENCY", "WRITER_LATENCY", "SDRAM_PHY_LATENCY", "OP_OVERHEAD", "END_CYCLES",
            "DMA_QUEUE_LATENCY", "LOAD_LATENCY", "STORE_LATENCY", "sequence_cycles",
            "engine_cycles", "ideal_cycles", "fire_cycles", "op_cycles", "transfer_cycles",
@@ -22,6 +22,10 @@ __all__ = ["MULTIPLIER_LATENCY", "REQUANT_LATENCY", "ENGINE_STEP_STAGES", "ENGIN
 
 # ---- what each block states ---------------------------------------------------------------------
 
+# hw/conv_layer.py FeatureBuffer: the address into the block RAMs, their output registered
+# beside them (a block RAM's clock-to-output is 6 ns of a 13.3 ns cycle, and a 16K-word
+# memory spans the chip: the route from it to the unit that reads it needs a cycle of its own).
+FM_READ_LATENCY = 2
 # hw/dsp.py RegisteredMultiplier: operands registered, then the product (the MULT18X18D's input
 # and output registers).
 MULTIPLIER_LATENCY = 2
@@ -29,9 +33,9 @@ MULTIPLIER_LATENCY = 2
 # R1b both registered again, R2 their sum, R3a the rounding constant added, R3b the shift, R4
 # clamp.
 REQUANT_LATENCY = MULTIPLIER_LATENCY + 5
-# hw/conv_engine.py, a step from its issue (S0) to its sum in the accumulator: S1, S1b, S2, S3,
-# the multiplier (S4, S4b), S4c, S5, S6.
-ENGINE_STEP_STAGES = 7 + MULTIPLIER_LATENCY
+# hw/conv_engine.py, a step from its issue (S0) to its sum in the accumulator: the feature-map
+# read (S1 when it arrives), S1b, S2, S3, the multiplier (S4, S4b), S4c, S5, S6.
+ENGINE_STEP_STAGES = FM_READ_LATENCY + 6 + MULTIPLIER_LATENCY
 # hw/conv_engine.py: cycles counted after the issue of a layer's last step beyond the drain's
 # PO/PC cycles: the step stages, requantisation, the cycle that sees the pipeline empty and the
 # one in which ``busy`` drops (``done`` is high in the cycle after).
@@ -45,7 +49,7 @@ SUM_LATENCY = 1
 ADD_LATENCY = 2
 # hw/runner.py BufferReader: from ``start`` to its first beat being valid (base registered,
 # the memory read, the read-ahead FIFO's two registers).
-READER_LATENCY = 4
+READER_LATENCY = 3 + FM_READ_LATENCY
 # hw/runner.py BufferWriter: ``done`` rises the cycle after the last write.
 WRITER_LATENCY = 1
 # hw/sdram.py: the controller's outputs pass one register on the way to the pins and the read
@@ -108,7 +112,7 @@ DMA_QUEUE_LATENCY = 2
 # no longer counts as outstanding (the unit's start, the controller's queue, ACTIVE, the CAS
 # latency and the PHY's registers for a load, the last write, ``done``).
 LOAD_LATENCY = 11
-STORE_LATENCY = 6
+STORE_LATENCY = 5 + FM_READ_LATENCY
 
 
 def _transfer_words(cfg: AcceleratorConfig, target, dma: dict) -> int:

@@ -70,18 +70,21 @@ class HostTB:
         return cycles
 
     async def monitor(self, shape) -> np.ndarray:
-        """Read the output buffer back: the data of address a appears one edge later."""
+        """Read the output buffer back: the data of an address appears FM_READ_LATENCY edges
+        after it is taken."""
+        from hw.timing import FM_READ_LATENCY
         d, cfg = self.dut, self.cfg
         c, h, w = shape
         n = groups(c, cfg.pc) * h * w
         words = np.zeros((n, cfg.pc), np.uint8)
-        for a in range(n + 1):
+        for a in range(n + FM_READ_LATENCY):
             d.host_rd_addr.value = min(a, n - 1)
             await RisingEdge(d.clk)
-            if a:
+            if a >= FM_READ_LATENCY:           # (values as the edge before left them)
+                b = a - FM_READ_LATENCY
                 value = d.host_rd_data.value
-                assert value.is_resolvable, f"output word {a - 1} is undefined: {value}"
-                words[a - 1] = unpack_lanes(int(value), 8, cfg.pc)
+                assert value.is_resolvable, f"output word {b} is undefined: {value}"
+                words[b] = unpack_lanes(int(value), 8, cfg.pc)
         return feature_map(words, shape, cfg)
 
 

@@ -7,6 +7,7 @@ from amaranth.sim import Simulator
 
 from hw.conv_layer import ConvLayer
 from hw.layout import feature_map, groups
+from hw.timing import FM_READ_LATENCY
 from sim.loads import layer_load
 
 
@@ -30,7 +31,7 @@ async def read_output(ctx, dut, cfg, shape):
     words = np.zeros((groups(c, cfg.pc) * h * w, cfg.pc), np.uint8)
     for addr in range(len(words)):
         ctx.set(dut.host_rd_addr, addr)
-        await ctx.tick()
+        await ctx.tick().repeat(FM_READ_LATENCY)
         row = ctx.get(dut.host_rd_data)
         words[addr] = [row[t] for t in range(cfg.pc)]
     return feature_map(words, shape, cfg)

@@ -24,7 +24,7 @@ from hw.device import WeightDecoder
 from hw.layout import pack_entries, sum_words, weight_entries
 from hw.link import FrameReceiver, FrameTransmitter
 from hw.runner import BufferReader, BufferWriter, SumSerializer
-from hw.timing import READER_LATENCY, REQUANT_LATENCY, WRITER_LATENCY
+from hw.timing import FM_READ_LATENCY, READER_LATENCY, REQUANT_LATENCY, WRITER_LATENCY
 
 CFG = AcceleratorConfig(mac_units=64)
 
@@ -179,14 +179,14 @@ def test_buffer_reader_streams_its_words_with_the_stated_latency_under_backpress
         ctx.set(dut.count, 20)
         ctx.set(dut.start, 1)
         ctx.set(dut.o.ready, 1)
-        cycle, addr = 0, None
+        cycle, addrs = 0, [None] * FM_READ_LATENCY
         while len(got) < 20:
             await ctx.tick()
             ctx.set(dut.start, 0)
             cycle += 1
-            if addr is not None:               # the buffer's read data, the cycle after
-                ctx.set(dut.rd_data, memory_words[addr])
-            addr = ctx.get(dut.rd_addr) % 64
+            if addrs[0] is not None:           # the buffer's read data, FM_READ_LATENCY later
+                ctx.set(dut.rd_data, memory_words[addrs[0]])
+            addrs = addrs[1:] + [ctx.get(dut.rd_addr) % 64]
             ready = not first or rng.random() > 0.3
             ctx.set(dut.o.ready, ready)
             if ctx.get(dut.o.valid):

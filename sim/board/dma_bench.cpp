@@ -49,7 +49,7 @@ struct Bench {
 };
 
 int main(int argc, char** argv) {
-    long seed = 1, transfers = 20, pc = 4;
+    long seed = 1, transfers = 20, pc = 4, read_latency = 1;
     for (int i = 1; i < argc; ++i) {
         long v;
         const char* a = argv[i];
@@ -65,6 +65,7 @@ int main(int argc, char** argv) {
         if (arg("--seed", &v)) seed = v;
         else if (arg("--transfers", &v)) transfers = v;
         else if (arg("--pc", &v)) pc = v;
+        else if (arg("--read-latency", &v)) read_latency = v;
         else {
             fprintf(stderr, "dma_bench: unknown argument %s\n", a);
             return 2;
@@ -95,7 +96,8 @@ int main(int argc, char** argv) {
     };
     auto host_read = [&](long addr, std::vector<uint8_t>* w) {
         top->host_addr = addr;
-        if (!b.step()) return false;             // the address is taken at this edge
+        for (int k = 0; k < read_latency; ++k)   // the address is taken at the first edge,
+            if (!b.step()) return false;         // its data out after the last
         top->clk = 0;
         top->eval();
         uint64_t v = top->host_rd_data;

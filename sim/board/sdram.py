@@ -69,7 +69,9 @@ def run_dma(cfg, timings: SDRAMTimings, seed: int = 1, transfers: int = 20,
     """hw.dma.FeatureDMA between a buffer and the controller, against the chip model: random
     2-D stores and loads, every word checked (sim/board/dma_bench.cpp)."""
     exe = build_dma_bench(cfg, timings)
+    from hw.timing import FM_READ_LATENCY
     proc = subprocess.run([str(exe), *timings.harness_args(), f"--pc={cfg.pc}",
+                           f"--read-latency={FM_READ_LATENCY}",
                            f"--seed={seed}", f"--transfers={transfers}"],
                           capture_output=True, text=True, timeout=timeout)
     lines = proc.stdout.strip().splitlines()
