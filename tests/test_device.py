@@ -374,6 +374,29 @@ def test_authors_squeezenet_on_the_simulated_board_is_bit_exact(board):
     driver.transport.close()
 
 
+def test_squeezenet_v1_1_with_sparse_random_weights_on_the_simulated_board_is_bit_exact(board):
+    """SqueezeNet v1.1 at full size (224x224, 3x3 conv1 with 64 channels, pooling after conv1,
+    fire3 and fire5), seeded random weights pruned to half, on the RTL with its maps in the
+    SDRAM model: every logit equal to golden, every op's cycles as ``_check_cycles`` says."""
+    from golden.compress import prune
+    from golden.model import Model
+    from golden.network import squeezenet_v1_1
+    net = squeezenet_v1_1()
+    rng = np.random.default_rng(11)
+    weights = {c.name: (rng.normal(0, np.sqrt(2 / c.fan_in), c.weight_shape).astype(np.float32),
+                        rng.normal(0, 0.05, c.out_channels).astype(np.float32))
+               for c in net.convs()}
+    model = prune(Model.from_float(net, weights), 0.5)
+    shape = (net.input.channels, net.input.height, net.input.width)
+    calib = [rng.normal(0, 40, shape).astype(np.float32) for _ in range(2)]
+    q = quantize(model, calib, 8)
+    prog = compile_network(q, CFG)
+    driver = _sim_driver(board)
+    _runs_bit_exact_with_the_cycle_model(
+        driver, q, prog, [rng.integers(0, 256, shape, dtype=np.uint8)])
+    driver.transport.close()
+
+
 # ---- the golden device against the RTL, reply for reply ---------------------------------------------
 
 class _Recorder:
