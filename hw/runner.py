@@ -349,12 +349,26 @@ class NetworkRunner(wiring.Component):
 
         # ---- feature-map and squeeze-buffer ports ---------------------------------------------
         conv_running = Signal()
+        # Every write reaches its memory through a register: the choice of writer (the FSM's
+        # state, the op, the DMA queue's head) and the spread of a 16K-word memory's block RAMs
+        # across the chip were too long a path for one cycle. A write lands a cycle later;
+        # nothing reads a word that soon after it is written (the next op starts
+        # OP_OVERHEAD cycles after a unit's ``done``, a STORE DMA_QUEUE_LATENCY after).
+        def write_stage(mem, name):
+            staged = Signal(mem.signature.members["wr_addr"].shape, name=f"{name}_wr_addr")
+            data_ = Signal(pixel_layout(cfg), name=f"{name}_wr_data")
+            en = Signal(pc, name=f"{name}_wr_en")
+            m.d.sync += [mem.wr_data.eq(data_), mem.wr_en.eq(en)]
+            m.d.sync += [mem.wr_addr[t].eq(staged[t]) for t in range(pc)]
+            return staged, data_, en
+
+        sq_addr, sq_data, sq_en = write_stage(sq, "squeeze")
         # The squeeze buffer takes the address bits it has, bank by bank.
-        m.d.comb += [sq.wr_addr[t].eq(eng.fm_wr_addr[t]) for t in range(pc)]
-        m.d.comb += [sq.rd_addr.eq(eng.fm_rd_addr), sq.wr_data.eq(eng.fm_wr_data),
-                     sq.wr_en.eq(Mux(conv_running & op.dst_squeeze, eng.fm_wr_en, 0))]
+        m.d.comb += [sq_addr[t].eq(eng.fm_wr_addr[t]) for t in range(pc)]
+        m.d.comb += [sq.rd_addr.eq(eng.fm_rd_addr), sq_data.eq(eng.fm_wr_data),
+                     sq_en.eq(Mux(conv_running & op.dst_squeeze, eng.fm_wr_en, 0))]
         # The memory a pass reads (A, or B with swap) and the one it writes.
-        for i, (mem, other) in enumerate(((fm_a, fm_b), (fm_b, fm_a))):
+        for i, mem in enumerate((fm_a, fm_b)):
             reads = Signal(name=f"pass_reads_{'ab'[i]}")
             writes = Signal(name=f"pass_writes_{'ab'[i]}")
             m.d.comb += [reads.eq(op.swap == i), writes.eq(op.swap != i)]
@@ -370,24 +384,25 @@ class NetworkRunner(wiring.Component):
             with m.Else():
                 m.d.comb += mem.rd_addr.eq(host["fm_host_addr"][:fa])
             # write port
+            w_addr, w_data, w_en = write_stage(mem, f"fm_{'ab'[i]}")
             if mem is fm_a:
                 with m.If(loading[DMATarget.FEATURE]):
-                    m.d.comb += [mem.wr_data.eq(f_dma.buf_wr_data),
-                                 mem.wr_en.eq(Mux(f_dma.buf_wr_en, (1 << pc) - 1, 0))]
-                    m.d.comb += [mem.wr_addr[t].eq(f_dma.buf_wr_addr) for t in range(pc)]
+                    m.d.comb += [w_data.eq(f_dma.buf_wr_data),
+                                 w_en.eq(Mux(f_dma.buf_wr_en, (1 << pc) - 1, 0))]
+                    m.d.comb += [w_addr[t].eq(f_dma.buf_wr_addr) for t in range(pc)]
             with (m.Elif if mem is fm_a else m.If)(conv_running & writes):
                 # (bank by bank: B may take fewer address bits than the engine's)
-                m.d.comb += [mem.wr_addr[t].eq(eng.fm_wr_addr[t]) for t in range(pc)]
-                m.d.comb += [mem.wr_data.eq(eng.fm_wr_data),
-                             mem.wr_en.eq(Mux(op.dst_squeeze, 0, eng.fm_wr_en))]
+                m.d.comb += [w_addr[t].eq(eng.fm_wr_addr[t]) for t in range(pc)]
+                m.d.comb += [w_data.eq(eng.fm_wr_data),
+                             w_en.eq(Mux(op.dst_squeeze, 0, eng.fm_wr_en))]
             with m.Elif(pooling & writes):
-                m.d.comb += [mem.wr_data.eq(writer.wr_data),
-                             mem.wr_en.eq(Mux(writer.wr_en, (1 << pc) - 1, 0))]
-                m.d.comb += [mem.wr_addr[t].eq(writer.wr_addr) for t in range(pc)]
+                m.d.comb += [w_data.eq(writer.wr_data),
+                             w_en.eq(Mux(writer.wr_en, (1 << pc) - 1, 0))]
+                m.d.comb += [w_addr[t].eq(writer.wr_addr) for t in range(pc)]
             with m.Else():
-                m.d.comb += [mem.wr_data.eq(host["fm_host_wr_data"]),
-                             mem.wr_en.eq(Mux(host["fm_host_wr_en"] & host_here, (1 << pc) - 1, 0))]
-                m.d.comb += [mem.wr_addr[t].eq(host["fm_host_addr"][:fa]) for t in range(pc)]
+                m.d.comb += [w_data.eq(host["fm_host_wr_data"]),
+                             w_en.eq(Mux(host["fm_host_wr_en"] & host_here, (1 << pc) - 1, 0))]
+                m.d.comb += [w_addr[t].eq(host["fm_host_addr"][:fa]) for t in range(pc)]
         host_b = host["fm_host_addr"][fa]  # the host's read data: the memory it addressed
         for k in range(FM_READ_LATENCY):
             q = Signal(name=f"host_b_q{k}")
@@ -396,7 +411,6 @@ class NetworkRunner(wiring.Component):
         m.d.sync += self.fm_host_rd_data.eq(Mux(host_b, fm_b.rd_data, fm_a.rd_data))
         pass_in = Signal(pixel_layout(cfg))
         m.d.comb += [pass_in.eq(Mux(op.swap, fm_b.rd_data, fm_a.rd_data)),
-                     
                      reader.rd_data.eq(pass_in), f_dma.buf_rd_data.eq(fm_b.rd_data),
                      eng.fm_rd_data.eq(Mux(op.src_squeeze, sq.rd_data, pass_in))]
 
