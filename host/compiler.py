@@ -104,8 +104,10 @@ def compile_network(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
         c, h, w = shapes[srcs[0]]
         first = len(ops)
         if isinstance(node, Bypass):
-            raise UnsupportedNetworkError(f"{node.name}: the bypass add is not a device op yet; "
-                                          "run bypass variants with --device golden")
+            raise UnsupportedNetworkError(
+                f"{node.name}: the all-on-chip configuration has no bypass add (its Fire output "
+                "and input sit in different memories); compile for a configuration with the "
+                "maps in the SDRAM (hw.config.board_config), or run it with --device golden")
         out = allocate(node.name, srcs[0])
         in_base = place[srcs[0]]
         if isinstance(node, Conv):
@@ -139,7 +141,7 @@ def compile_network(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
             desc = LayerDescriptor(c, c, h, w, 1, 1, 1, 1, 0, 0, 0)
             ops.append(Op(node.name, OpKind.GLOBAL_SUM, {
                 "in_base": in_base, "out_base": out, "in_words": words_of[srcs[0]],
-                "out_words": words_of[node.name], "frame_pixels": h * w,
+                "out_words": words_of[node.name], "unit": {"frame_pixels": h * w},
                 "conv": desc.fields(cfg)}, desc))
         else:
             raise UnsupportedNetworkError(f"{node.name}: {type(node).__name__} has no device op")

@@ -19,7 +19,7 @@ import numpy as np
 
 from golden import kernels
 from golden.network import ConvSpec
-from golden.quantize import QConv
+from golden.quantize import QAdd, QConv
 from hw import protocol as proto
 from hw.config import AcceleratorConfig
 from hw.layout import (DMA_QUEUE, DMATarget, LayerDescriptor, OpKind, bytes_of_sdram, codebook_of_sdram,
@@ -251,8 +251,16 @@ class GoldenDevice:
         cfg = self.cfg
         if op["kind"] in (OpKind.LOAD, OpKind.STORE):
             return self._transfer(op["kind"], op["dma"])
-        desc = LayerDescriptor.of_fields(op["conv"], cfg)[0]
         src_fm, dst_fm = (self.fm_b, self.fm_a) if op["swap"] else (self.fm_a, self.fm_b)
+        if op["kind"] == OpKind.ADD:
+            n = op["in_words"]
+            a = src_fm[_span(op["in_base"], n, len(src_fm))]
+            b = src_fm[_span(op["in_base"] + n, n, len(src_fm))]
+            qa = QAdd(op["conv"]["mult"], op["unit"]["mult_b"], op["conv"]["shift"])
+            dst_fm[_span(op["out_base"], op["out_words"], len(dst_fm))] = \
+                kernels.bypass_add(a, b, qa)[:op["out_words"]]
+            return op_cycles(OpKind.ADD, cfg, None, n, op["out_words"]) - OP_OVERHEAD
+        desc = LayerDescriptor.of_fields(op["conv"], cfg)[0]
         if op["kind"] == OpKind.CONV:
             src = self.squeeze if op["src_squeeze"] else src_fm
             dst = self.squeeze if op["dst_squeeze"] else dst_fm

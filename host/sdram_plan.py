@@ -45,6 +45,11 @@ from .program import DeviceProgram, Op, UnsupportedNetworkError
 __all__ = ["compile_sdram"]
 
 
+def _regions(region) -> list:
+    """A region, or a list of them (a transfer that fills or drains a whole memory)."""
+    return list(region) if isinstance(region, list) else [region]
+
+
 class _Planner:
     def __init__(self, q: QuantizedModel, cfg: AcceleratorConfig):
         self.q, self.cfg = q, cfg
@@ -139,7 +144,8 @@ class _Planner:
             fields = {**fields, "then_store": 1, "dma": store[0]}
         self.ops.append(Op(f"{name}#{n}" if n else name, kind, fields, desc))
         if store is not None:
-            self.stored[store[1]] = self.transfers
+            for region in _regions(store[1]):
+                self.stored[region] = self.transfers
             self.transfers += 1
 
     def transfer(self, name: str, kind: OpKind, target: DMATarget, sdram: int, buffer: int,
@@ -149,7 +155,8 @@ class _Planner:
         on-chip region it fills (LOAD) or drains (STORE)."""
         dma = self.dma(target, sdram, buffer, run_words, runs, sdram_stride, buffer_stride)
         self.op(name, kind, {"dma": dma}, None)
-        (self.loaded if kind == OpKind.LOAD else self.stored)[region] = self.transfers
+        for r in _regions(region):
+            (self.loaded if kind == OpKind.LOAD else self.stored)[r] = self.transfers
         self.transfers += 1
 
     def load_parameters(self, name: str, conv: str, first: int, count: int, slot: dict) -> dict:
@@ -352,7 +359,7 @@ class _Planner:
 # for them: fewer rows make more bands (and more halo rows read again), fewer output groups a
 # chunk make more passes. compile_sdram tries each and keeps the program that waits least
 # among those that fit the program memory.
-BAND_ROWS = (4, 6, 8, 12, 16)
+BAND_ROWS = (3, 4, 5, 6, 8, 12, 16)
 
 
 def _chunk_og(cfg: AcceleratorConfig, out_tile: int, out_h: int, out_w: int,
@@ -451,25 +458,61 @@ def _whole_squeeze_fire(plan: _Planner, node: Fire, src: str, shapes: dict, slot
             expand(b, r0, rows, cv, first, then=order[j + 1] if last else None)
 
 
+def _bypass_add(plan: _Planner, node: Bypass, srcs: list[str], shapes: dict) -> None:
+    """The simple bypass: the Fire output and the Fire input, word for word (the add is per
+    channel and pixel, and both maps lie in the SDRAM as the same words). A chunk is one LOAD
+    of two runs, the same words of both maps, into A (the map at the lower SDRAM address first,
+    the other right after it: hw.layout.op_layout's ADD, whose sum is symmetric), one ADD into
+    B and its STORE. A chunk takes all of A and B, so chunks are few (every op counts against
+    the program memory); their transfers do not overlap the add, which is short beside them."""
+    cfg, name = plan.cfg, node.name
+    c, h, w = shapes[srcs[0]]
+    words = groups(c, cfg.pc) * h * w
+    plan.map_of(name, shapes[name])
+    per = min(cfg.fm_depth // 2, cfg.fm_b_depth)
+    qa = plan.q.adds[name]
+    k = plan.k[DMATarget.FEATURE]
+    (lo, m_lo), (hi, m_hi) = sorted(((plan.maps[srcs[0]][0], qa.mult_a),
+                                     (plan.maps[srcs[1]][0], qa.mult_b)))
+    out_map, _ = plan.maps[name]
+    whole_a, whole_b = [("A", 0), ("A", 1)], [("B", 0), ("B", 1)]
+    for j, o in enumerate(range(0, words, per)):
+        n = min(per, words - o)
+        plan.transfer(f"{name}[{j}]/load", OpKind.LOAD, DMATarget.FEATURE, lo + o * k, 0, n,
+                      2, (hi - lo) // k, n, region=whole_a)
+        store = (plan.dma(DMATarget.FEATURE, out_map + o * k, 0, n), whole_b)
+        plan.op(f"{name}[{j}]", OpKind.ADD, {
+            "in_base": 0, "out_base": 0, "in_words": n, "out_words": n,
+            "unit": {"mult_b": m_hi}, "conv": {"mult": m_lo, "shift": qa.shift}}, None,
+            reads=whole_a, writes=whole_b, store=store)
+
+
 def compile_sdram(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
     """The program for ``cfg``: of the plans for each of BAND_ROWS, the one whose cycle model
-    waits least for memory among those that fit the program memory."""
-    best, error = None, None
+    waits least for memory among those that fit the program memory; if none fits, the plan
+    that gives every node the band height with which it needs the fewest ops."""
+    plans, error = {}, None
     for band_rows in BAND_ROWS:
         try:
-            prog = _compile(q, cfg, band_rows)
+            plans[band_rows] = _compile(q, cfg, band_rows, fit=False)
         except UnsupportedNetworkError as e:
             error = error or e
-            continue
-        waits = sum(prog.timeline()[1].values())
-        if best is None or waits < best[0]:
-            best = (waits, prog)
-    if best is None:
+    if not plans:
         raise error
-    return best[1]
+    fitting = [p for p in plans.values() if len(p.ops) + 1 <= cfg.program_depth]
+    if fitting:
+        return min(fitting, key=lambda p: sum(p.timeline()[1].values()))
+    nodes = next(iter(plans.values())).node_ops
+    fewest = {node: min(plans, key=lambda r: (len(plans[r].node_ops[node]), r))
+              for node in nodes}
+    return _compile(q, cfg, fewest)
 
 
-def _compile(q: QuantizedModel, cfg: AcceleratorConfig, band_rows: int) -> DeviceProgram:
+def _compile(q: QuantizedModel, cfg: AcceleratorConfig, band_rows: int | dict[str, int],
+             fit: bool = True) -> DeviceProgram:
+    """One plan: every Conv and Fire node's bands aim for ``band_rows`` output rows (or the
+    node's own entry); ``fit=False`` returns a plan even if it overflows the program memory."""
+    rows_of = band_rows.get if isinstance(band_rows, dict) else (lambda _: band_rows)
     net = q.network
     shapes = net.shapes()
     pc, po = cfg.pc, cfg.po
@@ -504,7 +547,7 @@ def _compile(q: QuantizedModel, cfg: AcceleratorConfig, band_rows: int) -> Devic
             plan.map_of(name, shapes[name])
             full = describe(spec, h, w)
             slots = plan.slots([spec.name],
-                               {spec.name: _chunk_og(cfg, out_tile, oh, ow, band_rows)})
+                               {spec.name: _chunk_og(cfg, out_tile, oh, ow, rows_of(name))})
             chunk_groups = max(s["count"] for s in slots.values()) * po // pc
 
             def fits(r, spec=spec, chunk_groups=chunk_groups, ow=ow):
@@ -532,11 +575,11 @@ def _compile(q: QuantizedModel, cfg: AcceleratorConfig, band_rows: int) -> Devic
             # The input tile limits a band's rows (a squeeze band's, or a band with its halo);
             # the chunk takes what then fits.
             if whole_sq:
-                rows = band_rows
+                rows = rows_of(name)
             else:
                 rows = max([r for r in range(1, h + 1) if min(h, r + 2) * w * cg <= tile
                             and sq_groups * min(h, r + 2) * w <= cfg.squeeze_depth] or [1])
-            limit = _chunk_og(cfg, out_tile, min(h, rows), w, band_rows)
+            limit = _chunk_og(cfg, out_tile, min(h, rows), w, rows_of(name))
             slots = plan.slots([sq.name, e1.name, e3.name], {e1.name: limit, e3.name: limit})
             chunk_groups = max(s["count"] for (cv, _), s in slots.items()
                                if cv != sq.name) * po // pc
@@ -626,12 +669,15 @@ def _compile(q: QuantizedModel, cfg: AcceleratorConfig, band_rows: int) -> Devic
             for j, (g0, n) in enumerate(chunks):
                 desc = LayerDescriptor(n * pc, n * pc, h, w, 1, 1, 1, 1, 0, 0, 0)
                 plan.unit_op(f"{name}[{j}]", OpKind.GLOBAL_SUM, j % 2, {
-                    "in_words": n * h * w, "out_words": n * SUM_WORDS, "frame_pixels": h * w,
+                    "in_words": n * h * w, "out_words": n * SUM_WORDS, "unit": {"frame_pixels": h * w},
                     "conv": desc.fields(cfg)}, desc, name, g0, n, 0, 0,
                     before=(lambda j=j: load_groups(j + 1)) if j + 1 < len(chunks) else None)
         elif isinstance(node, Bypass):
-            raise UnsupportedNetworkError(f"{name}: the bypass add is not a device op yet; "
-                                          "run bypass variants with --device golden")
+            if node.complex:
+                raise UnsupportedNetworkError(
+                    f"{name}: the complex bypass (a 1x1 convolution without ReLU into the add) "
+                    "is not a device op yet; run it with --device golden")
+            _bypass_add(plan, node, net.node_inputs(i), shapes)
         else:
             raise UnsupportedNetworkError(f"{name}: {type(node).__name__} has no device op")
         node_ops[name] = list(range(first_op, len(plan.ops)))
@@ -640,7 +686,7 @@ def _compile(q: QuantizedModel, cfg: AcceleratorConfig, band_rows: int) -> Devic
         raise UnsupportedNetworkError("the device reads its result from a global average pool; "
                                       f"{net.output_node} is a {type(net.nodes[-1]).__name__}")
     ops = plan.ops
-    if len(ops) + 1 > cfg.program_depth:
+    if fit and len(ops) + 1 > cfg.program_depth:
         raise UnsupportedNetworkError(f"the network needs {len(ops) + 1} program ops; the device "
                                       f"has {cfg.program_depth} (hw.config: program_depth)")
     try:

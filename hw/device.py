@@ -63,28 +63,31 @@ class WeightDecoder(wiring.Component):
         lane_bits = address_bits(cfg.lanes)
         reservoir = Signal(GAP_BITS + cfg.index_bits + 8)
         fill = Signal(range(GAP_BITS + cfg.index_bits + 9))
-        position = Signal(32)
+        # Positions wrap where the weight memory's addresses do: no wider carry chain.
+        position = Signal(cfg.weight_addr_bits + lane_bits)
         left = Signal(16)
-        width = Signal(range(GAP_BITS + 16))
+        width = Signal(range(GAP_BITS + 16))     # an entry's bits, fixed at ``start``
         index_bits = Signal(4)
-        m.d.comb += [width.eq(GAP_BITS + index_bits), self.left.eq(left)]
+        m.d.comb += self.left.eq(left)
         entry = Signal()
         m.d.comb += [entry.eq((fill >= width) & (left != 0)), self.busy.eq(entry),
                      self.i.ready.eq(~entry)]
         with m.If(self.start):
             m.d.sync += [position.eq(self.position), left.eq(self.count), fill.eq(0),
-                         reservoir.eq(0), index_bits.eq(self.index_bits)]
+                         reservoir.eq(0), index_bits.eq(self.index_bits),
+                         width.eq(GAP_BITS + self.index_bits)]
         with m.Elif(entry):
             gap = reservoir[:GAP_BITS]
             index = Signal(cfg.index_bits)
             m.d.comb += index.eq((reservoir >> GAP_BITS)
                                  & ((Const(1, cfg.index_bits + 1) << index_bits) - 1))
-            at = Signal(32)
+            at = Signal.like(position)
             m.d.comb += at.eq(position + gap)
             m.d.comb += [self.wr_addr.eq(at >> lane_bits),
                          self.wr_data.eq(index.replicate(cfg.lanes)),
                          self.wr_lanes.eq(Const(1, cfg.lanes) << at[:lane_bits])]
-            m.d.sync += [position.eq(at + 1), reservoir.eq(reservoir >> width),
+            # (the next position beside ``at``, not after it: one adder deep)
+            m.d.sync += [position.eq(position + (gap + 1)), reservoir.eq(reservoir >> width),
                          fill.eq(fill - width), left.eq(left - 1)]
         with m.Elif(self.i.valid & (left != 0)):
             m.d.sync += [reservoir.eq(reservoir | (self.i.payload << fill)), fill.eq(fill + 8)]

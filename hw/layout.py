@@ -62,15 +62,19 @@ class FieldRangeError(ValueError):
 
 
 def pack_struct(layout: data.StructLayout, values: dict, where: str = "value") -> int:
-    """``values`` (nested dicts for nested layouts; missing fields are 0) as the integer the
-    hardware reads. A value outside its field's range is a FieldRangeError, never truncated."""
+    """``values`` (nested dicts for nested layouts; missing fields are 0; of a union's members
+    one at most) as the integer the hardware reads. A value outside its field's range is a
+    FieldRangeError, never truncated."""
     for name in values:
         if name not in layout.members:
             raise KeyError(f"{where}: {name!r} is not a field of {layout}")
+    if isinstance(layout, data.UnionLayout) and sum(1 for v in values.values() if v) > 1:
+        raise FieldRangeError(f"{where}: {sorted(values)} share the bits of one union; "
+                              "set one of them")
     bits = 0
     for name, fld in layout:
         value = values.get(name, 0)
-        if isinstance(fld.shape, data.StructLayout):
+        if isinstance(fld.shape, (data.StructLayout, data.UnionLayout)):
             raw = pack_struct(fld.shape, value or {}, where)
         else:
             shape = Shape.cast(fld.shape)
@@ -92,7 +96,7 @@ def unpack_struct(layout: data.StructLayout, bits: int) -> dict:
     view = layout.from_bits(bits)
     out = {}
     for name, fld in layout:
-        if isinstance(fld.shape, data.StructLayout):
+        if isinstance(fld.shape, (data.StructLayout, data.UnionLayout)):
             out[name] = unpack_struct(fld.shape, view[name].as_bits())
         else:
             out[name] = int(view[name])
@@ -248,6 +252,7 @@ class OpKind(IntEnum):
     GLOBAL_SUM = 3
     LOAD = 4          # SDRAM -> an on-chip memory (``dma``)
     STORE = 5         # the feature-map memory -> SDRAM (``dma``)
+    ADD = 6           # the bypass add of two maps in the feature-map memory
 
 
 # Transfers the runner's DMA queue holds beside the one being carried out, and the width of an
@@ -289,8 +294,11 @@ def dma_buffer_bits(cfg: AcceleratorConfig) -> int:
 def op_layout(cfg: AcceleratorConfig) -> data.StructLayout:
     """One program op (hw/runner.py). ``conv`` is the engine's descriptor (its sizes also
     describe a pooling op's frames); ``in_base``/``out_base`` and ``in_words``/``out_words``
-    are a pooling op's words in the feature-map memory, ``frame_pixels`` a global sum's pixels
-    per channel group; ``src_squeeze``/``dst_squeeze`` send a convolution's input or output
+    are a pooling op's words in the feature-map memory, ``unit.frame_pixels`` a global sum's
+    pixels per channel group; an ADD reads ``in_words`` word pairs, word i of the Fire output
+    at ``in_base + i`` and of the bypassed map right after it (``in_base + in_words + i``),
+    and writes clamp((a * conv.mult + b * unit.mult_b + 2**(conv.shift-1)) >> conv.shift) to
+    ``out_base + i`` (hw/bypass.py); ``src_squeeze``/``dst_squeeze`` send a convolution's input or output
     through the Fire unit's squeeze buffer instead; ``dma`` is a LOAD's or STORE's
     transfer.
 
@@ -307,7 +315,8 @@ def op_layout(cfg: AcceleratorConfig) -> data.StructLayout:
         "dma_wait": DMA_WAIT_BITS, "then_store": 1,
         "in_base": cfg.fm_addr_bits, "out_base": cfg.fm_addr_bits,
         "in_words": cfg.fm_count_bits, "out_words": cfg.fm_count_bits,
-        "frame_pixels": cfg.plane_bits,
+        # (one op's unit reads one of them: a union costs no program memory width)
+        "unit": data.UnionLayout({"frame_pixels": cfg.plane_bits, "mult_b": cfg.mult_bits}),
         "conv": descriptor_layout(cfg),
         "dma": dma_layout(cfg),
     })

@@ -29,6 +29,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig, address_bits
 from .conv_engine import ConvEngine, parameter_signatures
+from .bypass import BypassAddUnit
 from .conv_layer import FeatureBuffer
 from .dma import FeatureDMA
 from .layout import DMA_QUEUE, SUM_WORDS, DMATarget, OpKind, op_layout, pixel_layout
@@ -47,14 +48,17 @@ HOST_READ_LATENCY = FM_READ_LATENCY + 2
 
 class BufferReader(wiring.Component):
     """Streams ``count`` words from ``base`` of a buffer (read port: ``rd_addr``, data
-    hw.timing.FM_READ_LATENCY cycles after) as beats of PC bytes. Reads run ahead into a FIFO
-    with room for every read in flight, so ``o`` carries one beat per cycle while it is taken;
-    the first beat is valid hw.timing.READER_LATENCY cycles after ``start``."""
+    hw.timing.FM_READ_LATENCY cycles after) as beats of PC bytes; with ``pairs``, ``count``
+    pairs: word i from ``base`` then word i from ``second``. Reads run ahead into a FIFO with
+    room for every read in flight, so ``o`` carries one beat per cycle while it is taken; the
+    first beat is valid hw.timing.READER_LATENCY cycles after ``start``. (``pairs`` and
+    ``second`` are held from ``start`` on.)"""
 
     def __init__(self, cfg: AcceleratorConfig, addr_bits: int):
         self.cfg = cfg
         super().__init__({
             "start": In(1), "base": In(cfg.fm_addr_bits), "count": In(cfg.fm_count_bits),
+            "pairs": In(1), "second": In(cfg.fm_addr_bits),
             "rd_addr": Out(addr_bits), "rd_data": In(pixel_layout(cfg)),
             "o": Out(stream.Signature(pixel_layout(cfg))),
         })
@@ -69,14 +73,20 @@ class BufferReader(wiring.Component):
         pending = Signal(FM_READ_LATENCY)     # reads issued 1 .. FM_READ_LATENCY cycles ago
         issue = Signal()
         in_flight = Signal(range(FM_READ_LATENCY + 1))
+        addr2 = Signal.like(self.second)
+        on_second = Signal()              # the next read is a pair's second word
         m.d.comb += [in_flight.eq(sum(pending[k] for k in range(FM_READ_LATENCY))),
                      issue.eq((left != 0) & (fifo.level + in_flight < depth)),
-                     self.rd_addr.eq(addr)]
+                     self.rd_addr.eq(Mux(on_second, addr2, addr))]
         m.d.sync += pending.eq(Cat(issue, pending[:-1]))
         with m.If(self.start):
-            m.d.sync += [addr.eq(self.base), left.eq(self.count)]
+            m.d.sync += [addr.eq(self.base), addr2.eq(self.second), left.eq(self.count),
+                         on_second.eq(0)]
+        with m.Elif(issue & self.pairs & ~on_second):
+            m.d.sync += on_second.eq(1)
         with m.Elif(issue):
-            m.d.sync += [addr.eq(addr + 1), left.eq(left - 1)]
+            m.d.sync += [addr.eq(addr + 1), addr2.eq(addr2 + 1), left.eq(left - 1),
+                         on_second.eq(0)]
         m.d.comb += [fifo.w_en.eq(pending[-1]), fifo.w_data.eq(self.rd_data),
                      self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
                      fifo.r_en.eq(self.o.ready)]
@@ -256,24 +266,47 @@ class NetworkRunner(wiring.Component):
         m.submodules.maxpool = maxpool = MaxPoolUnit(cfg)
         m.submodules.gsum = gsum = GlobalSumUnit(cfg)
         m.submodules.serializer = ser = SumSerializer(cfg, nx.LOGIT_BITS)
+        m.submodules.add = add = BypassAddUnit(cfg, b_bits=cfg.act_bits)
+        # An ADD's second map follows its first (hw.layout.op_layout); the sum of two held
+        # fields, registered: the op is decoded cycles before its reader starts.
+        second = Signal.like(op.in_base)
+        m.d.sync += second.eq(op.in_base + op.in_words)
+        m.d.comb += [add.mult_a.eq(op.conv.mult), add.mult_b.eq(op.unit.mult_b),
+                     add.shift.eq(op.conv.shift)]
         m.d.comb += [reader.base.eq(op.in_base), reader.count.eq(op.in_words),
+                     reader.second.eq(second), reader.pairs.eq(op.kind == OpKind.ADD),
                      writer.base.eq(op.out_base), writer.count.eq(op.out_words),
                      maxpool.in_h.eq(op.conv.in_h), maxpool.in_w.eq(op.conv.in_w),
                      maxpool.out_h.eq(op.conv.out_h), maxpool.out_w.eq(op.conv.out_w),
-                     gsum.pixels.eq(op.frame_pixels)]
+                     gsum.pixels.eq(op.unit.frame_pixels)]
         wiring.connect(m, gsum.o, ser.i)
-        pooling = Signal()
+        pooling = Signal()                # the stream path (reader -> unit -> writer) runs
         summing = Signal()
-        m.d.comb += summing.eq(op.kind == OpKind.GLOBAL_SUM)
-        # reader -> (max pool | global sum -> serializer) -> writer
+        adding = Signal()
+        m.d.comb += [summing.eq(op.kind == OpKind.GLOBAL_SUM), adding.eq(op.kind == OpKind.ADD)]
+        # reader -> (max pool | global sum -> serializer | pairs -> add) -> writer
+        # An ADD's reader beats alternate: a pair's first word waits in ``held`` for its second.
+        held = Signal()
+        first_word = Signal(pixel_layout(cfg))
+        with m.If(adding & reader.o.valid & ~held):
+            m.d.sync += [held.eq(1), first_word.eq(reader.o.payload)]
+        with m.If(add.b.valid & add.b.ready):
+            m.d.sync += held.eq(0)
+        m.d.comb += [add.a.payload.eq(first_word), add.a.valid.eq(adding & held),
+                     add.b.valid.eq(adding & held & reader.o.valid)]
+        m.d.comb += [add.b.payload[t].eq(reader.o.payload[t]) for t in range(pc)]
         m.d.comb += [maxpool.i.payload.eq(reader.o.payload), gsum.i.payload.eq(reader.o.payload),
-                     maxpool.i.valid.eq(reader.o.valid & ~summing),
+                     maxpool.i.valid.eq(reader.o.valid & ~summing & ~adding),
                      gsum.i.valid.eq(reader.o.valid & summing),
-                     reader.o.ready.eq(Mux(summing, gsum.i.ready, maxpool.i.ready)),
-                     writer.i.valid.eq(Mux(summing, ser.o.valid, maxpool.o.valid)),
-                     writer.i.payload.eq(Mux(summing, ser.o.payload, maxpool.o.payload)),
-                     maxpool.o.ready.eq(writer.i.ready & ~summing),
-                     ser.o.ready.eq(writer.i.ready & summing)]
+                     reader.o.ready.eq(Mux(adding, ~held | add.b.ready,
+                                           Mux(summing, gsum.i.ready, maxpool.i.ready))),
+                     writer.i.valid.eq(Mux(adding, add.o.valid,
+                                           Mux(summing, ser.o.valid, maxpool.o.valid))),
+                     writer.i.payload.eq(Mux(adding, add.o.payload,
+                                             Mux(summing, ser.o.payload, maxpool.o.payload))),
+                     maxpool.o.ready.eq(writer.i.ready & ~summing & ~adding),
+                     ser.o.ready.eq(writer.i.ready & summing),
+                     add.o.ready.eq(writer.i.ready & adding)]
 
         # ---- the DMA queue and its units: a DMA unit per on-chip memory -------------------------
         entry = data.StructLayout({"store": 1, "dma": op_layout(cfg).members["dma"]})
@@ -457,7 +490,7 @@ class NetworkRunner(wiring.Component):
                             # the queue's count through ``ready``)
                             m.d.comb += eng.start.eq(1)
                             m.next = "UNIT"
-                        with m.Case(OpKind.MAXPOOL, OpKind.GLOBAL_SUM):
+                        with m.Case(OpKind.MAXPOOL, OpKind.GLOBAL_SUM, OpKind.ADD):
                             m.d.comb += [reader.start.eq(1), writer.start.eq(1)]
                             m.next = "UNIT"
                         with m.Case(OpKind.LOAD, OpKind.STORE):

@@ -45,8 +45,8 @@ FIRE_PASS_OVERHEAD = 1
 # hw/pool.py: from an input beat's acceptance to the output beat it completes being valid.
 POOL_LATENCY = 2
 SUM_LATENCY = 1
-# hw/bypass.py: multiply; add, round, shift, clamp.
-ADD_LATENCY = 2
+# hw/bypass.py: the products; their sum with the rounding constant; the shift; the clamp.
+ADD_LATENCY = 4
 # hw/runner.py BufferReader: from ``start`` to its first beat being valid (base registered,
 # the memory read, the read-ahead FIFO's two registers).
 READER_LATENCY = 3 + FM_READ_LATENCY
@@ -92,11 +92,13 @@ def op_cycles(kind: OpKind, cfg: AcceleratorConfig, desc: LayerDescriptor | None
     A convolution is the engine's run. A pooling op streams its input words through
     BufferReader -> unit -> BufferWriter one per cycle; a global sum's serializer writes each
     channel group's 32-bit sums as SUM_WORDS words, holding the stream for SUM_WORDS - 1
-    cycles per group."""
+    cycles per group; an ADD streams ``in_words`` pairs, two beats each."""
     if kind == OpKind.CONV:
         return OP_OVERHEAD + engine_cycles(desc, cfg)
     if kind == OpKind.MAXPOOL:
         unit, stalls = POOL_LATENCY, 0
+    elif kind == OpKind.ADD:             # word pairs: every word of both maps is one beat
+        unit, stalls = ADD_LATENCY, in_words
     elif kind == OpKind.GLOBAL_SUM:
         unit, stalls = SUM_LATENCY, (SUM_WORDS - 1) * (out_words // SUM_WORDS)
     else:

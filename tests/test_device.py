@@ -17,7 +17,7 @@ from golden import numerics as nx
 from golden.digits import calibration_set, load_digits_split
 from golden.engine import Golden
 from golden.formats import load_model
-from golden.network import digits_net
+from golden.network import digits_net, squeezenet_v1_0, squeezenet_v1_1
 from golden.quantize import quantize
 from host.compiler import UnsupportedNetworkError, compile_network
 from host.driver import DeviceError, Driver
@@ -26,7 +26,7 @@ from host.golden_device import GoldenDevice
 from host.transport import FaultyTransport, GoldenTransport
 from hw import protocol as proto
 from hw.config import board_config, chip_config
-from hw.layout import pack_entries, unpack_entries, weight_entries
+from hw.layout import OpKind, pack_entries, unpack_entries, weight_entries
 from hw.protocol import Command, RunState, Status, Target
 from hw.timing import END_CYCLES
 
@@ -84,14 +84,30 @@ def test_weight_entries_bridge_long_zero_runs_and_pack_lsb_first():
             unpack_entries(pack_entries(some, bits), len(some), bits), some)
 
 
-def test_compiler_refuses_bypass_networks_by_name():
+def _random_model(net, seed=0, density=0.5):
+    """Seeded random weights (He-scaled), pruned to ``density``, quantized at 8 bits on two
+    random calibration inputs."""
+    from golden.compress import prune
     from golden.model import Model
-    net = digits_net(bypass="simple")
-    rng = np.random.default_rng(0)
-    weights = {s.name: (rng.normal(0, 0.1, s.weight_shape), np.zeros(s.out_channels))
-               for s in net.convs()}
-    q = quantize(Model.from_float(net, weights), [np.full((1, 16, 16), 128, np.uint8)], 8)
-    with pytest.raises(UnsupportedNetworkError, match="bypass add is not a device op"):
+    rng = np.random.default_rng(seed)
+    weights = {c.name: (rng.normal(0, np.sqrt(2 / c.fan_in), c.weight_shape).astype(np.float32),
+                        rng.normal(0, 0.05, c.out_channels).astype(np.float32))
+               for c in net.convs()}
+    shape = (net.input.channels, net.input.height, net.input.width)
+    calib = [rng.normal(0, 40, shape).astype(np.float32) for _ in range(2)]
+    return quantize(prune(Model.from_float(net, weights), density), calib, 8), rng
+
+
+def test_compiler_names_the_bypass_adds_it_cannot_place():
+    """The simple bypass is a device op when the maps are in the SDRAM; the all-on-chip test
+    configuration and the complex bypass are refused by name, with what to do instead."""
+    q, _ = _random_model(digits_net(bypass="simple"))
+    assert any(op.kind == OpKind.ADD for op in compile_network(q, CFG).ops)
+    with pytest.raises(UnsupportedNetworkError, match="bypass2: the all-on-chip configuration "
+                                                      "has no bypass add"):
+        compile_network(q, CHIP)
+    q, _ = _random_model(digits_net(bypass="complex"))
+    with pytest.raises(UnsupportedNetworkError, match="complex bypass .* not a device op yet"):
         compile_network(q, CFG)
 
 
@@ -378,19 +394,27 @@ def test_squeezenet_v1_1_with_sparse_random_weights_on_the_simulated_board_is_bi
     """SqueezeNet v1.1 at full size (224x224, 3x3 conv1 with 64 channels, pooling after conv1,
     fire3 and fire5), seeded random weights pruned to half, on the RTL with its maps in the
     SDRAM model: every logit equal to golden, every op's cycles as ``_check_cycles`` says."""
-    from golden.compress import prune
-    from golden.model import Model
-    from golden.network import squeezenet_v1_1
-    net = squeezenet_v1_1()
-    rng = np.random.default_rng(11)
-    weights = {c.name: (rng.normal(0, np.sqrt(2 / c.fan_in), c.weight_shape).astype(np.float32),
-                        rng.normal(0, 0.05, c.out_channels).astype(np.float32))
-               for c in net.convs()}
-    model = prune(Model.from_float(net, weights), 0.5)
-    shape = (net.input.channels, net.input.height, net.input.width)
-    calib = [rng.normal(0, 40, shape).astype(np.float32) for _ in range(2)]
-    q = quantize(model, calib, 8)
+    q, rng = _random_model(squeezenet_v1_1(), 11)
+    shape = q.network.input.channels, q.network.input.height, q.network.input.width
     prog = compile_network(q, CFG)
+    driver = _sim_driver(board)
+    _runs_bit_exact_with_the_cycle_model(
+        driver, q, prog, [rng.integers(0, 256, shape, dtype=np.uint8)])
+    driver.transport.close()
+
+
+@pytest.mark.parametrize("make", [lambda: digits_net(bypass="simple"),
+                                  lambda: squeezenet_v1_0("simple")],
+                         ids=["digits", "squeezenet-v1.0"])
+def test_the_simple_bypass_on_the_simulated_board_is_bit_exact(board, make):
+    """The simple bypass variants (the paper's section 6: an add around every Fire module
+    whose input and output have as many channels), seeded random weights pruned to half, on
+    the RTL with the maps in the SDRAM model: the ADD ops' sums bit-exact (every logit equal
+    to golden), every op's cycles as ``_check_cycles`` says. SqueezeNet v1.0 at full size."""
+    q, rng = _random_model(make(), 5)
+    shape = q.network.input.channels, q.network.input.height, q.network.input.width
+    prog = compile_network(q, CFG)
+    assert sum(op.kind == OpKind.ADD for op in prog.ops) >= 2
     driver = _sim_driver(board)
     _runs_bit_exact_with_the_cycle_model(
         driver, q, prog, [rng.integers(0, 256, shape, dtype=np.uint8)])
