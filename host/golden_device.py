@@ -264,13 +264,20 @@ class GoldenDevice:
         if op["kind"] == OpKind.CONV:
             src = self.squeeze if op["src_squeeze"] else src_fm
             dst = self.squeeze if op["dst_squeeze"] else dst_fm
-            out = kernels.PreparedConv(self._qconv(desc, pad=0)).run(
-                self._band_input(src, op["conv"], desc))
+            residual = op["unit"]["residual"]
+            qc = self._qconv(desc, pad=0, relu=not residual["mult"])
+            out = kernels.PreparedConv(qc).run(self._band_input(src, op["conv"], desc))
             # The engine writes whole output groups, at channel offset out_channel_base: PC
             # group j's pixels consecutively from out_base_word + j * out_plane.
-            words = feature_words(out, cfg).reshape(-1, desc.out_h * desc.out_w, cfg.pc)
-            at = (op["conv"]["out_base_word"] + np.arange(len(words))[:, None]
-                  * op["conv"]["out_plane"] + np.arange(words.shape[1])[None, :])
+            n_groups = groups(qc.spec.out_channels, cfg.pc)
+            pixels = desc.out_h * desc.out_w
+            at = (op["conv"]["out_base_word"] + np.arange(n_groups)[:, None]
+                  * op["conv"]["out_plane"] + np.arange(pixels)[None, :])
+            if residual["mult"]:         # the accumulators, with the residual's bytes added
+                res = self.squeeze[(at.reshape(-1) + residual["offset"]) % len(self.squeeze)]
+                res = feature_map(res, out.shape, cfg)
+                out = kernels.bypass_add(res, out, QAdd(residual["mult"], desc.mult, desc.shift))
+            words = feature_words(out, cfg).reshape(-1, pixels, cfg.pc)
             dst[at.reshape(-1) % len(dst)] = words.reshape(-1, cfg.pc)
             return op_cycles(OpKind.CONV, cfg, desc) - OP_OVERHEAD
         c, h, w = desc.in_channels, desc.in_h, desc.in_w
@@ -293,13 +300,13 @@ class GoldenDevice:
         units = ((d["sdram_base"] + runs * d["sdram_stride"] + n) % (len(self.sdram) // k))
         sdram = (units.reshape(-1, 1) * k + np.arange(k)).reshape(-1)
         memory = {DMATarget.FEATURE: self.fm_a if kind == OpKind.LOAD else self.fm_b,
-                  DMATarget.WEIGHTS: self.weights,
+                  DMATarget.SQUEEZE: self.squeeze, DMATarget.WEIGHTS: self.weights,
                   DMATarget.CODEBOOK: self.codebook, DMATarget.BIAS: self.bias}[target]
         at = ((d["buffer_base"] + runs * d["buffer_stride"] + n) % len(memory)).reshape(-1)
         if kind == OpKind.STORE:
             self.sdram[sdram] = sdram_of_bytes(self.fm_b[at])
-        elif target == DMATarget.FEATURE:
-            self.fm_a[at] = bytes_of_sdram(self.sdram[sdram], cfg.pc)
+        elif target in (DMATarget.FEATURE, DMATarget.SQUEEZE):
+            memory[at] = bytes_of_sdram(self.sdram[sdram], cfg.pc)
         elif target == DMATarget.WEIGHTS:
             self.weights[at] = bytes_of_sdram(self.sdram[sdram], cfg.lanes) & (
                 (1 << cfg.index_bits) - 1)
@@ -333,9 +340,10 @@ class GoldenDevice:
         c, h, w = shape
         return feature_map(mem[_span(base, c // self.cfg.pc * h * w, len(mem))], shape, self.cfg)
 
-    def _qconv(self, d: LayerDescriptor, pad: int | None = None) -> QConv:
+    def _qconv(self, d: LayerDescriptor, pad: int | None = None, relu: bool = True) -> QConv:
         """The layer as the engine reads it from the parameter memories: every channel of the
-        channel groups, codebook table ``codebook_table``, biases from ``bias_base``."""
+        channel groups, codebook table ``codebook_table``, biases from ``bias_base``
+        (``relu=False``: its accumulators, for a residual to be added to)."""
         cfg = self.cfg
         po, k = cfg.po, d.kernel
         og, cg = groups(d.out_channels, po), groups(d.in_channels, cfg.pc)
@@ -343,7 +351,8 @@ class GoldenDevice:
         idx = weight_tensor(words, og, cg, k, cfg)
         entries = cfg.codebook_entries
         table = self.codebook[_span(d.codebook_table * entries, entries, len(self.codebook))]
-        spec = ConvSpec("device", cg * cfg.pc, og * po, k, d.stride, d.pad if pad is None else pad)
+        spec = ConvSpec("device", cg * cfg.pc, og * po, k, d.stride, d.pad if pad is None else pad,
+                        relu=relu)
         bias = self.bias[_span(d.bias_base * po, og * po, len(self.bias))]
         return QConv(spec, cfg.index_bits, cfg.value_bits, table.astype(np.int32), idx,
                      bias.astype(np.int32), d.mult, d.shift)

@@ -73,6 +73,7 @@ class _Planner:
         self.half = cfg.fm_depth // 2              # an input tile: half of A
         self.out_tile = cfg.fm_b_depth // 2        # an output tile: half of B
         self.out_half = 0                          # B's half the next output goes to
+        self.res_half = 0                          # the squeeze buffer's, the next residual
 
     # ---- the SDRAM --------------------------------------------------------------------------
     def allocate(self, words: int, align: int = 1) -> int:
@@ -247,18 +248,22 @@ class _Planner:
     def conv_chunks(self, name: str, conv: str, desc: LayerDescriptor, slots: dict, *,
                     in_half: int | None = None, dst_sq: bool = False, node: str | None = None,
                     row0: int = 0, group_offset: int = 0, out_map_rows: int | None = None,
-                    only: int | None = None, before_last=None, then=None) -> None:
+                    only: int | None = None, before_last=None, then=None,
+                    residual=None) -> None:
         """The convolution's chunks: parameters, the engine's pass, and for an output that
         goes to the SDRAM (``node``) a STORE of the chunk's rows at channel group
         ``group_offset`` + the chunk's. The input is A's half ``in_half`` (None: the squeeze
         buffer); the output goes to the squeeze buffer (``dst_sq``, the whole squeeze map's
         rows with ``out_map_rows``) or to the next half of B. ``before_last`` runs just before
         the last chunk's pass (a prefetch then overlaps it); ``then`` = (conv, first) is the
-        chunk computed after this call's last, whose parameters load during it."""
+        chunk computed after this call's last, whose parameters load during it. ``residual``
+        = (map, QAdd): the complex bypass, the convolution's accumulators added to the map's
+        bytes at the same pixels and channels (loaded into a half of the squeeze buffer before
+        each pass, laid out as the output chunk) and requantised together."""
         cfg = self.cfg
         p = self.params[conv]
         qc = p["qc"]
-        if not qc.spec.relu:
+        if not qc.spec.relu and residual is None:
             raise UnsupportedNetworkError(f"{conv}: a convolution without ReLU (its int32 "
                                           "accumulator output) has no device op")
         chunks = [(first, slot) for (c, first), slot in slots.items()
@@ -278,9 +283,11 @@ class _Planner:
                     and self.params[then[0]]["double"]:
                 after = self.slots_of[then]
                 self.load_parameters(name, then[0], then[1], after["count"], after)
+            mult, shift = (qc.mult, qc.shift) if residual is None else (residual[1].mult_b,
+                                                                           residual[1].shift)
             d = replace(desc, out_channels=channels, weight_base=slot["weight"],
                         bias_base=slot["bias"], codebook_table=slot["table"], out_channel_base=0,
-                        mult=qc.mult, shift=qc.shift)
+                        mult=mult, shift=shift)
             if i == len(chunks) - 1 and before_last:
                 before_last()
             bias_region = ("bias", slot["conv_bias"] if slot["conv_bias"] is not None
@@ -301,8 +308,22 @@ class _Planner:
             if node is not None:
                 store = self.store_rows(node, group_offset + first * cfg.po // cfg.pc,
                                         groups(channels, cfg.pc), row0, d.out_h, half)
+            unit = {}
+            if residual is not None:
+                res_half = self.res_half
+                self.res_half ^= 1
+                res_base = res_half * (cfg.squeeze_depth // 2)
+                dma, _ = self.store_rows(residual[0], first * cfg.po // cfg.pc,
+                                         groups(channels, cfg.pc), row0, d.out_h, 0)
+                self.transfer(f"{name}/residual", OpKind.LOAD, DMATarget.SQUEEZE,
+                              dma["sdram_base"] * self.k[DMATarget.FEATURE], res_base,
+                              dma["run_words"], dma["runs"], dma["sdram_stride"],
+                              dma["buffer_stride"], region=("squeeze", res_half))
+                reads = reads + [("squeeze", res_half)]
+                unit = {"residual": {"mult": residual[1].mult_a,
+                                     "offset": (res_base - out_base) % cfg.fm_depth}}
             self.op(name, OpKind.CONV, {"src_squeeze": int(in_half is None),
-                                        "dst_squeeze": int(dst_sq),
+                                        "dst_squeeze": int(dst_sq), "unit": unit,
                                         "conv": d.fields(cfg, in_base, out_base,
                                                          out_map_rows)}, d,
                     reads=reads, writes=writes, store=store)
@@ -672,11 +693,35 @@ def _compile(q: QuantizedModel, cfg: AcceleratorConfig, band_rows: int | dict[st
                     "in_words": n * h * w, "out_words": n * SUM_WORDS, "unit": {"frame_pixels": h * w},
                     "conv": desc.fields(cfg)}, desc, name, g0, n, 0, 0,
                     before=(lambda j=j: load_groups(j + 1)) if j + 1 < len(chunks) else None)
+        elif isinstance(node, Bypass) and node.complex:
+            # The bypass convolution over the Fire's input, banded like any convolution, each
+            # pass adding the Fire's output (its residual) before requantising.
+            fire_out, src = net.node_inputs(i)
+            spec = node.convs()[0]
+            c, h, w = shapes[src]
+            cg = groups(c, pc)
+            plan.map_of(name, shapes[name])
+            full = describe(spec, h, w)
+            slots = plan.slots([spec.name],
+                               {spec.name: _chunk_og(cfg, out_tile, h, w, rows_of(name))})
+            chunk_groups = max(s["count"] for s in slots.values()) * po // pc
+
+            def fits(r, chunk_groups=chunk_groups):
+                return (r * w * cg <= tile and chunk_groups * r * w <= out_tile
+                        and chunk_groups * r * w <= cfg.squeeze_depth // 2)
+            bands = _bands(h, fits)
+            if not bands:
+                raise too_big(name, "input, residual and output")
+
+            def bypass_band(b, band, half, prefetch, full=full, spec=spec, slots=slots,
+                            fire_out=fire_out, qa=q.adds[name]):
+                r0, rows = band
+                plan.conv_chunks(f"{name}[{b}]", spec.name, full.band(r0, rows), slots,
+                                 in_half=half, node=name, row0=r0, before_last=prefetch,
+                                 residual=(fire_out, qa))
+            _banded(plan, name, src, bands,
+                    lambda band, full=full: full.band(*band).band_input_rows, bypass_band)
         elif isinstance(node, Bypass):
-            if node.complex:
-                raise UnsupportedNetworkError(
-                    f"{name}: the complex bypass (a 1x1 convolution without ReLU into the add) "
-                    "is not a device op yet; run it with --device golden")
             _bypass_add(plan, node, net.node_inputs(i), shapes)
         else:
             raise UnsupportedNetworkError(f"{name}: {type(node).__name__} has no device op")

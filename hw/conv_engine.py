@@ -31,6 +31,7 @@ is stated in hw/timing.py):
     S4c the products registered again in the fabric, beside the adder tree; bias read
     S5  PC-input adder tree per output lane; bias registered
     S6  accumulate (first step of a pixel starts from the bias); last step snapshots PO sums
+    D0..    the drain's residual read (RESIDUAL_READ_LATENCY cycles; the sums wait beside it)
     R0..R4  PC requantisation lanes (``Requantizer``, R3 in two stages) drain the PO sums,
             PO/PC cycles; then PC bytes are written
 
@@ -47,7 +48,7 @@ from amaranth.lib.wiring import In, Out
 from .config import AcceleratorConfig, address_bits
 from .dsp import RegisteredMultiplier
 from .layout import descriptor_layout, pixel_layout
-from .timing import FM_READ_LATENCY, REQUANT_LATENCY
+from .timing import FM_READ_LATENCY, REQUANT_LATENCY, RESIDUAL_READ_LATENCY
 
 __all__ = ["ConvEngine", "Requantizer", "parameter_signatures"]
 
@@ -76,13 +77,16 @@ def parameter_signatures(cfg: AcceleratorConfig) -> dict:
 
 
 class Requantizer(wiring.Component):
-    """y = clamp((acc * M + 2**(S-1)) >> S, 0, 2**ACT_BITS - 1) (docs/NUMERICS.md), one value
-    per cycle, ``REQUANT_LATENCY`` cycles from ``acc`` to ``y`` (``mult``/``shift`` held).
+    """y = clamp((acc * M + res * Mr + 2**(S-1)) >> S, 0, 2**ACT_BITS - 1) (docs/NUMERICS.md;
+    ``res_mult`` = 0 for a plain convolution, a residual byte and its multiplier for the
+    complex bypass's add), one value per cycle, ``REQUANT_LATENCY`` cycles from ``acc`` (and
+    ``res``) to ``y`` (``mult``/``shift``/``res_mult`` held).
 
     The ACC_BITS x MULT_BITS product is split in two halves that each fit one 18x18 hard
     multiplier: R0-R1 the registered multipliers (hw/dsp.py), R1b both products registered again
     in the fabric (the route out of the multiplier column in a cycle of its own), R2 their sum,
-    R3a add the rounding constant, R3b shift, R4 clamp. Verified for every signed 32-bit
+    R3a add the rounding constant (with the residual's product: a third registered multiplier,
+    summed with the constant at R2), R3b shift, R4 clamp. Verified for every signed 32-bit
     ``acc``, 16-bit ``mult`` and shift 1..47 against golden.reference_int.requantize
     (tests/test_hw_conv.py)."""
 
@@ -91,7 +95,8 @@ class Requantizer(wiring.Component):
     def __init__(self, cfg: AcceleratorConfig):
         self.cfg = cfg
         super().__init__({"acc": In(signed(cfg.acc_bits)), "mult": In(cfg.mult_bits),
-                          "shift": In(cfg.shift_bits), "y": Out(cfg.act_bits)})
+                          "shift": In(cfg.shift_bits), "res": In(cfg.act_bits),
+                          "res_mult": In(cfg.mult_bits), "y": Out(cfg.act_bits)})
 
     def elaborate(self, platform):
         m = Module()
@@ -102,8 +107,14 @@ class Requantizer(wiring.Component):
                                                         cfg.dsp_primitives)
         m.submodules.hi = mul_hi = RegisteredMultiplier(signed(hi_bits), unsigned(cfg.mult_bits),
                                                         cfg.dsp_primitives)
+        m.submodules.res = mul_res = RegisteredMultiplier(unsigned(cfg.act_bits),
+                                                          unsigned(cfg.mult_bits),
+                                                          cfg.dsp_primitives)
         m.d.comb += [mul_lo.a.eq(self.acc[:lo_bits]), mul_lo.b.eq(self.mult),
-                     mul_hi.a.eq(self.acc[lo_bits:].as_signed()), mul_hi.b.eq(self.mult)]
+                     mul_hi.a.eq(self.acc[lo_bits:].as_signed()), mul_hi.b.eq(self.mult),
+                     mul_res.a.eq(self.res), mul_res.b.eq(self.res_mult)]
+        p_res = Signal.like(mul_res.p, reset_less=True)
+        m.d.sync += p_res.eq(mul_res.p)                                                  # R1b
         p_lo = Signal(lo_bits + cfg.mult_bits, reset_less=True)
         p_hi = Signal.like(mul_hi.p, reset_less=True)
         m.d.sync += [p_lo.eq(mul_lo.p[:lo_bits + cfg.mult_bits]), p_hi.eq(mul_hi.p)]   # R1b
@@ -114,8 +125,10 @@ class Requantizer(wiring.Component):
         shift = Signal.like(self.shift, reset_less=True)
         half = Signal(width, reset_less=True)
         m.d.sync += [shift.eq(self.shift), half.eq((Const(1, width) << self.shift) >> 1)]
+        constant = Signal(width, reset_less=True)       # the rounding constant + residual
+        m.d.sync += constant.eq(half + p_res)                                            # R2
         rounded = Signal(signed(width), reset_less=True)
-        m.d.sync += rounded.eq(product + half)                                           # R3a
+        m.d.sync += rounded.eq(product + constant)                                       # R3a
         shifted = Signal(signed(width), reset_less=True)
         m.d.sync += shifted.eq(rounded >> shift)                                         # R3b
         top = (1 << cfg.act_bits) - 1
@@ -136,6 +149,10 @@ class ConvEngine(wiring.Component):
     - ``fm_rd_addr`` (Out) / ``fm_rd_data`` (In, PC bytes, valid ``FM_READ_LATENCY`` cycles
       after the address: hw/conv_layer.py FeatureBuffer);
     - ``fm_wr_addr``/``fm_wr_data``/``fm_wr_en`` (Out, per bank);
+    - ``res_mult``, ``res_offset`` (In, held while ``busy``) and ``res_rd_addr`` (Out) /
+      ``res_rd_data`` (In): with ``res_mult`` set, the byte of output lane t at word
+      (output word + ``res_offset``) of a buffer is added, times ``res_mult``, before
+      requantisation (``Requantizer``);
     - ``weight_wr``, ``codebook_wr``, ``bias_wr`` (``parameter_signatures``): load the
       parameter memories;
     - ``cycles`` (Out): cycles of the last run, from ``start`` to ``done``.
@@ -153,6 +170,10 @@ class ConvEngine(wiring.Component):
             "fm_wr_addr": Out(data.ArrayLayout(fa, pc)),
             "fm_wr_data": Out(pixel_layout(cfg)),
             "fm_wr_en": Out(pc),
+            # The residual operand of a pass (the complex bypass): word ``res_rd_addr`` of a
+            # buffer answers FM_READ_LATENCY cycles on; byte t is output lane t's.
+            "res_mult": In(cfg.mult_bits), "res_offset": In(fa),
+            "res_rd_addr": Out(fa), "res_rd_data": In(pixel_layout(cfg)),
             **parameter_signatures(cfg),
         })
 
@@ -226,11 +247,21 @@ class ConvEngine(wiring.Component):
             m.d.sync += q.eq(w_addr_late)
             w_addr_late = q
         m.d.comb += [self.fm_rd_addr.eq(fm_addr), w_rd.addr.eq(w_addr_late)]
+        # The loops' last values, registered at ``start`` (the descriptor is held from then
+        # on): the counters compare with registers, not with subtractions of the descriptor,
+        # in the enable chain that runs through every counter.
+        last_k = Signal.like(ki)
+        last_cg, last_og = Signal.like(cg), Signal.like(og)
+        last_ox, last_oy = Signal.like(ox), Signal.like(oy)
+        short_pixel = Signal()           # fewer steps a pixel than the drain's cycles
+        with m.If(self.start & ~self.busy):
+            m.d.sync += [last_k.eq(desc.kernel - 1), last_cg.eq(cgroups - 1),
+                         last_og.eq(ogroups - 1), last_ox.eq(desc.out_w - 1),
+                         last_oy.eq(desc.out_h - 1), short_pixel.eq(steps < drain)]
         first = Signal()
         last_step = Signal()
         m.d.comb += [first.eq((cg == 0) & (ki == 0) & (kj == 0)),
-                     last_step.eq((cg == cgroups - 1) & (ki == desc.kernel - 1)
-                                  & (kj == desc.kernel - 1))]
+                     last_step.eq((cg == last_cg) & (ki == last_k) & (kj == last_k))]
 
         cycles = Signal(32)
         busy = Signal()
@@ -252,26 +283,26 @@ class ConvEngine(wiring.Component):
             m.d.sync += gap.eq(gap - 1)
         with m.Elif(s0_valid):
             m.d.sync += w_addr.eq(w_addr + 1)
-            with m.If(kj == desc.kernel - 1):
+            with m.If(kj == last_k):
                 m.d.sync += kj.eq(0)
-                with m.If(ki == desc.kernel - 1):
+                with m.If(ki == last_k):
                     m.d.sync += ki.eq(0)
-                    with m.If(cg == cgroups - 1):
+                    with m.If(cg == last_cg):
                         # Pixel finished: owe idle cycles if the drain is longer than the pixel.
                         m.d.sync += [cg.eq(0), pixel.eq(pixel + 1),
                                      w_addr.eq(og_weight)]
-                        with m.If(steps < drain):
+                        with m.If(short_pixel):
                             m.d.sync += gap.eq(drain - steps)
-                        with m.If(ox == desc.out_w - 1):
+                        with m.If(ox == last_ox):
                             m.d.sync += [ox.eq(0), x0.eq(neg_pad)]
-                            with m.If(oy == desc.out_h - 1):
+                            with m.If(oy == last_oy):
                                 m.d.sync += [oy.eq(0), y0.eq(desc.y_origin), pixel.eq(0),
                                              row_addr.eq(desc.pixel_origin),
                                              fm_addr.eq(desc.pixel_origin),
                                              og_weight.eq(og_weight + steps),
                                              w_addr.eq(og_weight + steps),
                                              og_out.eq(og_out + desc.out_group_step)]
-                                with m.If(og == ogroups - 1):
+                                with m.If(og == last_og):
                                     m.d.sync += running.eq(0)
                                 with m.Else():
                                     m.d.sync += og.eq(og + 1)
@@ -400,17 +431,28 @@ class ConvEngine(wiring.Component):
         # ---- R0..R4: PC requantisation lanes ---------------------------------------------------
         # Lane t takes the sum in drain_regs[t] (output lane d*PC + t, bank t, ``drain_word``);
         # the valid bit and the address travel beside the lanes' pipelines.
-        stage_valid = [Signal(name=f"rq_valid{k}") for k in range(REQUANT_LATENCY)]
-        stage_addr = [Signal(self.fm_addr_bits, name=f"rq_addr{k}")
-                      for k in range(REQUANT_LATENCY)]
+        # The residual's word is read first (its address registered, then the buffer's
+        # read: RESIDUAL_READ_LATENCY cycles); the sums wait for it on their way to the lanes.
+        stages = RESIDUAL_READ_LATENCY + REQUANT_LATENCY
+        stage_valid = [Signal(name=f"rq_valid{k}") for k in range(stages)]
+        stage_addr = [Signal(self.fm_addr_bits, name=f"rq_addr{k}") for k in range(stages)]
         m.d.sync += [stage_valid[0].eq(draining), stage_addr[0].eq(drain_word)]
-        for k in range(1, REQUANT_LATENCY):
+        for k in range(1, stages):
             m.d.sync += [stage_valid[k].eq(stage_valid[k - 1]), stage_addr[k].eq(stage_addr[k - 1])]
+        res_addr = Signal(self.fm_addr_bits)
+        m.d.sync += res_addr.eq(drain_word + self.res_offset)
+        m.d.comb += self.res_rd_addr.eq(res_addr)
         out_bytes = Signal(pixel_layout(cfg))
         for t in range(pc):
             rq = Requantizer(cfg)
             m.submodules[f"requant{t}"] = rq
-            m.d.comb += [rq.acc.eq(drain_regs[t]), rq.mult.eq(desc.mult), rq.shift.eq(desc.shift),
+            waiting = drain_regs[t]
+            for k in range(RESIDUAL_READ_LATENCY):
+                q = Signal.like(waiting, name=f"drain{t}_wait{k}", reset_less=True)
+                m.d.sync += q.eq(waiting)
+                waiting = q
+            m.d.comb += [rq.acc.eq(waiting), rq.mult.eq(desc.mult), rq.shift.eq(desc.shift),
+                         rq.res.eq(self.res_rd_data[t]), rq.res_mult.eq(self.res_mult),
                          out_bytes[t].eq(rq.y)]
         m.d.comb += [self.fm_wr_addr.eq(Cat(stage_addr[-1] for _ in range(pc))),
                      self.fm_wr_data.eq(out_bytes),

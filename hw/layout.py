@@ -267,6 +267,7 @@ class DMATarget(IntEnum):
     WEIGHTS = 1       # weight words, PO*PC indices
     CODEBOOK = 2      # codebook entries, one a word
     BIAS = 3          # biases (bias word * PO + lane), one a unit
+    SQUEEZE = 4       # the squeeze buffer's feature-map words (a pass's residual operand)
 
 
 def dma_layout(cfg: AcceleratorConfig) -> data.StructLayout:
@@ -277,7 +278,7 @@ def dma_layout(cfg: AcceleratorConfig) -> data.StructLayout:
     from .sdram_chip import MT48LC16M16A2
     buf = dma_buffer_bits(cfg)
     return data.StructLayout({
-        "target": 2, "sdram_base": MT48LC16M16A2.addr_bits, "buffer_base": buf,
+        "target": 3, "sdram_base": MT48LC16M16A2.addr_bits, "buffer_base": buf,
         "run_words": buf + 1, "runs": 16, "sdram_stride": MT48LC16M16A2.addr_bits,
         "buffer_stride": buf + 1,
     })
@@ -298,7 +299,9 @@ def op_layout(cfg: AcceleratorConfig) -> data.StructLayout:
     pixels per channel group; an ADD reads ``in_words`` word pairs, word i of the Fire output
     at ``in_base + i`` and of the bypassed map right after it (``in_base + in_words + i``),
     and writes clamp((a * conv.mult + b * unit.mult_b + 2**(conv.shift-1)) >> conv.shift) to
-    ``out_base + i`` (hw/bypass.py); ``src_squeeze``/``dst_squeeze`` send a convolution's input or output
+    ``out_base + i`` (hw/bypass.py); a pass with ``unit.residual.mult`` set adds
+    ``unit.residual.mult`` x the squeeze buffer's byte at its output word +
+    ``unit.residual.offset`` (the same lane) before requantising (the complex bypass); ``src_squeeze``/``dst_squeeze`` send a convolution's input or output
     through the Fire unit's squeeze buffer instead; ``dma`` is a LOAD's or STORE's
     transfer.
 
@@ -316,7 +319,10 @@ def op_layout(cfg: AcceleratorConfig) -> data.StructLayout:
         "in_base": cfg.fm_addr_bits, "out_base": cfg.fm_addr_bits,
         "in_words": cfg.fm_count_bits, "out_words": cfg.fm_count_bits,
         # (one op's unit reads one of them: a union costs no program memory width)
-        "unit": data.UnionLayout({"frame_pixels": cfg.plane_bits, "mult_b": cfg.mult_bits}),
+        "unit": data.UnionLayout({
+            "frame_pixels": cfg.plane_bits, "mult_b": cfg.mult_bits,
+            "residual": data.StructLayout({"mult": cfg.mult_bits, "offset": cfg.fm_addr_bits}),
+        }),
         "conv": descriptor_layout(cfg),
         "dma": dma_layout(cfg),
     })
@@ -464,7 +470,8 @@ def sdram_unit_words(cfg: AcceleratorConfig, target: "DMATarget") -> int:
     """16-bit SDRAM words of one unit of ``target``."""
     from .sdram_chip import MT48LC16M16A2
     dq_bytes = MT48LC16M16A2.dq_bits // 8
-    unit_bytes = {DMATarget.FEATURE: cfg.pc, DMATarget.WEIGHTS: cfg.lanes,
+    unit_bytes = {DMATarget.FEATURE: cfg.pc, DMATarget.SQUEEZE: cfg.pc,
+                  DMATarget.WEIGHTS: cfg.lanes,
                   DMATarget.CODEBOOK: dq_bytes,
                   DMATarget.BIAS: nx.ACC_BITS // 8}[DMATarget(target)]
     if unit_bytes % dq_bytes:

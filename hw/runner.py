@@ -317,7 +317,8 @@ class NetworkRunner(wiring.Component):
         bias_bits = cfg.bias_addr_bits + address_bits(cfg.po)
         dmas = {}
         for target, bits in ((DMATarget.FEATURE, fa), (DMATarget.WEIGHTS, cfg.weight_addr_bits),
-                             (DMATarget.CODEBOOK, cb_bits), (DMATarget.BIAS, bias_bits)):
+                             (DMATarget.CODEBOOK, cb_bits), (DMATarget.BIAS, bias_bits),
+                             (DMATarget.SQUEEZE, address_bits(cfg.squeeze_depth))):
             dma = dmas[target] = FeatureDMA(cfg, bits, target)
             m.submodules[f"dma_{target.name.lower()}"] = dma
             d = cur.dma
@@ -396,10 +397,21 @@ class NetworkRunner(wiring.Component):
             return staged, data_, en
 
         sq_addr, sq_data, sq_en = write_stage(sq, "squeeze")
-        # The squeeze buffer takes the address bits it has, bank by bank.
-        m.d.comb += [sq_addr[t].eq(eng.fm_wr_addr[t]) for t in range(pc)]
-        m.d.comb += [sq.rd_addr.eq(eng.fm_rd_addr), sq_data.eq(eng.fm_wr_data),
-                     sq_en.eq(Mux(conv_running & op.dst_squeeze, eng.fm_wr_en, 0))]
+        sq_dma = dmas[DMATarget.SQUEEZE]
+        # The squeeze buffer takes the address bits it has, bank by bank. It holds a Fire
+        # module's squeeze map, or a pass's residual operand (a LOAD puts it there).
+        with m.If(loading[DMATarget.SQUEEZE]):
+            m.d.comb += [sq_addr[t].eq(sq_dma.buf_wr_addr) for t in range(pc)]
+            m.d.comb += [sq_data.eq(sq_dma.buf_wr_data),
+                         sq_en.eq(Mux(sq_dma.buf_wr_en, (1 << pc) - 1, 0))]
+        with m.Else():
+            m.d.comb += [sq_addr[t].eq(eng.fm_wr_addr[t]) for t in range(pc)]
+            m.d.comb += [sq_data.eq(eng.fm_wr_data),
+                         sq_en.eq(Mux(conv_running & op.dst_squeeze, eng.fm_wr_en, 0))]
+        m.d.comb += [sq.rd_addr.eq(Mux(op.src_squeeze, eng.fm_rd_addr, eng.res_rd_addr)),
+                     eng.res_rd_data.eq(sq.rd_data),
+                     eng.res_mult.eq(op.unit.residual.mult),
+                     eng.res_offset.eq(op.unit.residual.offset)]
         # The memory a pass reads (A, or B with swap) and the one it writes.
         for i, mem in enumerate((fm_a, fm_b)):
             reads = Signal(name=f"pass_reads_{'ab'[i]}")

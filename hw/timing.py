@@ -13,7 +13,8 @@ from __future__ import annotations
 from .config import AcceleratorConfig
 from .layout import SUM_WORDS, LayerDescriptor, OpKind, describe, groups
 
-__all__ = ["FM_READ_LATENCY", "MULTIPLIER_LATENCY", "REQUANT_LATENCY", "ENGINE_STEP_STAGES",
+__all__ = ["FM_READ_LATENCY", "MULTIPLIER_LATENCY", "REQUANT_LATENCY", "RESIDUAL_READ_LATENCY",
+           "ENGINE_STEP_STAGES",
            "ENGINE_LATENCY",           "FIRE_PASS_OVERHEAD", "POOL_LATENCY", "SUM_LATENCY", "ADD_LATENCY",
            "READER_LATENCY", "WRITER_LATENCY", "SDRAM_PHY_LATENCY", "OP_OVERHEAD", "END_CYCLES",
            "DMA_QUEUE_LATENCY", "LOAD_LATENCY", "STORE_LATENCY", "sequence_cycles",
@@ -36,10 +37,13 @@ REQUANT_LATENCY = MULTIPLIER_LATENCY + 5
 # hw/conv_engine.py, a step from its issue (S0) to its sum in the accumulator: the feature-map
 # read (S1 when it arrives), S1b, S2, S3, the multiplier (S4, S4b), S4c, S5, S6.
 ENGINE_STEP_STAGES = FM_READ_LATENCY + 6 + MULTIPLIER_LATENCY
+# hw/conv_engine.py: the drain's read of a residual word (its address registered, then the
+# buffer's read), which every drained sum waits for on its way to requantisation.
+RESIDUAL_READ_LATENCY = 1 + FM_READ_LATENCY
 # hw/conv_engine.py: cycles counted after the issue of a layer's last step beyond the drain's
-# PO/PC cycles: the step stages, requantisation, the cycle that sees the pipeline empty and the
-# one in which ``busy`` drops (``done`` is high in the cycle after).
-ENGINE_LATENCY = ENGINE_STEP_STAGES + REQUANT_LATENCY + 2
+# PO/PC cycles: the step stages, the residual read, requantisation, the cycle that sees the
+# pipeline empty and the one in which ``busy`` drops (``done`` is high in the cycle after).
+ENGINE_LATENCY = ENGINE_STEP_STAGES + RESIDUAL_READ_LATENCY + REQUANT_LATENCY + 2
 # hw/fire.py: the cycle in which the Fire unit asserts the engine's start, per pass.
 FIRE_PASS_OVERHEAD = 1
 # hw/pool.py: from an input beat's acceptance to the output beat it completes being valid.

@@ -98,16 +98,23 @@ def _random_model(net, seed=0, density=0.5):
     return quantize(prune(Model.from_float(net, weights), density), calib, 8), rng
 
 
-def test_compiler_names_the_bypass_adds_it_cannot_place():
-    """The simple bypass is a device op when the maps are in the SDRAM; the all-on-chip test
-    configuration and the complex bypass are refused by name, with what to do instead."""
+def test_compiler_places_both_bypasses_and_names_what_does_not_fit():
+    """With the maps in the SDRAM the simple bypass is an ADD op and the complex one a pass
+    that adds its residual; the all-on-chip test configuration has no bypass, and SqueezeNet
+    v1.0's complex bypass needs more ops than the program memory holds: both refused by
+    name, with what to do instead."""
     q, _ = _random_model(digits_net(bypass="simple"))
     assert any(op.kind == OpKind.ADD for op in compile_network(q, CFG).ops)
     with pytest.raises(UnsupportedNetworkError, match="bypass2: the all-on-chip configuration "
                                                       "has no bypass add"):
         compile_network(q, CHIP)
     q, _ = _random_model(digits_net(bypass="complex"))
-    with pytest.raises(UnsupportedNetworkError, match="complex bypass .* not a device op yet"):
+    residual = [op.name for op in compile_network(q, CFG).ops
+                if op.fields.get("unit", {}).get("residual")]
+    assert residual and all(name.startswith("bypass4") for name in residual)
+    q, _ = _random_model(squeezenet_v1_0("complex"))
+    with pytest.raises(UnsupportedNetworkError, match=r"needs \d+ program ops; the device has "
+                                                      f"{CFG.program_depth}"):
         compile_network(q, CFG)
 
 
@@ -404,13 +411,15 @@ def test_squeezenet_v1_1_with_sparse_random_weights_on_the_simulated_board_is_bi
 
 
 @pytest.mark.parametrize("make", [lambda: digits_net(bypass="simple"),
+                                  lambda: digits_net(bypass="complex"),
                                   lambda: squeezenet_v1_0("simple")],
-                         ids=["digits", "squeezenet-v1.0"])
-def test_the_simple_bypass_on_the_simulated_board_is_bit_exact(board, make):
-    """The simple bypass variants (the paper's section 6: an add around every Fire module
-    whose input and output have as many channels), seeded random weights pruned to half, on
-    the RTL with the maps in the SDRAM model: the ADD ops' sums bit-exact (every logit equal
-    to golden), every op's cycles as ``_check_cycles`` says. SqueezeNet v1.0 at full size."""
+                         ids=["digits-simple", "digits-complex", "squeezenet-v1.0-simple"])
+def test_the_bypasses_on_the_simulated_board_are_bit_exact(board, make):
+    """The bypass variants (the paper's section 6: an add around every Fire module whose input
+    and output have as many channels; the complex one also a 1x1 convolution around the
+    others), seeded random weights pruned to half, on the RTL with the maps in the SDRAM
+    model: the ADD ops' sums and the residual passes bit-exact (every logit equal to golden),
+    every op's cycles as ``_check_cycles`` says. SqueezeNet v1.0 at full size."""
     q, rng = _random_model(make(), 5)
     shape = q.network.input.channels, q.network.input.height, q.network.input.width
     prog = compile_network(q, CFG)

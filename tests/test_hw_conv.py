@@ -68,7 +68,7 @@ def test_the_golden_device_runs_a_band_as_the_engine_does():
     """The golden device's convolution op on band descriptors (hw.layout.LayerDescriptor.band),
     from the same buffer contents as the RTL bench, against the reference's rows."""
     from host.golden_device import GoldenDevice
-    from hw.layout import OpKind, feature_map, feature_words, weight_lanes
+    from hw.layout import OpKind, decode_op, encode_op, feature_map, feature_words, weight_lanes
     cfg = AcceleratorConfig(mac_units=16, fm_depth=2048, weight_depth=256, bias_depth=8)
     rng = np.random.default_rng(3)
     qc = random_conv(rng, 8, 16, 3, 2, 1, cfg.value_bits, 8)
@@ -86,7 +86,8 @@ def test_the_golden_device_runs_a_band_as_the_engine_does():
         dev.fm[:] = 0
         words = feature_words(x[:, first:first + rows], cfg)
         dev.fm[100:100 + len(words)] = words
-        dev._op({"kind": OpKind.CONV, "src_squeeze": 0, "dst_squeeze": 0, "swap": 0,
-                 "conv": band.fields(cfg, in_base=100, out_base=1000)})
+        dev._op(decode_op(encode_op({"kind": OpKind.CONV,
+                                     "conv": band.fields(cfg, in_base=100, out_base=1000)},
+                                    cfg), cfg))
         got = feature_map(dev.fm_b[1000:], (16, n, whole.out_w), cfg)   # a pass writes B
         np.testing.assert_array_equal(got, want[:, row0:row0 + n])
