@@ -253,11 +253,11 @@ class ConvEngine(wiring.Component):
         last_k = Signal.like(ki)
         last_cg, last_og = Signal.like(cg), Signal.like(og)
         last_ox, last_oy = Signal.like(ox), Signal.like(oy)
-        short_pixel = Signal()           # fewer steps a pixel than the drain's cycles
-        with m.If(self.start & ~self.busy):
-            m.d.sync += [last_k.eq(desc.kernel - 1), last_cg.eq(cgroups - 1),
-                         last_og.eq(ogroups - 1), last_ox.eq(desc.out_w - 1),
-                         last_oy.eq(desc.out_h - 1), short_pixel.eq(steps < drain)]
+        # Fewer steps a pixel than the drain's cycles: a comparison with a constant, left as
+        # wires (registered at ``start`` like the others, it stops Yosys 0.70's ABC9
+        # pass with an internal assertion).
+        short_pixel = Signal()
+        m.d.comb += short_pixel.eq(steps < drain)
         first = Signal()
         last_step = Signal()
         m.d.comb += [first.eq((cg == 0) & (ki == 0) & (kj == 0)),
@@ -279,6 +279,9 @@ class ConvEngine(wiring.Component):
                          w_addr.eq(desc.weight_base), pixel.eq(0),
                          row_addr.eq(desc.pixel_origin), fm_addr.eq(desc.pixel_origin),
                          og_out.eq(desc.out_base_word)]
+            m.d.sync += [last_k.eq(desc.kernel - 1), last_cg.eq(cgroups - 1),
+                         last_og.eq(ogroups - 1), last_ox.eq(desc.out_w - 1),
+                         last_oy.eq(desc.out_h - 1)]
         with m.Elif(running & (gap != 0)):
             m.d.sync += gap.eq(gap - 1)
         with m.Elif(s0_valid):
