@@ -264,8 +264,8 @@ class GoldenDevice:
         if op["kind"] == OpKind.CONV:
             src = self.squeeze if op["src_squeeze"] else src_fm
             dst = self.squeeze if op["dst_squeeze"] else dst_fm
-            residual = op["unit"]["residual"]
-            qc = self._qconv(desc, pad=0, relu=not residual["mult"])
+            residual = op["unit"]["residual_mult"]
+            qc = self._qconv(desc, pad=0, relu=not residual)
             out = kernels.PreparedConv(qc).run(self._band_input(src, op["conv"], desc))
             # The engine writes whole output groups, at channel offset out_channel_base: PC
             # group j's pixels consecutively from out_base_word + j * out_plane.
@@ -273,10 +273,10 @@ class GoldenDevice:
             pixels = desc.out_h * desc.out_w
             at = (op["conv"]["out_base_word"] + np.arange(n_groups)[:, None]
                   * op["conv"]["out_plane"] + np.arange(pixels)[None, :])
-            if residual["mult"]:         # the accumulators, with the residual's bytes added
-                res = self.squeeze[(at.reshape(-1) + residual["offset"]) % len(self.squeeze)]
-                res = feature_map(res, out.shape, cfg)
-                out = kernels.bypass_add(res, out, QAdd(residual["mult"], desc.mult, desc.shift))
+            if residual:                 # the accumulators, with the residual's bytes added
+                res = feature_map(self.squeeze[at.reshape(-1) % len(self.squeeze)], out.shape,
+                                  cfg)
+                out = kernels.bypass_add(res, out, QAdd(residual, desc.mult, desc.shift))
             words = feature_words(out, cfg).reshape(-1, pixels, cfg.pc)
             dst[at.reshape(-1) % len(dst)] = words.reshape(-1, cfg.pc)
             return op_cycles(OpKind.CONV, cfg, desc) - OP_OVERHEAD

@@ -73,7 +73,6 @@ class _Planner:
         self.half = cfg.fm_depth // 2              # an input tile: half of A
         self.out_tile = cfg.fm_b_depth // 2        # an output tile: half of B
         self.out_half = 0                          # B's half the next output goes to
-        self.res_half = 0                          # the squeeze buffer's, the next residual
 
     # ---- the SDRAM --------------------------------------------------------------------------
     def allocate(self, words: int, align: int = 1) -> int:
@@ -258,8 +257,8 @@ class _Planner:
         the last chunk's pass (a prefetch then overlaps it); ``then`` = (conv, first) is the
         chunk computed after this call's last, whose parameters load during it. ``residual``
         = (map, QAdd): the complex bypass, the convolution's accumulators added to the map's
-        bytes at the same pixels and channels (loaded into a half of the squeeze buffer before
-        each pass, laid out as the output chunk) and requantised together."""
+        bytes at the same pixels and channels (loaded into the squeeze buffer before each
+        pass, at the output chunk's own addresses) and requantised together."""
         cfg = self.cfg
         p = self.params[conv]
         qc = p["qc"]
@@ -310,18 +309,15 @@ class _Planner:
                                         groups(channels, cfg.pc), row0, d.out_h, half)
             unit = {}
             if residual is not None:
-                res_half = self.res_half
-                self.res_half ^= 1
-                res_base = res_half * (cfg.squeeze_depth // 2)
+                # The residual at the output chunk's own addresses, in the squeeze buffer.
                 dma, _ = self.store_rows(residual[0], first * cfg.po // cfg.pc,
-                                         groups(channels, cfg.pc), row0, d.out_h, 0)
+                                         groups(channels, cfg.pc), row0, d.out_h, half)
                 self.transfer(f"{name}/residual", OpKind.LOAD, DMATarget.SQUEEZE,
-                              dma["sdram_base"] * self.k[DMATarget.FEATURE], res_base,
+                              dma["sdram_base"] * self.k[DMATarget.FEATURE], out_base,
                               dma["run_words"], dma["runs"], dma["sdram_stride"],
-                              dma["buffer_stride"], region=("squeeze", res_half))
-                reads = reads + [("squeeze", res_half)]
-                unit = {"residual": {"mult": residual[1].mult_a,
-                                     "offset": (res_base - out_base) % cfg.fm_depth}}
+                              dma["buffer_stride"], region=("squeeze", half))
+                reads = reads + [("squeeze", half)]
+                unit = {"residual_mult": residual[1].mult_a}
             self.op(name, OpKind.CONV, {"src_squeeze": int(in_half is None),
                                         "dst_squeeze": int(dst_sq), "unit": unit,
                                         "conv": d.fields(cfg, in_base, out_base,

@@ -149,10 +149,9 @@ class ConvEngine(wiring.Component):
     - ``fm_rd_addr`` (Out) / ``fm_rd_data`` (In, PC bytes, valid ``FM_READ_LATENCY`` cycles
       after the address: hw/conv_layer.py FeatureBuffer);
     - ``fm_wr_addr``/``fm_wr_data``/``fm_wr_en`` (Out, per bank);
-    - ``res_mult``, ``res_offset`` (In, held while ``busy``) and ``res_rd_addr`` (Out) /
-      ``res_rd_data`` (In): with ``res_mult`` set, the byte of output lane t at word
-      (output word + ``res_offset``) of a buffer is added, times ``res_mult``, before
-      requantisation (``Requantizer``);
+    - ``res_mult`` (In, held while ``busy``) and ``res_rd_addr`` (Out) / ``res_rd_data`` (In):
+      with ``res_mult`` set, the byte of output lane t at the output word's address of a
+      buffer is added, times ``res_mult``, before requantisation (``Requantizer``);
     - ``weight_wr``, ``codebook_wr``, ``bias_wr`` (``parameter_signatures``): load the
       parameter memories;
     - ``cycles`` (Out): cycles of the last run, from ``start`` to ``done``.
@@ -172,7 +171,7 @@ class ConvEngine(wiring.Component):
             "fm_wr_en": Out(pc),
             # The residual operand of a pass (the complex bypass): word ``res_rd_addr`` of a
             # buffer answers FM_READ_LATENCY cycles on; byte t is output lane t's.
-            "res_mult": In(cfg.mult_bits), "res_offset": In(fa),
+            "res_mult": In(cfg.mult_bits),
             "res_rd_addr": Out(fa), "res_rd_data": In(pixel_layout(cfg)),
             **parameter_signatures(cfg),
         })
@@ -443,7 +442,7 @@ class ConvEngine(wiring.Component):
         for k in range(1, stages):
             m.d.sync += [stage_valid[k].eq(stage_valid[k - 1]), stage_addr[k].eq(stage_addr[k - 1])]
         res_addr = Signal(self.fm_addr_bits)
-        m.d.sync += res_addr.eq(drain_word + self.res_offset)
+        m.d.sync += res_addr.eq(drain_word)
         m.d.comb += self.res_rd_addr.eq(res_addr)
         out_bytes = Signal(pixel_layout(cfg))
         for t in range(pc):

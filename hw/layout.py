@@ -275,11 +275,14 @@ def dma_layout(cfg: AcceleratorConfig) -> data.StructLayout:
     ``sdram_base + r * sdram_stride`` of the SDRAM (a unit is ``sdram_unit_words`` SDRAM
     words) and at word ``buffer_base + r * buffer_stride`` of the target memory
     (hw/dma.py)."""
+    from .config import address_bits
     from .sdram_chip import MT48LC16M16A2
     buf = dma_buffer_bits(cfg)
     return data.StructLayout({
         "target": 3, "sdram_base": MT48LC16M16A2.addr_bits, "buffer_base": buf,
-        "run_words": buf + 1, "runs": 16, "sdram_stride": MT48LC16M16A2.addr_bits,
+        # (a feature transfer's runs are channel groups, the most there are)
+        "run_words": buf + 1, "runs": address_bits(groups(cfg.max_channels, cfg.pc) + 1),
+        "sdram_stride": MT48LC16M16A2.addr_bits,
         "buffer_stride": buf + 1,
     })
 
@@ -299,9 +302,9 @@ def op_layout(cfg: AcceleratorConfig) -> data.StructLayout:
     pixels per channel group; an ADD reads ``in_words`` word pairs, word i of the Fire output
     at ``in_base + i`` and of the bypassed map right after it (``in_base + in_words + i``),
     and writes clamp((a * conv.mult + b * unit.mult_b + 2**(conv.shift-1)) >> conv.shift) to
-    ``out_base + i`` (hw/bypass.py); a pass with ``unit.residual.mult`` set adds
-    ``unit.residual.mult`` x the squeeze buffer's byte at its output word +
-    ``unit.residual.offset`` (the same lane) before requantising (the complex bypass); ``src_squeeze``/``dst_squeeze`` send a convolution's input or output
+    ``out_base + i`` (hw/bypass.py); a pass with ``unit.residual_mult`` set adds
+    ``unit.residual_mult`` x the squeeze buffer's byte at its output word's address (the same
+    lane) before requantising (the complex bypass); ``src_squeeze``/``dst_squeeze`` send a convolution's input or output
     through the Fire unit's squeeze buffer instead; ``dma`` is a LOAD's or STORE's
     transfer.
 
@@ -321,7 +324,7 @@ def op_layout(cfg: AcceleratorConfig) -> data.StructLayout:
         # (one op's unit reads one of them: a union costs no program memory width)
         "unit": data.UnionLayout({
             "frame_pixels": cfg.plane_bits, "mult_b": cfg.mult_bits,
-            "residual": data.StructLayout({"mult": cfg.mult_bits, "offset": cfg.fm_addr_bits}),
+            "residual_mult": cfg.mult_bits,
         }),
         "conv": descriptor_layout(cfg),
         "dma": dma_layout(cfg),

@@ -410,8 +410,7 @@ class NetworkRunner(wiring.Component):
                          sq_en.eq(Mux(conv_running & op.dst_squeeze, eng.fm_wr_en, 0))]
         m.d.comb += [sq.rd_addr.eq(Mux(op.src_squeeze, eng.fm_rd_addr, eng.res_rd_addr)),
                      eng.res_rd_data.eq(sq.rd_data),
-                     eng.res_mult.eq(op.unit.residual.mult),
-                     eng.res_offset.eq(op.unit.residual.offset)]
+                     eng.res_mult.eq(op.unit.residual_mult)]
         # The memory a pass reads (A, or B with swap) and the one it writes.
         for i, mem in enumerate((fm_a, fm_b)):
             reads = Signal(name=f"pass_reads_{'ab'[i]}")

@@ -110,7 +110,7 @@ def test_compiler_places_both_bypasses_and_names_what_does_not_fit():
         compile_network(q, CHIP)
     q, _ = _random_model(digits_net(bypass="complex"))
     residual = [op.name for op in compile_network(q, CFG).ops
-                if op.fields.get("unit", {}).get("residual")]
+                if op.fields.get("unit", {}).get("residual_mult")]
     assert residual and all(name.startswith("bypass4") for name in residual)
     q, _ = _random_model(squeezenet_v1_0("complex"))
     with pytest.raises(UnsupportedNetworkError, match=r"needs \d+ program ops; the device has "
