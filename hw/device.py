@@ -178,6 +178,8 @@ class Device(wiring.Component):
         nbytes = Signal(range(sr_bytes + 1))
         sdram_word = Signal(16)            # an SDRAM word of a WRITE, until the controller takes it
         read_wait = Signal(range(HOST_READ_LATENCY + 1))
+        sdram_word = Signal(proto.SDRAM_WORD_BYTES * 8)   # an SDRAM READ's word, and whether
+        sdram_got = Signal()                              # it has come
         pix = Signal(range(pc + 1))        # a packed SDRAM WRITE's byte within its unit
         pad_left = Signal(range(pc + 1))   # zero bytes still to follow the unit
         m.submodules.weight_decoder = decoder = WeightDecoder(cfg)
@@ -443,10 +445,15 @@ class Device(wiring.Component):
                 with m.If(read_wait == 1):
                     m.next = "READ_WORD"
             with m.State("READ_SDRAM"):          # the word comes read_latency cycles on
-                m.d.comb += sdram.rdata.ready.eq(1)
-                with m.If(sdram.rdata.valid):
-                    m.d.sync += [out_sr.eq(sdram.rdata.payload),
-                                 out_left.eq(proto.SDRAM_WORD_BYTES)]
+                # It is taken into a register by the controller, and the reply takes it from
+                # there a cycle later: the controller's read FIFO and the reply's registers
+                # are at two ends of the chip.
+                m.d.comb += sdram.rdata.ready.eq(~sdram_got)
+                with m.If(sdram.rdata.valid & ~sdram_got):
+                    m.d.sync += [sdram_word.eq(sdram.rdata.payload), sdram_got.eq(1)]
+                with m.If(sdram_got):
+                    m.d.sync += [out_sr.eq(sdram_word), out_left.eq(proto.SDRAM_WORD_BYTES),
+                                 sdram_got.eq(0)]
                     m.next = "READ_ADDR"
             with m.State("READ_WORD"):
                 with m.If(target == Target.FEATURE):
