@@ -10,7 +10,8 @@ from tqdm import tqdm
 
 from .engine import Golden, top_k
 from .model import Model
-from .preprocess import float_input, list_labelled_images, load_image, read_synsets
+from .preprocess import (IMAGE_SUFFIXES, class_folders, float_input, list_class_folder_images,
+                         list_labelled_images, load_image, read_synsets)
 from .quantize import QuantizedModel, quantize
 from .reference_float import forward_float
 
@@ -28,9 +29,12 @@ def default_synsets(folder: Path) -> Path:
 
 
 def calibration_images(folder: Path, spec, count: int) -> tuple[list[np.ndarray], list[str]]:
-    """``count`` photos spread evenly over the sorted folder: deterministic."""
-    files = sorted(p for p in Path(folder).iterdir()
-                   if p.suffix.lower() in (".jpeg", ".jpg", ".png", ".bmp"))
+    """``count`` photos spread evenly over the sorted folder (over every class folder's, in
+    the class-folder layout): deterministic."""
+    if class_folders(folder):
+        files = [p for p, _ in list_class_folder_images(folder)]
+    else:
+        files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise FileNotFoundError(f"no calibration images in {folder}")
     pick = [files[int(i * len(files) / count)] for i in range(min(count, len(files)))]
@@ -41,7 +45,8 @@ def evaluate(model: Model | QuantizedModel, folder: str | Path, bits: str = "8",
              synsets: str | Path | None = None, calib_dir: str | Path | None = None,
              calib_count: int = 10, value_bits: int | None = None, limit: int = 0,
              progress: bool = True, refit: bool = True) -> dict:
-    """Top-1/top-5 over every ``<wnid>_<name>`` photo in ``folder``.
+    """Top-1/top-5 over every ``<wnid>_<name>`` photo in ``folder``, or every photo of its
+    class folders (``folder/<class>/*.jpg``, classes in sorted folder order: no synsets).
 
     ``bits`` is "float" (the float reference), or an index width ("8", "6", "4"): the model is
     quantised on ``calib_count`` photos of ``calib_dir`` (default: the evaluated folder) and run
@@ -49,10 +54,17 @@ def evaluate(model: Model | QuantizedModel, folder: str | Path, bits: str = "8",
     """
     folder = Path(folder)
     net = model.network
-    wnids = [w for w, _ in read_synsets(synsets or default_synsets(folder))]
-    if len(wnids) != net.classes:
-        raise ValueError(f"{len(wnids)} synsets for a {net.classes}-class model")
-    images = list_labelled_images(folder, wnids)
+    classes = class_folders(folder)
+    if classes:
+        if len(classes) != net.classes:
+            raise ValueError(f"{folder}: {len(classes)} class folders for a {net.classes}-class "
+                             "model")
+        images = list_class_folder_images(folder)
+    else:
+        wnids = [w for w, _ in read_synsets(synsets or default_synsets(folder))]
+        if len(wnids) != net.classes:
+            raise ValueError(f"{len(wnids)} synsets for a {net.classes}-class model")
+        images = list_labelled_images(folder, wnids)
     if limit:
         images = images[:limit]
     report: dict = {"model": getattr(model, "source", "") or net.name, "bits": bits}

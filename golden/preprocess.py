@@ -85,6 +85,27 @@ def read_synsets(path: str | Path) -> list[tuple[str, str]]:
 _WNID = re.compile(r"^(n\d{8})_")
 
 
+def class_folders(folder: str | Path) -> list[Path]:
+    """The class folders of a ``DIR/<class>/*.jpg`` layout (torchvision's ImageFolder): its
+    subfolders in sorted order, the class index being the position; [] when ``folder``
+    holds its photos itself."""
+    folder = Path(folder)
+    if any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_dir())
+
+
+def list_class_folder_images(folder: str | Path) -> list[tuple[Path, int]]:
+    """Every image of every class folder (``class_folders``) with its class index, sorted by
+    class, then by name."""
+    out = [(p, i) for i, d in enumerate(class_folders(folder)) for p in sorted(d.iterdir())
+           if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not out:
+        raise ImageError(f"{folder}: no images found (expected <class>/<name>.jpg files, or "
+                         "<wnid>_<name>.JPEG files)")
+    return out
+
+
 def list_labelled_images(folder: str | Path, wnids: list[str]) -> list[tuple[Path, int]]:
     """Every ``<wnid>_<name>.<ext>`` image of ``folder`` with its class index, sorted by name."""
     index = {w: i for i, w in enumerate(wnids)}

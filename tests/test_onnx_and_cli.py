@@ -159,3 +159,36 @@ def test_infer_on_a_device_reports_memory_waits_bytes_and_the_configuration(tmp_
     assert all(n["compute"] + n["wait"] == n["cycles"] for n in nodes.values())
     assert sum(n["wait"] for n in nodes.values()) <= r["memory_wait_cycles"]
     assert sum(x["wait"] for x in r["layers"]) <= r["memory_wait_cycles"]   # the rest: END
+
+
+def test_eval_reads_the_class_folder_layout(tmp_path):
+    """``DIR/<class>/*.png`` (classes in sorted folder order, as torchvision's ImageFolder):
+    scored with no synsets, each photo's label its folder's index, the same top-1 as the golden
+    model counted directly; a folder count that is not the model's classes is refused."""
+    from PIL import Image
+
+    from golden.digits import load_digits_split
+    from golden.engine import Golden, top_k
+    from golden.evaluate import evaluate
+    from golden.preprocess import load_image
+    from golden.quantize import quantize
+    model = load_model(ROOT / "models/digits-squeezenet.npz")
+    _, _, test_x, test_y = load_digits_split()
+    names = [f"class{d}" for d in range(10)]       # sorted order = the digit
+    for d in range(10):                            # three photos of each digit
+        folder = tmp_path / names[d]
+        folder.mkdir()
+        for i in np.flatnonzero(test_y == d)[:3]:
+            Image.fromarray(test_x[i][0]).save(folder / f"{i:04d}.png")
+    report = evaluate(model, tmp_path, "8", calib_count=5, progress=False)
+    assert report["n"] == 30
+    files = sorted(tmp_path.glob("*/*.png"))
+    calib = [load_image(files[int(i * len(files) / 5)], model.network.input) for i in range(5)]
+    golden = Golden(quantize(model, calib, 8))
+    right = sum(top_k(golden(load_image(p, model.network.input)))[0] == names.index(p.parent.name)
+                for p in files)
+    assert report["top1"] == right / 30
+    (tmp_path / "zz").mkdir()
+    (tmp_path / "zz" / "a.png").write_bytes(files[0].read_bytes())
+    with pytest.raises(ValueError, match="11 class folders for a 10-class model"):
+        evaluate(model, tmp_path, "float", progress=False)
