@@ -459,10 +459,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", help="write the report as JSON here")
     sp.set_defaults(func=cmd_info)
 
-    sp = sub.add_parser("eval", help="top-1/top-5 on a folder of <wnid>_<name>.JPEG photos",
-                        description="Classify every <wnid>_<name>.JPEG in DIR and report "
+    sp = sub.add_parser("eval", help="top-1/top-5 on a folder of labelled photos",
+                        description="Classify every <wnid>_<name>.JPEG in DIR (ImageNet "
+                        "labels from synsets.txt), or every photo of DIR's class folders "
+                        "(DIR/<class>/*.jpg, classes in sorted folder order), and report "
                         "accuracy; integer paths are quantised on --calib photos first.")
-    sp.add_argument("dir", help="folder of labelled photos")
+    sp.add_argument("dir", help="folder of labelled photos, or of class folders")
     sp.add_argument("--model", required=True, help="model file")
     quant_args(sp)
     sp.add_argument("--synsets", help="synsets.txt (default: beside the photos, else ../shared)")
