@@ -22,6 +22,7 @@ import struct
 
 from amaranth import *
 from amaranth.lib import memory, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from . import protocol as proto
@@ -32,6 +33,8 @@ from .protocol import Command, RunState, Status, Target, identity_bytes, unit_by
 from .memtest import MemTest
 from .runner import HOST_READ_LATENCY, NetworkRunner
 from .sdram import SDRAMController, pins_signature
+from .sdram_chip import MT48LC16M16A2
+from .timing import RDATA_STAGE_LATENCY
 
 __all__ = ["Device", "WeightDecoder"]
 
@@ -136,23 +139,34 @@ class Device(wiring.Component):
         # After RESET, what the stopped run left with the controller finishes there: the
         # device waits until the controller is idle and its last reads' words are out, and
         # drops them, so that no later read takes a stale word.
-        draining = Signal()
-        drain = Signal(range(sdram.read_latency + 8 + 1))
-        m.d.comb += draining.eq(soft_reset | (drain != 0))
+        # The read words pass a small FIFO (three words: the fewest that pass one a cycle) on
+        # their way to whoever owns the port: the controller's read FIFO and the DMA units'
+        # counters are far apart on the chip, and the ownership and target multiplexers lie
+        # between them (RDATA_STAGE_LATENCY).
+        m.submodules.rdata_stage = stage = SyncFIFOBuffered(width=MT48LC16M16A2.dq_bits, depth=3)
+        rdata = stream.Signature(MT48LC16M16A2.dq_bits).create()
+        m.d.comb += [stage.w_data.eq(sdram.rdata.payload), stage.w_en.eq(sdram.rdata.valid),
+                     sdram.rdata.ready.eq(stage.w_rdy),
+                     rdata.valid.eq(stage.r_rdy), rdata.payload.eq(stage.r_data),
+                     stage.r_en.eq(rdata.ready)]
+        draining = Signal()              # registered: it selects the port's owner
+        drain = Signal(range(sdram.read_latency + RDATA_STAGE_LATENCY + 8 + 1))
+        drain_next = Signal.like(drain)
         with m.If(soft_reset | ((drain != 0) & ~sdram.idle)):
-            m.d.sync += drain.eq(sdram.read_latency + 8)
+            m.d.comb += drain_next.eq(sdram.read_latency + RDATA_STAGE_LATENCY + 8)
         with m.Elif(drain != 0):
-            m.d.sync += drain.eq(drain - 1)
+            m.d.comb += drain_next.eq(drain - 1)
+        m.d.sync += [drain.eq(drain_next), draining.eq(reset_request | (drain_next != 0))]
         with m.If(draining):
-            m.d.comb += sdram.rdata.ready.eq(1)
+            m.d.comb += rdata.ready.eq(1)
         with m.Elif(runner_owns):
             wiring.connect(m, runner.sdram_cmd, sdram.cmd)
             wiring.connect(m, runner.sdram_wdata, sdram.wdata)
-            wiring.connect(m, sdram.rdata, runner.sdram_rdata)
+            wiring.connect(m, rdata, runner.sdram_rdata)
         with m.Elif(testing):
             wiring.connect(m, memtest.sdram_cmd, sdram.cmd)
             wiring.connect(m, memtest.sdram_wdata, sdram.wdata)
-            wiring.connect(m, sdram.rdata, memtest.sdram_rdata)
+            wiring.connect(m, rdata, memtest.sdram_rdata)
         st_args = Signal(struct.calcsize(proto.SELFTEST_ARGS) * 8)
         m.d.comb += [memtest.base.eq(st_args[:32]), memtest.words.eq(st_args[32:64]),
                      memtest.seed.eq(st_args[64:96])]
@@ -445,12 +459,11 @@ class Device(wiring.Component):
                 with m.If(read_wait == 1):
                     m.next = "READ_WORD"
             with m.State("READ_SDRAM"):          # the word comes read_latency cycles on
-                # It is taken into a register by the controller, and the reply takes it from
-                # there a cycle later: the controller's read FIFO and the reply's registers
-                # are at two ends of the chip.
-                m.d.comb += sdram.rdata.ready.eq(~sdram_got)
-                with m.If(sdram.rdata.valid & ~sdram_got):
-                    m.d.sync += [sdram_word.eq(sdram.rdata.payload), sdram_got.eq(1)]
+                # It is taken into a register first, and the reply takes it from there a
+                # cycle later: the read FIFO's valid does not run into the reply's registers.
+                m.d.comb += rdata.ready.eq(~sdram_got)
+                with m.If(rdata.valid & ~sdram_got):
+                    m.d.sync += [sdram_word.eq(rdata.payload), sdram_got.eq(1)]
                 with m.If(sdram_got):
                     m.d.sync += [out_sr.eq(sdram_word), out_left.eq(proto.SDRAM_WORD_BYTES),
                                  sdram_got.eq(0)]

@@ -15,7 +15,8 @@ from .layout import SUM_WORDS, LayerDescriptor, OpKind, describe, groups
 
 __all__ = ["FM_READ_LATENCY", "MULTIPLIER_LATENCY", "REQUANT_LATENCY", "RESIDUAL_READ_LATENCY",
            "ENGINE_STEP_STAGES",
-           "ENGINE_LATENCY",           "FIRE_PASS_OVERHEAD", "POOL_LATENCY", "SUM_LATENCY", "ADD_LATENCY",
+           "ENGINE_LATENCY", "FIRE_PASS_OVERHEAD", "POOL_LATENCY", "SUM_LATENCY", "ADD_LATENCY",
+           "RDATA_STAGE_LATENCY",
            "READER_LATENCY", "WRITER_LATENCY", "SDRAM_PHY_LATENCY", "OP_OVERHEAD", "END_CYCLES",
            "DMA_QUEUE_LATENCY", "LOAD_LATENCY", "STORE_LATENCY", "sequence_cycles",
            "engine_cycles", "ideal_cycles", "fire_cycles", "op_cycles", "transfer_cycles",
@@ -117,7 +118,10 @@ DMA_QUEUE_LATENCY = 2
 # cycles beyond one per SDRAM word, from its dispatch at the queue's head to the first cycle it
 # no longer counts as outstanding (the unit's start, the controller's queue, ACTIVE, the CAS
 # latency and the PHY's registers for a load, the last write, ``done``).
-LOAD_LATENCY = 11
+# hw/device.py: the three-word FIFO the SDRAM's read words pass between the controller and the
+# port's owner (amaranth.lib.fifo.SyncFIFOBuffered: written, then out of its output register).
+RDATA_STAGE_LATENCY = 2
+LOAD_LATENCY = 11 + RDATA_STAGE_LATENCY
 STORE_LATENCY = 5 + FM_READ_LATENCY
 
 
