@@ -80,12 +80,18 @@ class FeatureDMA(wiring.Component):
         step = Signal(name=f"{name}_step")
         last = Signal(name=f"{name}_last")
         last_word = Signal(name=f"{name}_last_word")
-        m.d.comb += [last_word.eq(word == self.run_words - 1),
-                     last.eq(last_word & (run == self.runs - 1))]
+        # The last run and word, registered at ``start`` (the transfer is held from then on):
+        # the counters compare with registers, not with subtractions of the transfer's fields,
+        # in the logic that enables every address register.
+        final_word = Signal.like(word, name=f"{name}_final_word")
+        final_run = Signal.like(run, name=f"{name}_final_run")
+        m.d.comb += [last_word.eq(word == final_word),
+                     last.eq(last_word & (run == final_run))]
         with m.If(self.start & ~self.busy):
             m.d.sync += [run.eq(0), word.eq(0), sdram_row.eq(self.sdram_base),
                          buffer_row.eq(self.buffer_base), sdram.eq(self.sdram_base),
-                         buffer.eq(self.buffer_base)]
+                         buffer.eq(self.buffer_base), final_word.eq(self.run_words - 1),
+                         final_run.eq(self.runs - 1)]
         with m.Elif(step):
             with m.If(last_word):
                 next_sdram = sdram_row + self.sdram_stride
