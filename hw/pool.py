@@ -148,20 +148,23 @@ class GlobalSumUnit(wiring.Component):
         m = Module()
         pc = self.cfg.pc
         count = Signal(20)
+        # count + 1 kept beside it: the frame's end is an equality of registers, not a
+        # subtraction of ``pixels`` in front of the unit's enables.
+        count1 = Signal(20, init=1)
         acc = Signal(pixel_layout(self.cfg, self.sum_bits))
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.If(self.i.valid & advance):
-            last = count == self.pixels - 1
+            last = count1 == self.pixels
             sums = [Signal(self.sum_bits, name=f"sum{t}") for t in range(pc)]
             for t in range(pc):
                 m.d.comb += sums[t].eq(Mux(count == 0, 0, acc[t]) + self.i.payload[t])
                 m.d.sync += acc[t].eq(sums[t])
             with m.If(last):
-                m.d.sync += [count.eq(0), self.o.valid.eq(1)]
+                m.d.sync += [count.eq(0), count1.eq(1), self.o.valid.eq(1)]
                 m.d.sync += [self.o.payload[t].eq(sums[t]) for t in range(pc)]
             with m.Else():
-                m.d.sync += count.eq(count + 1)
+                m.d.sync += [count.eq(count + 1), count1.eq(count1 + 1)]
         return m
