@@ -37,7 +37,7 @@ def block_ram_lower_bound(cfg) -> int:
     return -(-bits // (18 * 1024))
 
 
-def build(core: str = "device", out: Path | None = None, clock_mhz: float = 75.0,
+def build(core: str = "device", out: Path | None = None, clock_mhz: float | None = None,
           baud: int = 3_000_000, cfg=None, seed: int = 1, sdram_phase: float = 90.0) -> dict:
     from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
@@ -45,6 +45,7 @@ def build(core: str = "device", out: Path | None = None, clock_mhz: float = 75.0
     from hw.ulx3s import ULX3STop
     out = Path(out or ROOT / "build" / "ulx3s")
     cfg = cfg or (board_config() if core == "device" else None)
+    clock_mhz = clock_mhz or (cfg.clock_mhz if cfg is not None else 75.0)
     if cfg is not None and cfg.clock_mhz != clock_mhz:
         # The SDRAM's timings (and its refresh interval) are counted in cycles of the clock.
         from dataclasses import replace
@@ -104,12 +105,13 @@ def main(argv=None) -> int:
     ap.add_argument("--sdram-phase", type=float, default=90.0,
                     help="degrees the SDRAM's clock lags the system clock (default 90)")
     ap.add_argument("--mhz", type=float, default=None,
-                    help="system clock (default: the configuration's, 75 MHz for the echo)")
+                    help="system clock (default: the configuration's, hw.config.BOARD_CLOCK_MHZ "
+                         "for the device; 75 MHz for the echo)")
     ap.add_argument("--baud", type=int, default=3_000_000)
     ap.add_argument("--out", help="build folder (default build/ulx3s)")
     args = ap.parse_args(argv)
-    from hw.config import bringup_config
-    cfg = bringup_config() if args.core == "bringup" else None
+    from hw.config import board_config, bringup_config
+    cfg = {"bringup": bringup_config, "device": board_config}.get(args.core, lambda: None)()
     mhz = args.mhz or (cfg.clock_mhz if cfg is not None else 75.0)
     report = build("echo" if args.core == "echo" else "device", args.out, mhz, args.baud,
                    cfg, sdram_phase=args.sdram_phase)
