@@ -57,13 +57,13 @@ synth-device: $(STAMP)
 	$(VENV)/bin/pip install --quiet -e ".[board]"
 	$(PY) -m tools.synth --device --mac-units $(or $(MAC_UNITS),64)
 
-# The ULX3S-85F bitstream (tools/bitstream.py): build/ulx3s/top.bit and report.json. The device
-# of hw.config.board_config does not fit the chip yet (its maps and weights are on chip; see
-# docs/ARCHITECTURE.md, "The memory system"); CORE=echo builds the UART echo for link bring-up.
+# The ULX3S-85F bitstream (tools/bitstream.py): build/ulx3s/top.bit and report.json, the device
+# of hw.config.board_config at its clock (docs/BOARD.md); CORE=bringup builds the same device
+# with small memories into build/ulx3s-bringup, CORE=echo the UART echo into build/ulx3s-echo.
 CORE ?= device
 bitstream: $(STAMP)
 	$(VENV)/bin/pip install --quiet -e ".[board]"
-	$(PY) -m tools.bitstream --core $(CORE) $(if $(filter echo,$(CORE)),--out build/ulx3s-echo)
+	$(PY) -m tools.bitstream --core $(CORE) $(if $(filter-out device,$(CORE)),--out build/ulx3s-$(CORE))
 
 # The memory plan of SqueezeNet v1.0 with its maps in SDRAM (analytical: bands, bytes per layer,
 # compute and transfer cycles), at 64 and 128 MAC units, with and without pooling fused:
