@@ -30,7 +30,7 @@ from hw.layout import OpKind, pack_entries, unpack_entries, weight_entries
 from hw.protocol import Command, RunState, Status, Target
 from hw.timing import END_CYCLES
 
-from conftest import ROOT, SHARED
+from conftest import ROOT, SHARED, random_float_model
 
 CFG = board_config()
 # The differential request stream runs on the all-on-chip test configuration: with no
@@ -88,14 +88,10 @@ def _random_model(net, seed=0, density=0.5):
     """Seeded random weights (He-scaled), pruned to ``density``, quantized at 8 bits on two
     random calibration inputs."""
     from golden.compress import prune
-    from golden.model import Model
-    rng = np.random.default_rng(seed)
-    weights = {c.name: (rng.normal(0, np.sqrt(2 / c.fan_in), c.weight_shape).astype(np.float32),
-                        rng.normal(0, 0.05, c.out_channels).astype(np.float32))
-               for c in net.convs()}
+    rng = np.random.default_rng(seed + 1)
     shape = (net.input.channels, net.input.height, net.input.width)
     calib = [rng.normal(0, 40, shape).astype(np.float32) for _ in range(2)]
-    return quantize(prune(Model.from_float(net, weights), density), calib, 8), rng
+    return quantize(prune(random_float_model(net, seed), density), calib, 8), rng
 
 
 def test_compiler_places_both_bypasses_and_names_what_does_not_fit():

@@ -5,20 +5,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from golden.formats import load_model
-from golden.model import Model
 from golden.network import digits_net, squeezenet_v1_0, squeezenet_v1_1
 from golden.formats.onnx import UnsupportedGraphError, export_onnx, import_onnx
 from golden.reference_float import forward_float
 
-from conftest import ROOT
-
-
-def random_float_model(net, seed=0):
-    rng = np.random.default_rng(seed)
-    return Model.from_float(net, {c.name: (rng.normal(0, np.sqrt(2 / c.fan_in), c.weight_shape)
-                                           .astype(np.float32),
-                                           rng.normal(0, 0.05, c.out_channels).astype(np.float32))
-                                  for c in net.convs()})
+from conftest import ROOT, random_float_model
 
 
 @pytest.mark.parametrize("make", [squeezenet_v1_1, lambda: squeezenet_v1_0("complex"),
