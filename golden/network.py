@@ -19,6 +19,7 @@ from dataclasses import dataclass
 __all__ = [
     "Conv", "Fire", "MaxPool", "Bypass", "GlobalAvgPool", "Network", "ConvSpec", "InputSpec",
     "squeezenet_v1_0", "squeezenet_v1_1", "squeezenet_from_metaparameters", "digits_net",
+    "cifar10_squeezenet", "CIFAR10_VARIANTS",
     "pool_output_size", "conv_output_size",
 ]
 
@@ -257,9 +258,10 @@ class Network:
             raise ValueError(f"{self.name}: node names must be unique and not 'input'")
         shapes = self.shapes()
         first = self.nodes[0]
-        if not isinstance(first, Conv) or first.pad != 0:
-            raise ValueError(f"{self.name}: the first node must be an unpadded convolution "
-                             "(the input mean is folded into its bias, exact only without padding)")
+        if not isinstance(first, Conv) or (first.pad != 0 and any(self.input.mean)):
+            raise ValueError(f"{self.name}: the first node must be a convolution, unpadded unless "
+                             "the input mean is zero (the mean is folded into its bias, which is "
+                             "exact only where no padding pixel enters a window)")
         if not isinstance(self.nodes[-1], GlobalAvgPool):
             raise ValueError(f"{self.name}: the last node must be GlobalAvgPool")
         if shapes[self.output_node][0] != self.classes:
@@ -396,10 +398,52 @@ def digits_net(sr: float = 0.25, pct3x3: float = 0.5, bypass: str = "none",
     return Network("digits-squeezenet", DIGITS_INPUT, tuple(nodes), 10).validate()
 
 
+CIFAR10_INPUT = InputSpec(3, 32, 32, "RGB", (0.0,), (255.0,), resize=0)
+CIFAR10_VARIANTS = ("baseline", "e1", "e2", "e3", "e4")
+
+
+def cifar10_squeezenet(variant: str = "e4") -> Network:
+    """The CIFAR-10 study's SqueezeNet variants: v1.0 with 10 classes and each step after it.
+
+    Cumulative, as the study builds them: ``baseline`` is v1.0 (conv1 7x7/2, max pooling 3x3/2
+    after conv1, fire4 and fire8); ``e1`` pools 2x2/2; ``e2`` also makes conv1 2x2/2; ``e3``
+    also removes fire3 (fire4 then reads fire2's 128 channels); ``e4`` is e2 with delayed
+    downsampling (the study's Table 2): conv1 2x2/1 with padding 1 (33x33), no pooling after
+    conv1, max pooling 2x2/2 after fire4 and fire8. The input is the raw RGB photo scaled by
+    1/255 with no mean subtracted, so conv1 may be padded (``Network.validate``). conv_final is
+    unpadded (v1.0's padding 1 only adds bias-only border pixels to the average).
+    """
+    if variant not in CIFAR10_VARIANTS:
+        raise ValueError(f"unknown CIFAR-10 variant {variant!r}; choose one of "
+                         f"{', '.join(CIFAR10_VARIANTS)}")
+    spec = [(16, 64, 64), (16, 64, 64), (32, 128, 128), (32, 128, 128),
+            (48, 192, 192), (48, 192, 192), (64, 256, 256), (64, 256, 256)]
+    pool = 3 if variant == "baseline" else 2
+    if variant == "e4":
+        nodes: list[Node] = [Conv("conv1", 3, 96, 2, stride=1, pad=1)]
+        first_input = "conv1"
+    else:
+        k = 7 if variant in ("baseline", "e1") else 2
+        nodes = [Conv("conv1", 3, 96, k, stride=2), MaxPool("pool1", pool, 2)]
+        first_input = "pool1"
+    cin, fire_in = 96, first_input
+    for i, (s, e1, e3) in enumerate(spec):
+        n = 2 + i
+        if variant == "e3" and n == 3:
+            continue
+        nodes.append(Fire(f"fire{n}", cin, s, e1, e3))
+        if n in (4, 8):
+            nodes.append(MaxPool(f"pool{n}", pool, 2))
+        cin = e1 + e3
+    nodes += [Conv("conv_final", cin, 10, 1), GlobalAvgPool("pool_final")]
+    return Network(f"cifar10-squeezenet-{variant}", CIFAR10_INPUT, tuple(nodes), 10).validate()
+
+
 NETWORKS = {
     "squeezenet-v1.0": squeezenet_v1_0,
     "squeezenet-v1.0-simple-bypass": lambda: squeezenet_v1_0("simple"),
     "squeezenet-v1.0-complex-bypass": lambda: squeezenet_v1_0("complex"),
     "squeezenet-v1.1": squeezenet_v1_1,
     "digits-squeezenet": digits_net,
+    **{f"cifar10-squeezenet-{v}": (lambda v=v: cifar10_squeezenet(v)) for v in CIFAR10_VARIANTS},
 }

@@ -21,10 +21,15 @@ def require_torch():
     return torch
 
 
-def torch_module(net: Network, conv_weight=None):
+def torch_module(net: Network, conv_weight=None, batchnorm: bool = False, dropout: float = 0.0):
     """A torch.nn.Module computing ``net`` with float weights, Caffe semantics.
     ``conv_weight(name, conv)``, if given, supplies each convolution's weight tensor at run
-    time (weight sharing: a codebook lookup) instead of the module's own ``conv.weight``."""
+    time (weight sharing: a codebook lookup) instead of the module's own ``conv.weight``.
+
+    ``batchnorm`` trains with a BatchNorm after every convolution but the classifier;
+    ``weights()`` folds each into its convolution, so the network the integer paths see is the
+    plain description. ``dropout`` is applied to the classifier's input while training (the
+    paper's dropout after fire9)."""
     torch = require_torch()
     from torch import nn
 
@@ -45,14 +50,27 @@ def torch_module(net: Network, conv_weight=None):
                     nn.init.kaiming_uniform_(conv.weight)
                     nn.init.zeros_(conv.bias)
                 self.convs[spec.name.replace("/", "__")] = conv
+            self.norms = nn.ModuleDict()
+            if batchnorm:
+                for spec in net.convs():
+                    if spec.name != final:
+                        self.norms[spec.name.replace("/", "__")] = nn.BatchNorm2d(
+                            spec.out_channels)
+            self.final = final
+            self.drop = nn.Dropout(dropout) if dropout else None
 
         def conv(self, spec, x):
-            c = self.convs[spec.name.replace("/", "__")]
+            key = spec.name.replace("/", "__")
+            c = self.convs[key]
+            if spec.name == self.final and self.drop is not None:
+                x = self.drop(x)
             if conv_weight is None:
                 y = c(x)
             else:
                 y = nn.functional.conv2d(x, conv_weight(spec.name, c), c.bias, c.stride,
                                          c.padding)
+            if key in self.norms:
+                y = self.norms[key](y)
             return torch.relu(y) if spec.relu else y
 
         def forward(self, x):
@@ -76,8 +94,19 @@ def torch_module(net: Network, conv_weight=None):
             return t[net.output_node]
 
         def weights(self):
-            return {spec.name: (self.convs[spec.name.replace("/", "__")].weight.detach().numpy(),
-                                self.convs[spec.name.replace("/", "__")].bias.detach().numpy())
-                    for spec in net.convs()}
+            """Each convolution's (weight, bias) as float32 arrays, BatchNorm folded in with its
+            running statistics: w' = w * g / sqrt(var + eps), b' = (b - mean) * g / sqrt(...) + beta."""
+            out = {}
+            for spec in net.convs():
+                key = spec.name.replace("/", "__")
+                w = self.convs[key].weight.detach().double()
+                b = self.convs[key].bias.detach().double()
+                if key in self.norms:
+                    bn = self.norms[key]
+                    g = bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)
+                    w = w * g.reshape(-1, 1, 1, 1)
+                    b = (b - bn.running_mean.double()) * g + bn.bias.detach().double()
+                out[spec.name] = (w.float().numpy(), b.float().numpy())
+            return out
 
     return Net()
