@@ -21,7 +21,7 @@ from . import numerics as nx
 __all__ = ["PreparedConv", "maxpool", "bypass_add", "global_sum", "warm_up"]
 
 
-def _phases(x: np.ndarray, k: int, stride: int, pad: int):
+def _phases(x: np.ndarray, kh: int, kw: int, stride: int, ph: int, pw: int):
     """The image laid out so that every kernel tap is one contiguous run (see _tap_rows).
 
     Split the zero-padded image into stride x stride phases (phase (a, b) holds the padded
@@ -33,19 +33,19 @@ def _phases(x: np.ndarray, k: int, stride: int, pad: int):
     Returns (phases (C, s, s, length) float32, ho, wo, pitch)."""
     c, h, w = x.shape
     s = stride
-    hp, wp = h + 2 * pad, w + 2 * pad
-    ho, wo = (hp - k) // s + 1, (wp - k) // s + 1
+    hp, wp = h + 2 * ph, w + 2 * pw
+    ho, wo = (hp - kh) // s + 1, (wp - kw) // s + 1
     hq, pitch = -(-hp // s), -(-wp // s)
-    reach = (k - 1) // s                            # furthest tap offset, in phase pixels
-    length = max(hq * pitch, reach * (pitch + 1) + ho * pitch)
+    # furthest tap offset, in phase pixels
+    length = max(hq * pitch, (kh - 1) // s * pitch + (kw - 1) // s + ho * pitch)
     phases = np.zeros((c, s, s, length), np.float32)
     grid = phases[..., :hq * pitch].reshape(c, s, s, hq, pitch)
     for a in range(s):
         for b in range(s):
-            # phase row r holds padded row a + s*r, which is image row a + s*r - pad
-            r0, q0 = -(-(pad - a) // s) if pad > a else 0, -(-(pad - b) // s) if pad > b else 0
-            ys = np.arange(r0, hq) * s + a - pad
-            xs = np.arange(q0, pitch) * s + b - pad
+            # phase row r holds padded row a + s*r, which is image row a + s*r - ph
+            r0, q0 = -(-(ph - a) // s) if ph > a else 0, -(-(pw - b) // s) if pw > b else 0
+            ys = np.arange(r0, hq) * s + a - ph
+            xs = np.arange(q0, pitch) * s + b - pw
             ny, nx_ = int(np.sum(ys < h)), int(np.sum(xs < w))
             if ny > 0 and nx_ > 0:
                 grid[:, a, b, r0:r0 + ny, q0:q0 + nx_] = \
@@ -53,23 +53,24 @@ def _phases(x: np.ndarray, k: int, stride: int, pad: int):
     return phases, ho, wo, pitch
 
 
-def _tap_rows(phases: np.ndarray, k: int, pitch: int, ho: int, cols: np.ndarray) -> np.ndarray:
+def _tap_rows(phases: np.ndarray, kh: int, kw: int, pitch: int, ho: int,
+              cols: np.ndarray) -> np.ndarray:
     """Column matrix rows (c, i, j) for all ``ho`` output rows: contiguous copies out of the
-    phases. ``cols`` is a scratch buffer of at least C*k*k * ho*pitch values; returns the
-    (C*k*k, ho*pitch) view. (Bands of rows sized to stay in cache were measured no faster.)"""
+    phases. ``cols`` is a scratch buffer of at least C*kh*kw * ho*pitch values; returns the
+    (C*kh*kw, ho*pitch) view. (Bands of rows sized to stay in cache were measured no faster.)"""
     c, s = phases.shape[0], phases.shape[1]
     span = ho * pitch
-    out = cols[:c * k * k * span].reshape(c, k, k, span)
+    out = cols[:c * kh * kw * span].reshape(c, kh, kw, span)
     if s == 1:                                      # one strided view covers every tap
         item = phases.itemsize
-        out[...] = as_strided(phases, shape=(c, k, k, span),
+        out[...] = as_strided(phases, shape=(c, kh, kw, span),
                               strides=(phases.strides[0], pitch * item, item, item))
     else:
-        for i in range(k):
-            for j in range(k):
+        for i in range(kh):
+            for j in range(kw):
                 start = (i // s) * pitch + j // s
                 out[:, i, j] = phases[:, i % s, j % s, start:start + span]
-    return out.reshape(c * k * k, span)
+    return out.reshape(c * kh * kw, span)
 
 
 @njit(cache=True)
@@ -164,12 +165,12 @@ class PreparedConv:
         spec = self.qc.spec
         c, h, w = x.shape
         o, n = spec.out_channels, len(self.weight_parts)
-        if spec.kernel == 1 and spec.stride == 1 and spec.pad == 0:
+        if spec.kh == spec.kw == 1 and spec.stride == 1 and spec.ph == spec.pw == 0:
             cols, ho, wo, pitch = x.reshape(c, h * w).astype(np.float32), h, w, w
         else:
-            phases, ho, wo, pitch = _phases(x, spec.kernel, spec.stride, spec.pad)
-            kdim = c * spec.kernel * spec.kernel
-            cols = _tap_rows(phases, spec.kernel, pitch, ho,
+            phases, ho, wo, pitch = _phases(x, spec.kh, spec.kw, spec.stride, spec.ph, spec.pw)
+            kdim = c * spec.kh * spec.kw
+            cols = _tap_rows(phases, spec.kh, spec.kw, pitch, ho,
                              self._scratch("cols", (kdim * ho * pitch,)))
         prod = self._scratch("parts", (n, o, ho * pitch))
         for i, wp in enumerate(self.weight_parts):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 __all__ = [
     "Conv", "Fire", "MaxPool", "Bypass", "GlobalAvgPool", "Network", "ConvSpec", "InputSpec",
     "squeezenet_v1_0", "squeezenet_v1_1", "squeezenet_from_metaparameters", "digits_net",
-    "cifar10_squeezenet", "CIFAR10_VARIANTS",
+    "cifar10_squeezenet", "CIFAR10_VARIANTS", "squeezenext", "SQUEEZENEXT_DEPTHS",
     "pool_output_size", "conv_output_size",
 ]
 
@@ -43,7 +43,12 @@ def pool_output_size(size: int, kernel: int, stride: int, ceil_mode: bool = True
 
 @dataclass(frozen=True)
 class ConvSpec:
-    """One convolution as the arithmetic sees it: the unit that owns a weight tensor."""
+    """One convolution as the arithmetic sees it: the unit that owns a weight tensor.
+
+    ``kernel``/``pad`` are the rows' (and, unless ``kernel_w``/``pad_w`` are given, the
+    columns') kernel size and zero padding: SqueezeNext's 3x1 is ``kernel=3, kernel_w=1, pad=1,
+    pad_w=0``. ``groups`` splits the channels into that many independent convolutions (input
+    group g feeds output group g only); the weight tensor is (out, in / groups, kh, kw)."""
 
     name: str
     in_channels: int
@@ -52,24 +57,61 @@ class ConvSpec:
     stride: int = 1
     pad: int = 0
     relu: bool = True
+    kernel_w: int = 0            # 0: square (= kernel)
+    pad_w: int = -1              # -1: the same as pad
+    groups: int = 1
+
+    @property
+    def kh(self) -> int:
+        return self.kernel
+
+    @property
+    def kw(self) -> int:
+        return self.kernel_w or self.kernel
+
+    @property
+    def ph(self) -> int:
+        return self.pad
+
+    @property
+    def pw(self) -> int:
+        return self.pad if self.pad_w < 0 else self.pad_w
 
     @property
     def weight_shape(self) -> tuple[int, int, int, int]:
-        return (self.out_channels, self.in_channels, self.kernel, self.kernel)
+        return (self.out_channels, self.in_channels // self.groups, self.kh, self.kw)
 
     @property
     def weight_count(self) -> int:
-        return self.out_channels * self.in_channels * self.kernel * self.kernel
+        o, c, kh, kw = self.weight_shape
+        return o * c * kh * kw
 
     @property
     def fan_in(self) -> int:
         """Products summed into one output: the accumulator's worst-case term count."""
-        return self.in_channels * self.kernel * self.kernel
+        return self.in_channels // self.groups * self.kh * self.kw
+
+    def output_size(self, h: int, w: int) -> tuple[int, int]:
+        return (conv_output_size(h, self.kh, self.stride, self.ph),
+                conv_output_size(w, self.kw, self.stride, self.pw))
+
+    def dense(self, w):
+        """A grouped weight tensor as the dense (out, in, kh, kw) one it equals: zero outside
+        each group's block (exact in float and integer alike; the device computes this)."""
+        import numpy as np
+        if self.groups == 1:
+            return w
+        _, c, kh, kw = self.weight_shape
+        out = np.zeros((self.out_channels, self.in_channels, kh, kw), w.dtype)
+        og = self.out_channels // self.groups
+        for g in range(self.groups):
+            out[g * og:(g + 1) * og, g * c:(g + 1) * c] = w[g * og:(g + 1) * og]
+        return out
 
 
 @dataclass(frozen=True)
 class Conv:
-    """A plain convolution, followed by ReLU unless ``relu=False``."""
+    """A plain convolution, followed by ReLU unless ``relu=False`` (fields as ConvSpec's)."""
 
     name: str
     in_channels: int
@@ -79,16 +121,22 @@ class Conv:
     pad: int = 0
     relu: bool = True
     inputs: tuple[str, ...] = ()
+    kernel_w: int = 0
+    pad_w: int = -1
+    groups: int = 1
 
     def convs(self) -> list[ConvSpec]:
         return [ConvSpec(self.name, self.in_channels, self.out_channels, self.kernel,
-                         self.stride, self.pad, self.relu)]
+                         self.stride, self.pad, self.relu, self.kernel_w, self.pad_w,
+                         self.groups)]
 
     def output_shape(self, c: int, h: int, w: int) -> tuple[int, int, int]:
         if c != self.in_channels:
             raise ValueError(f"{self.name}: expects {self.in_channels} input channels, gets {c}")
-        return (self.out_channels, conv_output_size(h, self.kernel, self.stride, self.pad),
-                conv_output_size(w, self.kernel, self.stride, self.pad))
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(f"{self.name}: {self.groups} groups do not divide "
+                             f"{self.in_channels} input and {self.out_channels} output channels")
+        return (self.out_channels, *self.convs()[0].output_size(h, w))
 
 
 @dataclass(frozen=True)
@@ -258,7 +306,7 @@ class Network:
             raise ValueError(f"{self.name}: node names must be unique and not 'input'")
         shapes = self.shapes()
         first = self.nodes[0]
-        if not isinstance(first, Conv) or (first.pad != 0 and any(self.input.mean)):
+        if not isinstance(first, Conv) or ((first.pad or first.convs()[0].pw) and any(self.input.mean)):
             raise ValueError(f"{self.name}: the first node must be a convolution, unpadded unless "
                              "the input mean is zero (the mean is folded into its bias, which is "
                              "exact only where no padding pixel enters a window)")
@@ -439,6 +487,68 @@ def cifar10_squeezenet(variant: str = "e4") -> Network:
     return Network(f"cifar10-squeezenet-{variant}", CIFAR10_INPUT, tuple(nodes), 10).validate()
 
 
+SQUEEZENEXT_DEPTHS = {"23": (6, 6, 8, 1), "23v2": (6, 6, 8, 1), "23v3": (4, 8, 8, 1),
+                      "23v4": (2, 10, 8, 1), "23v5": (2, 4, 14, 1)}
+
+
+def squeezenext(width: float = 1.0, version: str = "23", grouped: bool = False,
+                classes: int = 1000, input_spec: InputSpec = CAFFE_IMAGENET_INPUT,
+                name: str | None = None) -> Network:
+    """SqueezeNext (Gholami et al.), as the authors' Caffe definitions build it.
+
+    conv1 (7x7/2, 5x5/2 from v2 on; 64 channels) -> max pool 3x3/2 -> four stages of blocks
+    (``SQUEEZENEXT_DEPTHS``; stride 1, 2, 2, 2; 32, 64, 128, 256 output channels times
+    ``width``) -> conv_final 1x1 to 128 -> the classifier -> global average pooling. A block of
+    C output channels: 1x1 (C/2, the stage's stride) -> 1x1 (C/4) -> 3x1 (C/2, pad 1 on the
+    rows) -> 1x3 (C/2, pad 1 on the columns), the pair in the other order in every second
+    block -> 1x1 (C), every one with ReLU, added to the shortcut (the block's input, or a 1x1
+    convolution of it with ReLU where the block changes channels or stride). ``grouped`` is
+    the G variant: the first 1x1 and the separable pair in two groups.
+
+    Two departures, both exact in what they compute or documented: each convolution's
+    BatchNorm and Scale are folded into it (a bias per output channel), and the authors'
+    fully connected layer after the average pooling is a 1x1 convolution before it (equal by
+    linearity, but with the ReLU every classifier of the device has, as SqueezeNet's).
+    """
+    if version not in SQUEEZENEXT_DEPTHS:
+        raise ValueError(f"unknown SqueezeNext version {version!r}: one of "
+                         f"{', '.join(SQUEEZENEXT_DEPTHS)}")
+    g = 2 if grouped else 1
+    k1 = 7 if version == "23" else 5
+    nodes: list[Node] = [Conv("conv1", input_spec.channels, 64, k1, stride=2), MaxPool("pool1")]
+    # The v5 files feed a stage's first block from its projection (stride included); the
+    # others read the block's input beside it.
+    path_reads_projection = version == "23v5"
+    cin, src, index = 64, "pool1", 0
+    for stage, depth in enumerate(SQUEEZENEXT_DEPTHS[version]):
+        cout = int(round((32 << stage) * width))
+        for i in range(depth):
+            index += 1
+            b = f"block{index}"
+            stride = 1 if stage == 0 or i > 0 else 2
+            shortcut, path_in, path_stride, path_c = src, src, stride, cin
+            if i == 0:
+                nodes.append(Conv(f"{b}/proj", cin, cout, 1, stride, inputs=(src,)))
+                shortcut = f"{b}/proj"
+                if path_reads_projection:
+                    path_in, path_stride, path_c = shortcut, 1, cout
+            h, q = cout // 2, cout // 4
+            rows = Conv(f"{b}/3x1", 0, h, 3, pad=1, kernel_w=1, pad_w=0, groups=g)
+            cols = Conv(f"{b}/1x3", 0, h, 1, pad=0, kernel_w=3, pad_w=1, groups=g)
+            first, second = (rows, cols) if index % 2 else (cols, rows)
+            nodes += [Conv(f"{b}/1x1a", path_c, h, 1, path_stride, inputs=(path_in,), groups=g),
+                      Conv(f"{b}/1x1b", h, q, 1),
+                      dataclasses.replace(first, in_channels=q),
+                      dataclasses.replace(second, in_channels=h),
+                      Conv(f"{b}/1x1c", h, cout, 1),
+                      Bypass(b, (f"{b}/1x1c", shortcut))]
+            cin, src = cout, b
+    nodes += [Conv("conv_final", cin, 128, 1), Conv("classifier", 128, classes, 1),
+              GlobalAvgPool("pool_final")]
+    label = f"{width:.1f}-{'G-' if grouped else ''}SqNxt-{version}"
+    return Network(name or f"squeezenext-{label}", input_spec, tuple(nodes), classes).validate()
+
+
 NETWORKS = {
     "squeezenet-v1.0": squeezenet_v1_0,
     "squeezenet-v1.0-simple-bypass": lambda: squeezenet_v1_0("simple"),
@@ -446,4 +556,7 @@ NETWORKS = {
     "squeezenet-v1.1": squeezenet_v1_1,
     "digits-squeezenet": digits_net,
     **{f"cifar10-squeezenet-{v}": (lambda v=v: cifar10_squeezenet(v)) for v in CIFAR10_VARIANTS},
+    **{f"squeezenext-{w:.1f}-SqNxt-{v}": (lambda w=w, v=v: squeezenext(w, v))
+       for w in (1.0, 2.0) for v in SQUEEZENEXT_DEPTHS},
+    "squeezenext-1.0-G-SqNxt-23": lambda: squeezenext(1.0, "23", grouped=True),
 }

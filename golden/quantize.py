@@ -43,8 +43,15 @@ class QConv:
 
     @property
     def weights(self) -> np.ndarray:
-        """Signed integer weights (out, in, kh, kw), int32."""
-        return self.codebook[self.indices].astype(np.int32)
+        """Signed integer weights (out, in, kh, kw), int32: a grouped convolution's as the
+        dense tensor it equals (ConvSpec.dense), which is what every integer path computes."""
+        return self.spec.dense(self.codebook[self.indices].astype(np.int32))
+
+    @property
+    def dense_indices(self) -> np.ndarray:
+        """Indices of ``weights`` (out, in, kh, kw): outside a group's block, an index of 0
+        (the compiler makes entry 0 the value 0 there: ``zero_index``)."""
+        return self.spec.dense(self.indices)
 
     def accumulator_bound(self) -> int:
         """Largest |accumulator| any uint8 input can produce (per output channel, maximised)."""
@@ -198,10 +205,10 @@ def reduce_codebook(lw: LayerWeights, bits: int) -> LayerWeights:
 
 def _im2col(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
     from numpy.lib.stride_tricks import sliding_window_view
-    k, s, p = spec.kernel, spec.stride, spec.pad
-    if p:
-        x = np.pad(x, ((0, 0), (p, p), (p, p)))
-    win = sliding_window_view(x, (k, k), axis=(1, 2))[:, ::s, ::s]
+    s = spec.stride
+    if spec.ph or spec.pw:
+        x = np.pad(x, ((0, 0), (spec.ph, spec.ph), (spec.pw, spec.pw)))
+    win = sliding_window_view(x, (spec.kh, spec.kw), axis=(1, 2))[:, ::s, ::s]
     ho, wo = win.shape[1:3]
     return win.transpose(0, 3, 4, 1, 2).reshape(-1, ho * wo)
 
@@ -233,7 +240,8 @@ def refit_codebooks(model: Model, reference: Model, images: list[np.ndarray],
         entries = len(lw.codebook)
         gram = np.zeros((entries, entries))
         rhs = np.zeros(entries)
-        idx = lw.indices.reshape(spec.out_channels, -1)
+        # (a grouped layer's indices as its dense tensor, -1 where no weight is: no entry)
+        idx = spec.dense(lw.indices.astype(np.int64) + 1).reshape(spec.out_channels, -1) - 1
         for im, target in zip(images, targets):
             acts = forward_float(net, cur_w, float_input(im, net.input), keep=True)
             x = _conv_input(net, spec, acts)
@@ -246,7 +254,8 @@ def refit_codebooks(model: Model, reference: Model, images: list[np.ndarray],
             a = np.zeros((cols.shape[1], spec.out_channels, entries), np.float64)
             for o in range(spec.out_channels):
                 onehot = np.zeros((idx.shape[1], entries))
-                onehot[np.arange(idx.shape[1]), idx[o]] = 1.0
+                at = np.flatnonzero(idx[o] >= 0)
+                onehot[at, idx[o][at]] = 1.0
                 a[:, o, :] = cols.T @ onehot
             a = a.reshape(-1, entries)
             r = (y - lw.bias[:, None]).T.reshape(-1)
@@ -417,7 +426,7 @@ def _quantize_conv(spec: ConvSpec, lw: LayerWeights, s_in: float, s_out: float, 
     if input_mean is not None:
         # The image enters as raw pixels p; the network wants (p - mean) / std. With the input
         # scale 1/std, sum w*(p - mean) = sum w*p - sum w*mean: the mean folds into the bias.
-        w_int = cb[lw.indices].astype(np.float64)
+        w_int = spec.dense(cb[lw.indices].astype(np.float64))
         mean = np.broadcast_to(np.asarray(input_mean, np.float64), (spec.in_channels,))
         bias -= np.einsum("ockl,c->o", w_int, mean)
     bias_int = np.rint(bias)

@@ -14,13 +14,15 @@ from .network import Bypass, Conv, Fire, GlobalAvgPool, MaxPool, Network, pool_o
 __all__ = ["conv2d_float", "maxpool_float", "forward_float"]
 
 
-def conv2d_float(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int = 1, pad: int = 0,
-                 relu: bool = True) -> np.ndarray:
-    """x (C, H, W), w (O, C, k, k), b (O,) -> (O, Ho, Wo); im2col + one matrix product."""
-    k = w.shape[-1]
-    if pad:
-        x = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
-    win = sliding_window_view(x, (k, k), axis=(1, 2))[:, ::stride, ::stride]  # C, Ho, Wo, k, k
+def conv2d_float(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int = 1,
+                 pad: int | tuple[int, int] = 0, relu: bool = True) -> np.ndarray:
+    """x (C, H, W), w (O, C, kh, kw), b (O,) -> (O, Ho, Wo); im2col + one matrix product.
+    ``pad`` is one padding for rows and columns or (rows, columns)."""
+    kh, kw = w.shape[-2:]
+    ph, pw = (pad, pad) if isinstance(pad, int) else pad
+    if ph or pw:
+        x = np.pad(x, ((0, 0), (ph, ph), (pw, pw)))
+    win = sliding_window_view(x, (kh, kw), axis=(1, 2))[:, ::stride, ::stride]  # C,Ho,Wo,kh,kw
     ho, wo = win.shape[1:3]
     cols = win.transpose(0, 3, 4, 1, 2).reshape(-1, ho * wo)
     y = (w.reshape(w.shape[0], -1) @ cols).reshape(-1, ho, wo) + b[:, None, None]
@@ -48,7 +50,7 @@ def forward_float(network: Network, weights: dict[str, tuple[np.ndarray, np.ndar
 
     def conv(spec, inp):
         w, b = weights[spec.name]
-        pre = conv2d_float(inp, w, b, spec.stride, spec.pad, relu=False)
+        pre = conv2d_float(inp, spec.dense(w), b, spec.stride, (spec.ph, spec.pw), relu=False)
         out = np.maximum(pre, 0) if spec.relu else pre
         if keep:
             t[spec.name + ":pre"], t[spec.name] = pre, out

@@ -16,19 +16,21 @@ __all__ = ["conv_accumulate", "requantize", "conv", "maxpool", "bypass_add",
 
 
 def conv_accumulate(x: np.ndarray, weights: np.ndarray, bias: np.ndarray, stride: int,
-                    pad: int) -> np.ndarray:
-    """acc[o, y, x] = bias[o] + sum over (c, i, j) of w[o, c, i, j] * in[c, y*s + i - p, x*s + j - p],
-    with out-of-range inputs zero. One kernel tap at a time, summed in int64."""
-    o_ch, c_in, k, _ = weights.shape
+                    pad: int | tuple[int, int]) -> np.ndarray:
+    """acc[o, y, x] = bias[o] + sum over (c, i, j) of w[o, c, i, j] * in[c, y*s + i - ph, x*s + j - pw],
+    with out-of-range inputs zero (``pad`` one value or (ph, pw); w (O, C, kh, kw), dense).
+    One kernel tap at a time, summed in int64."""
+    o_ch, c_in, kh, kw = weights.shape
+    ph, pw = (pad, pad) if isinstance(pad, int) else pad
     c, h, w = x.shape
     assert c == c_in, (c, c_in)
-    xp = np.zeros((c, h + 2 * pad, w + 2 * pad), np.int64)
-    xp[:, pad:pad + h, pad:pad + w] = x
-    ho = (h + 2 * pad - k) // stride + 1
-    wo = (w + 2 * pad - k) // stride + 1
+    xp = np.zeros((c, h + 2 * ph, w + 2 * pw), np.int64)
+    xp[:, ph:ph + h, pw:pw + w] = x
+    ho = (h + 2 * ph - kh) // stride + 1
+    wo = (w + 2 * pw - kw) // stride + 1
     acc = np.zeros((o_ch, ho, wo), np.int64)
-    for i in range(k):
-        for j in range(k):
+    for i in range(kh):
+        for j in range(kw):
             patch = xp[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
             acc += np.einsum("oc,chw->ohw", weights[:, :, i, j].astype(np.int64), patch)
     acc += bias.astype(np.int64)[:, None, None]
@@ -46,7 +48,7 @@ def requantize(acc: np.ndarray, mult: int, shift: int) -> np.ndarray:
 
 def conv(x: np.ndarray, qc) -> np.ndarray:
     """A convolution unit: uint8 out after requant+ReLU, or the raw accumulator if no ReLU."""
-    acc = conv_accumulate(x, qc.weights, qc.bias, qc.spec.stride, qc.spec.pad)
+    acc = conv_accumulate(x, qc.weights, qc.bias, qc.spec.stride, (qc.spec.ph, qc.spec.pw))
     if not qc.spec.relu:
         return acc.astype(np.int32)
     return requantize(acc, qc.mult, qc.shift)

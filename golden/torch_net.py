@@ -39,8 +39,8 @@ def torch_module(net: Network, conv_weight=None, batchnorm: bool = False, dropou
             self.convs = nn.ModuleDict()
             final = net.convs()[-1].name
             for spec in net.convs():
-                conv = nn.Conv2d(spec.in_channels, spec.out_channels, spec.kernel, spec.stride,
-                                 spec.pad)
+                conv = nn.Conv2d(spec.in_channels, spec.out_channels, (spec.kh, spec.kw),
+                                 spec.stride, (spec.ph, spec.pw), groups=spec.groups)
                 # torchvision's SqueezeNet initialisation; the final ReLU'd classifier starts
                 # small with a positive bias so that it is not dead at step one.
                 if spec.name == final:
@@ -68,7 +68,7 @@ def torch_module(net: Network, conv_weight=None, batchnorm: bool = False, dropou
                 y = c(x)
             else:
                 y = nn.functional.conv2d(x, conv_weight(spec.name, c), c.bias, c.stride,
-                                         c.padding)
+                                         c.padding, groups=c.groups)
             if key in self.norms:
                 y = self.norms[key](y)
             return torch.relu(y) if spec.relu else y

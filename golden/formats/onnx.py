@@ -43,7 +43,8 @@ def export_onnx(model: Model, path: str | Path | None = None, opset: int = 13):
         pre = out_name + "_pre" if spec.relu else out_name
         nodes.append(helper.make_node(
             "Conv", [src, spec.name + ".weight", spec.name + ".bias"], [pre], name=spec.name,
-            kernel_shape=[spec.kernel] * 2, strides=[spec.stride] * 2, pads=[spec.pad] * 4))
+            kernel_shape=[spec.kh, spec.kw], strides=[spec.stride] * 2,
+            pads=[spec.ph, spec.pw, spec.ph, spec.pw], group=spec.groups))
         if spec.relu:
             nodes.append(helper.make_node("Relu", [pre], [out_name], name=spec.name + "/relu"))
         return out_name
