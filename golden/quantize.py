@@ -49,9 +49,21 @@ class QConv:
 
     @property
     def dense_indices(self) -> np.ndarray:
-        """Indices of ``weights`` (out, in, kh, kw): outside a group's block, an index of 0
-        (the compiler makes entry 0 the value 0 there: ``zero_index``)."""
-        return self.spec.dense(self.indices)
+        """Indices of ``weights`` (out, in, kh, kw): outside a group's block, an index whose
+        codebook value is 0 (the device computes a grouped layer as this dense one)."""
+        if self.spec.groups == 1:
+            return self.indices
+        zero = np.flatnonzero(self.codebook == 0)
+        if not len(zero):
+            raise QuantizationError(f"layer {self.name}: a grouped convolution needs a codebook "
+                                    "entry of value 0 for the weights between its groups; "
+                                    "prune the layer or use fewer codebook entries")
+        out = np.full((self.spec.out_channels, self.spec.in_channels, self.spec.kh,
+                       self.spec.kw), zero[0], self.indices.dtype)
+        o, c = self.spec.out_channels // self.spec.groups, self.spec.in_channels // self.spec.groups
+        for g in range(self.spec.groups):
+            out[g * o:(g + 1) * o, g * c:(g + 1) * c] = self.indices[g * o:(g + 1) * o]
+        return out
 
     def accumulator_bound(self) -> int:
         """Largest |accumulator| any uint8 input can produce (per output channel, maximised)."""

@@ -27,7 +27,7 @@ from hw.config import AcceleratorConfig
 from hw.layout import (SUM_WORDS, FieldRangeError, LayerDescriptor, OpKind, describe,
                        encode_op, groups, weight_entries, weight_lanes)
 
-from .program import DeviceProgram, Op, UnsupportedNetworkError, WeightStream
+from .program import DeviceProgram, Op, UnsupportedNetworkError, WeightStream, check_pooling
 
 __all__ = ["DeviceProgram", "compile_network", "UnsupportedNetworkError", "Op", "WeightStream"]
 
@@ -81,7 +81,7 @@ def compile_network(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
         desc = describe(qc.spec, h, w, qc.mult, qc.shift, weight_base=weight_base,
                         codebook_table=table, bias_base=bias_base, out_channel_base=channel_base)
         try:
-            idx = weight_lanes(qc.indices, cfg, name)
+            idx = weight_lanes(qc.dense_indices, cfg, name)
         except FieldRangeError as e:
             raise UnsupportedNetworkError(str(e)) from e
         words = len(idx)
@@ -128,12 +128,9 @@ def compile_network(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
             conv_op(f"{node.name}/expand3x3", e3, h, w, 0, out, src_sq=True,
                     channel_base=e1.spec.out_channels)
         elif isinstance(node, MaxPool):
-            if (node.kernel, node.stride) != (3, 2):
-                raise UnsupportedNetworkError(f"{node.name}: max pooling {node.kernel}x"
-                                              f"{node.kernel}/{node.stride}; the device pools "
-                                              "3x3/2")
+            check_pooling(node)
             _, oh, ow = shapes[node.name]
-            desc = LayerDescriptor(c, c, h, w, oh, ow, 3, 2, 0, 0, 0)
+            desc = LayerDescriptor(c, c, h, w, oh, ow, node.kernel, 2, 0, 0, 0)
             ops.append(Op(node.name, OpKind.MAXPOOL, {
                 "in_base": in_base, "out_base": out, "in_words": words_of[srcs[0]],
                 "out_words": words_of[node.name], "conv": desc.fields(cfg)}, desc))

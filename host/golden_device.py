@@ -265,7 +265,7 @@ class GoldenDevice:
             src = self.squeeze if op["src_squeeze"] else src_fm
             dst = self.squeeze if op["dst_squeeze"] else dst_fm
             residual = op["unit"]["residual_mult"]
-            qc = self._qconv(desc, pad=0, relu=not residual)
+            qc = self._qconv(desc, relu=not residual)
             out = kernels.PreparedConv(qc).run(self._band_input(src, op["conv"], desc))
             # The engine writes whole output groups, at channel offset out_channel_base: PC
             # group j's pixels consecutively from out_base_word + j * out_plane.
@@ -283,7 +283,7 @@ class GoldenDevice:
         c, h, w = desc.in_channels, desc.in_h, desc.in_w
         x = self._load(src_fm, op["in_base"], (groups(c, cfg.pc) * cfg.pc, h, w))
         if op["kind"] == OpKind.MAXPOOL:
-            words = feature_words(kernels.maxpool(x, 3, 2), cfg)
+            words = feature_words(kernels.maxpool(x, desc.kernel, 2), cfg)
         else:
             words = sum_words(kernels.global_sum(x), cfg)
         dst_fm[_span(op["out_base"], len(words), len(dst_fm))] = words
@@ -321,17 +321,17 @@ class GoldenDevice:
         whole map) of channel group ``g`` at the address the engine computes,
         ``pixel_origin + (y - y_origin) * in_w + pad + g * plane``; zero where a row or column
         falls outside the map. No assumption about where the buffer's rows start."""
-        cfg, w, k = self.cfg, d.in_w, d.kernel
+        cfg, w, kh, kw, pw = self.cfg, d.in_w, d.kernel, d.kernel_w, d.pad_w
         cg = groups(d.in_channels, cfg.pc)
-        plane = f["step_group"] + (k - 1) * w + (k - 1)
-        top, need = f["y_origin"], (d.out_h - 1) * d.stride + k
+        plane = f["step_group"] + (kh - 1) * w + (kw - 1)
+        top, need = f["y_origin"], (d.out_h - 1) * d.stride + kh
         rows = np.arange(need)
         rows = rows[(top + rows >= 0) & (top + rows < d.in_h)]
-        addr = (f["pixel_origin"] + d.pad + rows[:, None, None] * w
+        addr = (f["pixel_origin"] + pw + rows[:, None, None] * w
                 + np.arange(cg)[None, :, None] * plane + np.arange(w)[None, None, :])
         words = mem[addr % len(mem)]                                   # (rows, cg, w, PC)
-        padded = np.zeros((cg * cfg.pc, need, w + 2 * d.pad), np.uint8)
-        padded[:, rows, d.pad:d.pad + w] = words.transpose(1, 3, 0, 2).reshape(
+        padded = np.zeros((cg * cfg.pc, need, w + 2 * pw), np.uint8)
+        padded[:, rows, pw:pw + w] = words.transpose(1, 3, 0, 2).reshape(
             cg * cfg.pc, len(rows), w)
         return padded
 
@@ -340,19 +340,19 @@ class GoldenDevice:
         c, h, w = shape
         return feature_map(mem[_span(base, c // self.cfg.pc * h * w, len(mem))], shape, self.cfg)
 
-    def _qconv(self, d: LayerDescriptor, pad: int | None = None, relu: bool = True) -> QConv:
+    def _qconv(self, d: LayerDescriptor, relu: bool = True) -> QConv:
         """The layer as the engine reads it from the parameter memories: every channel of the
         channel groups, codebook table ``codebook_table``, biases from ``bias_base``
-        (``relu=False``: its accumulators, for a residual to be added to)."""
+        (``relu=False``: its accumulators, for a residual to be added to). Unpadded: the
+        input comes with its padding made explicit (``_band_input``)."""
         cfg = self.cfg
-        po, k = cfg.po, d.kernel
+        po, kh, kw = cfg.po, d.kernel, d.kernel_w
         og, cg = groups(d.out_channels, po), groups(d.in_channels, cfg.pc)
-        words = self.weights[_span(d.weight_base, og * cg * k * k, cfg.weight_depth)]
-        idx = weight_tensor(words, og, cg, k, cfg)
+        words = self.weights[_span(d.weight_base, og * cg * kh * kw, cfg.weight_depth)]
+        idx = weight_tensor(words, og, cg, kh, cfg, kw)
         entries = cfg.codebook_entries
         table = self.codebook[_span(d.codebook_table * entries, entries, len(self.codebook))]
-        spec = ConvSpec("device", cg * cfg.pc, og * po, k, d.stride, d.pad if pad is None else pad,
-                        relu=relu)
+        spec = ConvSpec("device", cg * cfg.pc, og * po, kh, d.stride, 0, relu=relu, kernel_w=kw)
         bias = self.bias[_span(d.bias_base * po, og * po, len(self.bias))]
         return QConv(spec, cfg.index_bits, cfg.value_bits, table.astype(np.int32), idx,
                      bias.astype(np.int32), d.mult, d.shift)

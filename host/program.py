@@ -20,6 +20,16 @@ class UnsupportedNetworkError(ValueError):
     """A network the device cannot run (named node, reason, what to do)."""
 
 
+POOL_KERNELS = (2, 3)          # hw/pool.py's windows, stride 2
+
+
+def check_pooling(node) -> None:
+    """Refuse, by name, a max pooling the device's pooling unit does not compute."""
+    if node.kernel not in POOL_KERNELS or node.stride != 2:
+        raise UnsupportedNetworkError(f"{node.name}: max pooling {node.kernel}x{node.kernel}/"
+                                      f"{node.stride}; the device pools 3x3/2 and 2x2/2")
+
+
 @dataclass
 class Op:
     name: str

@@ -40,7 +40,7 @@ from hw.layout import (DMA_WAIT_BITS, SUM_WORDS, DMATarget, FieldRangeError, Lay
                        sdram_unit_words, weight_lanes)
 from hw.sdram_chip import MT48LC16M16A2
 
-from .program import DeviceProgram, Op, UnsupportedNetworkError
+from .program import DeviceProgram, Op, UnsupportedNetworkError, check_pooling
 
 __all__ = ["compile_sdram"]
 
@@ -96,7 +96,7 @@ class _Planner:
         """The convolution's weights, codebook and biases into the SDRAM."""
         cfg = self.cfg
         try:
-            idx = weight_lanes(qc.indices, cfg, name)
+            idx = weight_lanes(qc.dense_indices, cfg, name)
         except FieldRangeError as e:
             raise UnsupportedNetworkError(str(e)) from e
         kw, kb = self.k[DMATarget.WEIGHTS], self.k[DMATarget.BIAS]
@@ -111,8 +111,7 @@ class _Planner:
         b[:qc.spec.out_channels] = qc.bias
         b_at = self.allocate(len(b) * kb, kb)
         self.blocks.append((b_at, sdram_of_bytes(b.astype("<i4").view(np.uint8).reshape(-1, 4))))
-        k = qc.spec.kernel
-        per_group = groups(qc.spec.in_channels, cfg.pc) * k * k
+        per_group = groups(qc.spec.in_channels, cfg.pc) * qc.spec.kh * qc.spec.kw
         # Chunks of half the weight and bias memories when they hold one (the next chunk's
         # parameters load into the other half while this one computes), else of all of them.
         halves = min(og, cfg.weight_depth // 2 // per_group, cfg.bias_depth // 2)
@@ -630,16 +629,15 @@ def _compile(q: QuantizedModel, cfg: AcceleratorConfig, band_rows: int | dict[st
             _banded(plan, name, src, bands,
                     lambda band, full3=full3: full3.band(*band).band_input_rows, fire_band)
         elif isinstance(node, MaxPool):
-            if (node.kernel, node.stride) != (3, 2):
-                raise UnsupportedNetworkError(f"{name}: max pooling {node.kernel}x{node.kernel}"
-                                              f"/{node.stride}; the device pools 3x3/2")
+            check_pooling(node)
+            k = node.kernel
             _, oh, ow = shapes[name]
             plan.map_of(name, shapes[name])
             # Pooling is per channel: bands of channel groups and rows, the split with the
             # fewest bands.
             def split(per, ow=ow):
                 return [(g0, min(per, cg - g0), r0, rows) for g0 in range(0, cg, per)
-                        for r0, rows in _bands(oh, lambda r: min(h, 2 * r + 1) * w * per <= tile
+                        for r0, rows in _bands(oh, lambda r: min(h, 2 * r + k - 2) * w * per <= tile
                                                and r * ow * per <= out_tile)]
             options = [split(per) for per in range(1, cg + 1)]
             options = [o for o in options if o]
@@ -649,7 +647,7 @@ def _compile(q: QuantizedModel, cfg: AcceleratorConfig, band_rows: int | dict[st
 
             def pool_rows(band):
                 g0, n, r0, rows = band
-                return 2 * r0, min(2 * rows + 1, h - 2 * r0)
+                return 2 * r0, min(2 * rows + k - 2, h - 2 * r0)
 
             def pool_load(b):
                 g0, n, _, _ = bands[b]
@@ -663,7 +661,7 @@ def _compile(q: QuantizedModel, cfg: AcceleratorConfig, band_rows: int | dict[st
             for b, band in enumerate(bands):
                 g0, n, r0, rows = band
                 in_rows = pool_rows(band)[1]
-                desc = LayerDescriptor(n * pc, n * pc, in_rows, w, rows, ow, 3, 2, 0, 0, 0)
+                desc = LayerDescriptor(n * pc, n * pc, in_rows, w, rows, ow, k, 2, 0, 0, 0)
                 plan.unit_op(f"{name}[{b}]", OpKind.MAXPOOL, b % 2, {
                     "in_words": n * in_rows * w, "out_words": n * rows * ow,
                     "conv": desc.fields(cfg)}, desc, name, g0, n, r0, rows,

@@ -57,7 +57,7 @@ class AcceleratorConfig:
     # The largest layer the descriptor can describe (they set the descriptor's field widths).
     max_channels: int = 4095
     max_side: int = 1023                       # feature-map height and width
-    max_kernel: int = 15
+    max_kernel: int = 7                        # rows or columns (SqueezeNet's conv1 is 7x7)
     max_stride: int = 7
     max_pad: int = 3
     dsp_primitives: bool = False               # multipliers as ECP5 MULT18X18D instances with
@@ -146,6 +146,16 @@ class AcceleratorConfig:
         return self.max_kernel.bit_length()
 
     @property
+    def cgroup_bits(self) -> int:
+        """Input-channel groups (PC channels each) of the largest layer."""
+        return (-(-self.max_channels // self.pc)).bit_length()
+
+    @property
+    def ogroup_bits(self) -> int:
+        """Output-channel groups (PO channels each) of the largest layer."""
+        return (-(-self.max_channels // self.po)).bit_length()
+
+    @property
     def stride_bits(self) -> int:
         return self.max_stride.bit_length()
 
@@ -155,7 +165,7 @@ class AcceleratorConfig:
 
     @property
     def steps_bits(self) -> int:
-        """Steps of one output pixel: channel groups x kernel taps."""
+        """Steps of one output pixel: channel groups x kernel taps (rows x columns)."""
         return (-(-self.max_channels // self.pc) * self.max_kernel ** 2).bit_length()
 
     @property

@@ -249,7 +249,7 @@ class ConvEngine(wiring.Component):
         # The loops' last values, registered at ``start`` (the descriptor is held from then
         # on): the counters compare with registers, not with subtractions of the descriptor,
         # in the enable chain that runs through every counter.
-        last_k = Signal.like(ki)
+        last_kh, last_kw = Signal.like(ki), Signal.like(kj)
         last_cg, last_og = Signal.like(cg), Signal.like(og)
         last_ox, last_oy = Signal.like(ox), Signal.like(oy)
         # Fewer steps a pixel than the drain's cycles: a comparison with a constant, left as
@@ -260,7 +260,7 @@ class ConvEngine(wiring.Component):
         first = Signal()
         last_step = Signal()
         m.d.comb += [first.eq((cg == 0) & (ki == 0) & (kj == 0)),
-                     last_step.eq((cg == last_cg) & (ki == last_k) & (kj == last_k))]
+                     last_step.eq((cg == last_cg) & (ki == last_kh) & (kj == last_kw))]
 
         cycles = Signal(32)
         busy = Signal()
@@ -269,7 +269,7 @@ class ConvEngine(wiring.Component):
             m.d.sync += cycles.eq(cycles + 1)
 
         neg_pad = Signal(coord)
-        m.d.comb += neg_pad.eq(-desc.pad)
+        m.d.comb += neg_pad.eq(-desc.pad_w)     # the rows' padding is in y_origin
         og_out = Signal(cfg.fm_addr_bits)   # first output word of the current output group
         with m.If(self.start & ~busy):
             m.d.sync += [busy.eq(1), running.eq(1), cycles.eq(1), og.eq(0), oy.eq(0), ox.eq(0),
@@ -278,16 +278,17 @@ class ConvEngine(wiring.Component):
                          w_addr.eq(desc.weight_base), pixel.eq(0),
                          row_addr.eq(desc.pixel_origin), fm_addr.eq(desc.pixel_origin),
                          og_out.eq(desc.out_base_word)]
-            m.d.sync += [last_k.eq(desc.kernel - 1), last_cg.eq(cgroups - 1),
+            m.d.sync += [last_kh.eq(desc.kernel - 1), last_kw.eq(desc.kernel_w - 1),
+                         last_cg.eq(cgroups - 1),
                          last_og.eq(ogroups - 1), last_ox.eq(desc.out_w - 1),
                          last_oy.eq(desc.out_h - 1)]
         with m.Elif(running & (gap != 0)):
             m.d.sync += gap.eq(gap - 1)
         with m.Elif(s0_valid):
             m.d.sync += w_addr.eq(w_addr + 1)
-            with m.If(kj == last_k):
+            with m.If(kj == last_kw):
                 m.d.sync += kj.eq(0)
-                with m.If(ki == last_k):
+                with m.If(ki == last_kh):
                     m.d.sync += ki.eq(0)
                     with m.If(cg == last_cg):
                         # Pixel finished: owe idle cycles if the drain is longer than the pixel.
@@ -314,7 +315,7 @@ class ConvEngine(wiring.Component):
                                              fm_addr.eq(row_addr + desc.step_oy)]
                         with m.Else():
                             m.d.sync += [ox.eq(ox + 1), x0.eq(x0 + desc.stride),
-                                         fm_addr.eq(row_addr + (x0 + desc.stride + desc.pad))]
+                                         fm_addr.eq(row_addr + (x0 + desc.stride + desc.pad_w))]
                     with m.Else():
                         m.d.sync += [cg.eq(cg + 1), fm_addr.eq(fm_addr + desc.step_group)]
                 with m.Else():

@@ -114,9 +114,12 @@ def descriptor_layout(cfg: AcceleratorConfig) -> data.StructLayout:
         "in_h": side, "in_w": side, "out_h": side, "out_w": side,
         # The top input row of the first output row (a row band starts below the map's top).
         "y_origin": signed(cfg.side_bits + 3),
-        "kernel": cfg.kernel_bits, "stride": cfg.stride_bits, "pad": cfg.pad_bits,
+        # The kernel's rows and columns; the padding of the rows (the host's: it is in y_origin)
+        # and of the columns (the engine's x origin). A pooling op's window is ``kernel``.
+        "kernel": cfg.kernel_bits, "kernel_w": cfg.kernel_bits, "stride": cfg.stride_bits,
+        "pad": cfg.pad_bits, "pad_w": cfg.pad_bits,
         "mult": cfg.mult_bits, "shift": cfg.shift_bits,
-        "cgroups": ch, "ogroups": ch, "steps": cfg.steps_bits,
+        "cgroups": cfg.cgroup_bits, "ogroups": cfg.ogroup_bits, "steps": cfg.steps_bits,
         "pixel_origin": off, "step_row": off, "step_group": off, "step_oy": off,
         "out_plane": cfg.plane_bits, "out_base_word": cfg.fm_addr_bits,
         "out_group_step": cfg.fm_addr_bits,
@@ -158,6 +161,15 @@ class LayerDescriptor:
     out_row0: int = 0
     in_row0: int = 0
     band_rows: int = 0
+    kernel_w: int = 0        # the kernel's columns; 0: as ``kernel`` (its rows)
+    pad_w: int = -1          # the columns' padding; -1: as ``pad`` (the rows')
+
+    def __post_init__(self):
+        # Always concrete, so that a descriptor and its round trip through fields() compare equal.
+        if self.kernel_w == 0:
+            object.__setattr__(self, "kernel_w", self.kernel)
+        if self.pad_w < 0:
+            object.__setattr__(self, "pad_w", self.pad)
 
     @property
     def buffer_rows(self) -> int:
@@ -171,7 +183,7 @@ class LayerDescriptor:
         multiplying (hw/conv_engine.py, S0). With ``out_map_rows``, the output buffer holds a
         map of that many rows and the band's rows land at their own rows of it (the engine
         writes a group's pixels consecutively from the band's first row)."""
-        k, w, plane = self.kernel, self.in_w, self.buffer_rows * self.in_w
+        kh, kw, w, plane = self.kernel, self.kernel_w, self.in_w, self.buffer_rows * self.in_w
         out_plane = (out_map_rows or self.out_h) * self.out_w
         if out_map_rows:
             out_base += self.out_row0 * self.out_w
@@ -180,9 +192,9 @@ class LayerDescriptor:
         return {**{n: getattr(self, n) for n in names}, "y_origin": y_origin,
                 "cgroups": groups(self.in_channels, cfg.pc),
                 "ogroups": groups(self.out_channels, cfg.po),
-                "steps": groups(self.in_channels, cfg.pc) * k * k,
-                "pixel_origin": in_base + (y_origin - self.in_row0) * w - self.pad,
-                "step_row": w - (k - 1), "step_group": plane - (k - 1) * w - (k - 1),
+                "steps": groups(self.in_channels, cfg.pc) * kh * kw,
+                "pixel_origin": in_base + (y_origin - self.in_row0) * w - self.pad_w,
+                "step_row": w - (kw - 1), "step_group": plane - (kh - 1) * w - (kw - 1),
                 "step_oy": self.stride * w, "out_plane": out_plane,
                 "out_base_word": out_base + self.out_channel_base // cfg.pc * out_plane,
                 "out_group_step": cfg.po // cfg.pc * out_plane}
@@ -192,8 +204,8 @@ class LayerDescriptor:
         """The inverse of ``fields``: (descriptor, in_base, out_base). The band's buffer is
         taken to start at the band's first row (``in_row0`` = that row, clipped at 0), which
         is how host.compiler and sim.loads place it; a whole layer comes back as itself."""
-        k, w = f["kernel"], f["in_w"]
-        plane = f["step_group"] + (k - 1) * w + (k - 1)
+        kh, kw, w = f["kernel"], f["kernel_w"], f["in_w"]
+        plane = f["step_group"] + (kh - 1) * w + (kw - 1)
         y_origin = f["y_origin"]
         if (y_origin + f["pad"]) % f["stride"]:
             raise ValueError(f"y_origin {y_origin} is not a row a stride-{f['stride']} layer "
@@ -204,7 +216,7 @@ class LayerDescriptor:
         desc = LayerDescriptor(**{n: f[n] for n in names},
                                out_row0=(y_origin + f["pad"]) // f["stride"], in_row0=in_row0,
                                band_rows=0 if in_row0 + band_rows == f["in_h"] else band_rows)
-        in_base = f["pixel_origin"] - (y_origin - in_row0) * w + desc.pad
+        in_base = f["pixel_origin"] - (y_origin - in_row0) * w + desc.pad_w
         out_base = f["out_base_word"] - desc.out_channel_base // cfg.pc * desc.out_h * desc.out_w
         return desc, in_base, out_base
 
@@ -229,7 +241,7 @@ class LayerDescriptor:
 
     @property
     def macs(self) -> int:
-        return (self.out_channels * self.in_channels * self.kernel ** 2
+        return (self.out_channels * self.in_channels * self.kernel * self.kernel_w
                 * self.out_h * self.out_w)
 
 
@@ -237,10 +249,10 @@ def describe(spec, in_h: int, in_w: int, mult: int = 1 << (nx.MULT_BITS - 1),
              shift: int = nx.MULT_BITS, **bases) -> LayerDescriptor:
     """The descriptor of convolution ``spec`` (golden.network.ConvSpec) on an in_h x in_w
     input; ``mult``/``shift`` default to a ratio of 1/2, for cycle counting."""
-    oh = (in_h + 2 * spec.pad - spec.kernel) // spec.stride + 1
-    ow = (in_w + 2 * spec.pad - spec.kernel) // spec.stride + 1
-    return LayerDescriptor(spec.in_channels, spec.out_channels, in_h, in_w, oh, ow, spec.kernel,
-                           spec.stride, spec.pad, mult, shift, **bases)
+    oh, ow = spec.output_size(in_h, in_w)
+    return LayerDescriptor(spec.in_channels, spec.out_channels, in_h, in_w, oh, ow, spec.kh,
+                           spec.stride, spec.ph, mult, shift, kernel_w=spec.kw, pad_w=spec.pw,
+                           **bases)
 
 
 # ---- the sequencer's op -------------------------------------------------------------------------
@@ -375,28 +387,30 @@ def feature_map(words: np.ndarray, shape: tuple[int, int, int],
 # ---- weights ---------------------------------------------------------------------------------------
 
 def weight_lanes(indices: np.ndarray, cfg: AcceleratorConfig, where: str = "layer") -> np.ndarray:
-    """A layer's indices (out, in, k, k) in engine order, (words, PO*PC): row
-    ((og*CG + cg)*k + i)*k + j, lane po*PC + t holds the index of output og*PO+po, input
+    """A layer's indices (out, in, kh, kw) in engine order, (words, PO*PC): row
+    ((og*CG + cg)*kh + i)*kw + j, lane po*PC + t holds the index of output og*PO+po, input
     cg*PC+t, tap (i, j); channels beyond the layer's count hold 0."""
-    oc, ic, k, _ = indices.shape
+    oc, ic, kh, kw = indices.shape
     po, pc = cfg.po, cfg.pc
     og_n, cg_n = groups(oc, po), groups(ic, pc)
-    idx = np.zeros((og_n * po, cg_n * pc, k, k), np.int64)
+    idx = np.zeros((og_n * po, cg_n * pc, kh, kw), np.int64)
     idx[:oc, :ic] = indices
     if idx.max(initial=0) >= 1 << cfg.index_bits:
         raise FieldRangeError(f"{where}: index {int(idx.max())} needs more than the "
                               f"configuration's {cfg.index_bits} index bits")
     # (og, po, cg, t, i, j) -> (og, cg, i, j, po, t)
-    blocks = idx.reshape(og_n, po, cg_n, pc, k, k).transpose(0, 2, 4, 5, 1, 3)
+    blocks = idx.reshape(og_n, po, cg_n, pc, kh, kw).transpose(0, 2, 4, 5, 1, 3)
     return blocks.reshape(-1, po * pc)
 
 
 def weight_tensor(words: np.ndarray, out_groups: int, in_groups: int, kernel: int,
-                  cfg: AcceleratorConfig) -> np.ndarray:
-    """The inverse of ``weight_lanes``: (words, PO*PC) -> (out_groups*PO, in_groups*PC, k, k)."""
-    po, pc, k = cfg.po, cfg.pc, kernel
-    idx = np.asarray(words).reshape(out_groups, in_groups, k, k, po, pc).transpose(0, 4, 1, 5, 2, 3)
-    return idx.reshape(out_groups * po, in_groups * pc, k, k)
+                  cfg: AcceleratorConfig, kernel_w: int = 0) -> np.ndarray:
+    """The inverse of ``weight_lanes``: (words, PO*PC) -> (out_groups*PO, in_groups*PC, kh, kw)
+    (``kernel_w`` 0: square)."""
+    po, pc, kh, kw = cfg.po, cfg.pc, kernel, kernel_w or kernel
+    idx = np.asarray(words).reshape(out_groups, in_groups, kh, kw, po, pc).transpose(
+        0, 4, 1, 5, 2, 3)
+    return idx.reshape(out_groups * po, in_groups * pc, kh, kw)
 
 
 # ---- global sums ----------------------------------------------------------------------------------

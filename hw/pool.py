@@ -1,9 +1,10 @@
-"""Pooling units on pixel streams: 3x3/2 ceil-mode max pooling and the global (sum) pooling.
+"""Pooling units on pixel streams: 3x3/2 and 2x2/2 ceil-mode max pooling and the global (sum)
+pooling.
 
 Both take a feature map as a stream of pixels, one channel group per frame: each beat is the
 ``PC`` channels of one pixel (hw.layout.pixel_layout: ``PC`` unsigned bytes), frames in raster
 order (row by row, left to right), one frame per channel group, back to back. They implement
-golden/reference_int.py ``maxpool`` (kernel 3, stride 2) and ``global_sum`` bit for bit.
+golden/reference_int.py ``maxpool`` (kernel 3 or 2, stride 2) and ``global_sum`` bit for bit.
 
 Streams follow amaranth.lib.stream: a beat moves when ``valid`` and ``ready`` are both high;
 ``valid`` never waits for ``ready``.
@@ -22,15 +23,17 @@ __all__ = ["MaxPoolUnit", "GlobalSumUnit"]
 
 
 class MaxPoolUnit(wiring.Component):
-    """3x3, stride 2, ceil-mode max pooling: ``in_h x in_w`` pixels in, ``out_h x out_w`` out
-    per frame (the host computes the output size, golden.network.pool_output_size).
+    """3x3 (or, with ``two``, 2x2), stride 2, ceil-mode max pooling: ``in_h x in_w`` pixels
+    in, ``out_h x out_w`` out per frame (the host computes the output size,
+    golden.network.pool_output_size).
 
     Throughput one input beat per cycle; each input beat completes at most one output pixel.
-    Window column j covers input columns 2j..2j+2: the running maximum of the current window is
-    kept in a register and emitted when column 2j+2 arrives (or at the row's end, for a window
-    cut by the edge that ceil mode keeps), so a row of ``out_w`` horizontal maxima streams out
-    of every input row. The vertical step does the same with rows, against a one-row buffer of
-    partial maxima (memory, ``max_width`` entries). Latency ``hw.timing.POOL_LATENCY``.
+    Window column j covers input columns 2j..2j+2 (2j..2j+1 with ``two``): the running maximum
+    of the current window is kept in a register and emitted when the window's last column
+    arrives (or at the row's end, for a window cut by the edge that ceil mode keeps), so a row
+    of ``out_w`` horizontal maxima streams out of every input row. The vertical step does the
+    same with rows, against a one-row buffer of partial maxima (memory, ``max_width``
+    entries). Latency ``hw.timing.POOL_LATENCY`` in both modes.
     """
 
     def __init__(self, cfg: AcceleratorConfig, max_width: int = 128):
@@ -39,6 +42,7 @@ class MaxPoolUnit(wiring.Component):
         super().__init__({
             "in_h": In(cfg.side_bits), "in_w": In(cfg.side_bits),
             "out_h": In(cfg.side_bits), "out_w": In(cfg.side_bits),
+            "two": In(1),
             "i": In(stream.Signature(pixel_layout(cfg))),
             "o": Out(stream.Signature(pixel_layout(cfg))),
         })
@@ -74,7 +78,11 @@ class MaxPoolUnit(wiring.Component):
         with m.If(col == 0):
             # A one-pixel-wide row is its own (cut) window.
             m.d.comb += [h_emit.eq(last_col & (self.out_w > 0)), h_value.eq(x), h_j.eq(0)]
+        with m.Elif(~col[0] & self.two):  # 2x2, even column: opens window j (cut at the end)
+            m.d.comb += [h_emit.eq(last_col), h_value.eq(x), h_j.eq(j_next + 1)]
         with m.Elif(~col[0]):            # even column >= 2: closes window j-1, opens window j
+            m.d.comb += [h_emit.eq(1), h_value.eq(merged), h_j.eq(j_next)]
+        with m.Elif(self.two):           # 2x2, odd column: closes window j_next
             m.d.comb += [h_emit.eq(1), h_value.eq(merged), h_j.eq(j_next)]
         with m.Else():                   # odd column: a row that ends here cuts window j_next
             m.d.comb += [h_emit.eq(last_col & (j_next < self.out_w)), h_value.eq(merged),
@@ -117,6 +125,10 @@ class MaxPoolUnit(wiring.Component):
         with m.If(hv_row == 0):
             m.d.comb += [v_emit.eq(hv_last_row & (self.out_h > 0)), v_value.eq(hv_value)]
             m.d.comb += [wr.data.eq(hv_value)]
+        with m.Elif(~hv_row[0] & self.two):   # 2x2, even row: opens a window row
+            m.d.comb += [v_emit.eq(hv_last_row), v_value.eq(hv_value), wr.data.eq(hv_value)]
+        with m.Elif(hv_row[0] & self.two):    # 2x2, odd row: closes it
+            m.d.comb += [v_emit.eq(1), v_value.eq(v_merged), wr.data.eq(v_merged)]
         with m.Elif(~hv_row[0]):         # even row >= 2: closes window row r/2-1, opens r/2
             m.d.comb += [v_emit.eq(1), v_value.eq(v_merged), wr.data.eq(hv_value)]
         with m.Else():                   # odd row: the last row cuts window (r-1)/2

@@ -278,6 +278,7 @@ class NetworkRunner(wiring.Component):
                      writer.base.eq(op.out_base), writer.count.eq(op.out_words),
                      maxpool.in_h.eq(op.conv.in_h), maxpool.in_w.eq(op.conv.in_w),
                      maxpool.out_h.eq(op.conv.out_h), maxpool.out_w.eq(op.conv.out_w),
+                     maxpool.two.eq(op.conv.kernel == 2),
                      gsum.pixels.eq(op.unit.frame_pixels)]
         wiring.connect(m, gsum.o, ser.i)
         pooling = Signal()                # the stream path (reader -> unit -> writer) runs

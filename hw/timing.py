@@ -74,7 +74,7 @@ def engine_cycles(desc: LayerDescriptor, cfg: AcceleratorConfig) -> int:
     """The engine's own count for one layer, ``start`` to ``done``: one step per cycle, a
     pixel taking max(steps, PO/PC) cycles (the counters insert idle cycles while the drain is
     longer than the pixel); the last pixel owes no idle cycles, its sums then drain."""
-    steps = groups(desc.in_channels, cfg.pc) * desc.kernel ** 2
+    steps = groups(desc.in_channels, cfg.pc) * desc.kernel * desc.kernel_w
     drain = cfg.po // cfg.pc
     pixels = desc.out_h * desc.out_w * groups(desc.out_channels, cfg.po)
     return (pixels - 1) * max(steps, drain) + steps + drain + ENGINE_LATENCY

@@ -11,11 +11,11 @@ __all__ = ["random_conv", "random_case"]
 
 
 def random_conv(rng, cin, cout, k, stride, pad, value_bits, index_bits, relu=True,
-                weights="random", name="t") -> QConv:
+                weights="random", name="t", kernel_w=0, pad_w=-1) -> QConv:
     """A quantised convolution with random codebook, indices (random sparsity), bias and
     requantisation. ``weights``: "random", "extreme" (only the most negative and most positive
-    values) or "zero" (all-zero kernels)."""
-    spec = ConvSpec(name, cin, cout, k, stride, pad, relu)
+    values) or "zero" (all-zero kernels). ``kernel_w``/``pad_w`` as ConvSpec's."""
+    spec = ConvSpec(name, cin, cout, k, stride, pad, relu, kernel_w, pad_w)
     limit = (1 << (value_bits - 1)) - 1
     entries = 1 << index_bits
     cb = rng.integers(-limit, limit + 1, entries).astype(np.int32)
@@ -37,15 +37,20 @@ def random_conv(rng, cin, cout, k, stride, pad, value_bits, index_bits, relu=Tru
 def random_case(rng, value_bits: int, max_channels: int = 40, max_size: int = 12):
     """A random layer configuration and input: channels, size, kernel/stride/padding, index
     width, sparsity, and now and then an edge (all-zero or all-255 input, extreme weights)."""
-    k, stride, pad = [(1, 1, 0), (3, 1, 1), (3, 2, 0), (7, 2, 0), (1, 1, 1), (3, 2, 1)][
-        int(rng.integers(0, 6))]
+    # (rows, columns, stride, row padding, column padding): square kernels, SqueezeNext's
+    # separable pair, the CIFAR-10 variants' 2x2 first layers.
+    kinds = [(1, 1, 1, 0, 0), (3, 3, 1, 1, 1), (3, 3, 2, 0, 0), (7, 7, 2, 0, 0), (1, 1, 1, 1, 1),
+             (3, 3, 2, 1, 1), (3, 1, 1, 1, 0), (1, 3, 1, 0, 1), (2, 2, 1, 1, 1), (2, 2, 2, 0, 0),
+             (1, 5, 2, 1, 2)]
+    k, kw, stride, pad, pw = kinds[int(rng.integers(0, len(kinds)))]
     cin, cout = int(rng.integers(1, max_channels)), int(rng.integers(1, max_channels))
     h = int(rng.integers(max(k - 2 * pad, 1), max_size + 1))
-    w = int(rng.integers(max(k - 2 * pad, 1), max_size + 1))
+    w = int(rng.integers(max(kw - 2 * pw, 1), max_size + 1))
     index_bits = [8, 6, 4][int(rng.integers(0, 3))]
     edge = int(rng.integers(0, 10))
     weights = "extreme" if edge == 0 else ("zero" if edge == 1 else "random")
-    qc = random_conv(rng, cin, cout, k, stride, pad, value_bits, index_bits, weights=weights)
+    qc = random_conv(rng, cin, cout, k, stride, pad, value_bits, index_bits, weights=weights,
+                     kernel_w=kw, pad_w=pw)
     if edge == 2:
         x = np.zeros((cin, h, w), np.uint8)
     elif edge == 3:

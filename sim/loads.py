@@ -52,7 +52,7 @@ def _feature_map_writes(x: np.ndarray, cfg: AcceleratorConfig):
 def _parameter_writes(qc: QConv, cfg: AcceleratorConfig, weight_base: int = 0, table: int = 0,
                       bias_base: int = 0):
     """(weights, codebook, biases) rows that put one layer's parameters at the given bases."""
-    lanes = weight_lanes(qc.indices, cfg, qc.name)
+    lanes = weight_lanes(qc.dense_indices, cfg, qc.name)
     shifts = np.arange(cfg.lanes, dtype=object) * cfg.index_bits
     weights = [(weight_base + a, int(sum(int(v) << int(sh) for v, sh in zip(row, shifts) if v)))
                for a, row in enumerate(lanes)]
@@ -76,7 +76,7 @@ def buffer_words(desc: LayerDescriptor, cfg: AcceleratorConfig) -> tuple[int, in
     cg, og = groups(desc.in_channels, cfg.pc), groups(desc.out_channels, cfg.po)
     out_groups = groups(desc.out_channel_base, cfg.pc) + og * cfg.po // cfg.pc
     return (cg * desc.buffer_rows * desc.in_w, out_groups * desc.out_h * desc.out_w,
-            og * cg * desc.kernel ** 2)
+            og * cg * desc.kernel * desc.kernel_w)
 
 
 def check_fits(needs, cfg: AcceleratorConfig, name: str) -> None:

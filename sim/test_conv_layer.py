@@ -74,5 +74,5 @@ async def random_layers(dut):
         qc, x = random_case(rng, CFG.value_bits)
         s = qc.spec
         name = (f"case {case} (seed {SEED}): {s.in_channels}->{s.out_channels} "
-                f"k{s.kernel}/s{s.stride}/p{s.pad} on {x.shape[1]}x{x.shape[2]}")
+                f"k{s.kh}x{s.kw}/s{s.stride}/p{s.ph},{s.pw} on {x.shape[1]}x{x.shape[2]}")
         await run_case(tb, qc, x, name)

@@ -26,7 +26,7 @@ def where_the_rest_goes(desc, cfg) -> str:
     if desc.out_channels % cfg.po:
         share = desc.out_channels / (groups(desc.out_channels, cfg.po) * cfg.po)
         notes.append(f"{desc.out_channels} outputs fill {share:.1%} of the last {cfg.po}-lane group")
-    steps = groups(desc.in_channels, cfg.pc) * desc.kernel ** 2
+    steps = groups(desc.in_channels, cfg.pc) * desc.kernel * desc.kernel_w
     if steps < cfg.po // cfg.pc:
         notes.append(f"{steps} steps per pixel < {cfg.po // cfg.pc}-cycle drain: idle cycles")
     notes.append("pipeline fill/drain once per layer")
@@ -57,7 +57,7 @@ async def full_layers(dut):
         rows.append({"layer": spec.name, "macs": macs, "mac_units": CFG.mac_units,
                      "cycles": cycles, "ideal_cycles": ideal, "utilization": ideal / cycles,
                      "weight_words": (groups(spec.out_channels, CFG.po)
-                                      * groups(spec.in_channels, CFG.pc) * spec.kernel ** 2),
+                                      * groups(spec.in_channels, CFG.pc) * spec.kh * spec.kw),
                      "where_the_rest_goes": where_the_rest_goes(desc, CFG)})
         dut._log.info(f"{spec.name}: {cycles} cycles, ideal {ideal:.0f}, "
                       f"utilization {ideal / cycles:.1%}, bit-exact")

@@ -32,6 +32,20 @@ def test_engine_matches_golden(mac_units, shape):
     check(cfg, qc, x, f"{mac_units} MACs, {shape}")
 
 
+@pytest.mark.parametrize("mac_units", [16, 64])
+@pytest.mark.parametrize("shape", [(8, 16, 7, 3, 1, 1, 1, 0), (8, 16, 7, 1, 3, 1, 0, 1),
+                                   (3, 16, 9, 2, 2, 1, 1, 1), (5, 8, 9, 1, 5, 2, 1, 2)])
+def test_engine_computes_kh_by_kw_kernels(mac_units, shape):
+    """SqueezeNext's 3x1 (pad 1 on the rows) and 1x3 (on the columns), the CIFAR-10 variants'
+    2x2 with padding 1, and a strided 1x5 with unequal padding."""
+    cin, cout, size, kh, kw, stride, ph, pw = shape
+    cfg = AcceleratorConfig(mac_units=mac_units, fm_depth=2048, weight_depth=256, bias_depth=8)
+    rng = np.random.default_rng([mac_units, *shape])
+    qc = random_conv(rng, cin, cout, kh, stride, ph, cfg.value_bits, 8, kernel_w=kw, pad_w=pw)
+    x = rng.integers(0, 256, (cin, size, size + 2)).astype(np.uint8)
+    check(cfg, qc, x, f"{mac_units} MACs, {kh}x{kw}/{stride} pad ({ph}, {pw})")
+
+
 def test_layer_that_does_not_fit_is_refused():
     from sim.loads import layer_load
     cfg = AcceleratorConfig(mac_units=16, fm_depth=512)
@@ -42,16 +56,18 @@ def test_layer_that_does_not_fit_is_refused():
         layer_load(qc, x, cfg)
 
 
-@pytest.mark.parametrize("shape", [(8, 16, 9, 3, 1, 1), (3, 16, 11, 7, 2, 0), (16, 16, 7, 1, 1, 1)])
+@pytest.mark.parametrize("shape", [(8, 16, 9, 3, 1, 1), (3, 16, 11, 7, 2, 0), (16, 16, 7, 1, 1, 1),
+                                   (8, 16, 9, 3, 1, 1, 1, 0)])
 def test_a_layer_computed_in_row_bands_equals_the_whole_layer(shape):
     """Each band reads a buffer holding only its input rows (the halo included); padding stays
     at the map's edges. The bands' outputs, stacked, are the layer's, each band's cycles the
-    cycle model's."""
+    cycle model's. (The last: a 3x1, its halo rows only.)"""
     from hw_harness import run_band
-    cin, cout, size, k, stride, pad = shape
+    cin, cout, size, k, stride, pad, *kw_pw = shape
     cfg = AcceleratorConfig(mac_units=16, fm_depth=2048, weight_depth=256, bias_depth=8)
     rng = np.random.default_rng([7, *shape])
-    qc = random_conv(rng, cin, cout, k, stride, pad, cfg.value_bits, 8)
+    kw, pw = kw_pw or (0, -1)
+    qc = random_conv(rng, cin, cout, k, stride, pad, cfg.value_bits, 8, kernel_w=kw, pad_w=pw)
     x = rng.integers(0, 256, (cin, size, size)).astype(np.uint8)
     want = reference_int.conv(x, qc)
     rows = want.shape[1]

@@ -31,26 +31,29 @@ def unframe(beats, c: int, h: int, w: int, pc: int) -> np.ndarray:
     return a.reshape(groups * pc, h, w)[:c]
 
 
+@pytest.mark.parametrize("kernel", [3, 2])
 @pytest.mark.parametrize("idle,stall", TRAFFIC)
-def test_maxpool_unit(idle, stall):
-    rng = np.random.default_rng(int(100 * idle + 10 * stall))
-    for h, w in [(7, 7), (6, 9), (2, 5), (1, 3), (13, 4)]:
+def test_maxpool_unit(idle, stall, kernel):
+    rng = np.random.default_rng(int(100 * idle + 10 * stall) + kernel)
+    for h, w in [(7, 7), (6, 9), (2, 5), (1, 3), (13, 4), (33, 8), (1, 1)]:
         c = int(rng.integers(1, 9))
         x = rng.integers(0, 256, (c, h, w)).astype(np.uint8)
         if h == 7:
             x[0] = 255                              # saturated and flat planes
             x[-1] = 0
-        oh, ow = pool_output_size(h, 3, 2), pool_output_size(w, 3, 2)
-        want = reference_int.maxpool(x, 3, 2)
+        oh, ow = pool_output_size(h, kernel, 2), pool_output_size(w, kernel, 2)
+        want = reference_int.maxpool(x, kernel, 2)
         dut = MaxPoolUnit(CFG, max_width=16)
         beats = frames(x, CFG.pc)
-        got = run_stream(dut, {"in_h": h, "in_w": w, "out_h": oh, "out_w": ow},
+        got = run_stream(dut, {"in_h": h, "in_w": w, "out_h": oh, "out_w": ow,
+                               "two": int(kernel == 2)},
                          {"i": beats}, len(frames(want, CFG.pc)), seed=h * 31 + w,
                          idle=idle, stall=stall)
         out = unframe(got, c, oh, ow, CFG.pc)
         if not np.array_equal(out, want):
             ch, y, xx = np.argwhere(out != want)[0]
-            pytest.fail(f"{c}x{h}x{w}: channel {ch}, row {y}, column {xx}: hardware "
+            pytest.fail(f"{kernel}x{kernel} pool of {c}x{h}x{w}: channel {ch}, row {y}, "
+                        f"column {xx}: hardware "
                         f"{out[ch, y, xx]}, golden {want[ch, y, xx]}")
 
 

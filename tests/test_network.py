@@ -1,3 +1,4 @@
+import dataclasses
 import pytest
 
 from golden.network import (Bypass, Conv, Fire, GlobalAvgPool, MaxPool, Network, digits_net,
@@ -63,8 +64,11 @@ def test_caffe_ceil_mode_pool_size():
 
 def test_invalid_networks_are_explained():
     spec = digits_net().input
-    with pytest.raises(ValueError, match="unpadded"):
-        Network("x", spec, (Conv("c", 1, 4, 3, pad=1), GlobalAvgPool("g")), 4).validate()
+    mean = dataclasses.replace(spec, mean=(16.0,))
+    with pytest.raises(ValueError, match="unpadded unless the input mean is zero"):
+        Network("x", mean, (Conv("c", 1, 4, 3, pad=1), GlobalAvgPool("g")), 4).validate()
+    # With no mean to fold, the padding pixels are exact zeros: a padded first layer is fine.
+    Network("x", spec, (Conv("c", 1, 4, 3, pad=1), GlobalAvgPool("g")), 4).validate()
     with pytest.raises(ValueError, match="expects 8 input channels"):
         Network("x", spec, (Conv("c", 1, 4, 3), Fire("f", 8, 2, 4, 4), GlobalAvgPool("g")),
                 8).validate()
