@@ -42,8 +42,9 @@ HEADER_BYTES = 6                 # sync (2), code, seq, length (2)
 CRC_BYTES = 4
 ARGS_BYTES = 8                   # target, flags, count (u16), address (u32)
 MAX_PAYLOAD = 2048               # the device's frame buffer; longer frames are refused
-VERSION = 4                      # 4: the ADD op, residual passes and the squeeze buffer's
-                                 # LOADs changed the op word (hw.layout.op_layout)
+VERSION = 5                      # 5: kh x kw kernels (kernel_w, pad_w) and 2x2 pooling
+                                 # changed the op word (hw.layout.op_layout); 4: the ADD op,
+                                 # residual passes, the squeeze buffer's LOADs
 
 # Sparse weight entries (WRITE to WEIGHTS): golden.sparse's GAP_BITS zero-run length, then the
 # codebook index (flags = index bits: 4, 6 or 8, up to the device's), packed LSB first

@@ -17,7 +17,8 @@ from golden import numerics as nx
 from golden.digits import calibration_set, load_digits_split
 from golden.engine import Golden
 from golden.formats import load_model
-from golden.network import digits_net, squeezenet_v1_0, squeezenet_v1_1
+from golden.network import (InputSpec, cifar10_squeezenet, digits_net, squeezenet_v1_0,
+                            squeezenet_v1_1, squeezenext)
 from golden.quantize import quantize
 from host.compiler import UnsupportedNetworkError, compile_network
 from host.driver import DeviceError, Driver
@@ -424,6 +425,43 @@ def test_the_bypasses_on_the_simulated_board_are_bit_exact(board, make):
     _runs_bit_exact_with_the_cycle_model(
         driver, q, prog, [rng.integers(0, 256, shape, dtype=np.uint8)])
     driver.transport.close()
+
+
+SMALL_INPUT = InputSpec(3, 64, 64, "RGB", (0.0,), (255.0,))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: squeezenext(0.5, "23", grouped=True, classes=10, input_spec=SMALL_INPUT),
+    lambda: cifar10_squeezenet("e4")], ids=["squeezenext-0.5-G-64px", "cifar10-e4"])
+def test_squeezenext_blocks_and_the_cifar10_layers_on_the_simulated_board_are_bit_exact(board,
+                                                                                     make):
+    """SqueezeNext's blocks (3x1 and 1x3 kernels, two-group layers as the G variant has them,
+    stride-2 1x1 projections, the residual ADD) on a 64x64 input at half width, and the CIFAR-10
+    study's e4 (a 2x2 first layer with padding 1, 2x2/2 pooling), seeded random weights
+    pruned to half, on the RTL: every logit equal to golden, every op's cycles as
+    ``_check_cycles`` says."""
+    q, rng = _random_model(make(), 9)
+    shape = q.network.input.channels, q.network.input.height, q.network.input.width
+    prog = compile_network(q, CFG)
+    driver = _sim_driver(board)
+    _runs_bit_exact_with_the_cycle_model(
+        driver, q, prog, [rng.integers(0, 256, shape, dtype=np.uint8)])
+    driver.transport.close()
+
+
+@pytest.mark.slow
+def test_squeezenext_v5_at_imagenet_size_on_the_simulated_board_is_bit_exact(board):
+    """1.0-SqNxt-23v5 at 227x227 (938 ops; 1.0-SqNxt-23 needs 1,072, more than the program
+    memory's 1,024, and is refused by name), seeded random weights pruned to half."""
+    q, rng = _random_model(squeezenext(1.0, "23v5"), 13)
+    shape = q.network.input.channels, q.network.input.height, q.network.input.width
+    prog = compile_network(q, CFG)
+    driver = _sim_driver(board)
+    _runs_bit_exact_with_the_cycle_model(
+        driver, q, prog, [rng.integers(0, 256, shape, dtype=np.uint8)])
+    driver.transport.close()
+    with pytest.raises(UnsupportedNetworkError, match="needs 1072 program ops; the device has 1024"):
+        compile_network(_random_model(squeezenext(1.0, "23"), 13)[0], CFG)
 
 
 # ---- the golden device against the RTL, reply for reply ---------------------------------------------
