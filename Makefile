@@ -15,7 +15,7 @@ CASES ?= 1000
 
 .PHONY: setup demo test sim sim-report synth synth-device board-imagenet faults bench-golden eval-imagenet compress-imagenet \
         memory-plan sdram-report sdram-bench bitstream program _program link-budget \
-        explore train-digits clean
+        explore train-digits hw-aware cifar board-networks clean
 
 setup: $(STAMP)
 
@@ -163,6 +163,18 @@ compress-imagenet: $(STAMP)
 explore: $(STAMP)
 	$(VENV)/bin/pip install --quiet -e ".[train]"
 	$(SQZ) explore configs/explore-digits.json --out build/explore
+
+# SqueezeNext's hardware-aware analysis on this accelerator (cycle model, the board's device):
+# docs/reports/hw-aware.{md,json,png}.
+hw-aware: $(STAMP)
+	$(PY) -m tools.hw_aware
+
+# The CIFAR-10 study (about three hours on two cores; resumable, results cached per network in
+# build/cifar/): trains the variants, then docs/reports/cifar10.{md,json}.
+cifar: $(STAMP)
+	$(VENV)/bin/pip install --quiet -e ".[train]"
+	$(PY) -m tools.cifar_study train
+	$(PY) -m tools.cifar_study report
 
 train-digits: $(STAMP)
 	$(VENV)/bin/pip install --quiet -e ".[train]"
