@@ -210,3 +210,102 @@ def train_resumable(net: Network, data: dict[str, np.ndarray], cfg: TrainConfig,
     save_model(model, done)
     hist_path.write_text(json.dumps(history, indent=1))
     return model, history
+
+
+def retrain_pruned(model: Model, data: dict[str, np.ndarray], epochs: int = 2, lr: float = 0.01,
+                   batch: int = 128, seed: int = 0, threads: int = 2, log=print) -> Model:
+    """Deep Compression's retraining after pruning: train the surviving weights (the pruned
+    ones held at zero by a mask after every step) with the same augmentation and loss as
+    ``train_resumable``, a cosine learning rate from ``lr`` to zero, no BatchNorm (the model's
+    is folded). Returns the float model with the same zeros."""
+    from .torch_net import require_torch, torch_module
+    torch = require_torch()
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    net = model.network
+    m = torch_module(net).to(memory_format=torch.channels_last)
+    masks = {}
+    with torch.no_grad():
+        for name, (w, b) in model.float_weights().items():
+            conv = m.convs[name.replace("/", "__")]
+            conv.weight.copy_(torch.tensor(w))
+            conv.bias.copy_(torch.tensor(b))
+            masks[name] = (conv.weight != 0)
+    x_all, y_all = torch.tensor(data["train_x"]), torch.tensor(data["train_y"])
+    steps = epochs * ((len(x_all) + batch - 1) // batch)
+    opt = torch.optim.SGD(m.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    gen = torch.Generator().manual_seed(seed)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    for epoch in range(epochs):
+        m.train()
+        perm = torch.randperm(len(x_all), generator=gen)
+        for i in range(0, len(x_all), batch):
+            idx = perm[i:i + batch]
+            xb = _augment(torch, x_all[idx].float().div_(255.0), 4, gen)
+            loss = loss_fn(m(xb.contiguous(memory_format=torch.channels_last)), y_all[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                for name, mask in masks.items():
+                    m.convs[name.replace("/", "__")].weight.mul_(mask)
+        log(f"{net.name} pruned, retraining epoch {epoch + 1}/{epochs}: validation top-1 "
+            f"{100 * float_accuracy(m, data['val_x'], data['val_y']):.2f}%")
+    return Model.from_float(net, m.weights(), model.source + ", pruned and retrained")
+
+
+def shipped_model(models: Path) -> Path:
+    """The one ``models/cifar10-<variant>.sqz`` (make cifar writes it)."""
+    found = sorted(models.glob("cifar10-*.sqz"))
+    if len(found) != 1:
+        raise FileNotFoundError(f"expected one shipped CIFAR-10 model models/cifar10-<variant>.sqz "
+                                f"in {models}, found {len(found)}; make cifar writes it")
+    return found[0]
+
+
+def demo_photos(folder: Path) -> list[tuple[Path, int]]:
+    """The shipped CIFAR-10 test photos, ``<class>_<NNNN>.jpg``, with their labels."""
+    out = []
+    for p in sorted(folder.glob("*.jpg")):
+        name = p.name.rsplit("_", 1)[0]
+        if name not in CLASSES:
+            raise ValueError(f"{p}: the file name must start with a CIFAR-10 class "
+                             f"({', '.join(CLASSES)})")
+        out.append((p, CLASSES.index(name)))
+    if not out:
+        raise FileNotFoundError(f"no <class>_<n>.jpg photos in {folder}")
+    return out
+
+
+def demo(model_path: Path, photos: Path, classify=None, where: str = "golden model",
+         quantized=None) -> int:
+    """Classify the shipped CIFAR-10 photos with ``classify(pixels) -> logits`` (default: the
+    golden model), each checked against golden. The 8-bit model is calibrated on these
+    photos (a demo has no others; make cifar's figures calibrate on training photos)."""
+    from .engine import Golden, top_k
+    from .formats import load_model
+    from .preprocess import load_image
+    from .quantize import quantize
+    model = load_model(model_path)
+    labelled = demo_photos(photos)
+    images = [load_image(p, model.network.input) for p, _ in labelled]
+    q = quantized or quantize(model, images, 8)
+    g = Golden(q)
+    run = classify or g
+    print(f"{model.network.name}: {model.parameter_count:,} parameters, {model_path.name} "
+          f"({model_path.stat().st_size:,} bytes), 8-bit ({where})")
+    right = exact = 0
+    for (path, label), x in zip(labelled, images):
+        logits = run(x)
+        exact += int(np.array_equal(logits, g(x)))
+        order = top_k(logits, 3)
+        right += int(order[0] == label)
+        print(f"{path.name:<22} {CLASSES[label]:<11} top-3 " + ", ".join(
+            f"{CLASSES[c]} ({logits[c]})" for c in order) + ("" if order[0] == label else
+                                                               "   <- miss"))
+    print(f"{right}/{len(images)} CIFAR-10 test photos classified correctly")
+    if classify is not None:
+        print(f"{exact}/{len(images)} equal to the golden model in every output byte")
+    return 0 if exact == len(images) or classify is None else 1

@@ -12,12 +12,15 @@ from .quantize import QuantizedModel
 __all__ = ["Golden", "run_reference", "top_k"]
 
 
-def _walk(q: QuantizedModel, pixels: np.ndarray, conv, expand, ops, keep: bool):
+def _walk(q: QuantizedModel, pixels, conv, expand, ops, keep: bool, batch: bool = False):
     """conv(x, name) runs one convolution unit; expand(squeezed, (e1, e3)) both expand paths
-    of a Fire module, concatenated on the channel axis (1x1 first); ops: pool, add, sum."""
+    of a Fire module, concatenated on the channel axis (1x1 first); ops: pool, add, sum.
+    ``batch``: ``pixels`` and every tensor carry a leading batch axis (golden.batched)."""
     net = q.network
     spec = net.input
-    if pixels.shape != (spec.channels, spec.height, spec.width) or pixels.dtype != np.uint8:
+    if batch:
+        pass                     # golden.batched checks its batch itself
+    elif pixels.shape != (spec.channels, spec.height, spec.width) or pixels.dtype != np.uint8:
         raise ValueError(f"{net.name} takes uint8 pixels of shape "
                          f"{(spec.channels, spec.height, spec.width)}, got {pixels.dtype} "
                          f"{pixels.shape}; prepare images with golden.preprocess.load_image")

@@ -22,15 +22,18 @@ def _write_json(data: dict, path: str | None) -> None:
         print(f"wrote {path}")
 
 
-def class_names(classes: int, labels: str | None = None) -> list[str]:
+def class_names(classes: int, labels: str | None = None, network: str = "") -> list[str]:
     """Names of the outputs: --labels file (one per line, or 'index wnid name'), else ImageNet
-    synsets for 1000 classes, digits for 10."""
+    synsets for 1000 classes, CIFAR-10's for a cifar10 network, digits for other 10-class ones."""
     from golden.preprocess import read_synsets
     if labels:
         lines = Path(labels).read_text().splitlines()
         if lines and len(lines[0].split()) >= 3 and lines[0].split()[0].isdigit():
             return [n for _, n in read_synsets(labels)]
         return lines
+    if classes == 10 and network.startswith("cifar10"):
+        from golden.cifar10 import CLASSES
+        return list(CLASSES)
     if classes == 10:
         return [str(i) for i in range(10)]
     syn = SHARED / "imagenet-sample" / "synsets.txt"
@@ -103,7 +106,7 @@ def cmd_infer(args) -> int:
         raise ValueError("--device runs the integer model: choose --bits 8 or 6")
     if args.check and not args.device:
         raise ValueError("--check compares a device with golden: give --device")
-    names = class_names(model.network.classes, args.labels)
+    names = class_names(model.network.classes, args.labels, model.network.name)
     images = [(image, load_image(image, model.network.input)) for image in args.images]
     if args.device:
         results, summary = _infer_on_device(args, model, names, images)
@@ -401,6 +404,42 @@ def cmd_explore(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    status = _digits_demo(args)
+    if args.cifar:
+        status |= _cifar_demo(args)
+    return status
+
+
+def _cifar_demo(args) -> int:
+    """The shipped CIFAR-10 model on the shipped CIFAR-10 test photos, on the same device."""
+    from golden import cifar10
+    model = cifar10.shipped_model(ROOT / "models")
+    photos = ROOT / "models" / "photos"
+    print()
+    if args.device == "none":
+        return cifar10.demo(model, photos)
+    from golden.formats import load_model
+    from golden.preprocess import load_image
+    from golden.quantize import quantize
+    from host.board import Board
+    m = load_model(model)
+    q = quantize(m, [load_image(p, m.network.input) for p, _ in cifar10.demo_photos(photos)], 8)
+    with Board(q, args.device) as board:
+        print(f"CIFAR-10 model uploaded to the {args.device} board: {board.upload_bytes:,} bytes "
+              "on the link")
+        cycles = []
+
+        def classify(x):
+            r = board.classify(x)
+            cycles.append(r.cycles)
+            return r.logits
+
+        status = cifar10.demo(model, photos, classify, f"the {args.device} board", q)
+        print(f"{cycles[0]:,} device cycles per photo")
+        return status
+
+
+def _digits_demo(args) -> int:
     from golden.digits import demo
     if args.device == "none":
         return demo(args.model, args.image, args.count)
@@ -603,13 +642,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--jobs", type=int, default=None, help="parallel points (default: cores)")
     sp.set_defaults(func=cmd_explore)
 
-    sp = sub.add_parser("demo", help="classify held-out digits (and --image) with the default model")
+    sp = sub.add_parser("demo", help="classify held-out digits (and --image) with the default "
+                        "model, then CIFAR-10 photos with the shipped CIFAR-10 model")
     model_arg(sp, required=False)
     sp.add_argument("--image", default=None, help="also classify this image file")
     sp.add_argument("--count", type=int, default=8, help="held-out digits to show")
     sp.add_argument("--device", default="sim",
                     help="where the digits run: sim (default: the simulated board), golden, "
                          "serial:PORT, socket://HOST:PORT, or none (the golden model in process)")
+    sp.add_argument("--no-cifar", dest="cifar", action="store_false",
+                    help="skip the second part: the shipped CIFAR-10 model (models/cifar10-*.sqz) "
+                         "on the shipped CIFAR-10 test photos (models/photos/)")
     sp.set_defaults(func=cmd_demo)
     return p
 
