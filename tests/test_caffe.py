@@ -66,3 +66,40 @@ def test_bad_descriptions_are_refused_by_name():
     conv = read_caffe_graph(grouped.replace("dim: 3", "dim: 6")).layers[0]
     # 4 outputs of 6 / 2 inputs each, a 1x3 kernel, and a bias (bias_term defaults to true)
     assert (conv.params, conv.out_shape, conv.macs) == (4 * 3 * 3 + 4, (4, 8, 8), 4 * 9 * 64)
+
+
+FILES = {"1.0-SqNxt-23": (1.0, "23", False), "1.0-SqNxt-23v5": (1.0, "23v5", False),
+         "1.0-G-SqNxt-23": (1.0, "23", True), "2.0-SqNxt-23": (2.0, "23", False),
+         "2.0-SqNxt-23v5": (2.0, "23v5", False)}
+
+
+@pytest.mark.parametrize("name", sorted(FILES))
+def test_the_squeezenext_descriptions_are_the_authors_files(name):
+    """golden.network.squeezenext, convolution by convolution and add by add, against the
+    authors' train_val.prototxt: channels, kernel rows x columns, stride, padding, groups, and
+    which two tensors each Eltwise adds. Parameters: the file counts BatchNorm's Scale (gamma
+    and beta) and no fc1000 bias; the description folds each BatchNorm into one bias per
+    output channel and gives the classifier a bias."""
+    from golden.network import Bypass, squeezenext
+    g = read_caffe_graph(shared_file(SQNXT / name / "train_val.prototxt"))
+    net = squeezenext(*FILES[name][:2], grouped=FILES[name][2])
+    caffe = g.of_type("Convolution")
+    ours = net.convs()[:-1]                                 # the classifier is fc1000
+    assert [(c.in_shape[0], c.out_shape[0], c.kernel, c.stride[0], c.pad, c.group)
+            for c in caffe] == [(s.in_channels, s.out_channels, (s.kh, s.kw), s.stride,
+                                 (s.ph, s.pw), s.groups) for s in ours]
+    # Each add's operands, as positions in the list of convolutions (an Eltwise bottom is a
+    # convolution's top or an earlier Eltwise's).
+    def positions(tops, names):
+        return [tops.index(n) if n in tops else n for n in names]
+    caffe_tops = [c.top for c in caffe] + [e.top for e in g.of_type("Eltwise")]
+    our_tops = [s.name for s in ours] + [b.name for b in net.nodes if isinstance(b, Bypass)]
+    caffe_adds = [sorted(positions(caffe_tops, e.bottoms)) for e in g.of_type("Eltwise")]
+    our_adds = [sorted(positions(our_tops, b.inputs)) for b in net.nodes if isinstance(b, Bypass)]
+    assert caffe_adds == our_adds
+    shapes = net.shapes()
+    assert shapes["conv_final"] == g.of_type("Convolution")[-1].out_shape == (128, 7, 7)
+    bn_channels = sum(c.out_shape[0] for c in caffe)
+    fc = g.layers[-1].params
+    assert net.parameter_count == (g.parameter_count - 2 * bn_channels + bn_channels
+                                   + fc + 1000 - fc)

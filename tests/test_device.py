@@ -449,6 +449,21 @@ def test_squeezenext_blocks_and_the_cifar10_layers_on_the_simulated_board_are_bi
     driver.transport.close()
 
 
+def test_the_shipped_cifar10_model_on_the_simulated_board_is_bit_exact(board):
+    """models/cifar10-<variant>.sqz (trained, pruned, shared weights) on three of the shipped
+    CIFAR-10 test photos: every logit equal to golden, every op's cycles as the cycle model."""
+    from golden.cifar10 import demo_photos, shipped_model
+    from golden.preprocess import load_image
+    model = load_model(shipped_model(ROOT / "models"))
+    photos = [load_image(p, model.network.input)
+              for p, _ in demo_photos(ROOT / "models" / "photos")]
+    q = quantize(model, photos, 8)
+    prog = compile_network(q, CFG)
+    driver = _sim_driver(board)
+    _runs_bit_exact_with_the_cycle_model(driver, q, prog, photos[:3])
+    driver.transport.close()
+
+
 @pytest.mark.slow
 def test_squeezenext_v5_at_imagenet_size_on_the_simulated_board_is_bit_exact(board):
     """1.0-SqNxt-23v5 at 227x227 (938 ops; 1.0-SqNxt-23 needs 1,072, more than the program
