@@ -68,7 +68,7 @@ class Board:
                 bar.update(index - last[0])
                 last[0] = index
 
-        cycles = self.driver.run(progress=advance)
+        cycles = self.driver.run(self.program, progress=advance)
         if bar:
             bar.update(len(self.program.ops) - last[0])
             bar.close()

@@ -57,6 +57,8 @@ class Driver:
         self.transport = transport
         self.reply_timeout = reply_timeout
         self.retries = retries
+        self._segment = None             # the program segment in the device's program memory
+        self._segment_counters = None    # a segmented run's counters and waits, all segments
         self.seq = 0
         self.parser = proto.FrameParser()
         self.stats = LinkStats()
@@ -109,6 +111,7 @@ class Driver:
 
     def reset(self) -> None:
         self.request(Command.RESET)
+        self._segment = None
 
     def status(self) -> tuple[RunState, int, int]:
         state, index, cycles = struct.unpack(proto.STATUS_FORMAT, self.request(Command.STATUS))
@@ -161,7 +164,8 @@ class Driver:
         cfg = program.cfg
         units = unit_bytes(cfg)
         nb = units[Target.PROGRAM]
-        words = b"".join(w.to_bytes(nb, "little") for w in program.words)
+        words = b"".join(w.to_bytes(nb, "little") for w in program.segment_words(0))
+        self._segment = 0
         if program.input_sdram is not None:     # the parameters lie in the SDRAM
             self.write_words(Target.PROGRAM, 0, words, nb)
             for address, block in program.sdram_blocks:
@@ -208,8 +212,33 @@ class Driver:
         self.write_words(Target.FEATURE, program.input_base, data, word_bytes,
                          flags=word_bytes if word_bytes < program.cfg.pc else 0)
 
-    def run(self, timeout: float = 3600.0, poll: float = 0.02, progress=None) -> int:
-        """Start the program and wait for it; returns the device's cycle count."""
+    def run(self, program=None, timeout: float = 3600.0, poll: float = 0.02,
+            progress=None) -> int:
+        """Start the program and wait for it; returns the device's cycle count. A ``program``
+        in segments (DeviceProgram.segments) runs segment by segment, each written to the
+        program memory before its RUN; its cycles are the segments' sum, and read_counters /
+        read_waits then give every segment's counters."""
+        if program is None or len(program.segment_ranges()) == 1:
+            self._segment_counters = None
+            return self._run_once(timeout, poll, progress)
+        nb = unit_bytes(program.cfg)[Target.PROGRAM]
+        total, counters, waits = 0, [], [0]
+        for k, (start, end) in enumerate(program.segment_ranges()):
+            if self._segment != k:
+                self.write_words(Target.PROGRAM, 0, b"".join(
+                    w.to_bytes(nb, "little") for w in program.segment_words(k)), nb)
+                self._segment = k
+            total += self._run_once(timeout, poll,
+                                    progress and (lambda i, s=start: progress(s + i)))
+            n = end - start
+            counters += struct.unpack(f"<{n}I", self.read(Target.COUNTERS, 0, n, 4))
+            seg_waits = struct.unpack(f"<{n + 1}I", self.read(
+                Target.COUNTERS, program.cfg.program_depth, n + 1, 4))
+            waits[-1:] = [*seg_waits[:-1], waits[-1] + seg_waits[-1]]
+        self._segment_counters = (counters, waits)
+        return total
+
+    def _run_once(self, timeout: float, poll: float, progress) -> int:
         self.request(Command.RUN)
         deadline = time.monotonic() + timeout
         while True:
@@ -235,16 +264,22 @@ class Driver:
 
     def read_counters(self, program) -> dict[str, int]:
         """Each op's cycles in the last run, keyed by op name."""
-        values = struct.unpack(f"<{len(program.ops)}I",
-                               self.read(Target.COUNTERS, 0, len(program.ops), 4))
+        if len(program.segment_ranges()) > 1:
+            values = self._segment_counters[0]
+        else:
+            values = struct.unpack(f"<{len(program.ops)}I",
+                                   self.read(Target.COUNTERS, 0, len(program.ops), 4))
         return {op.name: v for op, v in zip(program.ops, values)}
 
     def read_waits(self, program) -> dict[str, int]:
         """The cycles each op (and END) of the last run waited for the DMA queue: the
-        counters' words from program_depth on."""
-        n = len(program.ops) + 1
-        values = struct.unpack(f"<{n}I", self.read(Target.COUNTERS, program.cfg.program_depth,
-                                                   n, 4))
+        counters' words from program_depth on (a segmented run: END's are summed)."""
+        if len(program.segment_ranges()) > 1:
+            values = self._segment_counters[1]
+        else:
+            n = len(program.ops) + 1
+            values = struct.unpack(f"<{n}I", self.read(
+                Target.COUNTERS, program.cfg.program_depth, n, 4))
         return {**{op.name: v for op, v in zip(program.ops, values)}, "END": values[-1]}
 
 

@@ -85,6 +85,20 @@ class DeviceProgram:
     input_sdram: int | None = None
     result_sdram: int | None = None
     sdram_maps: dict[str, tuple[int, tuple[int, int, int]]] = field(default_factory=dict)
+    # A program longer than the program memory runs as segments, (first op, end op) each, one
+    # RUN apiece: the driver writes a segment's words, runs it to its END (which waits for the
+    # transfers it queued) and writes the next. The maps stay in the SDRAM and the on-chip
+    # memories keep their contents between runs, so a boundary may fall between any two ops.
+    # Empty: one segment, the whole program.
+    segments: list[tuple[int, int]] = field(default_factory=list)
+
+    def segment_ranges(self) -> list[tuple[int, int]]:
+        return self.segments or [(0, len(self.ops))]
+
+    def segment_words(self, k: int) -> list[int]:
+        """The program memory's words for segment ``k``: its ops, then END."""
+        start, end = self.segment_ranges()[k]
+        return self.words[start:end] + [self.words[-1]]
 
     def input_words(self, pixels: np.ndarray) -> bytes:
         """The image in feature-memory word order: PC bytes per word."""
@@ -127,10 +141,17 @@ class DeviceProgram:
                 if op.fields.get("then_store"):
                     store = transfer_bounds(self.cfg, OpKind.STORE, 0, d)[pick]
             timed.append((op.kind, cycles, op.fields.get("dma_wait", 0), store))
-        per, total, end_wait = sequence_cycles(timed, DMA_QUEUE)
-        names = [op.name for op in self.ops]
-        return ({n: c for n, (c, _) in zip(names, per)},
-                {**{n: w for n, (_, w) in zip(names, per)}, "END": end_wait}, total)
+        counters, waits, total = {}, {"END": 0}, 0
+        # Each segment is a run of its own: it starts with the DMA queue empty, and its END
+        # waits for every transfer it queued. "END" sums the segments' END waits.
+        for start, end in self.segment_ranges():
+            per, cycles, end_wait = sequence_cycles(timed[start:end], DMA_QUEUE)
+            for op, (c, w) in zip(self.ops[start:end], per):
+                counters[op.name], waits[op.name] = c, w
+            waits["END"] += end_wait
+            total += cycles
+        return counters, {**{op.name: waits[op.name] for op in self.ops}, "END": waits["END"]}, \
+            total
 
     def expected_cycles(self) -> dict[str, int]:
         """Cycles per op from the cycle model, keyed by op name, plus ``total`` (transfers at

@@ -506,28 +506,32 @@ def _bypass_add(plan: _Planner, node: Bypass, srcs: list[str], shapes: dict) -> 
 def compile_sdram(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
     """The program for ``cfg``: of the plans for each of BAND_ROWS, the one whose cycle model
     waits least for memory among those that fit the program memory; if none fits, the plan
-    that gives every node the band height with which it needs the fewest ops."""
+    that gives every node the band height with which it needs the fewest ops, in segments
+    (DeviceProgram.segments)."""
     plans, error = {}, None
     for band_rows in BAND_ROWS:
         try:
-            plans[band_rows] = _compile(q, cfg, band_rows, fit=False)
+            plans[band_rows] = _compile(q, cfg, band_rows)
         except UnsupportedNetworkError as e:
             error = error or e
     if not plans:
         raise error
-    fitting = [p for p in plans.values() if len(p.ops) + 1 <= cfg.program_depth]
+    fitting = [p for p in plans.values() if not p.segments]
     if fitting:
         return min(fitting, key=lambda p: sum(p.timeline()[1].values()))
+    # Longer than the program memory whichever the band height: the plan that gives every
+    # node the band height with which it needs the fewest ops (the fewest segments, each one
+    # more program upload per image), run as segments.
     nodes = next(iter(plans.values())).node_ops
     fewest = {node: min(plans, key=lambda r: (len(plans[r].node_ops[node]), r))
               for node in nodes}
     return _compile(q, cfg, fewest)
 
 
-def _compile(q: QuantizedModel, cfg: AcceleratorConfig, band_rows: int | dict[str, int],
-             fit: bool = True) -> DeviceProgram:
+def _compile(q: QuantizedModel, cfg: AcceleratorConfig,
+             band_rows: int | dict[str, int]) -> DeviceProgram:
     """One plan: every Conv and Fire node's bands aim for ``band_rows`` output rows (or the
-    node's own entry); ``fit=False`` returns a plan even if it overflows the program memory."""
+    node's own entry), in segments if it is longer than the program memory."""
     rows_of = band_rows.get if isinstance(band_rows, dict) else (lambda _: band_rows)
     net = q.network
     shapes = net.shapes()
@@ -725,9 +729,7 @@ def _compile(q: QuantizedModel, cfg: AcceleratorConfig, band_rows: int | dict[st
         raise UnsupportedNetworkError("the device reads its result from a global average pool; "
                                       f"{net.output_node} is a {type(net.nodes[-1]).__name__}")
     ops = plan.ops
-    if fit and len(ops) + 1 > cfg.program_depth:
-        raise UnsupportedNetworkError(f"the network needs {len(ops) + 1} program ops; the device "
-                                      f"has {cfg.program_depth} (hw.config: program_depth)")
+    segments = _segments(node_ops, len(ops), cfg.program_depth - 1)
     try:
         words = [encode_op({"kind": op.kind, **op.fields}, cfg, op.name) for op in ops]
     except FieldRangeError as e:
@@ -736,4 +738,25 @@ def _compile(q: QuantizedModel, cfg: AcceleratorConfig, band_rows: int | dict[st
     return DeviceProgram(cfg, q.index_bits, ops, words, [], np.zeros(0, np.int64), [], 0,
                          shapes["input"], 0, 0, shapes[net.output_node][0], net.output_node,
                          node_ops, sdram_blocks=plan.blocks, input_sdram=input_sdram,
-                         result_sdram=result, sdram_maps=plan.maps)
+                         result_sdram=result, sdram_maps=plan.maps, segments=segments)
+
+
+def _segments(node_ops: dict[str, list[int]], count: int, room: int) -> list[tuple[int, int]]:
+    """Op ranges of at most ``room`` ops (the program memory less END): whole nodes while they
+    fit, a node longer than a segment split where the segment is full. [] when one does."""
+    if count <= room:
+        return []
+    out, start = [], 0
+    for indices in node_ops.values():
+        end = indices[-1] + 1 if indices else start
+        while end - start > room:
+            # The node does not fit beside what the segment holds: close the segment at the
+            # node's start (if it holds anything), else cut the node.
+            first = indices[0] if indices else start
+            cut = first if first > start else start + room
+            out.append((start, cut))
+            start = cut
+    # ...and the last segment; then every range is checked to hold at most ``room`` ops.
+    out.append((start, count))
+    assert all(0 < b - a <= room for a, b in out), out
+    return out

@@ -97,9 +97,10 @@ def _random_model(net, seed=0, density=0.5):
 
 def test_compiler_places_both_bypasses_and_names_what_does_not_fit():
     """With the maps in the SDRAM the simple bypass is an ADD op and the complex one a pass
-    that adds its residual; the all-on-chip test configuration has no bypass, and SqueezeNet
-    v1.0's complex bypass needs more ops than the program memory holds: both refused by
-    name, with what to do instead."""
+    that adds its residual; the all-on-chip test configuration has no bypass (refused by
+    name, with what to do instead). SqueezeNet v1.0's complex bypass needs more ops than the
+    program memory holds: it runs in segments, each at most the memory's depth with its END,
+    whole nodes where they fit."""
     q, _ = _random_model(digits_net(bypass="simple"))
     assert any(op.kind == OpKind.ADD for op in compile_network(q, CFG).ops)
     with pytest.raises(UnsupportedNetworkError, match="bypass2: the all-on-chip configuration "
@@ -110,9 +111,14 @@ def test_compiler_places_both_bypasses_and_names_what_does_not_fit():
                 if op.fields.get("unit", {}).get("residual_mult")]
     assert residual and all(name.startswith("bypass4") for name in residual)
     q, _ = _random_model(squeezenet_v1_0("complex"))
-    with pytest.raises(UnsupportedNetworkError, match=r"needs \d+ program ops; the device has "
-                                                      f"{CFG.program_depth}"):
-        compile_network(q, CFG)
+    prog = compile_network(q, CFG)
+    segments = prog.segment_ranges()
+    assert len(segments) == 2 and segments[0][0] == 0 and segments[-1][1] == len(prog.ops)
+    assert all(b == c for (_, b), (c, _) in zip(segments, segments[1:]))
+    assert all(end - start + 1 <= CFG.program_depth for start, end in segments)
+    starts = {ops[0] for ops in prog.node_ops.values()}
+    assert segments[1][0] in starts                        # a boundary between nodes
+    assert [len(prog.segment_words(k)) for k in range(2)] == [b - a + 1 for a, b in segments]
 
 
 def test_a_value_that_does_not_fit_its_field_is_refused_by_name():
@@ -149,10 +155,11 @@ def test_a_memory_depth_the_addressing_cannot_wrap_is_refused():
 
 def _check_cycles(driver, prog, cycles, exact=False):
     """Every op's counter less its wait for the DMA queue is the cycle model's, exactly; the
-    total is the counters' sum with END's and lies inside the model's bound (with ``exact``,
-    the golden device: every counter and wait equal to the model's estimate)."""
+    total is the counters' sum with END's (one a segment) and lies inside the model's bound
+    (with ``exact``, the golden device: every counter and wait equal to the model's estimate)."""
     counters, waits = driver.read_counters(prog), driver.read_waits(prog)
-    assert cycles == sum(counters.values()) + END_CYCLES + waits["END"]
+    ends = len(prog.segment_ranges())
+    assert cycles == sum(counters.values()) + ends * END_CYCLES + waits["END"]
     wrong = {op.name: (counters[op.name], waits[op.name], prog.busy_cycles(op))
              for op in prog.ops if counters[op.name] - waits[op.name] != prog.busy_cycles(op)}
     assert not wrong
@@ -171,7 +178,7 @@ def _runs_bit_exact_with_the_cycle_model(driver, q, prog, images, exact=False):
     golden = Golden(q)
     for x in images:
         driver.load_image(prog, x)
-        cycles = driver.run()
+        cycles = driver.run(prog)
         np.testing.assert_array_equal(driver.read_logits(prog), golden(x))
     assert any(op.is_transfer for op in prog.ops) == CFG.maps_in_sdram
     return _check_cycles(driver, prog, cycles, exact)
@@ -409,14 +416,17 @@ def test_squeezenet_v1_1_with_sparse_random_weights_on_the_simulated_board_is_bi
 
 @pytest.mark.parametrize("make", [lambda: digits_net(bypass="simple"),
                                   lambda: digits_net(bypass="complex"),
-                                  lambda: squeezenet_v1_0("simple")],
-                         ids=["digits-simple", "digits-complex", "squeezenet-v1.0-simple"])
+                                  lambda: squeezenet_v1_0("simple"),
+                                  lambda: squeezenet_v1_0("complex")],
+                         ids=["digits-simple", "digits-complex", "squeezenet-v1.0-simple",
+                              "squeezenet-v1.0-complex"])
 def test_the_bypasses_on_the_simulated_board_are_bit_exact(board, make):
     """The bypass variants (the paper's section 6: an add around every Fire module whose input
     and output have as many channels; the complex one also a 1x1 convolution around the
     others), seeded random weights pruned to half, on the RTL with the maps in the SDRAM
     model: the ADD ops' sums and the residual passes bit-exact (every logit equal to golden),
-    every op's cycles as ``_check_cycles`` says. SqueezeNet v1.0 at full size."""
+    every op's cycles as ``_check_cycles`` says. SqueezeNet v1.0 at full size (the complex
+    one in two program segments)."""
     q, rng = _random_model(make(), 5)
     shape = q.network.input.channels, q.network.input.height, q.network.input.width
     prog = compile_network(q, CFG)
@@ -465,18 +475,17 @@ def test_the_shipped_cifar10_model_on_the_simulated_board_is_bit_exact(board):
 
 
 @pytest.mark.slow
-def test_squeezenext_v5_at_imagenet_size_on_the_simulated_board_is_bit_exact(board):
-    """1.0-SqNxt-23v5 at 227x227 (938 ops; 1.0-SqNxt-23 needs 1,072, more than the program
-    memory's 1,024, and is refused by name), seeded random weights pruned to half."""
-    q, rng = _random_model(squeezenext(1.0, "23v5"), 13)
+def test_squeezenext_at_imagenet_size_on_the_simulated_board_is_bit_exact(board):
+    """1.0-SqNxt-23 at 227x227, seeded random weights pruned to half: 1,071 ops, more than
+    the program memory's 1,024, so two segments (the driver writes each before its RUN)."""
+    q, rng = _random_model(squeezenext(1.0, "23"), 13)
     shape = q.network.input.channels, q.network.input.height, q.network.input.width
     prog = compile_network(q, CFG)
     driver = _sim_driver(board)
     _runs_bit_exact_with_the_cycle_model(
         driver, q, prog, [rng.integers(0, 256, shape, dtype=np.uint8)])
+    assert len(prog.segment_ranges()) == 2
     driver.transport.close()
-    with pytest.raises(UnsupportedNetworkError, match="needs 1072 program ops; the device has 1024"):
-        compile_network(_random_model(squeezenext(1.0, "23"), 13)[0], CFG)
 
 
 # ---- the golden device against the RTL, reply for reply ---------------------------------------------
