@@ -297,6 +297,14 @@ class Network:
         return sum(s.weight_count + s.out_channels for s in self.convs())
 
     @property
+    def macs(self) -> int:
+        """Multiply-accumulates of one inference: every convolution's weights times the pixels
+        of its output (a grouped layer's own weights, not the dense tensor the device runs)."""
+        shapes = self.shapes()
+        return sum(spec.weight_count * shapes[node.name][1] * shapes[node.name][2]
+                   for node in self.nodes for spec in node.convs())
+
+    @property
     def output_node(self) -> str:
         return self.nodes[-1].name
 
