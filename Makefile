@@ -176,6 +176,11 @@ cifar: $(STAMP)
 	$(PY) -m tools.cifar_study train
 	$(PY) -m tools.cifar_study report
 
+# Every network of the seeds on the simulated board, bit for bit against golden (trained weights
+# where they exist, seeded random otherwise): build/board/networks.json.
+board-networks: $(STAMP)
+	$(PY) -m tools.board_networks
+
 train-digits: $(STAMP)
 	$(VENV)/bin/pip install --quiet -e ".[train]"
 	$(PY) tools/train_digits.py
