@@ -94,3 +94,34 @@ def test_requant_params_normalised():
             continue
         assert (1 << (nx.MULT_BITS - 1)) <= m < (1 << nx.MULT_BITS) or s == nx.SHIFT_MAX
         assert abs(m / 2 ** s - r) <= r * 2 ** -(nx.MULT_BITS - 1) or s == nx.SHIFT_MAX
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_squeezenext_golden_equals_the_reference_and_float_equals_torch(grouped):
+    """SqueezeNext's kernels (3x1, 1x3, stride-2 1x1 projections, two groups) through the fast
+    kernels and the plain int64 reference, bit for bit; the float reference against PyTorch's
+    convolutions (grouped natively there)."""
+    torch = pytest.importorskip("torch")
+    from conftest import random_float_model
+    from golden.engine import Golden, run_reference
+    from golden.network import InputSpec, squeezenext
+    from golden.preprocess import float_input
+    from golden.quantize import quantize
+    from golden.reference_float import forward_float
+    from golden.torch_net import torch_module
+    spec = InputSpec(3, 48, 48, "RGB", (0.0,), (255.0,))
+    net = squeezenext(0.5, "23v5", grouped=grouped, classes=10, input_spec=spec)
+    model = random_float_model(net, 3)
+    rng = np.random.default_rng(5)
+    x = [rng.integers(0, 256, (3, 48, 48), dtype=np.uint8) for _ in range(3)]
+    t = torch_module(net)
+    with torch.no_grad():
+        for name, (w, b) in model.float_weights().items():
+            t.convs[name.replace("/", "__")].weight.copy_(torch.tensor(w))
+            t.convs[name.replace("/", "__")].bias.copy_(torch.tensor(b))
+        want = t(torch.tensor(float_input(x[0], spec))[None]).numpy()[0]
+    got = forward_float(net, model.float_weights(), float_input(x[0], spec))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3 * np.abs(want).max())
+    q = quantize(model, x[:2], 8)
+    for img in x:
+        np.testing.assert_array_equal(Golden(q)(img), run_reference(q, img))
