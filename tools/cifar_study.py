@@ -59,7 +59,9 @@ def main() -> int:
     t = sub.add_parser("train", help="train every variant (resumable)")
     t.add_argument("--only", nargs="*", default=[], help="variants to train (default: all)")
     r = sub.add_parser("report", help="score, compress and count cycles; write the report")
-    r.add_argument("--only", nargs="*", default=[], help="variants to report (default: all)")
+    r.add_argument("--only", nargs="*", default=[],
+                   help="variants to score now (default: every trained one; scored ones are "
+                        "cached and always reported)")
     args = ap.parse_args()
     if args.command == "train":
         train(args.only)
