@@ -35,6 +35,24 @@ from hw.config import board_config  # noqa: E402
 SHARED = ROOT.parent / "shared"
 AUTHORS = SHARED / "models" / "squeezenet-v1.0-deep-compression" / "compressed_SqueezeNet.net"
 OUT = ROOT / "build" / "board" / "networks.json"
+REPORT = ROOT / "docs" / "reports" / "board-networks.md"
+
+
+def markdown(results: dict) -> str:
+    cfg = board_config()
+    lines = ["# Every network on the simulated board", "",
+             f"`make board-networks` (tools/board_networks.py): the board's device ({cfg.mac_units} "
+             f"MAC units, {cfg.clock_mhz:g} MHz, maps in the SDRAM model), one photo each, every "
+             "logit against the golden model; cycles the device's own count beside the cycle "
+             "model's estimate and its bounds; ideal = the network's MACs / MAC units.", "",
+             "| network | weights | bit-exact | cycles | model | ms | ideal | MAC use | ops "
+             "(segments) |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['weights']} | {'yes' if r['bit_exact'] else '**no**'} | "
+                     f"{r['cycles']:,} | {r['expected_cycles']:,} | {r['ms']:.1f} | "
+                     f"{r['ideal_cycles']:,.0f} | {r['ideal_cycles'] / r['cycles']:.0%} | "
+                     f"{r['ops']:,} ({r['segments']}) |")
+    return "\n".join(lines) + "\n"
 
 
 def random_model(net, seed: int) -> Model:
@@ -99,7 +117,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", default=[], help="network names (default: all)")
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--report-only", action="store_true",
+                    help=f"write {REPORT.relative_to(ROOT)} from the last run's JSON")
     args = ap.parse_args()
+    if args.report_only:
+        REPORT.write_text(markdown(json.loads(Path(args.out).read_text())))
+        return 0
     from host.compiler import compile_network
     from host.driver import Driver
     from host.transport import SerialTransport
@@ -145,7 +168,9 @@ def main() -> int:
                   f"{time.time() - t0:.0f} s", flush=True)
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(results, indent=1))
-    print(f"wrote {out}: {len(results)} networks, {failed} not bit-exact")
+    REPORT.write_text(markdown(results))
+    print(f"wrote {out} and {REPORT.relative_to(ROOT)}: {len(results)} networks, {failed} not "
+          "bit-exact")
     return 1 if failed else 0
 
 
