@@ -173,8 +173,8 @@ hw-aware: $(STAMP)
 # build/cifar/): trains the variants, then docs/reports/cifar10.{md,json}.
 cifar: $(STAMP)
 	$(VENV)/bin/pip install --quiet -e ".[train]"
-	$(PY) -m tools.cifar_study train
-	$(PY) -m tools.cifar_study report
+	$(PY) -m tools.cifar_study
+	$(PY) -m tools.cifar_report
 
 # Every network of the seeds on the simulated board, bit for bit against golden (trained weights
 # where they exist, seeded random otherwise): build/board/networks.json.

@@ -1,4 +1,5 @@
-"""The CIFAR-10 study's report (``python -m tools.cifar_study report``, part of ``make cifar``).
+"""The CIFAR-10 study's report (``python -m tools.cifar_report [--only e4]``, part of
+``make cifar``).
 
 Per trained variant (build/cifar/<variant>/float.npz), cached in build/cifar/<variant>/result.json:
 
@@ -178,7 +179,7 @@ def report(only: list[str]) -> None:
         if only and variant not in only:
             continue
         if not (folder / "float.npz").exists():
-            print(f"{variant}: not trained yet (python -m tools.cifar_study train)")
+            print(f"{variant}: not trained yet (python -m tools.cifar_study)")
             continue
         r = evaluate_variant(variant, data, calib)
         cache.write_text(json.dumps(r, indent=1))
@@ -196,3 +197,17 @@ def report(only: list[str]) -> None:
                                                      indent=1))
     (REPORTS / "cifar10.md").write_text(markdown(results, shipped))
     print(f"wrote {REPORTS / 'cifar10.md'}")
+
+
+def main() -> int:
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="*", default=[],
+                    help="variants to score now (default: every trained one; scored ones are "
+                         "cached and always reported)")
+    report(ap.parse_args().only)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,11 +1,11 @@
 """The CIFAR-10 study of SqueezeNet variants, redone on real CIFAR-10 photos (``make cifar``).
 
-    python -m tools.cifar_study train [--only e4]     # resumable; build/cifar/<network>/
-    python -m tools.cifar_study report                # docs/reports/cifar10.{md,json}
+    python -m tools.cifar_study [--only e4]       # train, resumable; build/cifar/<network>/
+    python -m tools.cifar_report [--only e4]      # score; docs/reports/cifar10.{md,json}
 
-``train`` trains every variant of golden.network.CIFAR10_VARIANTS in turn (cheapest first), each
+It trains every variant of golden.network.CIFAR10_VARIANTS in turn (cheapest first), each
 with its own checkpoint per epoch, so an interrupted run continues from its last finished epoch
-and a finished network is never trained again. ``report`` scores each finished network on the
+and a finished network is never trained again. tools/cifar_report.py scores each finished network on the
 5,000 test photos at float and through the golden model at 8 and 6 bits, compresses it (pruned,
 shared weights, packed) and counts its device cycles with the compiler's cycle model; its results
 are cached per network too.
@@ -55,19 +55,8 @@ def train(only: list[str]) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train every variant (resumable)")
-    t.add_argument("--only", nargs="*", default=[], help="variants to train (default: all)")
-    r = sub.add_parser("report", help="score, compress and count cycles; write the report")
-    r.add_argument("--only", nargs="*", default=[],
-                   help="variants to score now (default: every trained one; scored ones are "
-                        "cached and always reported)")
-    args = ap.parse_args()
-    if args.command == "train":
-        train(args.only)
-    else:
-        from tools.cifar_report import report
-        report(args.only)
+    ap.add_argument("--only", nargs="*", default=[], help="variants to train (default: all)")
+    train(ap.parse_args().only)
     return 0
 
 
