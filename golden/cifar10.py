@@ -223,14 +223,9 @@ def retrain_pruned(model: Model, data: dict[str, np.ndarray], epochs: int = 2, l
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     net = model.network
-    m = torch_module(net).to(memory_format=torch.channels_last)
-    masks = {}
-    with torch.no_grad():
-        for name, (w, b) in model.float_weights().items():
-            conv = m.convs[name.replace("/", "__")]
-            conv.weight.copy_(torch.tensor(w))
-            conv.bias.copy_(torch.tensor(b))
-            masks[name] = (conv.weight != 0)
+    m = torch_module(net, weights=model.float_weights()).to(memory_format=torch.channels_last)
+    masks = {name: m.convs[name.replace("/", "__")].weight.detach() != 0
+             for name in model.layers}
     x_all, y_all = torch.tensor(data["train_x"]), torch.tensor(data["train_y"])
     steps = epochs * ((len(x_all) + batch - 1) // batch)
     opt = torch.optim.SGD(m.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)

@@ -79,15 +79,10 @@ def finetune_codebooks(student: Model, teacher: Model, images: list[np.ndarray],
         table = torch.cat([zero, codebooks[name]])          # entry 0 stays 0.0: pruned
         return table[indices[name]]
 
-    s_net = torch_module(net, shared_weight)
-    t_net = torch_module(net)
-    for net_module, model in ((s_net, student), (t_net, teacher)):
-        for n, (w, b) in model.float_weights().items():
-            conv = net_module.convs[n.replace("/", "__")]
-            conv.weight.data = torch.tensor(w)
-            conv.bias.data = torch.tensor(b)
-            conv.weight.requires_grad_(False)
-            conv.bias.requires_grad_(False)
+    s_net = torch_module(net, shared_weight, weights=student.float_weights())
+    t_net = torch_module(net, weights=teacher.float_weights())
+    for p in (*s_net.parameters(), *t_net.parameters()):
+        p.requires_grad_(False)
     t_net.eval()
     s_net.eval()
     opt = torch.optim.Adam(codebooks.values(), lr=lr)

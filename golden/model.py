@@ -16,7 +16,7 @@ import numpy as np
 
 from .network import Network
 
-__all__ = ["LayerWeights", "Model", "ModelFormatError", "uniform_codebook"]
+__all__ = ["LayerWeights", "Model", "ModelFormatError", "uniform_codebook", "random_float_model"]
 
 
 class ModelFormatError(ValueError):
@@ -125,3 +125,13 @@ def uniform_codebook(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     idx = np.where(q > 0, 2 * q - 1, np.where(q < 0, -2 * q, 0))
     dtype = np.uint8 if bits <= 8 else np.uint16
     return codebook, idx.astype(dtype)
+
+
+def random_float_model(network: Network, seed: int = 0) -> Model:
+    """A float Model of ``network`` with seeded random weights (He-scaled: normal with variance
+    2 / fan-in) and small biases: the stand-in where no trained weights exist."""
+    rng = np.random.default_rng(seed)
+    return Model.from_float(network, {
+        c.name: (rng.normal(0, np.sqrt(2 / c.fan_in), c.weight_shape).astype(np.float32),
+                 rng.normal(0, 0.05, c.out_channels).astype(np.float32))
+        for c in network.convs()}, f"{network.name} (seeded random weights, seed {seed})")

@@ -21,7 +21,8 @@ def require_torch():
     return torch
 
 
-def torch_module(net: Network, conv_weight=None, batchnorm: bool = False, dropout: float = 0.0):
+def torch_module(net: Network, conv_weight=None, batchnorm: bool = False, dropout: float = 0.0,
+                 weights: dict | None = None):
     """A torch.nn.Module computing ``net`` with float weights, Caffe semantics.
     ``conv_weight(name, conv)``, if given, supplies each convolution's weight tensor at run
     time (weight sharing: a codebook lookup) instead of the module's own ``conv.weight``.
@@ -29,7 +30,8 @@ def torch_module(net: Network, conv_weight=None, batchnorm: bool = False, dropou
     ``batchnorm`` trains with a BatchNorm after every convolution but the classifier;
     ``weights()`` folds each into its convolution, so the network the integer paths see is the
     plain description. ``dropout`` is applied to the classifier's input while training (the
-    paper's dropout after fire9)."""
+    paper's dropout after fire9). ``weights`` ({name: (w, b)}, Model.float_weights) start the
+    convolutions from a model's float weights instead of the initialisation."""
     torch = require_torch()
     from torch import nn
 
@@ -109,4 +111,11 @@ def torch_module(net: Network, conv_weight=None, batchnorm: bool = False, dropou
                 out[spec.name] = (w.float().numpy(), b.float().numpy())
             return out
 
-    return Net()
+    module = Net()
+    if weights is not None:
+        with torch.no_grad():
+            for name, (w, b) in weights.items():
+                conv = module.convs[name.replace("/", "__")]
+                conv.weight.copy_(torch.tensor(w))
+                conv.bias.copy_(torch.tensor(b))
+    return module

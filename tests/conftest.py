@@ -12,15 +12,9 @@ IMAGENET_SAMPLE = SHARED / "imagenet-sample"
 
 
 def random_float_model(net, seed=0):
-    """A float Model of ``net`` with seeded random weights (He-scaled) and small biases."""
-    import numpy as np
-
-    from golden.model import Model
-    rng = np.random.default_rng(seed)
-    return Model.from_float(net, {c.name: (rng.normal(0, np.sqrt(2 / c.fan_in), c.weight_shape)
-                                           .astype(np.float32),
-                                           rng.normal(0, 0.05, c.out_channels).astype(np.float32))
-                                  for c in net.convs()})
+    """A float Model of ``net`` with seeded random weights (golden.model.random_float_model)."""
+    from golden.model import random_float_model as make
+    return make(net, seed)
 
 
 def shared_file(path: Path) -> Path:

@@ -401,17 +401,25 @@ def test_authors_squeezenet_on_the_simulated_board_is_bit_exact(board):
     driver.transport.close()
 
 
-def test_squeezenet_v1_1_with_sparse_random_weights_on_the_simulated_board_is_bit_exact(board):
-    """SqueezeNet v1.1 at full size (224x224, 3x3 conv1 with 64 channels, pooling after conv1,
-    fire3 and fire5), seeded random weights pruned to half, on the RTL with its maps in the
-    SDRAM model: every logit equal to golden, every op's cycles as ``_check_cycles`` says."""
-    q, rng = _random_model(squeezenet_v1_1(), 11)
+def _random_network_on_the_board(board, net, seed):
+    """``net`` with seeded random weights pruned to half (``_random_model``) on the RTL with its
+    maps in the SDRAM model, one random photo: every logit equal to golden, every op's cycles
+    as ``_check_cycles`` says. Returns the program."""
+    q, rng = _random_model(net, seed)
     shape = q.network.input.channels, q.network.input.height, q.network.input.width
     prog = compile_network(q, CFG)
     driver = _sim_driver(board)
     _runs_bit_exact_with_the_cycle_model(
         driver, q, prog, [rng.integers(0, 256, shape, dtype=np.uint8)])
     driver.transport.close()
+    return prog
+
+
+def test_squeezenet_v1_1_with_sparse_random_weights_on_the_simulated_board_is_bit_exact(board):
+    """SqueezeNet v1.1 at full size (224x224, 3x3 conv1 with 64 channels, pooling after conv1,
+    fire3 and fire5), seeded random weights pruned to half, on the RTL with its maps in the
+    SDRAM model: every logit equal to golden, every op's cycles as ``_check_cycles`` says."""
+    _random_network_on_the_board(board, squeezenet_v1_1(), 11)
 
 
 @pytest.mark.parametrize("make", [lambda: digits_net(bypass="simple"),
@@ -427,14 +435,8 @@ def test_the_bypasses_on_the_simulated_board_are_bit_exact(board, make):
     model: the ADD ops' sums and the residual passes bit-exact (every logit equal to golden),
     every op's cycles as ``_check_cycles`` says. SqueezeNet v1.0 at full size (the complex
     one in two program segments)."""
-    q, rng = _random_model(make(), 5)
-    shape = q.network.input.channels, q.network.input.height, q.network.input.width
-    prog = compile_network(q, CFG)
+    prog = _random_network_on_the_board(board, make(), 5)
     assert sum(op.kind == OpKind.ADD for op in prog.ops) >= 2
-    driver = _sim_driver(board)
-    _runs_bit_exact_with_the_cycle_model(
-        driver, q, prog, [rng.integers(0, 256, shape, dtype=np.uint8)])
-    driver.transport.close()
 
 
 SMALL_INPUT = InputSpec(3, 64, 64, "RGB", (0.0,), (255.0,))
@@ -450,13 +452,7 @@ def test_squeezenext_blocks_and_the_cifar10_layers_on_the_simulated_board_are_bi
     study's e4 (a 2x2 first layer with padding 1, 2x2/2 pooling), seeded random weights
     pruned to half, on the RTL: every logit equal to golden, every op's cycles as
     ``_check_cycles`` says."""
-    q, rng = _random_model(make(), 9)
-    shape = q.network.input.channels, q.network.input.height, q.network.input.width
-    prog = compile_network(q, CFG)
-    driver = _sim_driver(board)
-    _runs_bit_exact_with_the_cycle_model(
-        driver, q, prog, [rng.integers(0, 256, shape, dtype=np.uint8)])
-    driver.transport.close()
+    _random_network_on_the_board(board, make(), 9)
 
 
 def test_the_shipped_cifar10_model_on_the_simulated_board_is_bit_exact(board):
@@ -478,14 +474,8 @@ def test_the_shipped_cifar10_model_on_the_simulated_board_is_bit_exact(board):
 def test_squeezenext_at_imagenet_size_on_the_simulated_board_is_bit_exact(board):
     """1.0-SqNxt-23 at 227x227, seeded random weights pruned to half: 1,071 ops, more than
     the program memory's 1,024, so two segments (the driver writes each before its RUN)."""
-    q, rng = _random_model(squeezenext(1.0, "23"), 13)
-    shape = q.network.input.channels, q.network.input.height, q.network.input.width
-    prog = compile_network(q, CFG)
-    driver = _sim_driver(board)
-    _runs_bit_exact_with_the_cycle_model(
-        driver, q, prog, [rng.integers(0, 256, shape, dtype=np.uint8)])
+    prog = _random_network_on_the_board(board, squeezenext(1.0, "23"), 13)
     assert len(prog.segment_ranges()) == 2
-    driver.transport.close()
 
 
 # ---- the golden device against the RTL, reply for reply ---------------------------------------------

@@ -114,11 +114,8 @@ def test_squeezenext_golden_equals_the_reference_and_float_equals_torch(grouped)
     model = random_float_model(net, 3)
     rng = np.random.default_rng(5)
     x = [rng.integers(0, 256, (3, 48, 48), dtype=np.uint8) for _ in range(3)]
-    t = torch_module(net)
+    t = torch_module(net, weights=model.float_weights())
     with torch.no_grad():
-        for name, (w, b) in model.float_weights().items():
-            t.convs[name.replace("/", "__")].weight.copy_(torch.tensor(w))
-            t.convs[name.replace("/", "__")].bias.copy_(torch.tensor(b))
         want = t(torch.tensor(float_input(x[0], spec))[None]).numpy()[0]
     got = forward_float(net, model.float_weights(), float_input(x[0], spec))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3 * np.abs(want).max())

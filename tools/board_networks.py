@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from golden.compress import prune  # noqa: E402
 from golden.engine import Golden  # noqa: E402
 from golden.formats import load_model  # noqa: E402
-from golden.model import Model  # noqa: E402
+from golden.model import random_float_model  # noqa: E402
 from golden.network import (CIFAR10_VARIANTS, cifar10_squeezenet, squeezenet_v1_0,  # noqa: E402
                             squeezenet_v1_1, squeezenext)
 from golden.quantize import quantize  # noqa: E402
@@ -55,13 +55,9 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def random_model(net, seed: int) -> Model:
-    rng = np.random.default_rng(seed)
-    dense = Model.from_float(net, {c.name: (rng.normal(0, np.sqrt(2 / c.fan_in), c.weight_shape)
-                                            .astype(np.float32),
-                                            rng.normal(0, 0.05, c.out_channels).astype(np.float32))
-                                   for c in net.convs()})
-    return prune(dense, 0.5)
+def random_model(net, seed: int):
+    """Seeded random weights (golden.model.random_float_model), pruned to half."""
+    return prune(random_float_model(net, seed), 0.5)
 
 
 def random_photo(net, seed: int) -> np.ndarray:

@@ -38,6 +38,7 @@ from golden.formats import load_model  # noqa: E402
 from golden.formats.packed import packed_bytes  # noqa: E402
 from golden.network import CIFAR10_VARIANTS  # noqa: E402
 from golden.quantize import quantize  # noqa: E402
+from golden.torch_net import torch_module  # noqa: E402
 from tools.cifar_study import (ARCHIVE, BUILD, REPORTED_PARAMETERS, REPORTED_TOP1,  # noqa: E402
                                SCHEDULES)
 
@@ -54,18 +55,6 @@ def calibration(data) -> list[np.ndarray]:
     """The first training photo of each class (never a test or validation photo)."""
     return [data["train_x"][int(np.flatnonzero(data["train_y"] == c)[0])]
             for c in range(len(CLASSES))]
-
-
-def torch_of(model):
-    import torch
-
-    from golden.torch_net import torch_module
-    m = torch_module(model.network).to(memory_format=torch.channels_last)
-    with torch.no_grad():
-        for name, (w, b) in model.float_weights().items():
-            m.convs[name.replace("/", "__")].weight.copy_(torch.tensor(w))
-            m.convs[name.replace("/", "__")].bias.copy_(torch.tensor(b))
-    return m
 
 
 def integer_top1(q, x: np.ndarray, y: np.ndarray, batch: int = 250) -> float:
@@ -90,7 +79,7 @@ def evaluate_variant(variant: str, data, calib) -> dict:
          "validation_top1_float": history["epochs"][-1]["val_top1"],
          "training_seconds": sum(e["seconds"] for e in history["epochs"])}
     tx, ty = data["test_x"], data["test_y"]
-    r["float"] = float_accuracy(torch_of(model), tx, ty)
+    r["float"] = float_accuracy(torch_module(net, weights=model.float_weights()), tx, ty)
     for bits in (8, 6):
         r[f"int{bits}"] = integer_top1(quantize(model, calib, bits), tx, ty)
     print(f"{variant}: float {r['float']:.4f}, 8-bit {r['int8']:.4f}, 6-bit {r['int6']:.4f}",

@@ -22,7 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from golden.model import Model  # noqa: E402
+from golden.model import random_float_model  # noqa: E402
 from golden.network import squeezenet_v1_0, squeezenet_v1_1, squeezenext  # noqa: E402
 from golden.quantize import quantize  # noqa: E402
 from host.compiler import compile_network  # noqa: E402
@@ -38,14 +38,6 @@ NETWORKS = {
     "SqueezeNet v1.1": squeezenet_v1_1,
 }
 PAPER = {"conv1_share_23": 0.26, "v5_faster_than_23": 0.12}
-
-
-def random_model(net, seed: int = 0) -> Model:
-    rng = np.random.default_rng(seed)
-    return Model.from_float(net, {c.name: (rng.normal(0, np.sqrt(2 / c.fan_in), c.weight_shape)
-                                           .astype(np.float32),
-                                           rng.normal(0, 0.05, c.out_channels).astype(np.float32))
-                                  for c in net.convs()})
 
 
 def layer_of(node: str) -> str:
@@ -65,7 +57,7 @@ def analyse(name: str, net, cfg) -> dict:
     rng = np.random.default_rng(1)
     shape = (net.input.channels, net.input.height, net.input.width)
     calib = [rng.normal(0, 40, shape).astype(np.float32) for _ in range(2)]
-    q = quantize(random_model(net), calib, 8)
+    q = quantize(random_float_model(net), calib, 8)
     prog = compile_network(q, cfg)
     segments = len(prog.segment_ranges())
     note = (f"{len(prog.ops):,} ops, more than the program memory's {cfg.program_depth:,}: "
