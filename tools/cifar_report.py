@@ -36,7 +36,7 @@ from golden.cifar10 import CLASSES, float_accuracy, load_cifar10, retrain_pruned
 from golden.compress import PAPER_DENSITY, prune, share_weights  # noqa: E402
 from golden.formats import load_model  # noqa: E402
 from golden.formats.packed import packed_bytes  # noqa: E402
-from golden.network import CIFAR10_VARIANTS  # noqa: E402
+from golden.network import CIFAR10_VARIANTS, cifar10_squeezenet  # noqa: E402
 from golden.quantize import quantize  # noqa: E402
 from golden.torch_net import torch_module  # noqa: E402
 from tools.cifar_study import (ARCHIVE, BUILD, REPORTED_PARAMETERS, REPORTED_TOP1,  # noqa: E402
@@ -103,7 +103,7 @@ def evaluate_variant(variant: str, data, calib) -> dict:
     _, waits, total = prog.timeline()
     r.update({"ops": len(prog.ops), "cycles": total, "wait": sum(waits.values()),
               "ideal_cycles": prog.ideal_cycles(), "ms": total / cfg.clock_mhz / 1e3,
-              "macs": int(round(prog.ideal_cycles() * cfg.mac_units)),
+              "macs": net.macs,
               "report_seconds": time.time() - t0})
     print(f"{variant}: compressed {len(packed):,} bytes, 8-bit {r['compressed_int8']:.4f}, "
           f"{total:,} cycles", flush=True)
@@ -134,7 +134,8 @@ def markdown(results: list[dict], shipped: str | None) -> str:
         ref = REPORTED_PARAMETERS.get(v)
         lines.append(
             f"| {v}{' (shipped)' if v == shipped else ''} | {r['parameters']:,}"
-            f"{f' ({ref:,})' if ref else ''} | {r['macs'] / 1e6:.1f} M | {r['epochs']} | "
+            f"{f' ({ref:,})' if ref else ''} | {cifar10_squeezenet(v).macs / 1e6:.1f} M | "
+            f"{r['epochs']} | "
             f"{100 * r['float']:.2f}% | {100 * r['int8']:.2f}% | {100 * r['int6']:.2f}% | "
             f"{100 * r['compressed_int8']:.2f}% | {r['compressed_bytes']:,} | {r['cycles']:,} | "
             f"{r['ms']:.1f} | {REPORTED_TOP1[v]:.2f}% |")
