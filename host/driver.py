@@ -57,6 +57,7 @@ class Driver:
         self.transport = transport
         self.reply_timeout = reply_timeout
         self.retries = retries
+        self._program = None             # the program load_model uploaded
         self._segment = None             # the program segment in the device's program memory
         self._segment_counters = None    # a segmented run's counters and waits, all segments
         self.seq = 0
@@ -165,7 +166,7 @@ class Driver:
         units = unit_bytes(cfg)
         nb = units[Target.PROGRAM]
         words = b"".join(w.to_bytes(nb, "little") for w in program.segment_words(0))
-        self._segment = 0
+        self._program, self._segment, self._segment_counters = program, 0, None
         if program.input_sdram is not None:     # the parameters lie in the SDRAM
             self.write_words(Target.PROGRAM, 0, words, nb)
             for address, block in program.sdram_blocks:
@@ -214,10 +215,11 @@ class Driver:
 
     def run(self, program=None, timeout: float = 3600.0, poll: float = 0.02,
             progress=None) -> int:
-        """Start the program and wait for it; returns the device's cycle count. A ``program``
-        in segments (DeviceProgram.segments) runs segment by segment, each written to the
-        program memory before its RUN; its cycles are the segments' sum, and read_counters /
-        read_waits then give every segment's counters."""
+        """Start the program (default: the one load_model uploaded) and wait for it; returns
+        the device's cycle count. A program in segments (DeviceProgram.segments) runs segment
+        by segment, each written to the program memory before its RUN; its cycles are the
+        segments' sum, and read_counters / read_waits then give every segment's counters."""
+        program = program or self._program
         if program is None or len(program.segment_ranges()) == 1:
             self._segment_counters = None
             return self._run_once(timeout, poll, progress)
@@ -230,13 +232,25 @@ class Driver:
                 self._segment = k
             total += self._run_once(timeout, poll,
                                     progress and (lambda i, s=start: progress(s + i)))
-            n = end - start
-            counters += struct.unpack(f"<{n}I", self.read(Target.COUNTERS, 0, n, 4))
-            seg_waits = struct.unpack(f"<{n + 1}I", self.read(
-                Target.COUNTERS, program.cfg.program_depth, n + 1, 4))
+            seg_counters, seg_waits = self._counter_words(end - start, program.cfg)
+            counters += seg_counters
             waits[-1:] = [*seg_waits[:-1], waits[-1] + seg_waits[-1]]
         self._segment_counters = (counters, waits)
         return total
+
+    def _counter_words(self, ops: int, cfg) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The last run's first ``ops`` counters, and their waits with END's after them (the
+        counter memory's words from program_depth on)."""
+        counters = struct.unpack(f"<{ops}I", self.read(Target.COUNTERS, 0, ops, 4))
+        waits = struct.unpack(f"<{ops + 1}I", self.read(Target.COUNTERS, cfg.program_depth,
+                                                        ops + 1, 4))
+        return counters, waits
+
+    def _segmented_counters(self, program):
+        if self._segment_counters is None:
+            raise ValueError("this program runs in segments: its counters are gathered by "
+                             "Driver.run(program); run it first")
+        return self._segment_counters
 
     def _run_once(self, timeout: float, poll: float, progress) -> int:
         self.request(Command.RUN)
@@ -265,7 +279,7 @@ class Driver:
     def read_counters(self, program) -> dict[str, int]:
         """Each op's cycles in the last run, keyed by op name."""
         if len(program.segment_ranges()) > 1:
-            values = self._segment_counters[0]
+            values = self._segmented_counters(program)[0]
         else:
             values = struct.unpack(f"<{len(program.ops)}I",
                                    self.read(Target.COUNTERS, 0, len(program.ops), 4))
@@ -275,11 +289,9 @@ class Driver:
         """The cycles each op (and END) of the last run waited for the DMA queue: the
         counters' words from program_depth on (a segmented run: END's are summed)."""
         if len(program.segment_ranges()) > 1:
-            values = self._segment_counters[1]
+            values = self._segmented_counters(program)[1]
         else:
-            n = len(program.ops) + 1
-            values = struct.unpack(f"<{n}I", self.read(
-                Target.COUNTERS, program.cfg.program_depth, n, 4))
+            values = self._counter_words(len(program.ops), program.cfg)[1]
         return {**{op.name: v for op, v in zip(program.ops, values)}, "END": values[-1]}
 
 

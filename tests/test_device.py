@@ -189,6 +189,25 @@ def test_golden_device_runs_the_program_bit_exact_with_the_cycle_model(digits):
     _runs_bit_exact_with_the_cycle_model(driver, *digits, exact=True)
 
 
+def test_a_program_longer_than_the_program_memory_runs_in_segments_on_the_golden_device():
+    """1.0-SqNxt-23 (1,071 ops for a 1,024-op memory): two segments, each written before its
+    RUN, every logit equal to golden, every counter and wait equal to the cycle model's (each
+    segment from an empty DMA queue); ``run()`` without the program runs the uploaded one,
+    whole; the counters of a segmented program are refused before it ran."""
+    q, rng = _random_model(squeezenext(1.0, "23"), 13)
+    prog = compile_network(q, CFG)
+    assert len(prog.segment_ranges()) == 2
+    driver = Driver(GoldenTransport(GoldenDevice(CFG)), reply_timeout=0.01)
+    driver.load_model(prog)
+    with pytest.raises(ValueError, match="runs in segments.*run it first"):
+        driver.read_counters(prog)
+    x = rng.integers(0, 256, (3, 227, 227), dtype=np.uint8)
+    driver.load_image(prog, x)
+    cycles = driver.run()
+    np.testing.assert_array_equal(driver.read_logits(prog), Golden(q)(x))
+    _check_cycles(driver, prog, cycles, exact=True)
+
+
 def test_driver_names_refusals():
     driver = Driver(GoldenTransport(GoldenDevice(CFG)), reply_timeout=0.01)
     with pytest.raises(DeviceError, match="UNKNOWN_COMMAND"):
