@@ -15,7 +15,7 @@ CASES ?= 1000
 
 .PHONY: setup demo test sim sim-report synth synth-device board-imagenet faults bench-golden eval-imagenet compress-imagenet \
         memory-plan sdram-report sdram-bench bitstream program _program link-budget \
-        explore train-digits hw-aware cifar board-networks clean
+        explore train-digits hw-aware cifar board-networks perf-report clean
 
 setup: $(STAMP)
 
@@ -180,6 +180,12 @@ cifar: $(STAMP)
 # where they exist, seeded random otherwise): build/board/networks.json.
 board-networks: $(STAMP)
 	$(PY) -m tools.board_networks
+
+# Every node of SqueezeNet v1.0 (the authors' model) and v1.1 (dense and 50%-sparse random) on the
+# board's device against the MAC and SDRAM roofs, with the zero-skipping projection from the real
+# weights: docs/reports/perf.{md,json,png}.
+perf-report: $(STAMP)
+	$(PY) -m tools.perf_report
 
 train-digits: $(STAMP)
 	$(VENV)/bin/pip install --quiet -e ".[train]"

@@ -42,7 +42,8 @@ __all__ = ["groups", "FieldRangeError", "pack_struct", "unpack_struct",
            "sdram_unit_words", "sdram_of_bytes", "bytes_of_sdram", "codebook_sdram_words",
            "codebook_of_sdram",
            "pixel_layout", "feature_words", "feature_map",
-           "weight_lanes", "weight_tensor",
+           "weight_lanes", "weight_tensor", "SKIP_ROWS", "skip_entry_layout", "SkipWords",
+           "skip_words", "skip_tensor",
            "SUM_BYTES", "SUM_WORDS", "sum_words", "sums_of_words",
            "GAP_BITS", "entry_bits", "weight_entries", "entry_span", "pack_entries",
            "unpack_entries", "memtest_pattern", "memtest_address_word"]
@@ -411,6 +412,102 @@ def weight_tensor(words: np.ndarray, out_groups: int, in_groups: int, kernel: in
     idx = np.asarray(words).reshape(out_groups, in_groups, kh, kw, po, pc).transpose(
         0, 4, 1, 5, 2, 3)
     return idx.reshape(out_groups * po, in_groups * pc, kh, kw)
+
+
+# ---- zero-skipping weights -------------------------------------------------------------------------
+#
+# The zero-skipping form of a layer's weights (docs/ARCHITECTURE.md, "Zero-weight skipping"): a
+# *chunk* of up to SKIP_ROWS output groups, lane l of the PO output lanes owning channel
+# (og0 + r) * PO + l of each row r. For each step (cg, i, j), in the dense order, the words of
+# that step: lane l's non-zero weights of the step, over every row r and input lane t, fill its
+# PC multipliers in (r, t) order, PC to a word, so a step takes as many words as its fullest
+# lane needs (at least one). Each entry names its weight's codebook index, the input lane ``act``
+# whose activation it multiplies (the step's PC bytes) and the row ``row`` whose sum it adds to;
+# index 0 (value 0) pads. ``last`` marks a step's last word. The dense form is the special case
+# of every entry present.
+
+SKIP_ROWS = 16
+
+
+def skip_entry_layout(cfg: AcceleratorConfig) -> data.StructLayout:
+    """One multiplier's entry of a zero-skipping weight word."""
+    return data.StructLayout({"index": cfg.index_bits,
+                              "act": max(1, (cfg.pc - 1).bit_length()),
+                              "row": (SKIP_ROWS - 1).bit_length()})
+
+
+@dataclass(frozen=True)
+class SkipWords:
+    """A chunk's zero-skipping words: ``index``, ``act``, ``row`` (words, PO*PC) and ``last``
+    (words,); ``step_words`` (steps,) the words of each step."""
+
+    index: np.ndarray
+    act: np.ndarray
+    row: np.ndarray
+    last: np.ndarray
+    step_words: np.ndarray
+
+    @property
+    def words(self) -> int:
+        return len(self.last)
+
+
+def skip_words(indices: np.ndarray, nonzero: np.ndarray, cfg: AcceleratorConfig,
+               where: str = "layer") -> SkipWords:
+    """The zero-skipping words of one chunk: ``indices`` (rows * PO or fewer outputs, in,
+    kh, kw), ``nonzero`` the same shape, True where the weight's value is not 0."""
+    oc, ic, kh, kw = indices.shape
+    po, pc = cfg.po, cfg.pc
+    rows, cg_n = groups(oc, po), groups(ic, pc)
+    if rows > SKIP_ROWS:
+        raise FieldRangeError(f"{where}: a zero-skipping chunk holds at most {SKIP_ROWS} output "
+                              f"groups ({SKIP_ROWS * po} channels), not {rows}")
+    if indices.max(initial=0) >= 1 << cfg.index_bits:
+        raise FieldRangeError(f"{where}: index {int(indices.max())} needs more than the "
+                              f"configuration's {cfg.index_bits} index bits")
+    idx = np.zeros((rows * po, cg_n * pc, kh, kw), np.int64)
+    nz = np.zeros(idx.shape, bool)
+    idx[:oc, :ic] = indices
+    nz[:oc, :ic] = nonzero
+    # (r, l, cg, t, i, j) -> (step = (cg, i, j), l, (r, t))
+    def steps_first(a):
+        return a.reshape(rows, po, cg_n, pc, kh, kw).transpose(2, 4, 5, 1, 0, 3).reshape(
+            cg_n * kh * kw, po, rows * pc)
+    idx_s, nz_s = steps_first(idx), steps_first(nz)
+    counts = nz_s.sum(-1)                                   # (steps, lanes)
+    step_words = np.maximum(1, -(-counts.max(1) // pc))
+    first = np.concatenate([[0], np.cumsum(step_words)[:-1]])
+    n = int(step_words.sum())
+    shape = (n, po * pc)
+    out = SkipWords(np.zeros(shape, np.int64), np.zeros(shape, np.int64),
+                    np.zeros(shape, np.int64), np.zeros(n, bool), step_words)
+    out.last[first + step_words - 1] = True
+    s, lane, k = np.nonzero(nz_s)
+    rank = (np.cumsum(nz_s, -1) - 1)[s, lane, k]
+    word = first[s] + rank // pc
+    mult = lane * pc + rank % pc
+    out.index[word, mult] = idx_s[s, lane, k]
+    out.act[word, mult] = k % pc
+    out.row[word, mult] = k // pc
+    return out
+
+
+def skip_tensor(w: SkipWords, rows: int, in_groups: int, kernel: int, cfg: AcceleratorConfig,
+                kernel_w: int = 0) -> np.ndarray:
+    """The inverse of ``skip_words``: the chunk's indices (rows*PO, in_groups*PC, kh, kw), 0
+    where no entry names a weight."""
+    po, pc, kh, kw = cfg.po, cfg.pc, kernel, kernel_w or kernel
+    steps = in_groups * kh * kw
+    step = np.cumsum(np.concatenate([[0], w.last[:-1]])) if w.words else np.zeros(0, np.int64)
+    if w.words and (step[-1] != steps - 1 or not w.last[-1]):
+        raise ValueError(f"the words hold {int(step[-1]) + 1 if w.words else 0} steps, not "
+                         f"{steps}")
+    out = np.zeros((steps, po, rows, pc), np.int64)
+    word, mult = np.nonzero(w.index)
+    out[step[word], mult // pc, w.row[word, mult], w.act[word, mult]] = w.index[word, mult]
+    # (step = (cg, i, j), l, r, t) -> (r, l, cg, t, i, j)
+    return out.reshape(in_groups, kh, kw, po, rows, pc).transpose(4, 3, 0, 5, 1, 2).reshape(
+        rows * po, in_groups * pc, kh, kw)
 
 
 # ---- global sums ----------------------------------------------------------------------------------
