@@ -70,6 +70,11 @@ class AcceleratorConfig:
     # memories above (a map must fit ``fm_depth``); True, in the SDRAM, with the on-chip
     # memories as tiles that the program's LOAD and STORE ops fill and drain band by band.
     maps_in_sdram: bool = False
+    # The convolution engine's weight format: False, dense (every weight, PO*PC indices a
+    # word); True, zero-skipping (hw.layout.skip_words: each lane's non-zero weights of a step
+    # packed PC to a word, with their input lane and row; a run computes one chunk of up to
+    # SKIP_ROWS output groups). The engine's datapath; the device does not run it yet.
+    zero_skipping: bool = False
 
     def __post_init__(self):
         if not nx.VALUE_BITS_MIN <= self.value_bits <= nx.VALUE_BITS_MAX:

@@ -47,7 +47,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig, address_bits
 from .dsp import RegisteredMultiplier
-from .layout import descriptor_layout, pixel_layout
+from .layout import SKIP_ROWS, descriptor_layout, pixel_layout, skip_entry_layout
 from .timing import FM_READ_LATENCY, REQUANT_LATENCY, RESIDUAL_READ_LATENCY
 
 __all__ = ["ConvEngine", "Requantizer", "parameter_signatures"]
@@ -64,10 +64,13 @@ def parameter_signatures(cfg: AcceleratorConfig) -> dict:
     - ``codebook_wr``: entry ``table * 2**index_bits + index``, a signed value;
     - ``bias_wr``: bias ``word * PO + lane``, a signed accumulator value.
     """
+    granule = skip_entry_layout(cfg).size if cfg.zero_skipping else cfg.index_bits
+    # A zero-skipping word: PO*PC entries, and a last granule whose bit 0 marks a step's last
+    # word (hw.layout.skip_word_values).
+    word = granule * (cfg.lanes + cfg.zero_skipping)
     return {
         "weight_wr": Out(memory.WritePort.Signature(
-            addr_width=cfg.weight_addr_bits, shape=cfg.lanes * cfg.index_bits,
-            granularity=cfg.index_bits)),
+            addr_width=cfg.weight_addr_bits, shape=word, granularity=granule)),
         "codebook_wr": Out(memory.WritePort.Signature(
             addr_width=address_bits(cfg.codebook_tables * cfg.codebook_entries),
             shape=signed(cfg.value_bits))),
@@ -184,11 +187,24 @@ class ConvEngine(wiring.Component):
 
         # ---- parameter memories ------------------------------------------------------------
         desc = self.desc
-        weights = memory.Memory(shape=po * pc * ib, depth=cfg.weight_depth, init=[])
+        skip = cfg.zero_skipping
+        eb = skip_entry_layout(cfg).size if skip else ib
+        weights = memory.Memory(shape=eb * (po * pc + skip), depth=cfg.weight_depth, init=[])
         m.submodules.weights = weights
-        w_wr = weights.write_port(granularity=ib)
+        w_wr = weights.write_port(granularity=eb)
         w_rd = weights.read_port()
         wiring.connect(m, wiring.flipped(self.weight_wr), w_wr)
+        if skip:
+            # The words' last-of-step bits again, in distributed RAM read without a register:
+            # the counters must know whether the word they issue ends its step.
+            lasts = memory.Memory(shape=1, depth=cfg.weight_depth, init=[],
+                                  attrs={"ram_style": "distributed"})
+            m.submodules.lasts = lasts
+            l_wr = lasts.write_port()
+            l_rd = lasts.read_port(domain="comb")
+            m.d.comb += [l_wr.addr.eq(self.weight_wr.addr),
+                         l_wr.data.eq(self.weight_wr.data[po * pc * eb]),
+                         l_wr.en.eq(self.weight_wr.en[po * pc])]
         # One codebook copy per multiplier: each reads its own entry every cycle.
         cb_rd = []
         for lane in range(po * pc):
@@ -210,14 +226,19 @@ class ConvEngine(wiring.Component):
             lane_bits = address_bits(po)
             m.d.comb += [wr.addr.eq(self.bias_wr.addr[lane_bits:]), wr.data.eq(self.bias_wr.data),
                          wr.en.eq(self.bias_wr.en & (self.bias_wr.addr[:lane_bits] == lane))]
-            bias_rd.append(bm.read_port())
+            # (zero-skipping: read at the drain, a row's address each PO/PC cycles)
+            bias_rd.append(bm.read_port(domain="comb") if skip else bm.read_port())
 
         # ---- S0: loop counters and addresses (adders only; increments come from the host) ---
         cgroups, ogroups, steps = desc.cgroups, desc.ogroups, desc.steps
         og, cg = (Signal(cfg.channel_bits, name=n) for n in ("og", "cg"))
         oy, ox = (Signal(cfg.side_bits, name=n) for n in ("oy", "ox"))
         ki, kj = (Signal(cfg.kernel_bits, name=n) for n in ("ki", "kj"))
-        gap = Signal(range(drain + 1))   # idle cycles still owed before the next pixel
+        # A pixel's drain: PO/PC cycles an output group; a zero-skipping run drains its chunk's
+        # ``ogroups`` rows of a pixel at once.
+        drain_len = Signal(range(drain * SKIP_ROWS + 1))
+        m.d.comb += drain_len.eq(desc.ogroups * drain if skip else drain)
+        gap = Signal(range(drain * SKIP_ROWS + 1))   # idle cycles still owed before the next pixel
         running = Signal()
         s0_valid = Signal()
         m.d.comb += s0_valid.eq(running & (gap == 0))
@@ -246,6 +267,12 @@ class ConvEngine(wiring.Component):
             m.d.sync += q.eq(w_addr_late)
             w_addr_late = q
         m.d.comb += [self.fm_rd_addr.eq(fm_addr), w_rd.addr.eq(w_addr_late)]
+        # Whether the issued word ends its step (dense: every word does).
+        word_last = Signal()
+        if skip:
+            m.d.comb += [l_rd.addr.eq(w_addr), word_last.eq(l_rd.data)]
+        else:
+            m.d.comb += word_last.eq(1)
         # The loops' last values, registered at ``start`` (the descriptor is held from then
         # on): the counters compare with registers, not with subtractions of the descriptor,
         # in the enable chain that runs through every counter.
@@ -256,11 +283,12 @@ class ConvEngine(wiring.Component):
         # wires (registered at ``start`` like the others, it stops Yosys 0.70's ABC9
         # pass with an internal assertion).
         short_pixel = Signal()
-        m.d.comb += short_pixel.eq(steps < drain)
+        m.d.comb += short_pixel.eq(steps < drain_len)
         first = Signal()
         last_step = Signal()
         m.d.comb += [first.eq((cg == 0) & (ki == 0) & (kj == 0)),
-                     last_step.eq((cg == last_cg) & (ki == last_kh) & (kj == last_kw))]
+                     last_step.eq((cg == last_cg) & (ki == last_kh) & (kj == last_kw)
+                                  & word_last)]
 
         cycles = Signal(32)
         busy = Signal()
@@ -280,13 +308,14 @@ class ConvEngine(wiring.Component):
                          og_out.eq(desc.out_base_word)]
             m.d.sync += [last_kh.eq(desc.kernel - 1), last_kw.eq(desc.kernel_w - 1),
                          last_cg.eq(cgroups - 1),
-                         last_og.eq(ogroups - 1), last_ox.eq(desc.out_w - 1),
+                         # (a zero-skipping run is one chunk: its rows drain together)
+                         last_og.eq(0 if skip else ogroups - 1), last_ox.eq(desc.out_w - 1),
                          last_oy.eq(desc.out_h - 1)]
         with m.Elif(running & (gap != 0)):
             m.d.sync += gap.eq(gap - 1)
         with m.Elif(s0_valid):
             m.d.sync += w_addr.eq(w_addr + 1)
-            with m.If(kj == last_kw):
+            with m.If(word_last & (kj == last_kw)):
                 m.d.sync += kj.eq(0)
                 with m.If(ki == last_kh):
                     m.d.sync += ki.eq(0)
@@ -295,7 +324,7 @@ class ConvEngine(wiring.Component):
                         m.d.sync += [cg.eq(0), pixel.eq(pixel + 1),
                                      w_addr.eq(og_weight)]
                         with m.If(short_pixel):
-                            m.d.sync += gap.eq(drain - steps)
+                            m.d.sync += gap.eq(drain_len - steps)
                         with m.If(ox == last_ox):
                             m.d.sync += [ox.eq(0), x0.eq(neg_pad)]
                             with m.If(oy == last_oy):
@@ -320,7 +349,7 @@ class ConvEngine(wiring.Component):
                         m.d.sync += [cg.eq(cg + 1), fm_addr.eq(fm_addr + desc.step_group)]
                 with m.Else():
                     m.d.sync += [ki.eq(ki + 1), fm_addr.eq(fm_addr + desc.step_row)]
-            with m.Else():
+            with m.Elif(word_last):
                 m.d.sync += [kj.eq(kj + 1), fm_addr.eq(fm_addr + 1)]
 
         # Control travelling with each step.
@@ -347,7 +376,7 @@ class ConvEngine(wiring.Component):
         # clock-to-output time is a third of a 100 MHz cycle by itself.)
         # Data registers carry no reset: valid bits travel beside them, and a reset would put a
         # multiplexer between each memory output and its register.
-        w1 = Signal(po * pc * ib, reset_less=True)
+        w1 = Signal(len(w_rd.data), reset_less=True)
         m.d.sync += w1.eq(w_rd.data)
         x1 = Signal(pixel_layout(cfg), reset_less=True)
         for t in range(pc):
@@ -363,8 +392,15 @@ class ConvEngine(wiring.Component):
         s2 = delayed(s1b, "s2")
 
         # ---- S2: codebook reads ------------------------------------------------------------------
+        # (a zero-skipping entry: the index, then ``act`` and ``row``: hw.layout.skip_entry_layout)
+        entry = skip_entry_layout(cfg)
+        acts, rows = [], []
         for lane in range(po * pc):
-            idx = w1b[lane * ib:(lane + 1) * ib]
+            idx = w1b[lane * eb:lane * eb + ib]
+            if skip:
+                e = entry(w1b[lane * eb:(lane + 1) * eb])
+                acts.append(e.act)
+                rows.append(e.row)
             # table * 2**ib + idx, as wires: no adder in front of the codebook memories.
             m.d.comb += cb_rd[lane].addr.eq(Cat(idx, desc.codebook_table))
         x2 = Signal.like(x1, reset_less=True)
@@ -387,16 +423,81 @@ class ConvEngine(wiring.Component):
         for lane in range(po * pc):
             mul = RegisteredMultiplier(signed(vb), unsigned(cfg.act_bits), cfg.dsp_primitives)
             m.submodules[f"mac{lane}"] = mul
-            m.d.comb += [mul.a.eq(values[lane]), mul.b.eq(x3[lane % pc])]
+            if skip:
+                # the entry's input lane, registered beside the codebook read (S2, S3)
+                act = acts[lane]
+                for k in range(2):
+                    q = Signal.like(act, name=f"act{lane}_s{3 + k}", reset_less=True)
+                    m.d.sync += q.eq(act)
+                    act = q
+                m.d.comb += [mul.a.eq(values[lane]), mul.b.eq(x3[act])]
+            else:
+                m.d.comb += [mul.a.eq(values[lane]), mul.b.eq(x3[lane % pc])]
             p = Signal.like(mul.p, name=f"prod{lane}", reset_less=True)
             m.d.sync += p.eq(mul.p)
             prod.append(p)
         s4b = delayed(s4, "s4b")
         s4c = delayed(s4b, "s4c")
-        for o in range(po):
-            m.d.comb += bias_rd[o].addr.eq(desc.bias_base + s4c.og)
+        if not skip:
+            for o in range(po):
+                m.d.comb += bias_rd[o].addr.eq(desc.bias_base + s4c.og)
         s5 = delayed(s4c, "s5")
+        if skip:
+            drain_regs, drain_valid, drain_at, in_drain, s6 = self._skip_accumulate(
+                m, prod, rows, s5, delayed, bias_rd)
+        else:
+            drain_regs, drain_valid, drain_at, in_drain, s6 = self._dense_accumulate(
+                m, prod, s5, delayed, bias_rd)
 
+        # ---- R0..R4: PC requantisation lanes ---------------------------------------------------
+        # Lane t takes the sum in drain_regs[t] (output lane d*PC + t, bank t, ``drain_word``);
+        # the valid bit and the address travel beside the lanes' pipelines.
+        # The residual's word is read first (its address registered, then the buffer's
+        # read: RESIDUAL_READ_LATENCY cycles); the sums wait for it on their way to the lanes.
+        stages = RESIDUAL_READ_LATENCY + REQUANT_LATENCY
+        stage_valid = [Signal(name=f"rq_valid{k}") for k in range(stages)]
+        stage_addr = [Signal(self.fm_addr_bits, name=f"rq_addr{k}") for k in range(stages)]
+        m.d.sync += [stage_valid[0].eq(drain_valid), stage_addr[0].eq(drain_at)]
+        for k in range(1, stages):
+            m.d.sync += [stage_valid[k].eq(stage_valid[k - 1]), stage_addr[k].eq(stage_addr[k - 1])]
+        res_addr = Signal(self.fm_addr_bits)
+        m.d.sync += res_addr.eq(drain_at)
+        m.d.comb += self.res_rd_addr.eq(res_addr)
+        out_bytes = Signal(pixel_layout(cfg))
+        for t in range(pc):
+            rq = Requantizer(cfg)
+            m.submodules[f"requant{t}"] = rq
+            waiting = drain_regs[t]
+            for k in range(RESIDUAL_READ_LATENCY):
+                q = Signal.like(waiting, name=f"drain{t}_wait{k}", reset_less=True)
+                m.d.sync += q.eq(waiting)
+                waiting = q
+            m.d.comb += [rq.acc.eq(waiting), rq.mult.eq(desc.mult), rq.shift.eq(desc.shift),
+                         rq.res.eq(self.res_rd_data[t]), rq.res_mult.eq(self.res_mult),
+                         out_bytes[t].eq(rq.y)]
+        m.d.comb += [self.fm_wr_addr.eq(Cat(stage_addr[-1] for _ in range(pc))),
+                     self.fm_wr_data.eq(out_bytes),
+                     self.fm_wr_en.eq(Mux(stage_valid[-1], (1 << pc) - 1, 0))]
+
+        # ---- done: nothing left in flight -------------------------------------------------------
+        idle = Signal()
+        steps_in_flight = (*reading, s1b, s2, s3, s4, s4b, s4c, s5, s6)
+        m.d.comb += idle.eq(~running & ~Cat(st.valid for st in steps_in_flight).any()
+                            & ~in_drain & ~Cat(stage_valid).any())
+        # ``done`` is registered: a combinational pulse would glitch in event-driven simulators
+        # while ``busy`` and ``running`` update in the same time step.
+        done = Signal()
+        m.d.comb += self.done.eq(done)
+        m.d.sync += done.eq(0)
+        with m.If(busy & idle):
+            m.d.sync += [busy.eq(0), done.eq(1)]
+        return m
+
+    def _dense_accumulate(self, m, prod, s5, delayed, bias_rd):
+        """S5, S6 and the drain of the dense engine. Returns (the drain's PO sums, whose first
+        PC the requantisation lanes read; valid; the output word; whether it is draining)."""
+        cfg = self.cfg
+        po, pc, drain, desc = cfg.po, cfg.pc, cfg.po // cfg.pc, self.desc
         # ---- S5: adder tree over the PC input lanes; bias registered ------------------------
         sums = [Signal(signed(cfg.acc_bits), name=f"sum{o}", reset_less=True) for o in range(po)]
         for o in range(po):
@@ -431,46 +532,95 @@ class ConvEngine(wiring.Component):
             with m.Else():
                 m.d.sync += d.eq(d + 1)
 
-        # ---- R0..R4: PC requantisation lanes ---------------------------------------------------
-        # Lane t takes the sum in drain_regs[t] (output lane d*PC + t, bank t, ``drain_word``);
-        # the valid bit and the address travel beside the lanes' pipelines.
-        # The residual's word is read first (its address registered, then the buffer's
-        # read: RESIDUAL_READ_LATENCY cycles); the sums wait for it on their way to the lanes.
-        stages = RESIDUAL_READ_LATENCY + REQUANT_LATENCY
-        stage_valid = [Signal(name=f"rq_valid{k}") for k in range(stages)]
-        stage_addr = [Signal(self.fm_addr_bits, name=f"rq_addr{k}") for k in range(stages)]
-        m.d.sync += [stage_valid[0].eq(draining), stage_addr[0].eq(drain_word)]
-        for k in range(1, stages):
-            m.d.sync += [stage_valid[k].eq(stage_valid[k - 1]), stage_addr[k].eq(stage_addr[k - 1])]
-        res_addr = Signal(self.fm_addr_bits)
-        m.d.sync += res_addr.eq(drain_word)
-        m.d.comb += self.res_rd_addr.eq(res_addr)
-        out_bytes = Signal(pixel_layout(cfg))
-        for t in range(pc):
-            rq = Requantizer(cfg)
-            m.submodules[f"requant{t}"] = rq
-            waiting = drain_regs[t]
-            for k in range(RESIDUAL_READ_LATENCY):
-                q = Signal.like(waiting, name=f"drain{t}_wait{k}", reset_less=True)
-                m.d.sync += q.eq(waiting)
-                waiting = q
-            m.d.comb += [rq.acc.eq(waiting), rq.mult.eq(desc.mult), rq.shift.eq(desc.shift),
-                         rq.res.eq(self.res_rd_data[t]), rq.res_mult.eq(self.res_mult),
-                         out_bytes[t].eq(rq.y)]
-        m.d.comb += [self.fm_wr_addr.eq(Cat(stage_addr[-1] for _ in range(pc))),
-                     self.fm_wr_data.eq(out_bytes),
-                     self.fm_wr_en.eq(Mux(stage_valid[-1], (1 << pc) - 1, 0))]
+        return drain_regs, draining, drain_word, draining, s6
 
-        # ---- done: nothing left in flight -------------------------------------------------------
-        idle = Signal()
-        steps_in_flight = (*reading, s1b, s2, s3, s4, s4b, s4c, s5, s6)
-        m.d.comb += idle.eq(~running & ~Cat(st.valid for st in steps_in_flight).any()
-                            & ~draining & ~Cat(stage_valid).any())
-        # ``done`` is registered: a combinational pulse would glitch in event-driven simulators
-        # while ``busy`` and ``running`` update in the same time step.
-        done = Signal()
-        m.d.comb += self.done.eq(done)
-        m.d.sync += done.eq(0)
-        with m.If(busy & idle):
-            m.d.sync += [busy.eq(0), done.eq(1)]
-        return m
+    def _skip_accumulate(self, m, prod, rows, s5, delayed, bias_rd):
+        """S5, S6 and the drain of the zero-skipping engine.
+
+        Each multiplier adds its product to its own partial sum of the entry's row, in a
+        file of 2 x SKIP_ROWS sums (distributed RAM, read and written in S6): one bank for the
+        pixel being accumulated, the other for the pixel draining. A ``touched`` bit per sum
+        says whether this pixel wrote it yet (a sum not touched reads as 0), so no cycle is
+        spent clearing. The drain takes a row every PO/PC cycles: each lane's PC partial sums
+        of that row plus the row's bias make its PO sums, which then shift out PC a cycle as
+        in the dense drain, one cycle later than there (the row's sums are registered)."""
+        cfg = self.cfg
+        po, pc, drain, desc = cfg.po, cfg.pc, cfg.po // cfg.pc, self.desc
+        row_bits = (SKIP_ROWS - 1).bit_length()
+        sub_bits = (drain - 1).bit_length()
+        # S5: the products and their rows registered (the dense engine's adder tree stage).
+        s6 = delayed(s5, "s6")
+        p6 = []
+        row6 = []
+        for lane, p in enumerate(prod):
+            q = Signal.like(p, name=f"prod{lane}_s6", reset_less=True)
+            m.d.sync += q.eq(p)
+            p6.append(q)
+            r = rows[lane]
+            for k in range(6):       # S2 -> S6: S3, S4, S4b, S4c, S5, S6
+                nr = Signal.like(r, name=f"row{lane}_s{k}", reset_less=True)
+                m.d.sync += nr.eq(r)
+                r = nr
+            row6.append(r)
+
+        bank = Signal()                 # the bank the accumulating pixel writes
+        draining = Signal()
+        d = Signal(range(drain * SKIP_ROWS + 1))
+        drain_bank = Signal()
+        drain_word = Signal(cfg.fm_addr_bits)
+        last_d = Signal.like(d)
+        m.d.comb += last_d.eq(desc.ogroups * drain - 1)
+        drain_row = Signal(row_bits)
+        m.d.comb += drain_row.eq(d >> sub_bits)
+        row_start = Signal()            # a drain cycle that reads a row's partial sums
+        m.d.comb += row_start.eq(draining & (d[:sub_bits] == 0) if sub_bits else draining)
+
+        # S6: read-modify-write of each multiplier's partial sum.
+        partial = [[None] * pc for _ in range(po)]
+        for lane in range(po * pc):
+            sums = memory.Memory(shape=signed(cfg.acc_bits), depth=2 * SKIP_ROWS, init=[],
+                                 attrs={"ram_style": "distributed"})
+            m.submodules[f"partial{lane}"] = sums
+            wr = sums.write_port()
+            rmw = sums.read_port(domain="comb")
+            out = sums.read_port(domain="comb")
+            touched = Signal(2 * SKIP_ROWS, name=f"touched{lane}")
+            here = Signal(range(2 * SKIP_ROWS), name=f"here{lane}")
+            there = Signal(range(2 * SKIP_ROWS), name=f"there{lane}")
+            m.d.comb += [here.eq(Cat(row6[lane], bank)), there.eq(Cat(drain_row, drain_bank)),
+                         rmw.addr.eq(here), out.addr.eq(there),
+                         wr.addr.eq(here),
+                         wr.data.eq(Mux(touched.bit_select(here, 1), rmw.data, 0) + p6[lane]),
+                         wr.en.eq(s6.valid)]
+            set_bit = Mux(s6.valid, Const(1, 2 * SKIP_ROWS) << here, 0)
+            clear_bit = Mux(row_start, Const(1, 2 * SKIP_ROWS) << there, 0)
+            m.d.sync += touched.eq((touched | set_bit) & ~clear_bit)
+            value = Signal(signed(cfg.acc_bits), name=f"partial{lane}_out")
+            m.d.comb += value.eq(Mux(touched.bit_select(there, 1), out.data, 0))
+            partial[lane // pc][lane % pc] = value
+        with m.If(s6.valid & s6.last):
+            m.d.sync += bank.eq(~bank)
+
+        # The drain's control: a pixel's last word in S6 starts it on the bank it finished.
+        with m.If(s6.valid & s6.last):
+            m.d.sync += [draining.eq(1), d.eq(0), drain_bank.eq(bank), drain_word.eq(s6.out_word)]
+        with m.Elif(draining):
+            m.d.sync += drain_word.eq(drain_word + desc.out_plane)
+            with m.If(d == last_d):
+                m.d.sync += draining.eq(0)
+            with m.Else():
+                m.d.sync += d.eq(d + 1)
+        for o in range(po):
+            m.d.comb += bias_rd[o].addr.eq(desc.bias_base + drain_row)
+        # Drain step d's sums are in drain_regs the cycle after: a row's sums loaded at its
+        # first step, shifted by PC at the others.
+        drain_regs = [Signal(signed(cfg.acc_bits), name=f"drain{o}") for o in range(po)]
+        with m.If(row_start):
+            m.d.sync += [drain_regs[o].eq(bias_rd[o].data + sum(partial[o]))
+                         for o in range(po)]
+        with m.Elif(draining):
+            m.d.sync += [drain_regs[o].eq(drain_regs[o + pc]) for o in range(po - pc)]
+        drain_valid = Signal()
+        drain_at = Signal(cfg.fm_addr_bits)
+        m.d.sync += [drain_valid.eq(draining), drain_at.eq(drain_word)]
+        return drain_regs, drain_valid, drain_at, draining | drain_valid, s6

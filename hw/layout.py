@@ -43,7 +43,7 @@ __all__ = ["groups", "FieldRangeError", "pack_struct", "unpack_struct",
            "codebook_of_sdram",
            "pixel_layout", "feature_words", "feature_map",
            "weight_lanes", "weight_tensor", "SKIP_ROWS", "skip_entry_layout", "SkipWords",
-           "skip_words", "skip_tensor",
+           "skip_words", "skip_word_values", "skip_tensor",
            "SUM_BYTES", "SUM_WORDS", "sum_words", "sums_of_words",
            "GAP_BITS", "entry_bits", "weight_entries", "entry_span", "pack_entries",
            "unpack_entries", "memtest_pattern", "memtest_address_word"]
@@ -131,7 +131,7 @@ def descriptor_layout(cfg: AcceleratorConfig) -> data.StructLayout:
 
 # LayerDescriptor's fields that say where a band sits: the host's, not the engine's (the
 # engine reads them as y_origin and the increments).
-_BAND_FIELDS = ("out_row0", "in_row0", "band_rows")
+_BAND_FIELDS = ("out_row0", "in_row0", "band_rows", "pixel_words")
 
 
 @dataclass(frozen=True)
@@ -164,6 +164,9 @@ class LayerDescriptor:
     band_rows: int = 0
     kernel_w: int = 0        # the kernel's columns; 0: as ``kernel`` (its rows)
     pad_w: int = -1          # the columns' padding; -1: as ``pad`` (the rows')
+    # Zero-skipping weights (AcceleratorConfig.zero_skipping): the words of one output pixel
+    # (hw.layout.skip_words), which the engine reads in the ``steps`` field; 0: dense.
+    pixel_words: int = 0
 
     def __post_init__(self):
         # Always concrete, so that a descriptor and its round trip through fields() compare equal.
@@ -193,7 +196,7 @@ class LayerDescriptor:
         return {**{n: getattr(self, n) for n in names}, "y_origin": y_origin,
                 "cgroups": groups(self.in_channels, cfg.pc),
                 "ogroups": groups(self.out_channels, cfg.po),
-                "steps": groups(self.in_channels, cfg.pc) * kh * kw,
+                "steps": self.pixel_words or groups(self.in_channels, cfg.pc) * kh * kw,
                 "pixel_origin": in_base + (y_origin - self.in_row0) * w - self.pad_w,
                 "step_row": w - (kw - 1), "step_group": plane - (kh - 1) * w - (kw - 1),
                 "step_oy": self.stride * w, "out_plane": out_plane,
@@ -489,6 +492,21 @@ def skip_words(indices: np.ndarray, nonzero: np.ndarray, cfg: AcceleratorConfig,
     out.index[word, mult] = idx_s[s, lane, k]
     out.act[word, mult] = k % pc
     out.row[word, mult] = k // pc
+    return out
+
+
+def skip_word_values(w: SkipWords, cfg: AcceleratorConfig) -> list[int]:
+    """The words as the engine's weight memory holds them: entry m (``skip_entry_layout``) at
+    bits m*E.., and the ``last`` bit at bit PO*PC*E (hw/conv_engine.py)."""
+    layout = skip_entry_layout(cfg)
+    e = layout.size
+    out = []
+    for k in range(w.words):
+        v = int(w.last[k]) << (cfg.lanes * e)
+        for mult in np.flatnonzero(w.index[k]):
+            v |= pack_struct(layout, {"index": int(w.index[k, mult]), "act": int(w.act[k, mult]),
+                                      "row": int(w.row[k, mult])}, "skip word") << (int(mult) * e)
+        out.append(v)
     return out
 
 

@@ -15,7 +15,7 @@ from .layout import SUM_WORDS, LayerDescriptor, OpKind, describe, groups
 
 __all__ = ["FM_READ_LATENCY", "MULTIPLIER_LATENCY", "REQUANT_LATENCY", "RESIDUAL_READ_LATENCY",
            "ENGINE_STEP_STAGES",
-           "ENGINE_LATENCY", "FIRE_PASS_OVERHEAD", "POOL_LATENCY", "SUM_LATENCY", "ADD_LATENCY",
+           "ENGINE_LATENCY", "SKIP_DRAIN_LATENCY", "FIRE_PASS_OVERHEAD", "POOL_LATENCY", "SUM_LATENCY", "ADD_LATENCY",
            "RDATA_STAGE_LATENCY",
            "READER_LATENCY", "WRITER_LATENCY", "SDRAM_PHY_LATENCY", "OP_OVERHEAD", "END_CYCLES",
            "DMA_QUEUE_LATENCY", "LOAD_LATENCY", "STORE_LATENCY", "sequence_cycles",
@@ -45,6 +45,9 @@ RESIDUAL_READ_LATENCY = 1 + FM_READ_LATENCY
 # PO/PC cycles: the step stages, the residual read, requantisation, the cycle that sees the
 # pipeline empty and the one in which ``busy`` drops (``done`` is high in the cycle after).
 ENGINE_LATENCY = ENGINE_STEP_STAGES + RESIDUAL_READ_LATENCY + REQUANT_LATENCY + 2
+# hw/conv_engine.py, zero-skipping: a drained row's sums (its partial sums and bias added) are
+# registered before they shift out.
+SKIP_DRAIN_LATENCY = 1
 # hw/fire.py: the cycle in which the Fire unit asserts the engine's start, per pass.
 FIRE_PASS_OVERHEAD = 1
 # hw/pool.py: from an input beat's acceptance to the output beat it completes being valid.
@@ -74,6 +77,12 @@ def engine_cycles(desc: LayerDescriptor, cfg: AcceleratorConfig) -> int:
     """The engine's own count for one layer, ``start`` to ``done``: one step per cycle, a
     pixel taking max(steps, PO/PC) cycles (the counters insert idle cycles while the drain is
     longer than the pixel); the last pixel owes no idle cycles, its sums then drain."""
+    if cfg.zero_skipping:
+        # One chunk: a pixel's words, its rows drained together, a row's sums registered.
+        words = desc.pixel_words
+        drain = groups(desc.out_channels, cfg.po) * (cfg.po // cfg.pc)
+        pixels = desc.out_h * desc.out_w
+        return (pixels - 1) * max(words, drain) + words + drain + ENGINE_LATENCY + SKIP_DRAIN_LATENCY
     steps = groups(desc.in_channels, cfg.pc) * desc.kernel * desc.kernel_w
     drain = cfg.po // cfg.pc
     pixels = desc.out_h * desc.out_w * groups(desc.out_channels, cfg.po)

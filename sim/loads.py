@@ -16,7 +16,7 @@ import numpy as np
 from golden.quantize import QConv
 from hw.config import AcceleratorConfig
 from hw.layout import (LayerDescriptor, describe, descriptor_layout, feature_words, groups,
-                       pack_struct, weight_lanes)
+                       pack_struct, skip_word_values, skip_words, weight_lanes)
 
 __all__ = ["LayerLoad", "FireLoad", "layer_load", "band_load", "fire_load", "buffer_words",
            "check_fits"]
@@ -51,11 +51,17 @@ def _feature_map_writes(x: np.ndarray, cfg: AcceleratorConfig):
 
 def _parameter_writes(qc: QConv, cfg: AcceleratorConfig, weight_base: int = 0, table: int = 0,
                       bias_base: int = 0):
-    """(weights, codebook, biases) rows that put one layer's parameters at the given bases."""
-    lanes = weight_lanes(qc.dense_indices, cfg, qc.name)
-    shifts = np.arange(cfg.lanes, dtype=object) * cfg.index_bits
-    weights = [(weight_base + a, int(sum(int(v) << int(sh) for v, sh in zip(row, shifts) if v)))
-               for a, row in enumerate(lanes)]
+    """(weights, codebook, biases) rows that put one layer's parameters at the given bases
+    (zero-skipping: the layer is one chunk, hw.layout.skip_words)."""
+    if cfg.zero_skipping:
+        words = skip_word_values(skip_words(qc.dense_indices, qc.weights != 0, cfg, qc.name), cfg)
+        weights = [(weight_base + a, v) for a, v in enumerate(words)]
+    else:
+        lanes = weight_lanes(qc.dense_indices, cfg, qc.name)
+        shifts = np.arange(cfg.lanes, dtype=object) * cfg.index_bits
+        weights = [(weight_base + a,
+                    int(sum(int(v) << int(sh) for v, sh in zip(row, shifts) if v)))
+                   for a, row in enumerate(lanes)]
     entries = cfg.codebook_entries
     codebook = [(table * entries + i, int(v)) for i, v in enumerate(qc.codebook[:entries])]
     bias = np.zeros(groups(qc.spec.out_channels, cfg.po) * cfg.po, np.int64)
@@ -65,7 +71,8 @@ def _parameter_writes(qc: QConv, cfg: AcceleratorConfig, weight_base: int = 0, t
 
 
 def _groups_of(weights, codebook, biases, cfg):
-    return [("weight_wr.en", (1 << cfg.lanes) - 1, weights, ("weight_wr.addr", "weight_wr.data")),
+    granules = cfg.lanes + cfg.zero_skipping
+    return [("weight_wr.en", (1 << granules) - 1, weights, ("weight_wr.addr", "weight_wr.data")),
             ("codebook_wr.en", 1, codebook, ("codebook_wr.addr", "codebook_wr.data")),
             ("bias_wr.en", 1, biases, ("bias_wr.addr", "bias_wr.data"))]
 
@@ -76,7 +83,7 @@ def buffer_words(desc: LayerDescriptor, cfg: AcceleratorConfig) -> tuple[int, in
     cg, og = groups(desc.in_channels, cfg.pc), groups(desc.out_channels, cfg.po)
     out_groups = groups(desc.out_channel_base, cfg.pc) + og * cfg.po // cfg.pc
     return (cg * desc.buffer_rows * desc.in_w, out_groups * desc.out_h * desc.out_w,
-            og * cg * desc.kernel * desc.kernel_w)
+            desc.pixel_words or og * cg * desc.kernel * desc.kernel_w)
 
 
 def check_fits(needs, cfg: AcceleratorConfig, name: str) -> None:
@@ -90,6 +97,10 @@ def layer_load(qc: QConv, x: np.ndarray, cfg: AcceleratorConfig, table: int = 0)
     """The writes that set up ``qc`` on input ``x`` (uint8 C x H x W)."""
     c, h, w = x.shape
     desc = describe(qc.spec, h, w, qc.mult, qc.shift, codebook_table=table)
+    if cfg.zero_skipping:
+        from dataclasses import replace
+        words = skip_words(qc.dense_indices, qc.weights != 0, cfg, qc.name).words
+        desc = replace(desc, pixel_words=words)
     fin, fout, wts = buffer_words(desc, cfg)
     check_fits((("input feature map", fin, cfg.fm_depth), ("output feature map", fout, cfg.fm_depth),
                 ("weights", wts, cfg.weight_depth)), cfg, qc.name)

@@ -121,3 +121,83 @@ def test_perf_report_on_a_small_network(tmp_path):
     assert c1["skip_cycles_bound"] == max(c1["skip_compute"], round(c1["sdram_bytes"] / 2))
     text = markdown([dense, sparse], cfg)
     assert "| conv1 |" in text and "projected" in text
+
+
+# ---- the engine's zero-skipping datapath on the RTL (Amaranth's simulator) ----------------------
+
+def _skip_cfg(**kw):
+    return AcceleratorConfig(mac_units=64, fm_depth=2048, weight_depth=512, bias_depth=16,
+                             zero_skipping=True, **kw)
+
+
+def _sparse_conv(rng, cin, cout, k, stride, pad, cfg, keep):
+    """A random convolution whose weights are zero (a codebook entry of value 0) outside
+    ``keep`` (a boolean tensor, or a density)."""
+    from sim.cases import random_conv
+    qc = random_conv(rng, cin, cout, k, stride, pad, cfg.value_bits, cfg.index_bits)
+    if not isinstance(keep, np.ndarray):
+        keep = rng.random(qc.indices.shape) < keep
+    values = np.flatnonzero(qc.codebook != 0)
+    qc.indices[...] = np.where(keep, rng.choice(values, qc.indices.shape),
+                               np.flatnonzero(qc.codebook == 0)[0])
+    return qc
+
+
+def _check_rtl(cfg, qc, x, where):
+    from golden import reference_int
+    from hw.timing import engine_cycles
+    from hw_harness import run_layer
+    got, load = run_layer(cfg, qc, x)
+    want = reference_int.conv(x, qc)
+    if not np.array_equal(got["out"], want):
+        o, y, xx = np.argwhere(got["out"] != want)[0]
+        pytest.fail(f"{where}: channel {o}, row {y}, column {xx}: hardware "
+                    f"{got['out'][o, y, xx]}, golden {want[o, y, xx]}")
+    assert got["cycles"] == engine_cycles(load.descriptor, cfg), where
+    return load
+
+
+@pytest.mark.parametrize("index_bits", [4, 6, 8])
+def test_the_skipping_engine_matches_golden_at_each_index_width(index_bits):
+    cfg = _skip_cfg(index_bits=index_bits)
+    rng = np.random.default_rng(20 + index_bits)
+    qc = _sparse_conv(rng, 8, 32, 3, 1, 1, cfg, 0.33)
+    x = rng.integers(0, 256, (8, 6, 6)).astype(np.uint8)
+    load = _check_rtl(cfg, qc, x, f"{index_bits}-bit indices")
+    dense_words = 2 * 2 * 9
+    assert load.descriptor.pixel_words < dense_words
+
+
+def test_the_skipping_engine_runs_dense_strided_layers_and_conv1s_three_channels():
+    cfg = _skip_cfg()
+    rng = np.random.default_rng(5)
+    qc = _sparse_conv(rng, 3, 48, 3, 2, 0, cfg, 1.0)
+    x = rng.integers(0, 256, (3, 9, 9)).astype(np.uint8)
+    load = _check_rtl(cfg, qc, x, "dense 3-channel 3x3/2")
+    # 3 rows x 3 inputs of each lane's step on PC = 4 multipliers: ceil(9 / 4) words a step
+    # against the dense format's 3
+    assert load.descriptor.pixel_words == 9 * 3
+
+
+def test_empty_steps_and_all_non_zeros_in_one_lane_on_the_rtl():
+    cfg = _skip_cfg()
+    rng = np.random.default_rng(6)
+    keep = np.zeros((64, 8, 3, 3), bool)
+    keep[7::16, :, 1, 1] = True          # lane 7 of every row, the centre tap: 4 rows x 8 inputs
+    keep[0, 0, 0, 0] = True              # one more weight; every other step is empty
+    qc = _sparse_conv(rng, 8, 64, 3, 1, 1, cfg, keep)
+    x = rng.integers(0, 256, (8, 5, 5)).astype(np.uint8)
+    load = _check_rtl(cfg, qc, x, "one full lane, empty steps")
+    # centre tap: 16 non-zeros of lane 7 per channel group (4 words); 16 other steps, 1 each
+    assert load.descriptor.pixel_words == 2 * 4 + 16
+
+
+def test_a_partial_last_output_group_and_the_full_chunk_on_the_rtl():
+    cfg = _skip_cfg()
+    rng = np.random.default_rng(7)
+    qc = _sparse_conv(rng, 12, 40, 1, 1, 0, cfg, 0.2)     # 2.5 output groups
+    x = rng.integers(0, 256, (12, 4, 5)).astype(np.uint8)
+    _check_rtl(cfg, qc, x, "40 outputs")
+    qc = _sparse_conv(rng, 16, SKIP_ROWS * 16, 1, 1, 0, cfg, 0.2)   # 16 rows: conv_final's chunk
+    x = rng.integers(0, 256, (16, 3, 3)).astype(np.uint8)
+    _check_rtl(cfg, qc, x, "a full chunk")
