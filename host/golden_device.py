@@ -24,7 +24,8 @@ from hw import protocol as proto
 from hw.config import AcceleratorConfig
 from hw.layout import (DMA_QUEUE, DMATarget, LayerDescriptor, OpKind, bytes_of_sdram, codebook_of_sdram,
                        decode_op, feature_map, feature_words, groups, sdram_of_bytes,
-                       sdram_unit_words, sum_words, unpack_entries, weight_tensor)
+                       sdram_unit_words, sum_words, unpack_entries, weight_tensor,
+                       skip_tensor, skip_unit_bytes, skip_words_of_units)
 from hw.layout import memtest_address_word, memtest_pattern
 from hw.protocol import (Command, MemTestPhase, RunState, Status, Target, identity_bytes,
                          unit_bytes)
@@ -45,7 +46,10 @@ class GoldenDevice:
         self.fm = np.zeros((cfg.fm_depth + cfg.fm_b_depth, cfg.pc), np.uint8)
         self.fm_a, self.fm_b = self.fm[:cfg.fm_depth], self.fm[cfg.fm_depth:]
         self.squeeze = np.zeros((cfg.squeeze_depth, cfg.pc), np.uint8)
-        self.weights = np.zeros((cfg.weight_depth, cfg.lanes), np.int64)
+        # Dense: a word's PO*PC indices; zero-skipping: its SDRAM unit's bytes
+        # (hw.layout.skip_units), decoded when a convolution reads them.
+        self.weights = np.zeros((cfg.weight_depth, skip_unit_bytes(cfg)) if cfg.zero_skipping
+                                else (cfg.weight_depth, cfg.lanes), np.int64)
         self.codebook = np.zeros(cfg.codebook_tables * cfg.codebook_entries, np.int64)
         self.bias = np.zeros(cfg.bias_depth * cfg.po, np.int64)
         self.sdram = np.zeros(MT48LC16M16A2.words, np.uint16)
@@ -111,7 +115,7 @@ class GoldenDevice:
     def _write(self, target, flags, count, address, body) -> Status:
         cfg = self.cfg
         if target == Target.WEIGHTS:
-            if not 0 < flags <= cfg.index_bits:
+            if not 0 < flags <= cfg.index_bits or cfg.zero_skipping:
                 return Status.BAD_ARGUMENT
             return self._decode_weights(flags, count, address, body)
         units = unit_bytes(cfg)
@@ -308,8 +312,11 @@ class GoldenDevice:
         elif target in (DMATarget.FEATURE, DMATarget.SQUEEZE):
             memory[at] = bytes_of_sdram(self.sdram[sdram], cfg.pc)
         elif target == DMATarget.WEIGHTS:
-            self.weights[at] = bytes_of_sdram(self.sdram[sdram], cfg.lanes) & (
-                (1 << cfg.index_bits) - 1)
+            if cfg.zero_skipping:
+                self.weights[at] = bytes_of_sdram(self.sdram[sdram], skip_unit_bytes(cfg))
+            else:
+                self.weights[at] = bytes_of_sdram(self.sdram[sdram], cfg.lanes) & (
+                    (1 << cfg.index_bits) - 1)
         elif target == DMATarget.CODEBOOK:
             self.codebook[at] = codebook_of_sdram(self.sdram[sdram], cfg.value_bits)
         else:
@@ -348,8 +355,13 @@ class GoldenDevice:
         cfg = self.cfg
         po, kh, kw = cfg.po, d.kernel, d.kernel_w
         og, cg = groups(d.out_channels, po), groups(d.in_channels, cfg.pc)
-        words = self.weights[_span(d.weight_base, og * cg * kh * kw, cfg.weight_depth)]
-        idx = weight_tensor(words, og, cg, kh, cfg, kw)
+        if cfg.zero_skipping:     # ``steps``: the words of a pixel
+            units = self.weights[_span(d.weight_base, d.pixel_words, cfg.weight_depth)]
+            idx = skip_tensor(skip_words_of_units(units.astype(np.uint8), cfg), og, cg, kh, cfg,
+                              kw)
+        else:
+            words = self.weights[_span(d.weight_base, og * cg * kh * kw, cfg.weight_depth)]
+            idx = weight_tensor(words, og, cg, kh, cfg, kw)
         entries = cfg.codebook_entries
         table = self.codebook[_span(d.codebook_table * entries, entries, len(self.codebook))]
         spec = ConvSpec("device", cg * cfg.pc, og * po, kh, d.stride, 0, relu=relu, kernel_w=kw)

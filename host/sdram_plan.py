@@ -35,9 +35,9 @@ import numpy as np
 from golden.network import Bypass, Conv, Fire, GlobalAvgPool, MaxPool
 from golden.quantize import QuantizedModel
 from hw.config import AcceleratorConfig
-from hw.layout import (DMA_WAIT_BITS, SUM_WORDS, DMATarget, FieldRangeError, LayerDescriptor, OpKind,
+from hw.layout import (SKIP_ROWS, DMA_WAIT_BITS, SUM_WORDS, DMATarget, FieldRangeError, LayerDescriptor, OpKind,
                        codebook_sdram_words, describe, encode_op, groups, sdram_of_bytes,
-                       sdram_unit_words, weight_lanes)
+                       sdram_unit_words, skip_units, skip_words, weight_lanes)
 from hw.sdram_chip import MT48LC16M16A2
 
 from .program import DeviceProgram, Op, UnsupportedNetworkError, check_pooling
@@ -51,7 +51,7 @@ def _regions(region) -> list:
 
 
 class _Planner:
-    def __init__(self, q: QuantizedModel, cfg: AcceleratorConfig):
+    def __init__(self, q: QuantizedModel, cfg: AcceleratorConfig, skip_cache: dict | None = None):
         self.q, self.cfg = q, cfg
         self.ops: list[Op] = []
         self.blocks: list[tuple[int, np.ndarray]] = []
@@ -73,6 +73,8 @@ class _Planner:
         self.half = cfg.fm_depth // 2              # an input tile: half of A
         self.out_tile = cfg.fm_b_depth // 2        # an output tile: half of B
         self.out_half = 0                          # B's half the next output goes to
+        self.skip_blocks: dict = {}                # (conv, chunk) -> zero-skipping words
+        self.skip_cache = {} if skip_cache is None else skip_cache   # shared by the plans
 
     # ---- the SDRAM --------------------------------------------------------------------------
     def allocate(self, words: int, align: int = 1) -> int:
@@ -95,13 +97,16 @@ class _Planner:
     def place_parameters(self, name: str, qc) -> None:
         """The convolution's weights, codebook and biases into the SDRAM."""
         cfg = self.cfg
-        try:
-            idx = weight_lanes(qc.dense_indices, cfg, name)
-        except FieldRangeError as e:
-            raise UnsupportedNetworkError(str(e)) from e
         kw, kb = self.k[DMATarget.WEIGHTS], self.k[DMATarget.BIAS]
-        w_at = self.allocate(len(idx) * kw, kw)
-        self.blocks.append((w_at, sdram_of_bytes(idx.astype(np.uint8))))
+        if cfg.zero_skipping:          # placed per chunking when first used (_skip_block)
+            w_at = None
+        else:
+            try:
+                idx = weight_lanes(qc.dense_indices, cfg, name)
+            except FieldRangeError as e:
+                raise UnsupportedNetworkError(str(e)) from e
+            w_at = self.allocate(len(idx) * kw, kw)
+            self.blocks.append((w_at, sdram_of_bytes(idx.astype(np.uint8))))
         cb = np.zeros(cfg.codebook_entries, np.int64)
         cb[:len(qc.codebook)] = qc.codebook
         cb_at = self.allocate(len(cb))
@@ -112,10 +117,22 @@ class _Planner:
         b_at = self.allocate(len(b) * kb, kb)
         self.blocks.append((b_at, sdram_of_bytes(b.astype("<i4").view(np.uint8).reshape(-1, 4))))
         per_group = groups(qc.spec.in_channels, cfg.pc) * qc.spec.kh * qc.spec.kw
+        self.params[name] = {"qc": qc}
         # Chunks of half the weight and bias memories when they hold one (the next chunk's
         # parameters load into the other half while this one computes), else of all of them.
-        halves = min(og, cfg.weight_depth // 2 // per_group, cfg.bias_depth // 2)
-        chunk = halves or min(og, cfg.weight_depth // per_group, cfg.bias_depth)
+        if cfg.zero_skipping:
+            # The most output groups a chunk can have (the engine's rows) whose words, for
+            # every chunk of the layer, fit half of the weight memory, else all of it.
+            def fits(c, depth):
+                return max(w for *_, w in self.chunk_words(name, c)) <= depth
+            top = min(og, SKIP_ROWS)
+            halves = next((c for c in range(min(top, cfg.bias_depth // 2), 0, -1)
+                           if fits(c, cfg.weight_depth // 2)), 0)
+            chunk = halves or next((c for c in range(min(top, cfg.bias_depth), 0, -1)
+                                    if fits(c, cfg.weight_depth)), 0)
+        else:
+            halves = min(og, cfg.weight_depth // 2 // per_group, cfg.bias_depth // 2)
+            chunk = halves or min(og, cfg.weight_depth // per_group, cfg.bias_depth)
         if chunk < 1:
             raise UnsupportedNetworkError(
                 f"{name}: one output group's weights are {per_group} words; the weight memory "
@@ -123,6 +140,48 @@ class _Planner:
         self.params[name] = {"qc": qc, "weights": w_at, "codebook": cb_at, "bias": b_at,
                              "og": og, "per_group": per_group, "chunk": chunk,
                              "double": halves > 0}
+
+    # ---- zero-skipping weights ------------------------------------------------------------------
+    def chunk_words(self, conv: str, chunk: int) -> list[tuple[int, int, int, int]]:
+        """The layer's output groups in chunks of ``chunk``: (first group, groups, the chunk's
+        first word in the layer's block, its words) each (hw.layout.skip_words)."""
+        key = (conv, chunk)
+        if key not in self.skip_blocks and key in self.skip_cache:
+            self.skip_blocks[key] = {**self.skip_cache[key], "at": None}
+        if key not in self.skip_blocks:
+            qc, cfg = self.params[conv]["qc"], self.cfg
+            idx, nonzero = qc.dense_indices, qc.weights != 0
+            og = groups(qc.spec.out_channels, cfg.po)
+            parts, words, at = [], [], 0
+            for first in range(0, og, chunk):
+                n = min(chunk, og - first)
+                rows = slice(first * cfg.po, (first + n) * cfg.po)
+                try:
+                    w = skip_words(idx[rows], nonzero[rows], cfg, conv)
+                except FieldRangeError as e:
+                    raise UnsupportedNetworkError(str(e)) from e
+                parts.append((first, n, at, w.words))
+                words.append(w)
+                at += w.words
+            self.skip_blocks[key] = {"parts": parts, "words": words, "at": None}
+            self.skip_cache[key] = {"parts": parts, "words": words}
+        return self.skip_blocks[key]["parts"]
+
+    def skip_block(self, conv: str, chunk: int) -> int:
+        """The SDRAM word where the layer's words in chunks of ``chunk`` start (placed on
+        first use)."""
+        self.chunk_words(conv, chunk)
+        block = self.skip_blocks[(conv, chunk)]
+        if block["at"] is None:
+            units = np.concatenate([skip_units(w, self.cfg) for w in block["words"]])
+            kw = self.k[DMATarget.WEIGHTS]
+            block["at"] = self.allocate(len(units) * kw, kw)
+            self.blocks.append((block["at"], sdram_of_bytes(units)))
+        return block["at"]
+
+    def chunk_of(self, conv: str, chunk: int, first: int) -> tuple[int, int]:
+        """(offset, words) of the chunk at group ``first`` of a zero-skipping layer."""
+        return next((at, w) for f, _, at, w in self.chunk_words(conv, chunk) if f == first)
 
     # ---- ops --------------------------------------------------------------------------------
     def op(self, name: str, kind: OpKind, fields: dict, desc: LayerDescriptor | None,
@@ -174,18 +233,32 @@ class _Planner:
                     else slot["conv_bias"] + first)
             slot = {"weight": half * (cfg.weight_depth // 2), "bias": bias,
                     "table": slot["table"], "count": count, "half": half,
-                    "conv_bias": slot["conv_bias"]}
+                    "conv_bias": slot["conv_bias"], "partition": slot.get("partition")}
             self.where[key] = slot
+        kw = self.k[DMATarget.WEIGHTS]
+        if cfg.zero_skipping:
+            part = slot["partition"]
+            block = self.skip_block(conv, part)
+            offset, words = self.chunk_of(conv, part, first)
+            whole = sum(w for *_, w in self.chunk_words(conv, part))
+            room = cfg.weight_depth // 2 if p["double"] else cfg.weight_depth
+            if slot.get("conv_weight") is None and words > room:
+                raise UnsupportedNetworkError(
+                    f"{conv}: output groups {first}..{first + count - 1} are {words} "
+                    f"zero-skipping words; the weight memory has room for {room} "
+                    "(hw.config: weight_depth)")
+        else:
+            block, offset, words = p["weights"], first * p["per_group"], count * p["per_group"]
+            whole = p["og"] * p["per_group"]
         if slot.get("conv_weight") is not None:      # a resident node: all of them, once
             at = slot["conv_weight"]
             if self.resident.get(("weights", at)) != conv:
-                self.transfer(f"{name}/weights", OpKind.LOAD, DMATarget.WEIGHTS, p["weights"],
-                              at, p["og"] * p["per_group"], region=("weights", at))
+                self.transfer(f"{name}/weights", OpKind.LOAD, DMATarget.WEIGHTS, block,
+                              at, whole, region=("weights", at))
                 self.resident[("weights", at)] = conv
         elif self.resident.get(("weights", slot["weight"])) != key:
-            words = count * p["per_group"]
             self.transfer(f"{name}/weights", OpKind.LOAD, DMATarget.WEIGHTS,
-                          p["weights"] + first * p["per_group"] * self.k[DMATarget.WEIGHTS],
+                          block + offset * kw,
                           slot["weight"], words, region=("weights", slot["weight"]))
             self.resident[("weights", slot["weight"])] = key
         if slot["conv_bias"] is not None:           # all the convolution's biases, once
@@ -220,7 +293,15 @@ class _Planner:
         if len(convs) > cfg.codebook_tables:
             raise UnsupportedNetworkError(f"{convs[0]}: the node has {len(convs)} convolutions; "
                                           f"the device has {cfg.codebook_tables} codebook tables")
-        weights = sum(self.params[c]["og"] * self.params[c]["per_group"] for c in convs)
+        if cfg.zero_skipping:
+            # A chunk is at most the engine's rows; resident, the node's chunks as they are
+            # (each a chunk's own words), else each at most the chunk that fits a half.
+            parts = {c: min(self.params[c]["og"], SKIP_ROWS, (max_og or {}).get(c, SKIP_ROWS))
+                     for c in convs}
+            sizes = {c: [w for *_, w in self.chunk_words(c, parts[c])] for c in convs}
+            weights = sum(sum(v) for v in sizes.values())
+        else:
+            weights = sum(self.params[c]["og"] * self.params[c]["per_group"] for c in convs)
         bias = sum(self.params[c]["og"] for c in convs)
         biases_fit = bias <= cfg.bias_depth
         whole = weights <= cfg.weight_depth and biases_fit
@@ -228,19 +309,25 @@ class _Planner:
         for t, c in enumerate(convs):
             p = self.params[c]
             chunk = min(p["og"] if whole else p["chunk"], (max_og or {}).get(c, p["og"]))
+            if cfg.zero_skipping:
+                chunk = parts[c] if whole else min(p["chunk"], parts[c])
             for first in range(0, p["og"], chunk):
                 n = min(chunk, p["og"] - first)
                 # A convolution's biases load at once when the node's fit ("conv_bias": its
                 # first bias word), else with each chunk.
                 common = {"table": t, "count": n, "conv_bias": b_at if biases_fit else None}
+                if cfg.zero_skipping:
+                    common["partition"] = chunk
                 if whole:
-                    out[(c, first)] = {"weight": w_at + first * p["per_group"],
+                    offset = (self.chunk_of(c, chunk, first)[0] if cfg.zero_skipping
+                              else first * p["per_group"])
+                    out[(c, first)] = {"weight": w_at + offset,
                                        "bias": b_at + first, "conv_weight": w_at, **common}
                 else:
                     out[(c, first)] = {"dynamic": True, **common}
             b_at += p["og"]
             if whole:
-                w_at += p["og"] * p["per_group"]
+                w_at += sum(sizes[c]) if cfg.zero_skipping else p["og"] * p["per_group"]
         return out
 
     def conv_chunks(self, name: str, conv: str, desc: LayerDescriptor, slots: dict, *,
@@ -285,7 +372,9 @@ class _Planner:
                                                                            residual[1].shift)
             d = replace(desc, out_channels=channels, weight_base=slot["weight"],
                         bias_base=slot["bias"], codebook_table=slot["table"], out_channel_base=0,
-                        mult=mult, shift=shift)
+                        mult=mult, shift=shift,
+                        pixel_words=(self.chunk_of(conv, slot["partition"], first)[1]
+                                     if cfg.zero_skipping else 0))
             if i == len(chunks) - 1 and before_last:
                 before_last()
             bias_region = ("bias", slot["conv_bias"] if slot["conv_bias"] is not None
@@ -509,13 +598,16 @@ def compile_sdram(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
     that gives every node the band height with which it needs the fewest ops, in segments
     (DeviceProgram.segments)."""
     plans, error = {}, None
-    for band_rows in BAND_ROWS:
+    cache: dict = {}
+    for band_rows in (SKIP_BAND_ROWS if cfg.zero_skipping else BAND_ROWS):
         try:
-            plans[band_rows] = _compile(q, cfg, band_rows)
+            plans[band_rows] = _compile(q, cfg, band_rows, cache)
         except UnsupportedNetworkError as e:
             error = error or e
     if not plans:
         raise error
+    if cfg.zero_skipping:
+        return _fastest(q, cfg, plans, cache)
     fitting = [p for p in plans.values() if not p.segments]
     if fitting:
         return min(fitting, key=lambda p: sum(p.timeline()[1].values()))
@@ -525,18 +617,36 @@ def compile_sdram(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
     nodes = next(iter(plans.values())).node_ops
     fewest = {node: min(plans, key=lambda r: (len(plans[r].node_ops[node]), r))
               for node in nodes}
-    return _compile(q, cfg, fewest)
+    return _compile(q, cfg, fewest, cache)
+
+
+# Zero-skipping: a chunk's rows are output groups computed together, so a band of fewer rows
+# (a smaller output tile per group) can pay for itself in passes of more rows.
+SKIP_BAND_ROWS = (1, 2) + BAND_ROWS
+
+
+def _fastest(q: QuantizedModel, cfg: AcceleratorConfig, plans: dict, cache: dict
+             ) -> DeviceProgram:
+    """Of the single-height plans and the plan that gives every node the band height with which
+    its ops take the fewest cycles, the one whose cycle model is shortest (in segments if it
+    is longer than the program memory)."""
+    figures = {r: {f["name"]: f["cycles"] for f in p.node_figures(*p.timeline()[:2])}
+               for r, p in plans.items()}
+    nodes = next(iter(plans.values())).node_ops
+    best = {node: min(plans, key=lambda r: (figures[r][node], r)) for node in nodes}
+    candidates = list(plans.values()) + [_compile(q, cfg, best, cache)]
+    return min(candidates, key=lambda p: p.timeline()[2])
 
 
 def _compile(q: QuantizedModel, cfg: AcceleratorConfig,
-             band_rows: int | dict[str, int]) -> DeviceProgram:
+             band_rows: int | dict[str, int], cache: dict | None = None) -> DeviceProgram:
     """One plan: every Conv and Fire node's bands aim for ``band_rows`` output rows (or the
     node's own entry), in segments if it is longer than the program memory."""
     rows_of = band_rows.get if isinstance(band_rows, dict) else (lambda _: band_rows)
     net = q.network
     shapes = net.shapes()
     pc, po = cfg.pc, cfg.po
-    plan = _Planner(q, cfg)
+    plan = _Planner(q, cfg, cache)
     tile, out_tile = plan.half, plan.out_tile
     for name, (c, h, w) in shapes.items():
         if max(h, w) > cfg.max_side or c > cfg.max_channels:

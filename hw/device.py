@@ -199,7 +199,9 @@ class Device(wiring.Component):
         m.submodules.weight_decoder = decoder = WeightDecoder(cfg)
         m.d.comb += [decoder.position.eq(address), decoder.count.eq(count),
                      decoder.index_bits.eq(flags[:4])]
-        with m.If(decoder.busy):
+        # (zero-skipping weights come only from the SDRAM, through a LOAD: the host refuses a
+        # WRITE to WEIGHTS, host.driver)
+        with m.If(decoder.busy & (not cfg.zero_skipping)):
             m.d.comb += [runner.weight_wr.addr.eq(decoder.wr_addr),
                          runner.weight_wr.data.eq(decoder.wr_data),
                          runner.weight_wr.en.eq(decoder.wr_lanes)]

@@ -43,7 +43,8 @@ __all__ = ["groups", "FieldRangeError", "pack_struct", "unpack_struct",
            "codebook_of_sdram",
            "pixel_layout", "feature_words", "feature_map",
            "weight_lanes", "weight_tensor", "SKIP_ROWS", "skip_entry_layout", "SkipWords",
-           "skip_words", "skip_word_values", "skip_tensor",
+           "skip_words", "skip_word_values", "skip_word_bits", "skip_unit_bytes", "skip_units",
+           "skip_words_of_units", "skip_tensor",
            "SUM_BYTES", "SUM_WORDS", "sum_words", "sums_of_words",
            "GAP_BITS", "entry_bits", "weight_entries", "entry_span", "pack_entries",
            "unpack_entries", "memtest_pattern", "memtest_address_word"]
@@ -219,7 +220,8 @@ class LayerDescriptor:
         names = [x.name for x in fields(LayerDescriptor) if x.name not in _BAND_FIELDS]
         desc = LayerDescriptor(**{n: f[n] for n in names},
                                out_row0=(y_origin + f["pad"]) // f["stride"], in_row0=in_row0,
-                               band_rows=0 if in_row0 + band_rows == f["in_h"] else band_rows)
+                               band_rows=0 if in_row0 + band_rows == f["in_h"] else band_rows,
+                               pixel_words=f["steps"] if cfg.zero_skipping else 0)
         in_base = f["pixel_origin"] - (y_origin - in_row0) * w + desc.pad_w
         out_base = f["out_base_word"] - desc.out_channel_base // cfg.pc * desc.out_h * desc.out_w
         return desc, in_base, out_base
@@ -510,6 +512,47 @@ def skip_word_values(w: SkipWords, cfg: AcceleratorConfig) -> list[int]:
     return out
 
 
+def skip_word_bits(cfg: AcceleratorConfig) -> int:
+    """Bits of a zero-skipping weight word: PO*PC entries and the granule of ``last``."""
+    return skip_entry_layout(cfg).size * (cfg.lanes + 1)
+
+
+def skip_unit_bytes(cfg: AcceleratorConfig) -> int:
+    """Bytes of a zero-skipping weight word in the SDRAM: its bits, LSB first, padded to a
+    power-of-two number of SDRAM words (the DMA's units are)."""
+    from .sdram_chip import MT48LC16M16A2
+    words = -(-skip_word_bits(cfg) // MT48LC16M16A2.dq_bits)
+    return (1 << (words - 1).bit_length()) * MT48LC16M16A2.dq_bits // 8
+
+
+def skip_units(w: SkipWords, cfg: AcceleratorConfig) -> np.ndarray:
+    """The words as SDRAM units (words, ``skip_unit_bytes``) uint8 (hw/runner.py loads them)."""
+    n = skip_unit_bytes(cfg)
+    return np.array([list(v.to_bytes(n, "little")) for v in skip_word_values(w, cfg)],
+                    np.uint8).reshape(-1, n)
+
+
+def skip_words_of_units(units: np.ndarray, cfg: AcceleratorConfig) -> SkipWords:
+    """The inverse of ``skip_units``: (words, unit bytes) uint8 -> SkipWords (``step_words``
+    counted from the ``last`` bits)."""
+    layout = skip_entry_layout(cfg)
+    e, lanes = layout.size, cfg.lanes
+    bits = np.unpackbits(np.asarray(units, np.uint8), axis=1, bitorder="little")
+    fields = bits[:, :lanes * e].reshape(len(units), lanes, e).astype(np.int64)
+    weight = 1 << np.arange(e, dtype=np.int64)
+
+    def field(name):
+        f = layout.members[name]
+        off = dict((n, fl.offset) for n, fl in layout)[name]
+        width = Shape.cast(f).width
+        return (fields[:, :, off:off + width] * weight[:width]).sum(-1)
+
+    last = bits[:, lanes * e].astype(bool)
+    ends = np.flatnonzero(last)
+    step_words = np.diff(np.concatenate([[-1], ends]))
+    return SkipWords(field("index"), field("act"), field("row"), last, step_words)
+
+
 def skip_tensor(w: SkipWords, rows: int, in_groups: int, kernel: int, cfg: AcceleratorConfig,
                 kernel_w: int = 0) -> np.ndarray:
     """The inverse of ``skip_words``: the chunk's indices (rows*PO, in_groups*PC, kh, kw), 0
@@ -602,6 +645,8 @@ def sdram_unit_words(cfg: AcceleratorConfig, target: "DMATarget") -> int:
     """16-bit SDRAM words of one unit of ``target``."""
     from .sdram_chip import MT48LC16M16A2
     dq_bytes = MT48LC16M16A2.dq_bits // 8
+    if DMATarget(target) == DMATarget.WEIGHTS and cfg.zero_skipping:
+        return skip_unit_bytes(cfg) // dq_bytes
     unit_bytes = {DMATarget.FEATURE: cfg.pc, DMATarget.SQUEEZE: cfg.pc,
                   DMATarget.WEIGHTS: cfg.lanes,
                   DMATarget.CODEBOOK: dq_bytes,

@@ -362,9 +362,12 @@ class NetworkRunner(wiring.Component):
         w_dma, cb_dma, b_dma = (dmas[t] for t in (DMATarget.WEIGHTS, DMATarget.CODEBOOK,
                                                   DMATarget.BIAS))
         with m.If(loading[DMATarget.WEIGHTS]):
+            if cfg.zero_skipping:       # the word's bits, LSB first (hw.layout.skip_units)
+                word = w_dma.buf_wr_data.as_value()[:len(eng.weight_wr.data)]
+            else:                       # a byte per index
+                word = Cat(w_dma.buf_wr_data[t][:cfg.index_bits] for t in range(cfg.lanes))
             m.d.comb += [eng.weight_wr.addr.eq(w_dma.buf_wr_addr),
-                         eng.weight_wr.data.eq(Cat(w_dma.buf_wr_data[t][:cfg.index_bits]
-                                                   for t in range(cfg.lanes))),
+                         eng.weight_wr.data.eq(word),
                          eng.weight_wr.en.eq(Mux(w_dma.buf_wr_en, -1, 0))]
         with m.Else():
             m.d.comb += host_params("weight_wr")

@@ -201,3 +201,77 @@ def test_a_partial_last_output_group_and_the_full_chunk_on_the_rtl():
     qc = _sparse_conv(rng, 16, SKIP_ROWS * 16, 1, 1, 0, cfg, 0.2)   # 16 rows: conv_final's chunk
     x = rng.integers(0, 256, (16, 3, 3)).astype(np.uint8)
     _check_rtl(cfg, qc, x, "a full chunk")
+
+
+# ---- the device with zero-skipping weights: the golden device and the RTL board -----------------
+
+def _skip_board_cfg():
+    from dataclasses import replace
+    return replace(board_config(), zero_skipping=True)
+
+
+@pytest.fixture(scope="module")
+def sparse_digits():
+    from golden.digits import calibration_set, load_digits_split
+    from golden.formats import load_model
+    from golden.quantize import quantize
+    from host.compiler import compile_network
+    from tools.perf_report import pruned_to
+    q = quantize(pruned_to(load_model("models/digits-squeezenet.npz"), 0.35),
+                 calibration_set()[:4], 8)
+    return q, compile_network(q, _skip_board_cfg()), load_digits_split()[2][:3]
+
+
+def _run(driver, q, prog, images):
+    from golden.engine import Golden
+    golden = Golden(q)
+    driver.load_model(prog)
+    for x in images:
+        driver.load_image(prog, x)
+        cycles = driver.run(prog)
+        got, want = driver.read_logits(prog), golden(x)
+        assert np.array_equal(got, want), f"logits {got} against golden {want}"
+    return cycles
+
+
+def test_the_golden_device_runs_zero_skipping_programs_with_the_cycle_model(sparse_digits):
+    from host.driver import Driver
+    from host.golden_device import GoldenDevice
+    from host.transport import GoldenTransport
+    q, prog, images = sparse_digits
+    cfg = prog.cfg
+    convs = [op for op in prog.ops if op.kind.name == "CONV"]
+    assert all(op.desc.pixel_words for op in convs)
+    # the weights' SDRAM units are the skipping words' (hw.layout.skip_unit_bytes)
+    driver = Driver(GoldenTransport(GoldenDevice(cfg)), reply_timeout=0.01)
+    cycles = _run(driver, q, prog, images)
+    per, waits, total = prog.timeline()
+    assert cycles == total
+    assert driver.read_counters(prog) == per and driver.read_waits(prog) == waits
+
+
+def test_the_on_chip_compiler_refuses_zero_skipping_by_name(sparse_digits):
+    from dataclasses import replace
+    from host.compiler import compile_network
+    from host.program import UnsupportedNetworkError
+    from hw.config import chip_config
+    q, _, _ = sparse_digits
+    with pytest.raises(UnsupportedNetworkError, match="maps_in_sdram"):
+        compile_network(q, replace(chip_config(), zero_skipping=True))
+
+
+def test_the_simulated_board_with_zero_skipping_is_bit_exact_with_the_cycle_model(sparse_digits):
+    from host.driver import Driver
+    from host.transport import SerialTransport
+    from sim.board.build import BoardProcess
+    q, prog, images = sparse_digits
+    with BoardProcess(prog.cfg, quiet=True) as b:
+        driver = Driver(SerialTransport(b.url), reply_timeout=1.0)
+        cycles = _run(driver, q, prog, images[:2])
+        counters, waits = driver.read_counters(prog), driver.read_waits(prog)
+        wrong = {op.name: (counters[op.name] - waits[op.name], prog.busy_cycles(op))
+                 for op in prog.ops if counters[op.name] - waits[op.name] != prog.busy_cycles(op)}
+        assert not wrong
+        lo, hi = prog.cycle_bounds()["total"]
+        assert lo <= cycles <= hi
+        driver.transport.close()
