@@ -355,10 +355,19 @@ class GoldenDevice:
         cfg = self.cfg
         po, kh, kw = cfg.po, d.kernel, d.kernel_w
         og, cg = groups(d.out_channels, po), groups(d.in_channels, cfg.pc)
-        if cfg.zero_skipping:     # ``steps``: the words of a pixel
+        if cfg.zero_skipping:
+            # ``steps``: the words of a pixel, which hold the weights' values (no codebook):
+            # the layer as indices into a codebook of every value.
             units = self.weights[_span(d.weight_base, d.pixel_words, cfg.weight_depth)]
-            idx = skip_tensor(skip_words_of_units(units.astype(np.uint8), cfg), og, cg, kh, cfg,
-                              kw)
+            values = skip_tensor(skip_words_of_units(units.astype(np.uint8), cfg), og, cg, kh,
+                                 cfg, kw)
+            top = 1 << (cfg.value_bits - 1)
+            spec = ConvSpec("device", cg * cfg.pc, og * po, kh, d.stride, 0, relu=relu,
+                            kernel_w=kw)
+            bias = self.bias[_span(d.bias_base * po, og * po, len(self.bias))]
+            return QConv(spec, cfg.value_bits, cfg.value_bits,
+                         np.arange(-top, top, dtype=np.int32), (values + top).astype(np.uint16),
+                         bias.astype(np.int32), d.mult, d.shift)
         else:
             words = self.weights[_span(d.weight_base, og * cg * kh * kw, cfg.weight_depth)]
             idx = weight_tensor(words, og, cg, kh, cfg, kw)

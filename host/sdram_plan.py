@@ -107,10 +107,12 @@ class _Planner:
                 raise UnsupportedNetworkError(str(e)) from e
             w_at = self.allocate(len(idx) * kw, kw)
             self.blocks.append((w_at, sdram_of_bytes(idx.astype(np.uint8))))
-        cb = np.zeros(cfg.codebook_entries, np.int64)
-        cb[:len(qc.codebook)] = qc.codebook
-        cb_at = self.allocate(len(cb))
-        self.blocks.append((cb_at, codebook_sdram_words(cb)))
+        cb_at = None                   # zero-skipping words hold the values themselves
+        if not cfg.zero_skipping:
+            cb = np.zeros(cfg.codebook_entries, np.int64)
+            cb[:len(qc.codebook)] = qc.codebook
+            cb_at = self.allocate(len(cb))
+            self.blocks.append((cb_at, codebook_sdram_words(cb)))
         og = groups(qc.spec.out_channels, cfg.po)
         b = np.zeros(og * cfg.po, np.int64)
         b[:qc.spec.out_channels] = qc.bias
@@ -150,14 +152,14 @@ class _Planner:
             self.skip_blocks[key] = {**self.skip_cache[key], "at": None}
         if key not in self.skip_blocks:
             qc, cfg = self.params[conv]["qc"], self.cfg
-            idx, nonzero = qc.dense_indices, qc.weights != 0
+            weights = qc.weights
             og = groups(qc.spec.out_channels, cfg.po)
             parts, words, at = [], [], 0
             for first in range(0, og, chunk):
                 n = min(chunk, og - first)
                 rows = slice(first * cfg.po, (first + n) * cfg.po)
                 try:
-                    w = skip_words(idx[rows], nonzero[rows], cfg, conv)
+                    w = skip_words(weights[rows], cfg, conv)
                 except FieldRangeError as e:
                     raise UnsupportedNetworkError(str(e)) from e
                 parts.append((first, n, at, w.words))
@@ -272,7 +274,7 @@ class _Planner:
                           p["bias"] + first * cfg.po * self.k[DMATarget.BIAS],
                           slot["bias"] * cfg.po, count * cfg.po, region=("bias", slot["bias"]))
             self.resident[("bias", slot["bias"])] = key
-        if self.resident.get(("codebook", slot["table"])) != conv:
+        if not cfg.zero_skipping and self.resident.get(("codebook", slot["table"])) != conv:
             self.transfer(f"{name}/codebook", OpKind.LOAD, DMATarget.CODEBOOK, p["codebook"],
                           slot["table"] * cfg.codebook_entries, cfg.codebook_entries,
                           region=("codebook", slot["table"]))
@@ -290,7 +292,7 @@ class _Planner:
         each use); a chunk has at most ``max_og[conv]`` output groups (an output tile's
         worth). A codebook table per convolution of the node."""
         cfg = self.cfg
-        if len(convs) > cfg.codebook_tables:
+        if len(convs) > cfg.codebook_tables and not cfg.zero_skipping:
             raise UnsupportedNetworkError(f"{convs[0]}: the node has {len(convs)} convolutions; "
                                           f"the device has {cfg.codebook_tables} codebook tables")
         if cfg.zero_skipping:
@@ -315,7 +317,8 @@ class _Planner:
                 n = min(chunk, p["og"] - first)
                 # A convolution's biases load at once when the node's fit ("conv_bias": its
                 # first bias word), else with each chunk.
-                common = {"table": t, "count": n, "conv_bias": b_at if biases_fit else None}
+                common = {"table": 0 if cfg.zero_skipping else t, "count": n,
+                          "conv_bias": b_at if biases_fit else None}
                 if cfg.zero_skipping:
                     common["partition"] = chunk
                 if whole:

@@ -189,11 +189,17 @@ class ConvEngine(wiring.Component):
         desc = self.desc
         skip = cfg.zero_skipping
         eb = skip_entry_layout(cfg).size if skip else ib
-        weights = memory.Memory(shape=eb * (po * pc + skip), depth=cfg.weight_depth, init=[])
+        weights = memory.Memory(shape=eb * po * pc, depth=cfg.weight_depth, init=[])
         m.submodules.weights = weights
         w_wr = weights.write_port(granularity=eb)
         w_rd = weights.read_port()
-        wiring.connect(m, wiring.flipped(self.weight_wr), w_wr)
+        if skip:
+            # the entries; the last granule's bit goes to ``lasts``
+            m.d.comb += [w_wr.addr.eq(self.weight_wr.addr),
+                         w_wr.data.eq(self.weight_wr.data[:po * pc * eb]),
+                         w_wr.en.eq(self.weight_wr.en[:po * pc])]
+        else:
+            wiring.connect(m, wiring.flipped(self.weight_wr), w_wr)
         if skip:
             # The words' last-of-step bits again, in distributed RAM read without a register:
             # the counters must know whether the word they issue ends its step.
@@ -205,9 +211,10 @@ class ConvEngine(wiring.Component):
             m.d.comb += [l_wr.addr.eq(self.weight_wr.addr),
                          l_wr.data.eq(self.weight_wr.data[po * pc * eb]),
                          l_wr.en.eq(self.weight_wr.en[po * pc])]
-        # One codebook copy per multiplier: each reads its own entry every cycle.
+        # One codebook copy per multiplier: each reads its own entry every cycle. (Zero-skipping
+        # words hold the values: no codebook.)
         cb_rd = []
-        for lane in range(po * pc):
+        for lane in range(0 if skip else po * pc):
             cb = memory.Memory(shape=signed(vb), depth=cfg.codebook_tables * cfg.codebook_entries,
                                init=[])
             m.submodules[f"codebook{lane}"] = cb
@@ -392,17 +399,23 @@ class ConvEngine(wiring.Component):
         s2 = delayed(s1b, "s2")
 
         # ---- S2: codebook reads ------------------------------------------------------------------
-        # (a zero-skipping entry: the index, then ``act`` and ``row``: hw.layout.skip_entry_layout)
+        # (a zero-skipping entry: its value, ``act`` and ``row``, hw.layout.skip_entry_layout;
+        # the value is registered here where a codebook would be read)
         entry = skip_entry_layout(cfg)
-        acts, rows = [], []
+        acts, rows, read = [], [], []
         for lane in range(po * pc):
-            idx = w1b[lane * eb:lane * eb + ib]
             if skip:
                 e = entry(w1b[lane * eb:(lane + 1) * eb])
                 acts.append(e.act)
                 rows.append(e.row)
-            # table * 2**ib + idx, as wires: no adder in front of the codebook memories.
-            m.d.comb += cb_rd[lane].addr.eq(Cat(idx, desc.codebook_table))
+                v = Signal(signed(vb), name=f"value{lane}_s3", reset_less=True)
+                m.d.sync += v.eq(e.value)
+                read.append(v)
+            else:
+                # table * 2**ib + idx, as wires: no adder in front of the codebook memories.
+                idx = w1b[lane * eb:lane * eb + ib]
+                m.d.comb += cb_rd[lane].addr.eq(Cat(idx, desc.codebook_table))
+                read.append(cb_rd[lane].data)
         x2 = Signal.like(x1, reset_less=True)
         m.d.sync += x2.eq(x1b)
         s3 = delayed(s2, "s3")
@@ -410,7 +423,7 @@ class ConvEngine(wiring.Component):
         # ---- S3: codebook values registered ---------------------------------------------------
         values = [Signal(signed(vb), name=f"value{lane}", reset_less=True)
                   for lane in range(po * pc)]
-        m.d.sync += [values[lane].eq(cb_rd[lane].data) for lane in range(po * pc)]
+        m.d.sync += [values[lane].eq(read[lane]) for lane in range(po * pc)]
         x3 = Signal.like(x1, reset_less=True)
         m.d.sync += x3.eq(x2)
         s4 = delayed(s3, "s4")

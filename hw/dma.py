@@ -50,8 +50,6 @@ class FeatureDMA(wiring.Component):
         self.k = sdram_unit_words(cfg, target)
         self.unit_bytes = self.k * module.dq_bits // 8
         self.unit = data.ArrayLayout(8, self.unit_bytes)
-        if self.k & (self.k - 1):
-            raise ValueError(f"{self.k} SDRAM words a unit: a power of two is needed")
         map_bits = module.addr_bits        # units addressable in the SDRAM, with room
         super().__init__({
             "start": In(1), "to_sdram": In(1),
@@ -87,6 +85,7 @@ class FeatureDMA(wiring.Component):
         final_run = Signal.like(run, name=f"{name}_final_run")
         m.d.comb += [last_word.eq(word == final_word),
                      last.eq(last_word & (run == final_run))]
+        self._last_word[name] = last_word
         with m.If(self.start & ~self.busy):
             m.d.sync += [run.eq(0), word.eq(0), sdram_row.eq(self.sdram_base),
                          buffer_row.eq(self.buffer_base), sdram.eq(self.sdram_base),
@@ -105,6 +104,7 @@ class FeatureDMA(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        self._last_word = {}
         k, dq = self.k, self.module.dq_bits
         busy = Signal()
         done = Signal()
@@ -120,11 +120,30 @@ class FeatureDMA(wiring.Component):
 
         # ---- commands: one per SDRAM word, in (run, word, part) order --------------------
         cmd_sdram, cmd_buffer, cmd_step, cmd_last = self._walker(m, "cmd")
+        cmd_last_word = self._last_word["cmd"]
         taken = self.sdram_cmd.valid & self.sdram_cmd.ready
-        # K is a power of two: the SDRAM address is the feature word's with the part below it.
-        m.d.comb += [self.sdram_cmd.payload.addr.eq(Cat(part[:(k - 1).bit_length()], cmd_sdram)
-                                                    if k > 1 else cmd_sdram),
-                     self.sdram_cmd.payload.we.eq(self.to_sdram)]
+        m.d.comb += self.sdram_cmd.payload.we.eq(self.to_sdram)
+        if k & (k - 1) == 0:
+            # K a power of two: the SDRAM address is the unit's with the part below it.
+            m.d.comb += self.sdram_cmd.payload.addr.eq(
+                Cat(part[:(k - 1).bit_length()], cmd_sdram) if k > 1 else cmd_sdram)
+        else:
+            # Any other K (a zero-skipping weight word: hw.layout.skip_unit_bytes): a running
+            # SDRAM word address, one up per command, and the next run's first word (its
+            # unit's address times K) computed while the run is under way.
+            word_addr = Signal(len(self.sdram_cmd.payload.addr))
+            run_start = Signal.like(word_addr)
+            stride = Signal.like(word_addr)
+            m.d.comb += self.sdram_cmd.payload.addr.eq(word_addr)
+            with m.If(self.start & ~busy):
+                m.d.sync += [word_addr.eq(self.sdram_base * k), run_start.eq(self.sdram_base * k),
+                             stride.eq(self.sdram_stride * k)]
+            with m.Elif(taken):
+                with m.If((part == k - 1) & cmd_last_word):
+                    m.d.sync += [word_addr.eq(run_start + stride),
+                                 run_start.eq(run_start + stride)]
+                with m.Else():
+                    m.d.sync += word_addr.eq(word_addr + 1)
         with m.If(taken):
             with m.If(part == k - 1):
                 m.d.sync += part.eq(0)

@@ -426,27 +426,28 @@ def weight_tensor(words: np.ndarray, out_groups: int, in_groups: int, kernel: in
 # (og0 + r) * PO + l of each row r. For each step (cg, i, j), in the dense order, the words of
 # that step: lane l's non-zero weights of the step, over every row r and input lane t, fill its
 # PC multipliers in (r, t) order, PC to a word, so a step takes as many words as its fullest
-# lane needs (at least one). Each entry names its weight's codebook index, the input lane ``act``
-# whose activation it multiplies (the step's PC bytes) and the row ``row`` whose sum it adds to;
-# index 0 (value 0) pads. ``last`` marks a step's last word. The dense form is the special case
-# of every entry present.
+# lane needs (at least one). Each entry holds its weight's value (the host looks the codebook
+# up: the engine then needs no codebook copy per multiplier), the input lane ``act`` whose
+# activation it multiplies (of the step's PC bytes) and the row ``row`` whose sum it adds to;
+# value 0 pads. ``last`` marks a step's last word. The dense form is the special case of every
+# entry present.
 
 SKIP_ROWS = 16
 
 
 def skip_entry_layout(cfg: AcceleratorConfig) -> data.StructLayout:
     """One multiplier's entry of a zero-skipping weight word."""
-    return data.StructLayout({"index": cfg.index_bits,
+    return data.StructLayout({"value": signed(cfg.value_bits),
                               "act": max(1, (cfg.pc - 1).bit_length()),
                               "row": (SKIP_ROWS - 1).bit_length()})
 
 
 @dataclass(frozen=True)
 class SkipWords:
-    """A chunk's zero-skipping words: ``index``, ``act``, ``row`` (words, PO*PC) and ``last``
+    """A chunk's zero-skipping words: ``value``, ``act``, ``row`` (words, PO*PC) and ``last``
     (words,); ``step_words`` (steps,) the words of each step."""
 
-    index: np.ndarray
+    value: np.ndarray
     act: np.ndarray
     row: np.ndarray
     last: np.ndarray
@@ -457,28 +458,25 @@ class SkipWords:
         return len(self.last)
 
 
-def skip_words(indices: np.ndarray, nonzero: np.ndarray, cfg: AcceleratorConfig,
-               where: str = "layer") -> SkipWords:
-    """The zero-skipping words of one chunk: ``indices`` (rows * PO or fewer outputs, in,
-    kh, kw), ``nonzero`` the same shape, True where the weight's value is not 0."""
-    oc, ic, kh, kw = indices.shape
+def skip_words(weights: np.ndarray, cfg: AcceleratorConfig, where: str = "layer") -> SkipWords:
+    """The zero-skipping words of one chunk: ``weights`` (rows * PO or fewer outputs, in, kh,
+    kw) the signed values the codebook gives (QConv.weights); a 0 is skipped."""
+    oc, ic, kh, kw = weights.shape
     po, pc = cfg.po, cfg.pc
     rows, cg_n = groups(oc, po), groups(ic, pc)
     if rows > SKIP_ROWS:
         raise FieldRangeError(f"{where}: a zero-skipping chunk holds at most {SKIP_ROWS} output "
                               f"groups ({SKIP_ROWS * po} channels), not {rows}")
-    if indices.max(initial=0) >= 1 << cfg.index_bits:
-        raise FieldRangeError(f"{where}: index {int(indices.max())} needs more than the "
-                              f"configuration's {cfg.index_bits} index bits")
-    idx = np.zeros((rows * po, cg_n * pc, kh, kw), np.int64)
-    nz = np.zeros(idx.shape, bool)
-    idx[:oc, :ic] = indices
-    nz[:oc, :ic] = nonzero
+    top = 1 << (cfg.value_bits - 1)
+    if weights.size and not -top <= int(weights.min()) <= int(weights.max()) < top:
+        raise FieldRangeError(f"{where}: a weight of {int(np.abs(weights).max())} does not fit "
+                              f"the configuration's {cfg.value_bits}-bit values")
+    val = np.zeros((rows * po, cg_n * pc, kh, kw), np.int64)
+    val[:oc, :ic] = weights
     # (r, l, cg, t, i, j) -> (step = (cg, i, j), l, (r, t))
-    def steps_first(a):
-        return a.reshape(rows, po, cg_n, pc, kh, kw).transpose(2, 4, 5, 1, 0, 3).reshape(
-            cg_n * kh * kw, po, rows * pc)
-    idx_s, nz_s = steps_first(idx), steps_first(nz)
+    val_s = val.reshape(rows, po, cg_n, pc, kh, kw).transpose(2, 4, 5, 1, 0, 3).reshape(
+        cg_n * kh * kw, po, rows * pc)
+    nz_s = val_s != 0
     counts = nz_s.sum(-1)                                   # (steps, lanes)
     step_words = np.maximum(1, -(-counts.max(1) // pc))
     first = np.concatenate([[0], np.cumsum(step_words)[:-1]])
@@ -491,45 +489,47 @@ def skip_words(indices: np.ndarray, nonzero: np.ndarray, cfg: AcceleratorConfig,
     rank = (np.cumsum(nz_s, -1) - 1)[s, lane, k]
     word = first[s] + rank // pc
     mult = lane * pc + rank % pc
-    out.index[word, mult] = idx_s[s, lane, k]
+    out.value[word, mult] = val_s[s, lane, k]
     out.act[word, mult] = k % pc
     out.row[word, mult] = k // pc
     return out
 
 
-def skip_word_values(w: SkipWords, cfg: AcceleratorConfig) -> list[int]:
-    """The words as the engine's weight memory holds them: entry m (``skip_entry_layout``) at
-    bits m*E.., and the ``last`` bit at bit PO*PC*E (hw/conv_engine.py)."""
-    layout = skip_entry_layout(cfg)
-    e = layout.size
-    out = []
-    for k in range(w.words):
-        v = int(w.last[k]) << (cfg.lanes * e)
-        for mult in np.flatnonzero(w.index[k]):
-            v |= pack_struct(layout, {"index": int(w.index[k, mult]), "act": int(w.act[k, mult]),
-                                      "row": int(w.row[k, mult])}, "skip word") << (int(mult) * e)
-        out.append(v)
-    return out
-
-
 def skip_word_bits(cfg: AcceleratorConfig) -> int:
-    """Bits of a zero-skipping weight word: PO*PC entries and the granule of ``last``."""
+    """Bits of a zero-skipping weight word as ``weight_wr`` writes it: PO*PC entries, then a
+    granule whose bit 0 is ``last`` (the engine keeps that bit apart)."""
     return skip_entry_layout(cfg).size * (cfg.lanes + 1)
 
 
 def skip_unit_bytes(cfg: AcceleratorConfig) -> int:
-    """Bytes of a zero-skipping weight word in the SDRAM: its bits, LSB first, padded to a
-    power-of-two number of SDRAM words (the DMA's units are)."""
+    """Bytes of a zero-skipping weight word in the SDRAM: its bits, LSB first, in whole SDRAM
+    words (hw/dma.py moves units of any number of them)."""
     from .sdram_chip import MT48LC16M16A2
-    words = -(-skip_word_bits(cfg) // MT48LC16M16A2.dq_bits)
-    return (1 << (words - 1).bit_length()) * MT48LC16M16A2.dq_bits // 8
+    return -(-skip_word_bits(cfg) // MT48LC16M16A2.dq_bits) * MT48LC16M16A2.dq_bits // 8
+
+
+def _skip_bits(w: SkipWords, cfg: AcceleratorConfig) -> np.ndarray:
+    layout = skip_entry_layout(cfg)
+    e, lanes = layout.size, cfg.lanes
+    bits = np.zeros((w.words, skip_unit_bytes(cfg) * 8), np.uint8)
+    entries = bits[:, :lanes * e].reshape(w.words, lanes, e)
+    for name, fld in layout:
+        value = getattr(w, name)              # two's complement for the signed value
+        for b in range(Shape.cast(fld.shape).width):
+            entries[:, :, fld.offset + b] = (value >> b) & 1
+    bits[:, lanes * e] = w.last
+    return bits
 
 
 def skip_units(w: SkipWords, cfg: AcceleratorConfig) -> np.ndarray:
-    """The words as SDRAM units (words, ``skip_unit_bytes``) uint8 (hw/runner.py loads them)."""
-    n = skip_unit_bytes(cfg)
-    return np.array([list(v.to_bytes(n, "little")) for v in skip_word_values(w, cfg)],
-                    np.uint8).reshape(-1, n)
+    """The words as SDRAM units (words, ``skip_unit_bytes``) uint8: ``skip_word_bits`` bits
+    LSB first (hw/runner.py loads them into the engine's weight memory)."""
+    return np.packbits(_skip_bits(w, cfg), axis=1, bitorder="little")
+
+
+def skip_word_values(w: SkipWords, cfg: AcceleratorConfig) -> list[int]:
+    """The words as integers on ``weight_wr.data`` (a bench's writes)."""
+    return [int.from_bytes(bytes(u), "little") for u in skip_units(w, cfg)]
 
 
 def skip_words_of_units(units: np.ndarray, cfg: AcceleratorConfig) -> SkipWords:
@@ -538,25 +538,24 @@ def skip_words_of_units(units: np.ndarray, cfg: AcceleratorConfig) -> SkipWords:
     layout = skip_entry_layout(cfg)
     e, lanes = layout.size, cfg.lanes
     bits = np.unpackbits(np.asarray(units, np.uint8), axis=1, bitorder="little")
-    fields = bits[:, :lanes * e].reshape(len(units), lanes, e).astype(np.int64)
-    weight = 1 << np.arange(e, dtype=np.int64)
-
-    def field(name):
-        f = layout.members[name]
-        off = dict((n, fl.offset) for n, fl in layout)[name]
-        width = Shape.cast(f).width
-        return (fields[:, :, off:off + width] * weight[:width]).sum(-1)
-
+    entries = bits[:, :lanes * e].reshape(len(units), lanes, e).astype(np.int64)
+    got = {}
+    for name, fld in layout:
+        shape = Shape.cast(fld.shape)
+        v = (entries[:, :, fld.offset:fld.offset + shape.width]
+             << np.arange(shape.width, dtype=np.int64)).sum(-1)
+        if shape.signed:
+            v = np.where(v >= 1 << (shape.width - 1), v - (1 << shape.width), v)
+        got[name] = v
     last = bits[:, lanes * e].astype(bool)
-    ends = np.flatnonzero(last)
-    step_words = np.diff(np.concatenate([[-1], ends]))
-    return SkipWords(field("index"), field("act"), field("row"), last, step_words)
+    step_words = np.diff(np.concatenate([[-1], np.flatnonzero(last)]))
+    return SkipWords(got["value"], got["act"], got["row"], last, step_words)
 
 
 def skip_tensor(w: SkipWords, rows: int, in_groups: int, kernel: int, cfg: AcceleratorConfig,
                 kernel_w: int = 0) -> np.ndarray:
-    """The inverse of ``skip_words``: the chunk's indices (rows*PO, in_groups*PC, kh, kw), 0
-    where no entry names a weight."""
+    """The inverse of ``skip_words``: the chunk's weights (rows*PO, in_groups*PC, kh, kw), 0
+    where no entry names one."""
     po, pc, kh, kw = cfg.po, cfg.pc, kernel, kernel_w or kernel
     steps = in_groups * kh * kw
     step = np.cumsum(np.concatenate([[0], w.last[:-1]])) if w.words else np.zeros(0, np.int64)
@@ -564,8 +563,8 @@ def skip_tensor(w: SkipWords, rows: int, in_groups: int, kernel: int, cfg: Accel
         raise ValueError(f"the words hold {int(step[-1]) + 1 if w.words else 0} steps, not "
                          f"{steps}")
     out = np.zeros((steps, po, rows, pc), np.int64)
-    word, mult = np.nonzero(w.index)
-    out[step[word], mult // pc, w.row[word, mult], w.act[word, mult]] = w.index[word, mult]
+    word, mult = np.nonzero(w.value)
+    out[step[word], mult // pc, w.row[word, mult], w.act[word, mult]] = w.value[word, mult]
     # (step = (cg, i, j), l, r, t) -> (r, l, cg, t, i, j)
     return out.reshape(in_groups, kh, kw, po, rows, pc).transpose(4, 3, 0, 5, 1, 2).reshape(
         rows * po, in_groups * pc, kh, kw)

@@ -52,9 +52,10 @@ def _feature_map_writes(x: np.ndarray, cfg: AcceleratorConfig):
 def _parameter_writes(qc: QConv, cfg: AcceleratorConfig, weight_base: int = 0, table: int = 0,
                       bias_base: int = 0):
     """(weights, codebook, biases) rows that put one layer's parameters at the given bases
-    (zero-skipping: the layer is one chunk, hw.layout.skip_words)."""
+    (zero-skipping: the layer is one chunk, hw.layout.skip_words; no codebook: the words hold
+    the values)."""
     if cfg.zero_skipping:
-        words = skip_word_values(skip_words(qc.dense_indices, qc.weights != 0, cfg, qc.name), cfg)
+        words = skip_word_values(skip_words(qc.weights, cfg, qc.name), cfg)
         weights = [(weight_base + a, v) for a, v in enumerate(words)]
     else:
         lanes = weight_lanes(qc.dense_indices, cfg, qc.name)
@@ -99,7 +100,7 @@ def layer_load(qc: QConv, x: np.ndarray, cfg: AcceleratorConfig, table: int = 0)
     desc = describe(qc.spec, h, w, qc.mult, qc.shift, codebook_table=table)
     if cfg.zero_skipping:
         from dataclasses import replace
-        words = skip_words(qc.dense_indices, qc.weights != 0, cfg, qc.name).words
+        words = skip_words(qc.weights, cfg, qc.name).words
         desc = replace(desc, pixel_words=words)
     fin, fout, wts = buffer_words(desc, cfg)
     check_fits((("input feature map", fin, cfg.fm_depth), ("output feature map", fout, cfg.fm_depth),

@@ -10,7 +10,7 @@ from hw.layout import SKIP_ROWS, FieldRangeError, groups, skip_entry_layout, ski
 
 def _round_trip(idx, cfg):
     oc, ic, kh, kw = idx.shape
-    w = skip_words(idx, idx != 0, cfg)
+    w = skip_words(idx, cfg)
     back = skip_tensor(w, groups(oc, cfg.po), groups(ic, cfg.pc), kh, cfg, kw)
     assert (back[:oc, :ic] == idx).all()
     assert not back[oc:].any() and not back[:, ic:].any()
@@ -33,13 +33,14 @@ def _lane_counts(idx, cfg):
     return counts.reshape(-1, po)
 
 
-@pytest.mark.parametrize("index_bits", [4, 6, 8])
-def test_random_sparse_layers_round_trip_with_the_fewest_words(index_bits):
-    cfg = AcceleratorConfig(index_bits=index_bits)
-    rng = np.random.default_rng(index_bits)
+@pytest.mark.parametrize("value_bits", [8, 12, 16])
+def test_random_sparse_layers_round_trip_with_the_fewest_words(value_bits):
+    cfg = AcceleratorConfig(value_bits=value_bits)
+    rng = np.random.default_rng(value_bits)
+    top = 1 << (value_bits - 1)
     for oc, ic, kh, kw, density in [(64, 16, 3, 3, 0.33), (200, 36, 1, 1, 0.2),
                                     (96, 3, 7, 7, 1.0), (48, 10, 3, 1, 0.5)]:
-        idx = rng.integers(1, 1 << index_bits, (oc, ic, kh, kw)) * (
+        idx = rng.choice(np.r_[-top:0, 1:top], (oc, ic, kh, kw)) * (
             rng.random((oc, ic, kh, kw)) < density)
         w = _round_trip(idx, cfg)
         want = np.maximum(1, -(-_lane_counts(idx, cfg).max(1) // cfg.pc))
@@ -53,8 +54,8 @@ def test_empty_steps_take_one_word_of_padding():
     idx[5, 6, 1, 2] = 9              # one weight in one step; every other step is empty
     w = _round_trip(idx, cfg)
     assert w.words == 2 * 9 and (w.step_words == 1).all()
-    assert np.count_nonzero(w.index) == 1
-    word, mult = map(int, np.argwhere(w.index)[0])
+    assert np.count_nonzero(w.value) == 1
+    word, mult = map(int, np.argwhere(w.value)[0])
     # step (cg 1, i 1, j 2) is step 9 + 5; output 5 is row 0, lane 5; input 6 is lane 2
     assert word == 14 and mult == 5 * cfg.pc + 0
     assert w.act[word, mult] == 2 and w.row[word, mult] == 0
@@ -66,14 +67,14 @@ def test_all_non_zeros_in_one_lane_set_the_step_length():
     idx[3::cfg.po, :, 0, 0] = 7      # lane 3 of every row, every input: 64 non-zeros
     w = _round_trip(idx, cfg)
     assert w.words == SKIP_ROWS * cfg.pc // cfg.pc
-    assert (w.index[:, 3 * cfg.pc:4 * cfg.pc] == 7).all()
-    assert not np.delete(w.index, np.s_[3 * cfg.pc:4 * cfg.pc], axis=1).any()
+    assert (w.value[:, 3 * cfg.pc:4 * cfg.pc] == 7).all()
+    assert not np.delete(w.value, np.s_[3 * cfg.pc:4 * cfg.pc], axis=1).any()
 
 
 def test_a_partial_last_output_group_pads_its_lanes():
     cfg = board_config()
     rng = np.random.default_rng(3)
-    idx = rng.integers(1, 256, (1000 - 15 * 64, 64, 1, 1))     # conv_final's last chunk
+    idx = rng.integers(1, 256, (1000 - 15 * 64, 64, 1, 1)) * rng.choice([-1, 1], (40, 64, 1, 1))
     w = _round_trip(idx, cfg)
     # 40 outputs: rows 0-1 full, row 2 lanes 0-7; a dense step packs PC of them a word
     assert (w.step_words == 3).all()
@@ -82,16 +83,30 @@ def test_a_partial_last_output_group_pads_its_lanes():
 def test_a_chunk_larger_than_the_rows_is_refused_by_name():
     cfg = board_config()
     with pytest.raises(FieldRangeError, match="at most 16 output groups"):
-        skip_words(np.ones((SKIP_ROWS * cfg.po + 1, 4, 1, 1), np.int64),
-                   np.ones((SKIP_ROWS * cfg.po + 1, 4, 1, 1), bool), cfg, "conv_final")
-    with pytest.raises(FieldRangeError, match="index bits"):
-        skip_words(np.full((16, 4, 1, 1), 300), np.ones((16, 4, 1, 1), bool), cfg)
+        skip_words(np.ones((SKIP_ROWS * cfg.po + 1, 4, 1, 1), np.int64), cfg, "conv_final")
+    with pytest.raises(FieldRangeError, match="12-bit values"):
+        skip_words(np.full((16, 4, 1, 1), -2049), cfg)
 
 
 def test_the_entry_layout_names_every_field_the_format_uses():
     cfg = board_config()
     layout = skip_entry_layout(cfg)
-    assert layout.size == cfg.index_bits + (cfg.pc - 1).bit_length() + (SKIP_ROWS - 1).bit_length()
+    assert layout.size == cfg.value_bits + (cfg.pc - 1).bit_length() + (SKIP_ROWS - 1).bit_length()
+
+
+def test_units_round_trip_signed_values_and_the_last_bits():
+    from hw.layout import skip_units, skip_word_values, skip_words_of_units
+    cfg = board_config()
+    rng = np.random.default_rng(9)
+    w = skip_words(rng.integers(-2048, 2048, (40, 12, 3, 3)) * (rng.random((40, 12, 3, 3)) < .3),
+                   cfg)
+    back = skip_words_of_units(skip_units(w, cfg), cfg)
+    for f in ("value", "act", "row", "last", "step_words"):
+        assert (getattr(back, f) == getattr(w, f)).all(), f
+    assert (w.value < 0).any()
+    e = skip_entry_layout(cfg).size
+    v = skip_word_values(w, cfg)
+    assert all((v[k] >> (cfg.lanes * e)) & 1 == w.last[k] for k in range(w.words))
 
 
 def test_perf_report_on_a_small_network(tmp_path):
@@ -130,11 +145,11 @@ def _skip_cfg(**kw):
                              zero_skipping=True, **kw)
 
 
-def _sparse_conv(rng, cin, cout, k, stride, pad, cfg, keep):
+def _sparse_conv(rng, cin, cout, k, stride, pad, cfg, keep, index_bits=8):
     """A random convolution whose weights are zero (a codebook entry of value 0) outside
     ``keep`` (a boolean tensor, or a density)."""
     from sim.cases import random_conv
-    qc = random_conv(rng, cin, cout, k, stride, pad, cfg.value_bits, cfg.index_bits)
+    qc = random_conv(rng, cin, cout, k, stride, pad, cfg.value_bits, index_bits)
     if not isinstance(keep, np.ndarray):
         keep = rng.random(qc.indices.shape) < keep
     values = np.flatnonzero(qc.codebook != 0)
@@ -159,9 +174,10 @@ def _check_rtl(cfg, qc, x, where):
 
 @pytest.mark.parametrize("index_bits", [4, 6, 8])
 def test_the_skipping_engine_matches_golden_at_each_index_width(index_bits):
-    cfg = _skip_cfg(index_bits=index_bits)
+    """The layer's codebook of 2**index_bits values; the words hold the values it gives."""
+    cfg = _skip_cfg()
     rng = np.random.default_rng(20 + index_bits)
-    qc = _sparse_conv(rng, 8, 32, 3, 1, 1, cfg, 0.33)
+    qc = _sparse_conv(rng, 8, 32, 3, 1, 1, cfg, 0.33, index_bits)
     x = rng.integers(0, 256, (8, 6, 6)).astype(np.uint8)
     load = _check_rtl(cfg, qc, x, f"{index_bits}-bit indices")
     dense_words = 2 * 2 * 9

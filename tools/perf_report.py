@@ -69,14 +69,13 @@ def skipping_cycles(qc, h: int, w: int, cfg) -> tuple[int, int, int]:
     convolution on an h x w input, the whole layer as one engine run per chunk."""
     desc = describe(qc.spec, h, w)
     dense = engine_cycles(desc, cfg)
-    idx = qc.dense_indices
-    nonzero = qc.weights != 0
+    weights = qc.weights
     pixels = desc.out_h * desc.out_w
     chunk = SKIP_ROWS * cfg.po
     total = words = 0
-    for c0 in range(0, idx.shape[0], chunk):
-        sw = skip_words(idx[c0:c0 + chunk], nonzero[c0:c0 + chunk], cfg, qc.name)
-        rows = groups(min(chunk, idx.shape[0] - c0), cfg.po)
+    for c0 in range(0, weights.shape[0], chunk):
+        sw = skip_words(weights[c0:c0 + chunk], cfg, qc.name)
+        rows = groups(min(chunk, weights.shape[0] - c0), cfg.po)
         drain = rows * cfg.po // cfg.pc
         total += (pixels - 1) * max(sw.words, drain) + sw.words + drain + ENGINE_LATENCY
         words += sw.words

@@ -54,7 +54,8 @@ def synthesise_memory(mac_units: int = 64, freq: float = 100.0, seed: int = 1) -
 CHIP = {"luts_total": 83_640, "ebr_total": 208, "mult18_total": 156}
 
 
-def synthesise_device(mac_units: int = 64, freq: float = 100.0, seed: int = 1) -> dict:
+def synthesise_device(mac_units: int = 64, freq: float = 100.0, seed: int = 1,
+                      zero_skipping: bool | None = None, out: Path | None = None) -> dict:
     """The whole device of hw.config.board_config (link, executor, sequencer, engine, tiles,
     DMA units, SDRAM controller behind its pin registers), out of context: no pins, no PLL
     (hw/ulx3s.py adds those). The configuration is the simulated board's, with the
@@ -64,9 +65,12 @@ def synthesise_device(mac_units: int = 64, freq: float = 100.0, seed: int = 1) -
     from hw.config import board_config
     from hw.device import Device
     from hw.sdram import WithPinRegisters
-    cfg = replace(board_config(mac_units), dsp_primitives=True)
-    r = synthesise_top(WithPinRegisters(Device(cfg)), "device", OUT / f"device-mac{mac_units}",
-                       freq, seed)
+    base = board_config(mac_units)
+    if zero_skipping is not None:
+        base = replace(base, zero_skipping=zero_skipping)
+    cfg = replace(base, dsp_primitives=True)
+    work = out or OUT / f"device-mac{mac_units}{'-skip' if cfg.zero_skipping else ''}"
+    r = synthesise_top(WithPinRegisters(Device(cfg)), "device", work, freq, seed)
     # LUTs as placed (nextpnr's TRELLIS_COMB: logic, carries and distributed RAM), as the
     # bitstream report counts them; yosys's LUT4 count beside.
     placed = r.get("placed", {})
@@ -76,7 +80,7 @@ def synthesise_device(mac_units: int = 64, freq: float = 100.0, seed: int = 1) -
     return {"unit": "device", "mac_units": mac_units, "target_mhz": freq, **r, **CHIP,
             "fits": (r["ebr"] <= CHIP["ebr_total"] and r["mult18"] <= CHIP["mult18_total"]
                      and r["luts"] <= 0.9 * CHIP["luts_total"]),
-            "config": board_config(mac_units).as_dict()}
+            "config": base.as_dict()}
 
 
 def synthesise_top(top, name: str, work: Path, freq: float, seed: int) -> dict:
@@ -125,12 +129,19 @@ def main() -> int:
     ap.add_argument("--device", action="store_true",
                     help="synthesise the whole device of hw.config.board_config: "
                          "build/synth/device.json")
+    ap.add_argument("--zero-skipping", choices=("on", "off"), default=None,
+                    help="the device with the zero-skipping engine on or off (default: as "
+                         "hw.config.board_config)")
+    ap.add_argument("--json", default=None, help="with --device: where the figures go "
+                    "(default build/synth/device.json)")
     args = ap.parse_args()
     if args.device:
+        skip = None if args.zero_skipping is None else args.zero_skipping == "on"
         r = synthesise_device(args.mac_units[0] if args.mac_units != [16, 64, 128] else 64,
-                              args.freq)
-        OUT.mkdir(parents=True, exist_ok=True)
-        (OUT / "device.json").write_text(json.dumps(r, indent=2) + "\n")
+                              args.freq, zero_skipping=skip)
+        path = Path(args.json) if args.json else OUT / "device.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(r, indent=2) + "\n")
         print(json.dumps({k: v for k, v in r.items() if k not in ("placed", "config")}))
         return 0
     if args.memory:
