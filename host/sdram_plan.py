@@ -488,6 +488,20 @@ def _bands(out_rows: int, fits) -> list[tuple[int, int]]:
     return [(r, min(size, out_rows - r)) for r in range(0, out_rows, size)]
 
 
+def _chunks_outer(plan: _Planner, conv: str, slots: dict, bands: list, input_words: int) -> bool:
+    """Whether a convolution of several bands and chunks whose weights do not stay on chip
+    moves fewer SDRAM words chunk by chunk (its input read once a chunk) than band by band
+    (every chunk's weights loaded once a band). Zero-skipping only: its words are the larger."""
+    cfg = plan.cfg
+    chunks = [sl for (c, _), sl in slots.items() if c == conv]
+    if not cfg.zero_skipping or len(bands) < 2 or len(chunks) < 2 or not chunks[0].get("dynamic"):
+        return False
+    weights = sum(w for *_, w in plan.chunk_words(conv, chunks[0]["partition"]))
+    kw, kf = plan.k[DMATarget.WEIGHTS], plan.k[DMATarget.FEATURE]
+    return len(chunks) * input_words * kf + weights * kw < len(bands) * weights * kw + \
+        input_words * kf
+
+
 def _banded(plan: _Planner, name: str, src: str, bands: list, input_rows, body) -> None:
     """Band after band, each band's input rows (``input_rows(band) -> (row0, rows)``) loaded
     into the A half its number gives; the next band's load is queued just before the band's
@@ -690,12 +704,24 @@ def _compile(q: QuantizedModel, cfg: AcceleratorConfig,
             if not bands:
                 raise too_big(name, "input and output")
 
-            def conv_band(b, band, half, prefetch, full=full, spec=spec, slots=slots):
+            def conv_band(b, band, half, prefetch, full=full, spec=spec, slots=slots,
+                          only=None, then=None):
                 r0, rows = band
                 plan.conv_chunks(f"{name}[{b}]", spec.name, full.band(r0, rows), slots,
-                                 in_half=half, node=name, row0=r0, before_last=prefetch)
-            _banded(plan, name, src, bands,
-                    lambda band, full=full: full.band(*band).band_input_rows, conv_band)
+                                 in_half=half, node=name, row0=r0, before_last=prefetch,
+                                 only=only, then=then if b == len(bands) - 1 else None)
+            rows_of_band = (lambda band, full=full: full.band(*band).band_input_rows)
+            firsts = sorted(f for (c, f), sl in slots.items() if c == spec.name)
+            if _chunks_outer(plan, spec.name, slots, bands, cg * w * h):
+                # Each chunk's weights once, the input once per chunk: cheaper than every
+                # chunk's weights once per band when they are larger than the input.
+                for i, first in enumerate(firsts):
+                    nxt = (spec.name, firsts[i + 1]) if i + 1 < len(firsts) else None
+                    _banded(plan, name, src, bands, rows_of_band,
+                            lambda b, band, half, prefetch, first=first, nxt=nxt: conv_band(
+                                b, band, half, prefetch, only=first, then=nxt))
+            else:
+                _banded(plan, name, src, bands, rows_of_band, conv_band)
         elif isinstance(node, Fire):
             sq, e1, e3 = node.convs()
             if e1.out_channels % pc:

@@ -14,11 +14,9 @@ bytes its LOADs and STOREs move. Against them:
   computing does (the roofline's definition), *compute-bound* otherwise; the ``wait`` column is
   what the sequencer measured waiting for the DMA queue.
 
-The zero-skipping columns count the non-zero weights of the real file in the skipping engine's
-word format (hw.layout.skip_words: a chunk of up to SKIP_ROWS output groups, each lane's
-non-zeros of a step packed PC to a word), and project each convolution's engine cycles from
-those word counts; they are a projection of a design, marked as such in the report, until the
-engine runs that format.
+Each network runs on the dense engine and on the zero-skipping one
+(``AcceleratorConfig.zero_skipping``: hw.layout.skip_words, each lane's non-zero weights of a
+step packed PC to a word), the latter's cycles from the real weights' words.
 
 Writes docs/reports/perf.{md,json,png}.
 """
@@ -36,13 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from golden.model import Model, random_float_model  # noqa: E402
-from golden.network import Bypass, Conv, Fire, squeezenet_v1_1  # noqa: E402
+from golden.network import Bypass, Fire, squeezenet_v1_1  # noqa: E402
 from golden.quantize import quantize  # noqa: E402
 from host.compiler import compile_network  # noqa: E402
 from hw.config import board_config  # noqa: E402
-from hw.layout import SKIP_ROWS, describe, groups, skip_words  # noqa: E402
 from hw.sdram_chip import MT48LC16M16A2  # noqa: E402
-from hw.timing import ENGINE_LATENCY, engine_cycles  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 AUTHORS = SHARED / "models" / "squeezenet-v1.0-deep-compression" / "compressed_SqueezeNet.net"
@@ -64,25 +60,8 @@ def pruned_to(model: Model, density: float, seed: int = 0) -> Model:
                             f"{density:.0%})")
 
 
-def skipping_cycles(qc, h: int, w: int, cfg) -> tuple[int, int, int]:
-    """(dense engine cycles, projected zero-skipping engine cycles, skipping words) of one
-    convolution on an h x w input, the whole layer as one engine run per chunk."""
-    desc = describe(qc.spec, h, w)
-    dense = engine_cycles(desc, cfg)
-    weights = qc.weights
-    pixels = desc.out_h * desc.out_w
-    chunk = SKIP_ROWS * cfg.po
-    total = words = 0
-    for c0 in range(0, weights.shape[0], chunk):
-        sw = skip_words(weights[c0:c0 + chunk], cfg, qc.name)
-        rows = groups(min(chunk, weights.shape[0] - c0), cfg.po)
-        drain = rows * cfg.po // cfg.pc
-        total += (pixels - 1) * max(sw.words, drain) + sw.words + drain + ENGINE_LATENCY
-        words += sw.words
-    return dense, total, words
-
-
 def analyse(label: str, q, cfg) -> dict:
+    """The network's program on ``cfg``: totals and every node's figures (cycle model)."""
     net = q.network
     prog = compile_network(q, cfg)
     per, waits, total = prog.timeline()
@@ -93,46 +72,30 @@ def analyse(label: str, q, cfg) -> dict:
         node = net.nodes[i]
         srcs = net.node_inputs(i)
         _, h, w = shapes[srcs[-1] if isinstance(node, Bypass) else srcs[0]]
-        oc, oh, ow = shapes[node.name]
-        macs = dense = skip = 0
-        density = []
+        macs, density = 0, []
         in_h, in_w = h, w
         for spec in node.convs():
             oh_s, ow_s = spec.output_size(in_h, in_w)
             macs += spec.weight_count * oh_s * ow_s
-            d, s, _ = skipping_cycles(q.convs[spec.name], in_h, in_w, cfg)
-            dense += d
-            skip += s
             density.append((spec.weight_count, float((q.convs[spec.name].weights != 0).mean())))
             if isinstance(node, Fire) and spec is node.convs()[0]:
                 in_h, in_w = oh_s, ow_s        # the expands read the squeeze's output
-        moved = fig["sdram_bytes"]
-        compute = fig["compute"]
-        memory_time = moved / SDRAM_BYTES_PER_CYCLE
-        row = {"name": fig["name"], "kind": type(node).__name__, "ops": fig["ops"],
-               "macs": macs, "cycles": fig["cycles"], "compute": compute, "wait": fig["wait"],
-               "sdram_bytes": moved,
-               "macs_per_cycle": macs / fig["cycles"] if fig["cycles"] else 0.0,
-               "bytes_per_cycle": moved / fig["cycles"] if fig["cycles"] else 0.0,
-               "intensity": macs / moved if moved else None,
-               "bound": "memory" if memory_time > compute else "compute",
-               "density": (sum(n * d for n, d in density) / sum(n for n, _ in density)
-                           if density else None)}
-        if dense:
-            # The projection scales the node's compute cycles by the engine's own ratio, and a
-            # node cannot go below its SDRAM time at the peak.
-            row["skip_engine_ratio"] = dense / skip
-            row["skip_compute"] = round(compute * skip / dense)
-            row["skip_cycles_bound"] = round(max(row["skip_compute"], memory_time))
-        rows.append(row)
-    macs = net.macs
-    return {"network": label, "description": q.network.name, "ops": len(prog.ops),
-            "segments": len(prog.segment_ranges()), "macs": macs, "cycles": total,
-            "ms": total / cfg.clock_mhz / 1e3, "wait": sum(waits.values()),
+        moved, compute, cycles = fig["sdram_bytes"], fig["compute"], fig["cycles"]
+        rows.append({"name": fig["name"], "kind": type(node).__name__, "ops": fig["ops"],
+                     "macs": macs, "cycles": cycles, "compute": compute, "wait": fig["wait"],
+                     "sdram_bytes": moved,
+                     "macs_per_cycle": macs / cycles if cycles else 0.0,
+                     "bytes_per_cycle": moved / cycles if cycles else 0.0,
+                     "intensity": macs / moved if moved else None,
+                     "bound": ("memory" if moved / SDRAM_BYTES_PER_CYCLE > compute
+                               else "compute"),
+                     "density": (sum(n * d for n, d in density) / sum(n for n, _ in density)
+                                 if density else None)})
+    return {"network": label, "description": net.name, "zero_skipping": cfg.zero_skipping,
+            "ops": len(prog.ops), "segments": len(prog.segment_ranges()), "macs": net.macs,
+            "cycles": total, "ms": total / cfg.clock_mhz / 1e3, "wait": sum(waits.values()),
             "sdram_bytes": sum(r["sdram_bytes"] for r in rows),
-            "macs_per_cycle": macs / total,
-            "skip_cycles_bound": sum(r.get("skip_cycles_bound", r["cycles"]) for r in rows),
-            "nodes": rows}
+            "macs_per_cycle": net.macs / total, "nodes": rows}
 
 
 def networks(photos: int):
@@ -154,61 +117,71 @@ def networks(photos: int):
     yield "SqueezeNet v1.1, 50%-sparse random", pruned_to(dense, 0.5), calib
 
 
-def markdown(results: list[dict], cfg) -> str:
+def _fmax(mac_units: int) -> dict:
+    """Synthesised fmax of the whole device, where tools/synth.py wrote one (``make
+    synth-device``): {"dense": MHz, "skip": MHz} for what exists."""
+    out = {}
+    for path in sorted((ROOT / "build" / "synth").glob("device*.json")):
+        r = json.loads(path.read_text())
+        if r.get("unit") == "device" and r.get("mac_units") == mac_units and r.get("fmax_mhz"):
+            out["skip" if r.get("config", {}).get("zero_skipping") else "dense"] = r["fmax_mhz"]
+    return out
+
+
+def markdown(pairs: list[tuple[dict, dict]], cfg, fmax: dict) -> str:
     peak_b = SDRAM_BYTES_PER_CYCLE
     ridge = cfg.mac_units / peak_b
     lines = [
         "# Performance per layer against the roofs", "",
-        f"The board's device: {cfg.mac_units} MAC units at {cfg.clock_mhz:g} MHz, maps and "
-        f"weights in the SDRAM (one {MT48LC16M16A2.dq_bits}-bit word a cycle: {peak_b} bytes "
-        f"a cycle). Peaks: {cfg.mac_units} MACs a cycle, {peak_b} bytes a cycle; the ridge is at "
-        f"{ridge:g} MACs per byte. Cycles from each compiled program through the RTL-checked "
-        "cycle model (transfers at their estimate); MACs are the network's dense MACs (zero "
-        "weights counted). `bound`: memory when moving the node's bytes at the SDRAM's peak "
-        "takes longer than its compute cycles. Regenerated by `make perf-report` "
-        "(tools/perf_report.py).", "",
-        "| network | MACs | ops | cycles | ms | MACs / cycle | of peak | waiting | SDRAM MiB | "
-        "bytes / cycle | zero-skipping bound (projected) |",
+        f"The board's device, {cfg.mac_units} MAC units at {cfg.clock_mhz:g} MHz, maps and "
+        f"weights in the SDRAM ({MT48LC16M16A2.dq_bits}-bit, one word a cycle: {peak_b} bytes a "
+        "cycle), with the dense engine and with zero-weight skipping "
+        "(`AcceleratorConfig.zero_skipping`). Each network's program through the RTL-checked "
+        "cycle model (transfers at their estimate). MACs are the network's dense MACs, every "
+        "weight counted, zero or not, so a skipping layer's MACs a cycle can pass the "
+        f"{cfg.mac_units} multipliers. Peaks: {cfg.mac_units} MACs and {peak_b} bytes a cycle; "
+        f"the ridge is at {ridge:g} MACs per byte. A node is memory-bound when moving its bytes "
+        "at the SDRAM's peak takes longer than its compute cycles (cycles less the waits for "
+        "the DMA queue). Regenerated by `make perf-report` (tools/perf_report.py).", "",
+        "| network | MACs | dense: cycles | ms | MACs / cycle | skipping: cycles | ms | "
+        "MACs / cycle | speed-up | waiting (skipping) | SDRAM MiB (skipping) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in results:
+    for d, k in pairs:
         lines.append(
-            f"| {r['network']} | {r['macs'] / 1e6:.0f} M | {r['ops']:,} | {r['cycles']:,} | "
-            f"{r['ms']:.1f} | {r['macs_per_cycle']:.1f} | "
-            f"{r['macs_per_cycle'] / cfg.mac_units:.0%} | {r['wait'] / r['cycles']:.0%} | "
-            f"{r['sdram_bytes'] / 2**20:.2f} | {r['sdram_bytes'] / r['cycles']:.2f} | "
-            f"{r['skip_cycles_bound']:,} ({r['skip_cycles_bound'] / cfg.clock_mhz / 1e3:.1f} ms) |")
-    v11 = [r for r in results if "v1.1" in r["network"]]
+            f"| {d['network']} | {d['macs'] / 1e6:.0f} M | {d['cycles']:,} | {d['ms']:.1f} | "
+            f"{d['macs_per_cycle']:.1f} | {k['cycles']:,} | {k['ms']:.1f} | "
+            f"{k['macs_per_cycle']:.1f} | {d['cycles'] / k['cycles']:.2f}x | "
+            f"{k['wait'] / k['cycles']:.0%} | {k['sdram_bytes'] / 2**20:.2f} |")
+    if fmax:
+        lines += ["", "At the synthesised fmax of the whole device (`make synth-device`, "
+                  "build/synth/): " + "; ".join(
+                      f"{'skipping' if key == 'skip' else 'dense'} {mhz:.2f} MHz: " + ", ".join(
+                          f"{(k if key == 'skip' else d)['network']} "
+                          f"{(k if key == 'skip' else d)['cycles'] / mhz / 1e3:.1f} ms"
+                          for d, k in pairs) for key, mhz in fmax.items()) + "."]
+    v11 = [k for _, k in pairs if "v1.1" in k["network"]]
     if v11:
-        lines += ["", "SqueezeJet-2 runs SqueezeNet v1.1 in "
-                  f"{SQUEEZEJET2_MS} ms on a Zynq-7020; here: " +
+        lines += ["", f"SqueezeJet-2 runs SqueezeNet v1.1 in {SQUEEZEJET2_MS} ms on a Zynq-7020 "
+                  f"(172 DSPs); here, skipping, at {cfg.clock_mhz:g} MHz: " +
                   "; ".join(f"{r['network']} {r['ms']:.1f} ms" for r in v11) + "."]
-    lines += [
-        "", "The zero-skipping bound is a projection, not a measurement: each convolution's "
-        "engine cycles recomputed from the word counts of its real weights in the skipping "
-        "format (hw.layout.skip_words), the node's compute cycles scaled by that ratio, and "
-        "no node faster than its SDRAM time at the peak.", ""]
-    for r in results:
-        lines += [f"## {r['network']}", "",
-                  "| node | MACs | density | cycles | compute | wait | SDRAM KiB | MACs / cycle | "
-                  "of peak | bytes / cycle | of peak | MACs / byte | bound | skipping engine "
-                  "speed-up (projected) |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
-        for n in r["nodes"]:
+    for d, k in pairs:
+        lines += ["", f"## {d['network']}", "",
+                  "| node | MACs | density | dense cycles | skipping cycles | speed-up | compute | "
+                  "wait | SDRAM KiB | MACs / cycle | bytes / cycle | of peak | MACs / byte | bound |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for nd, n in zip(d["nodes"], k["nodes"]):
             lines.append(
                 f"| {n['name']} | {n['macs'] / 1e6:.1f} M | "
                 + (f"{n['density']:.0%}" if n["density"] is not None else "") +
-                f" | {n['cycles']:,} | {n['compute']:,} | {n['wait']:,} | "
-                f"{n['sdram_bytes'] / 1024:,.0f} | {n['macs_per_cycle']:.1f} | "
-                f"{n['macs_per_cycle'] / cfg.mac_units:.0%} | {n['bytes_per_cycle']:.2f} | "
+                f" | {nd['cycles']:,} | {n['cycles']:,} | {nd['cycles'] / n['cycles']:.2f}x | "
+                f"{n['compute']:,} | {n['wait']:,} | {n['sdram_bytes'] / 1024:,.0f} | "
+                f"{n['macs_per_cycle']:.1f} | {n['bytes_per_cycle']:.2f} | "
                 f"{n['bytes_per_cycle'] / peak_b:.0%} | "
-                + (f"{n['intensity']:.0f}" if n["intensity"] else "") +
-                f" | {n['bound']} | "
-                + (f"{n['skip_engine_ratio']:.2f}x" if "skip_engine_ratio" in n else "") + " |")
-        lines.append("")
-    return "\n".join(lines)
+                + (f"{n['intensity']:.0f}" if n["intensity"] else "") + f" | {n['bound']} |")
+    return "\n".join(lines) + "\n"
 
 
-def plot(results: list[dict], cfg, path: Path) -> None:
+def plot(pairs: list[tuple[dict, dict]], cfg, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -218,38 +191,43 @@ def plot(results: list[dict], cfg, path: Path) -> None:
     xs = np.logspace(0, 3, 200)
     ax.plot(xs, np.minimum(cfg.mac_units, xs * peak_b), "k-", lw=1.5, label="roof")
     markers = "osd^"
-    for k, r in enumerate(results):
-        pts = [(n["intensity"], n["macs_per_cycle"], n["name"]) for n in r["nodes"]
-               if n["intensity"] and n["macs"]]
-        ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=markers[k % 4], s=22,
-                   label=r["network"], alpha=0.8)
-        if k == 0:
-            for x, y, name in pts:
-                ax.annotate(name, (x, y), fontsize=5, alpha=0.7)
+    for j, (d, k) in enumerate(pairs):
+        for r, filled in ((d, False), (k, True)):
+            pts = [(n["intensity"], n["macs_per_cycle"], n["name"]) for n in r["nodes"]
+                   if n["intensity"] and n["macs"]]
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=markers[j % 4], s=24,
+                       facecolors=f"C{j}" if filled else "none", edgecolors=f"C{j}",
+                       label=f"{r['network']}, {'skipping' if filled else 'dense'}")
+            if j == 0 and filled:
+                for x, y, name in pts:
+                    ax.annotate(name, (x, y), fontsize=5, alpha=0.7)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("MACs per SDRAM byte")
-    ax.set_ylabel("MACs per cycle")
-    ax.set_title(f"Roofline: {cfg.mac_units} MACs, {peak_b} SDRAM bytes a cycle")
-    ax.legend(fontsize=7)
+    ax.set_xlabel("dense MACs per SDRAM byte")
+    ax.set_ylabel("dense MACs per cycle")
+    ax.set_title(f"Roofline: {cfg.mac_units} MACs, {peak_b} SDRAM bytes a cycle", fontsize=9)
+    ax.legend(fontsize=6)
     ax = axes[1]
-    r = results[0]
-    names = [n["name"] for n in r["nodes"]]
+    d, k = pairs[0]
+    names = [n["name"] for n in k["nodes"]]
     x = np.arange(len(names))
-    ax.bar(x, [n["compute"] / 1e6 for n in r["nodes"]], label="compute")
-    ax.bar(x, [n["wait"] / 1e6 for n in r["nodes"]],
-           bottom=[n["compute"] / 1e6 for n in r["nodes"]], label="waiting for SDRAM")
-    ax.scatter(x, [n.get("skip_cycles_bound", n["cycles"]) / 1e6 for n in r["nodes"]],
-               color="k", marker="_", s=80, label="zero-skipping bound (projected)", zorder=3)
+    wdt = 0.4
+    for off, r, label in ((-wdt / 2, d, "dense"), (wdt / 2, k, "skipping")):
+        ax.bar(x + off, [n["compute"] / 1e6 for n in r["nodes"]], wdt,
+               label=f"{label}: compute", color="C0" if label == "dense" else "C2")
+        ax.bar(x + off, [n["wait"] / 1e6 for n in r["nodes"]], wdt,
+               bottom=[n["compute"] / 1e6 for n in r["nodes"]], label=f"{label}: waiting",
+               color="C1" if label == "dense" else "C3")
     ax.set_xticks(x, names, rotation=70, fontsize=6)
     ax.set_ylabel("M cycles")
-    ax.set_title(r["network"], fontsize=9)
+    ax.set_title(k["network"], fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
 def main() -> int:
+    from dataclasses import replace
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "docs" / "reports"),
                     help="where perf.md, perf.json and perf.png go")
@@ -257,21 +235,24 @@ def main() -> int:
     ap.add_argument("--photos", type=int, default=5,
                     help="shared photos that calibrate the authors' model (every 100th)")
     args = ap.parse_args()
-    cfg = board_config(args.mac_units)
-    results = []
+    base = board_config(args.mac_units)
+    dense_cfg, skip_cfg = replace(base, zero_skipping=False), replace(base, zero_skipping=True)
+    pairs = []
     for label, model, calib in networks(args.photos):
-        r = analyse(label, quantize(model, calib, 8), cfg)
-        print(f"{label}: {r['cycles']:,} cycles ({r['ms']:.1f} ms), {r['macs_per_cycle']:.1f} "
-              f"MACs a cycle, zero-skipping bound {r['skip_cycles_bound']:,} (projected)",
-              flush=True)
-        results.append(r)
+        q = quantize(model, calib, 8)
+        d, k = analyse(label, q, dense_cfg), analyse(label, q, skip_cfg)
+        print(f"{label}: dense {d['cycles']:,} cycles ({d['ms']:.1f} ms), skipping "
+              f"{k['cycles']:,} ({k['ms']:.1f} ms): {d['cycles'] / k['cycles']:.2f}x", flush=True)
+        pairs.append((d, k))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "perf.json").write_text(json.dumps({"config": cfg.as_dict(),
-                                               "sdram_bytes_per_cycle": SDRAM_BYTES_PER_CYCLE,
-                                               "networks": results}, indent=1))
-    (out / "perf.md").write_text(markdown(results, cfg))
-    plot(results, cfg, out / "perf.png")
+    fmax = _fmax(args.mac_units)
+    (out / "perf.json").write_text(json.dumps({
+        "config": base.as_dict(), "sdram_bytes_per_cycle": SDRAM_BYTES_PER_CYCLE,
+        "fmax_mhz": fmax, "networks": [{"dense": d, "zero_skipping": k} for d, k in pairs]},
+        indent=1))
+    (out / "perf.md").write_text(markdown(pairs, base, fmax))
+    plot(pairs, base, out / "perf.png")
     print(f"wrote {out / 'perf.md'}, .json and .png")
     return 0
 
