@@ -360,11 +360,13 @@ class ConvEngine(wiring.Component):
                 m.d.sync += [kj.eq(kj + 1), fm_addr.eq(fm_addr + 1)]
 
         # Control travelling with each step.
+        # (``step_end``: the word ends its step; zero-skipping keeps that step's activations)
         ctrl = data.StructLayout({"valid": 1, "inside": 1, "first": 1, "last": 1,
+                                  "step_end": 1,
                                   "og": cfg.channel_bits, "out_word": cfg.fm_addr_bits})
         issued = Signal(ctrl)
         m.d.sync += [issued.valid.eq(s0_valid), issued.inside.eq(inside), issued.first.eq(first),
-                     issued.last.eq(last_step), issued.og.eq(og),
+                     issued.last.eq(last_step), issued.step_end.eq(word_last), issued.og.eq(og),
                      issued.out_word.eq(og_out + pixel)]
 
         def delayed(prev, name):
@@ -433,6 +435,14 @@ class ConvEngine(wiring.Component):
         # S4c: the products registered again in the fabric, beside the adder tree: the route
         # out of the multiplier column gets a cycle of its own.
         prod = []
+        if skip:
+            # The step before's activations, kept as its last word passes: an entry's ``act``
+            # picks one of the step's PC bytes or of those (hw.layout.skip_words).
+            x_prev = Signal.like(x3, reset_less=True)
+            with m.If(s4.valid & s4.step_end):
+                m.d.sync += x_prev.eq(x3)
+            window = Signal(data.ArrayLayout(cfg.act_bits, 2 * pc))
+            m.d.comb += window.eq(Cat(x3, x_prev))
         for lane in range(po * pc):
             mul = RegisteredMultiplier(signed(vb), unsigned(cfg.act_bits), cfg.dsp_primitives)
             m.submodules[f"mac{lane}"] = mul
@@ -443,7 +453,7 @@ class ConvEngine(wiring.Component):
                     q = Signal.like(act, name=f"act{lane}_s{3 + k}", reset_less=True)
                     m.d.sync += q.eq(act)
                     act = q
-                m.d.comb += [mul.a.eq(values[lane]), mul.b.eq(x3[act])]
+                m.d.comb += [mul.a.eq(values[lane]), mul.b.eq(window[act])]
             else:
                 m.d.comb += [mul.a.eq(values[lane]), mul.b.eq(x3[lane % pc])]
             p = Signal.like(mul.p, name=f"prod{lane}", reset_less=True)

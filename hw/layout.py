@@ -427,9 +427,10 @@ def weight_tensor(words: np.ndarray, out_groups: int, in_groups: int, kernel: in
 # that step: lane l's non-zero weights of the step, over every row r and input lane t, fill its
 # PC multipliers in (r, t) order, PC to a word, so a step takes as many words as its fullest
 # lane needs (at least one). Each entry holds its weight's value (the host looks the codebook
-# up: the engine then needs no codebook copy per multiplier), the input lane ``act`` whose
-# activation it multiplies (of the step's PC bytes) and the row ``row`` whose sum it adds to;
-# value 0 pads. ``last`` marks a step's last word. The dense form is the special case of every
+# up: the engine then needs no codebook copy per multiplier), ``act``, whose activation it
+# multiplies (0..PC-1 the step's PC bytes, PC..2PC-1 the step before's: a step may leave
+# weights to the next one's words, which evens out the lanes' loads), and the row ``row`` whose
+# sum it adds to; value 0 pads. ``last`` marks a step's last word. The dense form is the special case of every
 # entry present.
 
 SKIP_ROWS = 16
@@ -438,7 +439,7 @@ SKIP_ROWS = 16
 def skip_entry_layout(cfg: AcceleratorConfig) -> data.StructLayout:
     """One multiplier's entry of a zero-skipping weight word."""
     return data.StructLayout({"value": signed(cfg.value_bits),
-                              "act": max(1, (cfg.pc - 1).bit_length()),
+                              "act": (2 * cfg.pc - 1).bit_length(),
                               "row": (SKIP_ROWS - 1).bit_length()})
 
 
@@ -460,7 +461,9 @@ class SkipWords:
 
 def skip_words(weights: np.ndarray, cfg: AcceleratorConfig, where: str = "layer") -> SkipWords:
     """The zero-skipping words of one chunk: ``weights`` (rows * PO or fewer outputs, in, kh,
-    kw) the signed values the codebook gives (QConv.weights); a 0 is skipped."""
+    kw) the signed values the codebook gives (QConv.weights); a 0 is skipped. Of the two
+    packings (``_pack``: each step's weights in its own words, or some left to the next
+    step's words, which read the step before through ``act`` >= PC), the one of fewer words."""
     oc, ic, kh, kw = weights.shape
     po, pc = cfg.po, cfg.pc
     rows, cg_n = groups(oc, po), groups(ic, pc)
@@ -476,23 +479,44 @@ def skip_words(weights: np.ndarray, cfg: AcceleratorConfig, where: str = "layer"
     # (r, l, cg, t, i, j) -> (step = (cg, i, j), l, (r, t))
     val_s = val.reshape(rows, po, cg_n, pc, kh, kw).transpose(2, 4, 5, 1, 0, 3).reshape(
         cg_n * kh * kw, po, rows * pc)
+    return min((_pack(val_s, pc, defer) for defer in (False, True)), key=lambda w: w.words)
+
+
+def _pack(val_s: np.ndarray, pc: int, defer: bool) -> SkipWords:
+    """Lane by lane, step by step: the weights left from the step before (``defer``) go first,
+    then the step's own, PC to a word. A step has as many words as its fullest lane needs for
+    what it must place (what was left to it) and, when leaving is allowed, half of what it has
+    (so the two steps share the load); the last step leaves nothing."""
+    steps, po, slots = val_s.shape
     nz_s = val_s != 0
-    counts = nz_s.sum(-1)                                   # (steps, lanes)
-    step_words = np.maximum(1, -(-counts.max(1) // pc))
-    first = np.concatenate([[0], np.cumsum(step_words)[:-1]])
-    n = int(step_words.sum())
-    shape = (n, po * pc)
-    out = SkipWords(np.zeros(shape, np.int64), np.zeros(shape, np.int64),
-                    np.zeros(shape, np.int64), np.zeros(n, bool), step_words)
-    out.last[first + step_words - 1] = True
-    s, lane, k = np.nonzero(nz_s)
-    rank = (np.cumsum(nz_s, -1) - 1)[s, lane, k]
-    word = first[s] + rank // pc
-    mult = lane * pc + rank % pc
-    out.value[word, mult] = val_s[s, lane, k]
-    out.act[word, mult] = k % pc
-    out.row[word, mult] = k // pc
-    return out
+    out_words, step_words = [], []
+    carry = [np.zeros((0, 2), np.int64) for _ in range(po)]     # (k, step) left to this step
+    for s in range(steps):
+        own = [np.flatnonzero(nz_s[s, lane]) for lane in range(po)]
+        left = np.array([len(c) for c in carry])
+        mine = np.array([len(o) for o in own])
+        if not defer or s == steps - 1:
+            n = max(1, int(max(-(-(left + mine) // pc))))
+        else:
+            n = max(1, int(max(-(-left // pc))), int(max(-(-(left + mine) // (2 * pc)))))
+        value = np.zeros((n, po * pc), np.int64)
+        act = np.zeros((n, po * pc), np.int64)
+        row = np.zeros((n, po * pc), np.int64)
+        for lane in range(po):
+            entries = [(k, s - 1) for k, _ in carry[lane]] + [(k, s) for k in own[lane]]
+            placed = entries[:n * pc]
+            carry[lane] = np.array(entries[n * pc:], np.int64).reshape(-1, 2)
+            for slot, (k, at) in enumerate(placed):
+                word, mult = slot // pc, lane * pc + slot % pc
+                value[word, mult] = val_s[at, lane, k]
+                act[word, mult] = k % pc + (pc if at < s else 0)
+                row[word, mult] = k // pc
+        last = np.zeros(n, bool)
+        last[-1] = True
+        out_words.append((value, act, row, last))
+        step_words.append(n)
+    cat = [np.concatenate([w[i] for w in out_words]) for i in range(4)]
+    return SkipWords(*cat, np.array(step_words, np.int64))
 
 
 def skip_word_bits(cfg: AcceleratorConfig) -> int:
@@ -564,7 +588,11 @@ def skip_tensor(w: SkipWords, rows: int, in_groups: int, kernel: int, cfg: Accel
                          f"{steps}")
     out = np.zeros((steps, po, rows, pc), np.int64)
     word, mult = np.nonzero(w.value)
-    out[step[word], mult // pc, w.row[word, mult], w.act[word, mult]] = w.value[word, mult]
+    act = w.act[word, mult]                  # act >= PC: the step before's activation
+    at = step[word] - (act >= pc)
+    if (at < 0).any():
+        raise ValueError("a first step's entry reads the step before it")
+    out[at, mult // pc, w.row[word, mult], act % pc] = w.value[word, mult]
     # (step = (cg, i, j), l, r, t) -> (r, l, cg, t, i, j)
     return out.reshape(in_groups, kh, kw, po, rows, pc).transpose(4, 3, 0, 5, 1, 2).reshape(
         rows * po, in_groups * pc, kh, kw)

@@ -43,9 +43,25 @@ def test_random_sparse_layers_round_trip_with_the_fewest_words(value_bits):
         idx = rng.choice(np.r_[-top:0, 1:top], (oc, ic, kh, kw)) * (
             rng.random((oc, ic, kh, kw)) < density)
         w = _round_trip(idx, cfg)
-        want = np.maximum(1, -(-_lane_counts(idx, cfg).max(1) // cfg.pc))
-        assert (w.step_words == want).all()
-        assert w.words == want.sum() and w.last.sum() == len(want)
+        counts = _lane_counts(idx, cfg)
+        own = np.maximum(1, -(-counts.max(1) // cfg.pc))   # each step in its own words
+        assert w.last.sum() == len(own) and (w.step_words >= 1).all()
+        # never more than each step alone; never fewer than the fullest lane's weights need
+        assert max(len(own), -(-counts.sum(0).max() // cfg.pc)) <= w.words <= own.sum()
+        assert (w.act[w.value != 0] < cfg.pc).all() == (w.words == own.sum() and
+                                                       not (w.act >= cfg.pc).any())
+
+
+def test_leaving_weights_to_the_next_step_packs_conv1s_three_channels_fully():
+    """conv1 of SqueezeNet: 3 channels on PC = 4 lanes, 6 rows: 18 weights a lane a step,
+    4.5 words' worth. Each step in its own words needs 5; two steps sharing, 9 for two: the
+    pixel's 49 steps take the 221 words its weights fill, every multiplier busy."""
+    cfg = board_config()
+    rng = np.random.default_rng(4)
+    idx = rng.integers(1, 2048, (96, 3, 7, 7))
+    w = _round_trip(idx, cfg)
+    assert w.words == -(-96 * 3 * 49 // cfg.lanes) == 221
+    assert (w.act >= cfg.pc).any()
 
 
 def test_empty_steps_take_one_word_of_padding():
@@ -91,7 +107,7 @@ def test_a_chunk_larger_than_the_rows_is_refused_by_name():
 def test_the_entry_layout_names_every_field_the_format_uses():
     cfg = board_config()
     layout = skip_entry_layout(cfg)
-    assert layout.size == cfg.value_bits + (cfg.pc - 1).bit_length() + (SKIP_ROWS - 1).bit_length()
+    assert layout.size == cfg.value_bits + (2 * cfg.pc - 1).bit_length() + (SKIP_ROWS - 1).bit_length()
 
 
 def test_units_round_trip_signed_values_and_the_last_bits():
@@ -186,9 +202,10 @@ def test_the_skipping_engine_runs_dense_strided_layers_and_conv1s_three_channels
     qc = _sparse_conv(rng, 3, 48, 3, 2, 0, cfg, 1.0)
     x = rng.integers(0, 256, (3, 9, 9)).astype(np.uint8)
     load = _check_rtl(cfg, qc, x, "dense 3-channel 3x3/2")
-    # 3 rows x 3 inputs of each lane's step on PC = 4 multipliers: ceil(9 / 4) words a step
-    # against the dense format's 3
-    assert load.descriptor.pixel_words == 9 * 3
+    # 3 rows x 3 inputs of each lane's step, 9 weights on PC = 4 multipliers: steps sharing
+    # their words, the pixel's 1,296 weights in ceil(1296 / 64) words, every multiplier busy
+    # but the last word's (the dense format: 27 words)
+    assert load.descriptor.pixel_words == -(-48 * 3 * 9 // cfg.lanes) == 21
 
 
 def test_empty_steps_and_all_non_zeros_in_one_lane_on_the_rtl():
@@ -200,8 +217,9 @@ def test_empty_steps_and_all_non_zeros_in_one_lane_on_the_rtl():
     qc = _sparse_conv(rng, 8, 64, 3, 1, 1, cfg, keep)
     x = rng.integers(0, 256, (8, 5, 5)).astype(np.uint8)
     load = _check_rtl(cfg, qc, x, "one full lane, empty steps")
-    # centre tap: 16 non-zeros of lane 7 per channel group (4 words); 16 other steps, 1 each
-    assert load.descriptor.pixel_words == 2 * 4 + 16
+    # centre tap: 16 non-zeros of lane 7 per channel group (4 words alone); 16 other steps of
+    # one word each, the step after a centre tap taking some of its weights
+    assert 18 <= load.descriptor.pixel_words < 2 * 4 + 16
 
 
 def test_a_partial_last_output_group_and_the_full_chunk_on_the_rtl():
