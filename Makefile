@@ -52,18 +52,22 @@ synth: $(STAMP)
 	$(PY) -m tools.synth --mac-units 16 64 128
 
 # The whole device of hw.config.board_config, out of context, for the LFE5U-85F:
-# build/synth/device.json (luts, ffs, ebr, mult18, fmax_mhz, the chip's totals, config).
+# build/synth/device.json (luts, ffs, ebr, mult18, fmax_mhz, the chip's totals, config); SKIP=1
+# the device with the zero-skipping engine: build/synth/device-skip-64.json.
 synth-device: $(STAMP)
 	$(VENV)/bin/pip install --quiet -e ".[board]"
-	$(PY) -m tools.synth --device --mac-units $(or $(MAC_UNITS),64)
+	$(PY) -m tools.synth --device --mac-units $(or $(MAC_UNITS),64) \
+	  $(if $(filter 1,$(SKIP)),--zero-skipping on --json build/synth/device-skip-$(or $(MAC_UNITS),64).json)
 
 # The ULX3S-85F bitstream (tools/bitstream.py): build/ulx3s/top.bit and report.json, the device
 # of hw.config.board_config at its clock (docs/BOARD.md); CORE=bringup builds the same device
-# with small memories into build/ulx3s-bringup, CORE=echo the UART echo into build/ulx3s-echo.
+# with small memories into build/ulx3s-bringup, CORE=echo the UART echo into build/ulx3s-echo;
+# SKIP=1 the device with the zero-skipping engine into build/ulx3s-skip.
 CORE ?= device
 bitstream: $(STAMP)
 	$(VENV)/bin/pip install --quiet -e ".[board]"
-	$(PY) -m tools.bitstream --core $(CORE) $(if $(filter-out device,$(CORE)),--out build/ulx3s-$(CORE))
+	$(PY) -m tools.bitstream --core $(CORE) $(if $(filter-out device,$(CORE)),--out build/ulx3s-$(CORE)) \
+	  $(if $(filter 1,$(SKIP)),--zero-skipping --out build/ulx3s-skip)
 
 # The memory plan of SqueezeNet v1.0 with its maps in SDRAM (analytical: bands, bytes per layer,
 # compute and transfer cycles), at 64 and 128 MAC units, with and without pooling fused:

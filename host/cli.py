@@ -157,7 +157,7 @@ def _infer_on_device(args, model, names, images):
     from hw.config import board_config
     q = _quantized(args, model)
     golden = Golden(q) if args.check else None
-    cfg = board_config(args.mac_units)
+    cfg = board_config(args.mac_units, args.zero_skipping)
     progress = not args.quiet
     with Board(q, args.device, cfg, progress=progress) as board:
         prog = board.program
@@ -182,8 +182,10 @@ def _infer_on_device(args, model, names, images):
             nodes = prog.node_figures(r.layers, r.waits)
             wait = prog.wait_cycles(r.waits)
             sdram = sum(moved.values())
+            # (zero-skipping: the dense MACs' ideal, which skipping passes)
             print(f"  device: {r.cycles:,} cycles ({ideal:,.0f} ideal at {cfg.mac_units} MACs: "
-                  f"{100 * ideal / r.cycles:.1f}% of peak), {r.seconds:.1f} s"
+                  f"{100 * ideal / r.cycles:.1f}% of peak"
+                  f"{' in dense MACs' if cfg.zero_skipping else ''}), {r.seconds:.1f} s"
                   + (f"; waits for the SDRAM {wait:,} cycles ({100 * wait / r.cycles:.1f}%), "
                      f"{sdram / 2**20:.2f} MiB moved" if cfg.maps_in_sdram else ""))
             if args.layers:
@@ -257,8 +259,9 @@ def cmd_board(args) -> int:
 def cmd_board_sim(args) -> int:
     from sim.board.build import BoardProcess
     from hw.config import board_config
-    with BoardProcess(board_config(args.mac_units), port=args.port) as board:
-        print(f"simulated board ({args.mac_units} MAC units) at {board.url}; "
+    with BoardProcess(board_config(args.mac_units, args.zero_skipping), port=args.port) as board:
+        print(f"simulated board ({args.mac_units} MAC units"
+              f"{', zero-skipping' if args.zero_skipping else ''}) at {board.url}; "
               f"use: sqz infer IMAGE --device {board.url}   (Ctrl-C stops it)", flush=True)
         try:
             board.proc.wait()
@@ -533,6 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--layers", action="store_true", help="print the cycles of every layer")
     sp.add_argument("--mac-units", type=int, default=64,
                     help="MAC units of the device configuration (default 64)")
+    sp.add_argument("--zero-skipping", action="store_true",
+                    help="the device whose engine skips zero weights (its weights are packed "
+                         "for it; a board must run that bitstream: make bitstream SKIP=1)")
     sp.add_argument("--labels", help="class names, one per line")
     sp.add_argument("--quiet", action="store_true", help="no progress bars")
     sp.add_argument("--json", help="write the results here: top5, bit_exact, cycles, "
@@ -546,6 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "or any pyserial program opens like a serial port.")
     sp.add_argument("--port", type=int, default=0, help="TCP port (default: any free port)")
     sp.add_argument("--mac-units", type=int, default=64, help="MAC units (default 64)")
+    sp.add_argument("--zero-skipping", action="store_true",
+                    help="the device whose engine skips zero weights")
     sp.set_defaults(func=cmd_board_sim)
 
     sp = sub.add_parser("selftest", help="bring-up self-tests of a board: identity, link, SDRAM",

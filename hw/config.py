@@ -227,16 +227,18 @@ DEFAULT = AcceleratorConfig()
 BOARD_CLOCK_MHZ = 60.0
 
 
-def board_config(mac_units: int = 64) -> AcceleratorConfig:
+def board_config(mac_units: int = 64, zero_skipping: bool = False) -> AcceleratorConfig:
     """The device of the ULX3S-85F: feature maps, weights and codebooks in the SDRAM; on chip,
     the tiles the program's LOAD and STORE ops move them through (a row band of a map's
     input and output, the Fire unit's squeeze band, a layer's or an output chunk's weights, a
     few codebook tables), the biases and the program. docs/ARCHITECTURE.md's memory hierarchy;
-    its block RAM is make synth-device's figure."""
+    its block RAM is make synth-device's figure. ``zero_skipping``: the engine that skips zero
+    weights (AcceleratorConfig.zero_skipping)."""
     return AcceleratorConfig(mac_units=mac_units, fm_depth=1 << 14, fm_out_depth=1 << 13,
                              squeeze_depth=1 << 14,
                              weight_depth=1 << 10, codebook_tables=4, bias_depth=64,
-                             program_depth=1024, maps_in_sdram=True, clock_mhz=BOARD_CLOCK_MHZ)
+                             program_depth=1024, maps_in_sdram=True, clock_mhz=BOARD_CLOCK_MHZ,
+                             zero_skipping=zero_skipping)
 
 
 def chip_config(mac_units: int = 64) -> AcceleratorConfig:

@@ -109,9 +109,14 @@ def main(argv=None) -> int:
                          "for the device; 75 MHz for the echo)")
     ap.add_argument("--baud", type=int, default=3_000_000)
     ap.add_argument("--out", help="build folder (default build/ulx3s)")
+    ap.add_argument("--zero-skipping", action="store_true",
+                    help="the device whose engine skips zero weights (hw.config.board_config's "
+                         "zero_skipping; sqz infer --zero-skipping talks to it)")
     args = ap.parse_args(argv)
     from hw.config import board_config, bringup_config
-    cfg = {"bringup": bringup_config, "device": board_config}.get(args.core, lambda: None)()
+    cfg = {"bringup": bringup_config,
+           "device": lambda: board_config(zero_skipping=args.zero_skipping)}.get(
+               args.core, lambda: None)()
     mhz = args.mhz or (cfg.clock_mhz if cfg is not None else 75.0)
     report = build("echo" if args.core == "echo" else "device", args.out, mhz, args.baud,
                    cfg, sdram_phase=args.sdram_phase)
