@@ -119,11 +119,13 @@ link-budget: $(STAMP)
 	$(PY) -m host.link_budget --model $(MODEL_NET) --markdown docs/reports/link-budget.md
 
 # The authors' SqueezeNet v1.0 on the simulated board: three photos, every logit checked against
-# golden, cycles per layer (about a minute per photo after the model upload).
+# golden, cycles per layer (about a minute per photo after the model upload); SKIP=1 on the
+# device with the zero-skipping engine (build/board/imagenet-skip.json).
 BOARD_PHOTOS := n01440764_tench n01484850_great_white_shark n01494475_hammerhead
 board-imagenet: $(STAMP)
 	$(VENV)/bin/sqz infer $(foreach p,$(BOARD_PHOTOS),$(SHARED)/imagenet-sample/$(p).JPEG) \
-	  --model $(MODEL_NET) --device sim --check --layers --json build/board/imagenet.json
+	  --model $(MODEL_NET) --device sim --check --layers \
+	  $(if $(filter 1,$(SKIP)),--zero-skipping --json build/board/imagenet-skip.json,--json build/board/imagenet.json)
 
 # Fault injection on the host link, larger than the tests': the golden device and the simulated
 # board; build/faults/report.json.

@@ -305,3 +305,14 @@ def test_the_simulated_board_with_zero_skipping_is_bit_exact_with_the_cycle_mode
         lo, hi = prog.cycle_bounds()["total"]
         assert lo <= cycles <= hi
         driver.transport.close()
+
+
+def test_the_skipping_engine_at_128_mac_units():
+    """PC = 8: a 16-way activation window (the step's 8 bytes and the step before's)."""
+    cfg = AcceleratorConfig(mac_units=128, fm_depth=2048, weight_depth=512, bias_depth=16,
+                            zero_skipping=True)
+    rng = np.random.default_rng(11)
+    qc = _sparse_conv(rng, 20, 40, 3, 1, 1, cfg, 0.3)
+    x = rng.integers(0, 256, (20, 5, 6)).astype(np.uint8)
+    load = _check_rtl(cfg, qc, x, "128 MACs")
+    assert load.descriptor.pixel_words < 3 * 3 * 9      # dense: 3 rows x 3 groups x 9 taps
