@@ -90,10 +90,12 @@ def cmd_eval(args) -> int:
     model = load_model(args.model)
     r = evaluate(model, args.dir, args.bits, args.synsets, args.calib, args.calib_count,
                  args.value_bits, args.limit, progress=not args.quiet, refit=args.refit)
+    agree = ("n/a" if r["agree_top1_with_float"] is None else
+             f"top-1 {100 * r['agree_top1_with_float']:.1f}%, top-5 "
+             f"{100 * r['agree_top5_with_float']:.1f}%, mean KL {r['mean_kl_to_float']:.4f}")
     print(f"{r['n']} images, bits {r['bits']}: top-1 {100 * r['top1']:.1f}%  "
-          f"top-5 {100 * r['top5']:.1f}%  agree with float "
-          + (f"{100 * r['agree_top1_with_float']:.1f}%" if r['agree_top1_with_float'] is not None
-             else "n/a") + f"  {r['images_per_s']:.1f} images/s")
+          f"top-5 {100 * r['top5']:.1f}%  agree with float: {agree}  "
+          f"{r['images_per_s']:.1f} images/s")
     _write_json(r, args.json)
     return 0
 
@@ -512,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--synsets", help="synsets.txt (default: beside the photos, else ../shared)")
     sp.add_argument("--limit", type=int, default=0, help="only the first N photos")
     sp.add_argument("--json", help="write {n, top1, top5, agree_top1_with_float, "
-                                   "images_per_s} here")
+                                   "agree_top5_with_float, mean_kl_to_float, images_per_s} here")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     sp.set_defaults(func=cmd_eval)
 

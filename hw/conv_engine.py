@@ -191,13 +191,15 @@ class ConvEngine(wiring.Component):
         eb = skip_entry_layout(cfg).size if skip else ib
         weights = memory.Memory(shape=eb * po * pc, depth=cfg.weight_depth, init=[])
         m.submodules.weights = weights
-        w_wr = weights.write_port(granularity=eb)
+        # (zero-skipping words are written whole, by a LOAD: one write enable, so the block
+        # RAMs pack the 19-bit entries without regard to their byte enables)
+        w_wr = weights.write_port() if skip else weights.write_port(granularity=eb)
         w_rd = weights.read_port()
         if skip:
             # the entries; the last granule's bit goes to ``lasts``
             m.d.comb += [w_wr.addr.eq(self.weight_wr.addr),
                          w_wr.data.eq(self.weight_wr.data[:po * pc * eb]),
-                         w_wr.en.eq(self.weight_wr.en[:po * pc])]
+                         w_wr.en.eq(self.weight_wr.en[0])]
         else:
             wiring.connect(m, wiring.flipped(self.weight_wr), w_wr)
         if skip:

@@ -92,6 +92,10 @@ def test_sqz_eval_scores_a_class_folder_and_infer_takes_32x32_photos(tmp_path):
     r = json.loads((tmp_path / "r.json").read_text())
     assert r["n"] == 12 and "12 images, bits 8" in out.stdout
     assert r["top1"] >= 0.5                  # the shipped model knows these classes
+    # the fidelity figures beside them: top-1 and top-5 agreement with float, the mean KL
+    assert 0.5 <= r["agree_top1_with_float"] <= 1 and 0.5 <= r["agree_top5_with_float"] <= 1
+    assert 0 < r["mean_kl_to_float"] < 0.5
+    assert "top-5" in out.stdout and "mean KL" in out.stdout
     cat = next(p for p, label in demo_photos(PHOTOS) if CLASSES[label] == "ship")
     out = subprocess.run(sqz + ["infer", str(cat), "--model", str(model), "--calib",
                                 str(PHOTOS)], capture_output=True, text=True, cwd=ROOT,

@@ -1,6 +1,7 @@
 import itertools
 
 import numpy as np
+import pytest
 
 from golden.model import LayerWeights
 from golden.quantize import calibrate, kmeans_1d_optimal, reduce_codebook
@@ -85,3 +86,15 @@ def test_refit_reduces_output_error_against_the_original():
     for n in shared:
         assert refit.layers[n].codebook[0] == 0.0
         assert np.array_equal(refit.layers[n].indices, reduced.layers[n].indices)
+
+
+def test_kl_divergence_of_logits():
+    from golden.evaluate import kl_divergence
+    z = np.array([2.0, 1.0, -1.0, 0.5])
+    assert kl_divergence(z, z) == pytest.approx(0, abs=1e-12)
+    assert kl_divergence(z, z + 7.0) == pytest.approx(0, abs=1e-12)    # a shift changes nothing
+    p = np.exp(z) / np.exp(z).sum()
+    w = np.array([0.0, 3.0, 0.0, 0.0])
+    q = np.exp(w) / np.exp(w).sum()
+    assert kl_divergence(z, w) == pytest.approx(float((p * np.log(p / q)).sum()))
+    assert kl_divergence(z, w) > 0 and kl_divergence(z, w) != kl_divergence(w, z)
