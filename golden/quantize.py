@@ -14,7 +14,7 @@ from . import numerics as nx
 from .model import LayerWeights, Model, ModelFormatError, uniform_codebook
 from .network import Bypass, Conv, ConvSpec, Fire, GlobalAvgPool, MaxPool, Network
 from .preprocess import float_input
-from .reference_float import forward_float
+from .reference_float import forward_float, forward_float_all
 
 __all__ = ["QConv", "QAdd", "QuantizedModel", "calibrate", "quantize", "reduce_codebook",
            "save_quantized", "load_quantized", "QuantizationError"]
@@ -239,40 +239,47 @@ def refit_codebooks(model: Model, reference: Model, images: list[np.ndarray],
     net = model.network
     rng = np.random.default_rng(seed)
     ref_w = reference.float_weights()
-    targets = [forward_float(net, ref_w, float_input(im, net.input), keep=True)
-               for im in images]
+    targets = forward_float_all(net, ref_w, [float_input(im, net.input) for im in images],
+                                keep=True)
     layers = dict(model.layers)
+    weights = {n: (lw.weights, lw.bias) for n, lw in layers.items()}
     convs = net.convs()
     from tqdm import tqdm
     bar = tqdm(total=len(convs), desc="refit codebooks", unit="layer", disable=None,
                leave=False) if progress is None else None
-    for li, spec in enumerate(convs):
-        cur_w = {n: (lw.weights, lw.bias) for n, lw in layers.items()}
+    done = []
+
+    def refit(spec, inputs):
+        """Called with the layer's inputs (from the layers refit before it) as the walk reaches
+        it; its codebook refit, the walk then computes its output with the new values."""
         lw = layers[spec.name]
         entries = len(lw.codebook)
-        gram = np.zeros((entries, entries))
-        rhs = np.zeros(entries)
         # (a grouped layer's indices as its dense tensor, -1 where no weight is: no entry)
         idx = spec.dense(lw.indices.astype(np.int64) + 1).reshape(spec.out_channels, -1) - 1
-        for im, target in zip(images, targets):
-            acts = forward_float(net, cur_w, float_input(im, net.input), keep=True)
-            x = _conv_input(net, spec, acts)
-            cols = _im2col(x, spec)
+        # The normal equations through the inputs' Gram matrix: with A_j[o,p] = sum of the
+        # inputs x[k,p] whose weight (o,k) uses entry j, sum_p,o A_j A_j' is the sum over o of
+        # C[k,k'] over the pairs (k,k') whose weights use (j,j'), C = sum_p x x^T; and
+        # sum_p,o A_j r = the sum over o of D[k,o] over the k using j, D = sum_p x r^T.
+        k = idx.shape[1]
+        gram_in = np.zeros((k, k))
+        cross = np.zeros((k, spec.out_channels))
+        for inp, target in zip(inputs, targets):
+            cols = _im2col(inp, spec).astype(np.float64)
             y = target[spec.name + ":pre"].reshape(spec.out_channels, -1)
             if cols.shape[1] > max_pixels:
                 pick = np.sort(rng.choice(cols.shape[1], max_pixels, replace=False))
                 cols, y = cols[:, pick], y[:, pick]
-            # A[p, o, j]: scatter the input rows into the entry each weight uses.
-            a = np.zeros((cols.shape[1], spec.out_channels, entries), np.float64)
-            for o in range(spec.out_channels):
-                onehot = np.zeros((idx.shape[1], entries))
-                at = np.flatnonzero(idx[o] >= 0)
-                onehot[at, idx[o][at]] = 1.0
-                a[:, o, :] = cols.T @ onehot
-            a = a.reshape(-1, entries)
-            r = (y - lw.bias[:, None]).T.reshape(-1)
-            gram += a.T @ a
-            rhs += a.T @ r
+            gram_in += cols @ cols.T
+            cross += cols @ (y - lw.bias[:, None]).T
+        gram = np.zeros(entries * entries)
+        rhs = np.zeros(entries)
+        for o in range(spec.out_channels):
+            at = np.flatnonzero(idx[o] >= 0)
+            j = idx[o][at]
+            gram += np.bincount((j[:, None] * entries + j[None, :]).ravel(),
+                                gram_in[np.ix_(at, at)].ravel(), entries * entries)
+            rhs += np.bincount(j, cross[at, o], entries)
+        gram = gram.reshape(entries, entries)
         free = np.arange(1, entries)
         g = gram[np.ix_(free, free)]
         h = rhs[free]
@@ -283,28 +290,18 @@ def refit_codebooks(model: Model, reference: Model, images: list[np.ndarray],
         cb = lw.codebook.copy()
         cb[free] = c.astype(np.float32)
         layers[spec.name] = LayerWeights(cb, lw.indices, lw.bias, lw.stored)
+        weights[spec.name] = (layers[spec.name].weights, lw.bias)
+        done.append(spec.name)
         if progress:
-            progress(li + 1, len(convs), spec.name)
+            progress(len(done), len(convs), spec.name)
         if bar is not None:
             bar.update()
+
+    forward_float_all(net, weights, [float_input(im, net.input) for im in images],
+                      before_conv=refit)
     if bar is not None:
         bar.close()
     return Model(net, layers, model.source).check()
-
-
-def _conv_input(net: Network, spec: ConvSpec, acts: dict[str, np.ndarray]) -> np.ndarray:
-    """The tensor a convolution reads, from a forward_float(keep=True) result."""
-    for i, node in enumerate(net.nodes):
-        srcs = net.node_inputs(i)
-        if isinstance(node, Conv) and node.name == spec.name:
-            return acts[srcs[0]]
-        if isinstance(node, Fire) and spec.name.startswith(node.name + "/"):
-            if spec.name.endswith("squeeze1x1"):
-                return acts[srcs[0]]
-            return acts[f"{node.name}/squeeze1x1"]
-        if isinstance(node, Bypass) and node.complex and spec.name == node.convs()[0].name:
-            return acts[srcs[1]]
-    raise KeyError(spec.name)
 
 
 # ---- integer parameters ----------------------------------------------------------------------

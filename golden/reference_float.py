@@ -46,33 +46,53 @@ def forward_float(network: Network, weights: dict[str, tuple[np.ndarray, np.ndar
     """Run the network on one float input (C, H, W). Returns the logits (classes,), or with
     ``keep`` every tensor by name: node outputs, each convolution's output (``<conv name>``)
     and its pre-activation output (``<conv name>:pre``)."""
-    t = {"input": x.astype(np.float32)}
+    t = forward_float_all(network, weights, [x], keep)[0]
+    return t if keep else t[network.output_node].reshape(-1)
 
-    def conv(spec, inp):
+
+def forward_float_all(network: Network, weights: dict[str, tuple[np.ndarray, np.ndarray]],
+                      xs: list[np.ndarray], keep: bool = False, before_conv=None
+                      ) -> list[dict[str, np.ndarray]]:
+    """``forward_float`` on several inputs in lockstep, node by node: one dict of tensors per
+    input (node outputs; with ``keep`` each convolution's output and ``:pre`` too).
+    ``before_conv(spec, inputs)``, if given, is called with every input's tensor a
+    convolution reads before the convolution runs, and may replace ``weights[spec.name]``
+    (the codebook refit fits each layer on inputs the refit layers before it computed)."""
+    ts = [{"input": x.astype(np.float32)} for x in xs]
+
+    def conv(spec, inps):
+        if before_conv is not None:
+            before_conv(spec, inps)
         w, b = weights[spec.name]
-        pre = conv2d_float(inp, spec.dense(w), b, spec.stride, (spec.ph, spec.pw), relu=False)
-        out = np.maximum(pre, 0) if spec.relu else pre
-        if keep:
-            t[spec.name + ":pre"], t[spec.name] = pre, out
-        return out
+        dense = spec.dense(w)
+        outs = []
+        for t, inp in zip(ts, inps):
+            pre = conv2d_float(inp, dense, b, spec.stride, (spec.ph, spec.pw), relu=False)
+            out = np.maximum(pre, 0) if spec.relu else pre
+            if keep:
+                t[spec.name + ":pre"], t[spec.name] = pre, out
+            outs.append(out)
+        return outs
 
     for i, node in enumerate(network.nodes):
-        src = [t[s] for s in network.node_inputs(i)]
+        src = [[t[s] for t in ts] for s in network.node_inputs(i)]
         if isinstance(node, Conv):
-            t[node.name] = conv(node.convs()[0], src[0])
+            outs = conv(node.convs()[0], src[0])
         elif isinstance(node, Fire):
             sq, c1, c3 = node.convs()
             s = conv(sq, src[0])
-            t[node.name] = np.concatenate([conv(c1, s), conv(c3, s)])
+            outs = [np.concatenate(pair) for pair in zip(conv(c1, s), conv(c3, s))]
         elif isinstance(node, MaxPool):
-            t[node.name] = maxpool_float(src[0], node.kernel, node.stride)
+            outs = [maxpool_float(x, node.kernel, node.stride) for x in src[0]]
         elif isinstance(node, Bypass):
             other = src[1]
             if node.complex:
                 other = conv(node.convs()[0], other)
-            t[node.name] = np.maximum(src[0] + other, 0)
+            outs = [np.maximum(a + b, 0) for a, b in zip(src[0], other)]
         elif isinstance(node, GlobalAvgPool):
-            t[node.name] = src[0].mean(axis=(1, 2), keepdims=True)
+            outs = [x.mean(axis=(1, 2), keepdims=True) for x in src[0]]
         else:  # pragma: no cover - the Network type admits no other node
             raise TypeError(node)
-    return t if keep else t[network.output_node].reshape(-1)
+        for t, out in zip(ts, outs):
+            t[node.name] = out
+    return ts
