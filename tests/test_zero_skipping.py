@@ -316,3 +316,33 @@ def test_the_skipping_engine_at_128_mac_units():
     x = rng.integers(0, 256, (20, 5, 6)).astype(np.uint8)
     load = _check_rtl(cfg, qc, x, "128 MACs")
     assert load.descriptor.pixel_words < 3 * 3 * 9      # dense: 3 rows x 3 groups x 9 taps
+
+
+def test_the_authors_squeezenet_with_zero_skipping_on_the_golden_device():
+    """The authors' Deep Compression SqueezeNet v1.0 compiled for the skipping device: every
+    logit equal to golden, every counter and wait the cycle model's, and fewer cycles than the
+    dense device's program (the file is 33% non-zero by weights)."""
+    from conftest import SHARED
+    from golden.engine import Golden
+    from golden.formats import load_model
+    from golden.preprocess import load_image
+    from golden.quantize import quantize
+    from host.compiler import compile_network
+    from host.driver import Driver
+    from host.golden_device import GoldenDevice
+    from host.transport import GoldenTransport
+    model = load_model(SHARED / "models" / "squeezenet-v1.0-deep-compression" /
+                       "compressed_SqueezeNet.net")
+    photos = sorted((SHARED / "imagenet-sample").glob("*.JPEG"))
+    q = quantize(model, [load_image(p, model.network.input) for p in photos[::100][:3]], 8)
+    skip, dense = _skip_board_cfg(), board_config()
+    prog = compile_network(q, skip)
+    driver = Driver(GoldenTransport(GoldenDevice(skip)), reply_timeout=0.01)
+    driver.load_model(prog)
+    x = load_image(photos[7], model.network.input)
+    driver.load_image(prog, x)
+    cycles = driver.run(prog)
+    np.testing.assert_array_equal(driver.read_logits(prog), Golden(q)(x))
+    per, waits, total = prog.timeline()
+    assert (driver.read_counters(prog), driver.read_waits(prog), cycles) == (per, waits, total)
+    assert total < compile_network(q, dense).timeline()[2] / 1.4
