@@ -336,7 +336,9 @@ class Device(wiring.Component):
                                   | ((target == Target.FEATURE) & (flags > pc))
                                   | ((target == Target.SDRAM) & (flags >= pc) & (flags != 0))
                                   | ((target == Target.WEIGHTS)
-                                     & ((flags == 0) | (flags > ib)))):
+                                     & ((flags == 0) | (flags > ib)
+                                        # (zero-skipping words come only by LOAD)
+                                        | Const(int(cfg.zero_skipping))))):
                             reply(Status.BAD_ARGUMENT)
                         with m.Elif(target == Target.WEIGHTS):
                             m.next = "CHECK_ENTRIES"

@@ -304,6 +304,12 @@ def test_the_simulated_board_with_zero_skipping_is_bit_exact_with_the_cycle_mode
         assert not wrong
         lo, hi = prog.cycle_bounds()["total"]
         assert lo <= cycles <= hi
+        # the link's sparse weight entries are the dense format's: refused by name, not lost
+        from host.driver import DeviceError
+        from hw import protocol as proto
+        from hw.protocol import Command, Target
+        with pytest.raises(DeviceError, match="BAD_ARGUMENT"):
+            driver.request(Command.WRITE, proto.args(Target.WEIGHTS, 0, 1, 8) + bytes(2))
         driver.transport.close()
 
 
