@@ -42,7 +42,7 @@ HEADER_BYTES = 6                 # sync (2), code, seq, length (2)
 CRC_BYTES = 4
 ARGS_BYTES = 8                   # target, flags, count (u16), address (u32)
 MAX_PAYLOAD = 2048               # the device's frame buffer; longer frames are refused
-VERSION = 5                      # 5: kh x kw kernels (kernel_w, pad_w) and 2x2 pooling
+VERSION = 6                      # 6: the weight format in the identity (zero-skipping)
                                  # changed the op word (hw.layout.op_layout); 4: the ADD op,
                                  # residual passes, the squeeze buffer's LOADs
 
@@ -53,8 +53,9 @@ VERSION = 5                      # 5: kh x kw kernels (kernel_w, pad_w) and 2x2 
 
 # IDENTIFY's reply: magic, VERSION, MAC units, PO, PC, index bits, value bits, SDRAM words,
 # feature-map A, feature-map B, squeeze-buffer and weight depths (words), codebook tables,
-# bias words, program ops, MAX_PAYLOAD, bytes per program op.
-IDENTITY_FORMAT = "<4sBHBBBBIIIIIHHHHH"
+# bias words, program ops, MAX_PAYLOAD, bytes per program op, the weight format (0 dense, 1
+# zero-skipping: AcceleratorConfig.zero_skipping).
+IDENTITY_FORMAT = "<4sBHBBBBIIIIIHHHHHB"
 IDENTITY_MAGIC = b"SQZD"
 # SELFTEST's payload: the first SDRAM word, how many words, the random pattern's seed.
 SELFTEST_ARGS = "<III"
@@ -158,6 +159,7 @@ class Identity:
     program_depth: int
     max_payload: int
     op_bytes: int
+    zero_skipping: int
 
     @staticmethod
     def parse(data: bytes) -> "Identity":
@@ -186,7 +188,7 @@ def identity_bytes(cfg: AcceleratorConfig) -> bytes:
                        cfg.mac_units, cfg.po, cfg.pc, cfg.index_bits, cfg.value_bits,
                        MT48LC16M16A2.words, cfg.fm_depth, cfg.fm_b_depth, cfg.squeeze_depth,
                        cfg.weight_depth, cfg.codebook_tables, cfg.bias_depth, cfg.program_depth,
-                       MAX_PAYLOAD, op_bytes(cfg))
+                       MAX_PAYLOAD, op_bytes(cfg), int(cfg.zero_skipping))
 
 
 CODEBOOK_BYTES = 2               # a codebook entry on the link: i16 (value_bits <= 16)

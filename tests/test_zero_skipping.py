@@ -352,3 +352,15 @@ def test_the_authors_squeezenet_with_zero_skipping_on_the_golden_device():
     per, waits, total = prog.timeline()
     assert (driver.read_counters(prog), driver.read_waits(prog), cycles) == (per, waits, total)
     assert total < compile_network(q, dense).timeline()[2] / 1.4
+
+
+def test_a_skipping_program_on_a_dense_device_is_refused_by_name(sparse_digits):
+    """The identity carries the weight format: a board of the other engine is named, not fed
+    words it would read as something else."""
+    from host.driver import Driver, LinkError
+    from host.golden_device import GoldenDevice
+    from host.transport import GoldenTransport
+    _, prog, _ = sparse_digits
+    driver = Driver(GoldenTransport(GoldenDevice(board_config())), reply_timeout=0.01)
+    with pytest.raises(LinkError, match="zero_skipping 0 .expected 1."):
+        driver.load_model(prog)
