@@ -37,6 +37,12 @@ is stated in hw/timing.py):
 
 If a pixel has fewer steps than the drain needs (CG*k*k < PO/PC), the counters insert idle
 cycles so that sums never arrive faster than they drain; ``cycles`` counts them.
+
+With ``AcceleratorConfig.zero_skipping`` the same pipeline reads the zero-skipping format
+(hw.layout.skip_words): a run is one chunk of output groups (its rows), words carry values
+(no codebook memories), each multiplier picks its activation and adds into its own row's
+partial sum, and the drain takes a row at a time (``_skip_accumulate``; docs/ARCHITECTURE.md,
+"Zero-weight skipping").
 """
 
 from __future__ import annotations
@@ -60,7 +66,9 @@ def parameter_signatures(cfg: AcceleratorConfig) -> dict:
     has it as an ``Out`` member:
 
     - ``weight_wr``: word ``addr`` of PO*PC indices (hw.layout.weight_lanes), ``en`` one bit
-      per index (all ones writes a whole word; the device's sparse decoder sets one);
+      per index (all ones writes a whole word; the device's sparse decoder sets one); with
+      zero-skipping a word of PO*PC entries and the ``last`` granule
+      (hw.layout.skip_word_bits), written whole;
     - ``codebook_wr``: entry ``table * 2**index_bits + index``, a signed value;
     - ``bias_wr``: bias ``word * PO + lane``, a signed accumulator value.
     """
