@@ -211,13 +211,14 @@ class ConvEngine(wiring.Component):
         else:
             wiring.connect(m, wiring.flipped(self.weight_wr), w_wr)
         if skip:
-            # The words' last-of-step bits again, in distributed RAM read without a register:
-            # the counters must know whether the word they issue ends its step.
+            # The words' last-of-step bits again, in distributed RAM: the counters must know
+            # whether the word they issue ends its step, so the bit is read a word ahead.
             lasts = memory.Memory(shape=1, depth=cfg.weight_depth, init=[],
                                   attrs={"ram_style": "distributed"})
             m.submodules.lasts = lasts
             l_wr = lasts.write_port()
-            l_rd = lasts.read_port(domain="comb")
+            l_next = lasts.read_port(domain="comb")
+            l_first = lasts.read_port(domain="comb")
             m.d.comb += [l_wr.addr.eq(self.weight_wr.addr),
                          l_wr.data.eq(self.weight_wr.data[po * pc * eb]),
                          l_wr.en.eq(self.weight_wr.en[po * pc])]
@@ -287,7 +288,11 @@ class ConvEngine(wiring.Component):
         # Whether the issued word ends its step (dense: every word does).
         word_last = Signal()
         if skip:
-            m.d.comb += [l_rd.addr.eq(w_addr), word_last.eq(l_rd.data)]
+            # A register, loaded a cycle ahead: the next word is the one after, or at a pixel's
+            # end the chunk's first again (a zero-skipping run's words start at weight_base).
+            # So no memory read sits in front of the counters' enables.
+            first_last = Signal()
+            m.d.comb += [l_next.addr.eq(w_addr + 1), l_first.addr.eq(desc.weight_base)]
         else:
             m.d.comb += word_last.eq(1)
         # The loops' last values, registered at ``start`` (the descriptor is held from then
@@ -312,6 +317,11 @@ class ConvEngine(wiring.Component):
         m.d.comb += [self.busy.eq(busy), self.cycles.eq(cycles)]
         with m.If(busy):
             m.d.sync += cycles.eq(cycles + 1)
+        if skip:
+            with m.If(self.start & ~busy):
+                m.d.sync += [word_last.eq(l_first.data), first_last.eq(l_first.data)]
+            with m.Elif(s0_valid):
+                m.d.sync += word_last.eq(Mux(last_step, first_last, l_next.data))
 
         neg_pad = Signal(coord)
         m.d.comb += neg_pad.eq(-desc.pad_w)     # the rows' padding is in y_origin
@@ -576,7 +586,8 @@ class ConvEngine(wiring.Component):
         says whether this pixel wrote it yet (a sum not touched reads as 0), so no cycle is
         spent clearing. The drain takes a row every PO/PC cycles: each lane's PC partial sums
         of that row plus the row's bias make its PO sums, which then shift out PC a cycle as
-        in the dense drain, one cycle later than there (the row's sums are registered)."""
+        in the dense drain, SKIP_DRAIN_LATENCY cycles later than there (the reads registered,
+        then the sums)."""
         cfg = self.cfg
         po, pc, drain, desc = cfg.po, cfg.pc, cfg.po // cfg.pc, self.desc
         row_bits = (SKIP_ROWS - 1).bit_length()
@@ -645,15 +656,27 @@ class ConvEngine(wiring.Component):
                 m.d.sync += d.eq(d + 1)
         for o in range(po):
             m.d.comb += bias_rd[o].addr.eq(desc.bias_base + drain_row)
-        # Drain step d's sums are in drain_regs the cycle after: a row's sums loaded at its
-        # first step, shifted by PC at the others.
-        drain_regs = [Signal(signed(cfg.acc_bits), name=f"drain{o}") for o in range(po)]
+        # A row's partial sums and biases are registered as they are read (the distributed
+        # RAMs' outputs go straight into registers), and summed the cycle after: drain step
+        # d's sums are in drain_regs two cycles after it, a row's loaded at its first step,
+        # shifted by PC at the others (SKIP_DRAIN_LATENCY).
+        part_q = [[Signal(signed(cfg.acc_bits), name=f"partial{o}_{t}_q", reset_less=True)
+                   for t in range(pc)] for o in range(po)]
+        bias_q = [Signal(signed(cfg.acc_bits), name=f"drain_bias{o}", reset_less=True)
+                  for o in range(po)]
         with m.If(row_start):
-            m.d.sync += [drain_regs[o].eq(bias_rd[o].data + sum(partial[o]))
-                         for o in range(po)]
-        with m.Elif(draining):
+            m.d.sync += [part_q[o][t].eq(partial[o][t]) for o in range(po) for t in range(pc)]
+            m.d.sync += [bias_q[o].eq(bias_rd[o].data) for o in range(po)]
+        row_start_q, draining_q = Signal(), Signal()
+        drain_word_q = Signal.like(drain_word)
+        m.d.sync += [row_start_q.eq(row_start), draining_q.eq(draining),
+                     drain_word_q.eq(drain_word)]
+        drain_regs = [Signal(signed(cfg.acc_bits), name=f"drain{o}") for o in range(po)]
+        with m.If(row_start_q):
+            m.d.sync += [drain_regs[o].eq(bias_q[o] + sum(part_q[o])) for o in range(po)]
+        with m.Elif(draining_q):
             m.d.sync += [drain_regs[o].eq(drain_regs[o + pc]) for o in range(po - pc)]
         drain_valid = Signal()
         drain_at = Signal(cfg.fm_addr_bits)
-        m.d.sync += [drain_valid.eq(draining), drain_at.eq(drain_word)]
-        return drain_regs, drain_valid, drain_at, draining | drain_valid, s6
+        m.d.sync += [drain_valid.eq(draining_q), drain_at.eq(drain_word_q)]
+        return drain_regs, drain_valid, drain_at, draining | draining_q | drain_valid, s6
