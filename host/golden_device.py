@@ -362,20 +362,17 @@ class GoldenDevice:
             values = skip_tensor(skip_words_of_units(units.astype(np.uint8), cfg), og, cg, kh,
                                  cfg, kw)
             top = 1 << (cfg.value_bits - 1)
-            spec = ConvSpec("device", cg * cfg.pc, og * po, kh, d.stride, 0, relu=relu,
-                            kernel_w=kw)
-            bias = self.bias[_span(d.bias_base * po, og * po, len(self.bias))]
-            return QConv(spec, cfg.value_bits, cfg.value_bits,
-                         np.arange(-top, top, dtype=np.int32), (values + top).astype(np.uint16),
-                         bias.astype(np.int32), d.mult, d.shift)
+            index_bits, table = cfg.value_bits, np.arange(-top, top)
+            idx = (values + top).astype(np.uint16)
         else:
             words = self.weights[_span(d.weight_base, og * cg * kh * kw, cfg.weight_depth)]
             idx = weight_tensor(words, og, cg, kh, cfg, kw)
-        entries = cfg.codebook_entries
-        table = self.codebook[_span(d.codebook_table * entries, entries, len(self.codebook))]
+            entries = cfg.codebook_entries
+            index_bits = cfg.index_bits
+            table = self.codebook[_span(d.codebook_table * entries, entries, len(self.codebook))]
         spec = ConvSpec("device", cg * cfg.pc, og * po, kh, d.stride, 0, relu=relu, kernel_w=kw)
         bias = self.bias[_span(d.bias_base * po, og * po, len(self.bias))]
-        return QConv(spec, cfg.index_bits, cfg.value_bits, table.astype(np.int32), idx,
+        return QConv(spec, index_bits, cfg.value_bits, table.astype(np.int32), idx,
                      bias.astype(np.int32), d.mult, d.shift)
 
 

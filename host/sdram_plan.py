@@ -136,8 +136,10 @@ class _Planner:
             halves = min(og, cfg.weight_depth // 2 // per_group, cfg.bias_depth // 2)
             chunk = halves or min(og, cfg.weight_depth // per_group, cfg.bias_depth)
         if chunk < 1:
+            one = (max(w for *_, w in self.chunk_words(name, 1)) if cfg.zero_skipping
+                   else per_group)
             raise UnsupportedNetworkError(
-                f"{name}: one output group's weights are {per_group} words; the weight memory "
+                f"{name}: one output group's weights are {one} words; the weight memory "
                 f"holds {cfg.weight_depth} (hw.config: weight_depth)")
         self.params[name] = {"qc": qc, "weights": w_at, "codebook": cb_at, "bias": b_at,
                              "og": og, "per_group": per_group, "chunk": chunk,

@@ -199,12 +199,13 @@ class Device(wiring.Component):
         m.submodules.weight_decoder = decoder = WeightDecoder(cfg)
         m.d.comb += [decoder.position.eq(address), decoder.count.eq(count),
                      decoder.index_bits.eq(flags[:4])]
-        # (zero-skipping weights come only from the SDRAM, through a LOAD: the host refuses a
-        # WRITE to WEIGHTS, host.driver)
-        with m.If(decoder.busy & (not cfg.zero_skipping)):
-            m.d.comb += [runner.weight_wr.addr.eq(decoder.wr_addr),
-                         runner.weight_wr.data.eq(decoder.wr_data),
-                         runner.weight_wr.en.eq(decoder.wr_lanes)]
+        # (zero-skipping weights come only from the SDRAM, through a LOAD: a WRITE to WEIGHTS
+        # is refused, so the decoder's entries never reach its weight memory)
+        if not cfg.zero_skipping:
+            with m.If(decoder.busy):
+                m.d.comb += [runner.weight_wr.addr.eq(decoder.wr_addr),
+                             runner.weight_wr.data.eq(decoder.wr_data),
+                             runner.weight_wr.en.eq(decoder.wr_lanes)]
         # A WRITE to WEIGHTS must carry the bits of all its entries (checked before any write).
         entry_bits = Signal(16 + 5)
         m.d.sync += entry_bits.eq(count * (GAP_BITS + flags[:4]))

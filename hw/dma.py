@@ -68,7 +68,8 @@ class FeatureDMA(wiring.Component):
     def _walker(self, m: Module, name: str):
         """A (run, word) counter over the transfer: ``sdram``/``buffer`` feature-word addresses
         of the current word (registers: running addresses, no adder in front of the
-        controller), ``step`` advances it, ``last`` marks the transfer's last word."""
+        controller), ``step`` advances it, ``last`` marks the transfer's last word and
+        ``last_word`` a run's."""
         run = Signal(16, name=f"{name}_run")
         word = Signal.like(self.run_words, name=f"{name}_word")
         sdram_row = Signal.like(self.sdram_base, name=f"{name}_sdram_row")
@@ -85,7 +86,6 @@ class FeatureDMA(wiring.Component):
         final_run = Signal.like(run, name=f"{name}_final_run")
         m.d.comb += [last_word.eq(word == final_word),
                      last.eq(last_word & (run == final_run))]
-        self._last_word[name] = last_word
         with m.If(self.start & ~self.busy):
             m.d.sync += [run.eq(0), word.eq(0), sdram_row.eq(self.sdram_base),
                          buffer_row.eq(self.buffer_base), sdram.eq(self.sdram_base),
@@ -100,11 +100,10 @@ class FeatureDMA(wiring.Component):
                              buffer.eq(next_buffer)]
             with m.Else():
                 m.d.sync += [word.eq(word + 1), sdram.eq(sdram + 1), buffer.eq(buffer + 1)]
-        return sdram, buffer, step, last
+        return sdram, buffer, step, last, last_word
 
     def elaborate(self, platform):
         m = Module()
-        self._last_word = {}
         k, dq = self.k, self.module.dq_bits
         busy = Signal()
         done = Signal()
@@ -119,8 +118,7 @@ class FeatureDMA(wiring.Component):
             m.d.sync += [issuing.eq(1), part.eq(0)]
 
         # ---- commands: one per SDRAM word, in (run, word, part) order --------------------
-        cmd_sdram, cmd_buffer, cmd_step, cmd_last = self._walker(m, "cmd")
-        cmd_last_word = self._last_word["cmd"]
+        cmd_sdram, cmd_buffer, cmd_step, cmd_last, cmd_last_word = self._walker(m, "cmd")
         taken = self.sdram_cmd.valid & self.sdram_cmd.ready
         m.d.comb += self.sdram_cmd.payload.we.eq(self.to_sdram)
         if k & (k - 1) == 0:
@@ -154,7 +152,7 @@ class FeatureDMA(wiring.Component):
                 m.d.sync += part.eq(part + 1)
 
         # ---- store: buffer words read ahead into a FIFO, their parts written out ------------
-        _, fetch_buffer, fetch_step, fetch_last = self._walker(m, "fetch")
+        _, fetch_buffer, fetch_step, fetch_last, _ = self._walker(m, "fetch")
         depth = 3 + FM_READ_LATENCY
         m.submodules.ahead = ahead = SyncFIFOBuffered(width=self.unit.size, depth=depth)
         fetching = Signal()
@@ -183,7 +181,7 @@ class FeatureDMA(wiring.Component):
             m.d.comb += self.sdram_cmd.valid.eq(issuing)
 
         # ---- load: words as they arrive, assembled, into the buffer --------------------------
-        _, rd_buffer, rd_step, rd_last = self._walker(m, "rdata")
+        _, rd_buffer, rd_step, rd_last, _ = self._walker(m, "rdata")
         got = Signal(range(max(k, 2)))
         assembly = Signal(k * dq)
         arrive = self.sdram_rdata.valid & self.sdram_rdata.ready

@@ -82,6 +82,24 @@ def run_layer(cfg, qc, x, timeout=200_000):
                    ports={"desc": load.descriptor_words(cfg)[0]}), load
 
 
+def check_layer(cfg, qc, x, where):
+    """``run_layer``, then every output byte against golden.reference_int (the first wrong one
+    named by channel, row and column) and the engine's cycles against hw.timing's model.
+    Returns the load (its descriptor)."""
+    import pytest
+
+    from golden import reference_int
+    from hw.timing import engine_cycles
+    got, load = run_layer(cfg, qc, x)
+    want = reference_int.conv(x, qc)
+    if not np.array_equal(got["out"], want):
+        o, y, xx = np.argwhere(got["out"] != want)[0]
+        pytest.fail(f"{where}: channel {o}, row {y}, column {xx}: hardware "
+                    f"{got['out'][o, y, xx]}, golden {want[o, y, xx]}")
+    assert got["cycles"] == engine_cycles(load.descriptor, cfg), where
+    return load
+
+
 def run_band(cfg, qc, x, out_row0, out_rows, timeout=200_000):
     """A ConvLayer running one row band (sim.loads.band_load): only the band's input rows in
     the input buffer."""

@@ -7,18 +7,8 @@ from golden import reference_int
 from hw.config import AcceleratorConfig
 from hw.timing import engine_cycles
 
-from hw_harness import run_layer
+from hw_harness import check_layer as check
 from sim.cases import random_conv
-
-
-def check(cfg, qc, x, where):
-    got, load = run_layer(cfg, qc, x)
-    want = reference_int.conv(x, qc)
-    if not np.array_equal(got["out"], want):
-        o, y, xx = np.argwhere(got["out"] != want)[0]
-        pytest.fail(f"{where}: channel {o}, row {y}, column {xx}: hardware {got['out'][o, y, xx]}, "
-                    f"golden {want[o, y, xx]}")
-    assert got["cycles"] == engine_cycles(load.descriptor, cfg)
 
 
 @pytest.mark.parametrize("mac_units", [16, 64])

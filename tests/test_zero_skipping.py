@@ -7,6 +7,8 @@ import pytest
 from hw.config import AcceleratorConfig, board_config
 from hw.layout import SKIP_ROWS, FieldRangeError, groups, skip_entry_layout, skip_tensor, skip_words
 
+from hw_harness import check_layer
+
 
 def _round_trip(idx, cfg):
     oc, ic, kh, kw = idx.shape
@@ -170,20 +172,6 @@ def _sparse_conv(rng, cin, cout, k, stride, pad, cfg, keep, index_bits=8):
     return qc
 
 
-def _check_rtl(cfg, qc, x, where):
-    from golden import reference_int
-    from hw.timing import engine_cycles
-    from hw_harness import run_layer
-    got, load = run_layer(cfg, qc, x)
-    want = reference_int.conv(x, qc)
-    if not np.array_equal(got["out"], want):
-        o, y, xx = np.argwhere(got["out"] != want)[0]
-        pytest.fail(f"{where}: channel {o}, row {y}, column {xx}: hardware "
-                    f"{got['out'][o, y, xx]}, golden {want[o, y, xx]}")
-    assert got["cycles"] == engine_cycles(load.descriptor, cfg), where
-    return load
-
-
 @pytest.mark.parametrize("index_bits", [4, 6, 8])
 def test_the_skipping_engine_matches_golden_at_each_index_width(index_bits):
     """The layer's codebook of 2**index_bits values; the words hold the values it gives."""
@@ -191,7 +179,7 @@ def test_the_skipping_engine_matches_golden_at_each_index_width(index_bits):
     rng = np.random.default_rng(20 + index_bits)
     qc = _sparse_conv(rng, 8, 32, 3, 1, 1, cfg, 0.33, index_bits)
     x = rng.integers(0, 256, (8, 6, 6)).astype(np.uint8)
-    load = _check_rtl(cfg, qc, x, f"{index_bits}-bit indices")
+    load = check_layer(cfg, qc, x, f"{index_bits}-bit indices")
     dense_words = 2 * 2 * 9
     assert load.descriptor.pixel_words < dense_words
 
@@ -201,7 +189,7 @@ def test_the_skipping_engine_runs_dense_strided_layers_and_conv1s_three_channels
     rng = np.random.default_rng(5)
     qc = _sparse_conv(rng, 3, 48, 3, 2, 0, cfg, 1.0)
     x = rng.integers(0, 256, (3, 9, 9)).astype(np.uint8)
-    load = _check_rtl(cfg, qc, x, "dense 3-channel 3x3/2")
+    load = check_layer(cfg, qc, x, "dense 3-channel 3x3/2")
     # 3 rows x 3 inputs of each lane's step, 9 weights on PC = 4 multipliers: steps sharing
     # their words, the pixel's 1,296 weights in ceil(1296 / 64) words, every multiplier busy
     # but the last word's (the dense format: 27 words)
@@ -216,7 +204,7 @@ def test_empty_steps_and_all_non_zeros_in_one_lane_on_the_rtl():
     keep[0, 0, 0, 0] = True              # one more weight; every other step is empty
     qc = _sparse_conv(rng, 8, 64, 3, 1, 1, cfg, keep)
     x = rng.integers(0, 256, (8, 5, 5)).astype(np.uint8)
-    load = _check_rtl(cfg, qc, x, "one full lane, empty steps")
+    load = check_layer(cfg, qc, x, "one full lane, empty steps")
     # centre tap: 16 non-zeros of lane 7 per channel group (4 words alone); 16 other steps of
     # one word each, the step after a centre tap taking some of its weights
     assert 18 <= load.descriptor.pixel_words < 2 * 4 + 16
@@ -227,10 +215,10 @@ def test_a_partial_last_output_group_and_the_full_chunk_on_the_rtl():
     rng = np.random.default_rng(7)
     qc = _sparse_conv(rng, 12, 40, 1, 1, 0, cfg, 0.2)     # 2.5 output groups
     x = rng.integers(0, 256, (12, 4, 5)).astype(np.uint8)
-    _check_rtl(cfg, qc, x, "40 outputs")
+    check_layer(cfg, qc, x, "40 outputs")
     qc = _sparse_conv(rng, 16, SKIP_ROWS * 16, 1, 1, 0, cfg, 0.2)   # 16 rows: conv_final's chunk
     x = rng.integers(0, 256, (16, 3, 3)).astype(np.uint8)
-    _check_rtl(cfg, qc, x, "a full chunk")
+    check_layer(cfg, qc, x, "a full chunk")
 
 
 # ---- the device with zero-skipping weights: the golden device and the RTL board -----------------
@@ -320,7 +308,7 @@ def test_the_skipping_engine_at_128_mac_units():
     rng = np.random.default_rng(11)
     qc = _sparse_conv(rng, 20, 40, 3, 1, 1, cfg, 0.3)
     x = rng.integers(0, 256, (20, 5, 6)).astype(np.uint8)
-    load = _check_rtl(cfg, qc, x, "128 MACs")
+    load = check_layer(cfg, qc, x, "128 MACs")
     assert load.descriptor.pixel_words < 3 * 3 * 9      # dense: 3 rows x 3 groups x 9 taps
 
 
