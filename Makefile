@@ -15,7 +15,7 @@ CASES ?= 1000
 
 .PHONY: setup demo test sim sim-report synth synth-device board-imagenet faults bench-golden eval-imagenet compress-imagenet \
         memory-plan sdram-report sdram-bench bitstream program _program link-budget \
-        explore train-digits hw-aware cifar board-networks perf-report clean
+        explore train-digits hw-aware cifar board-networks perf-report fidelity clean
 
 setup: $(STAMP)
 
@@ -192,6 +192,11 @@ board-networks: $(STAMP)
 # weights: docs/reports/perf.{md,json,png}.
 perf-report: $(STAMP)
 	$(PY) -m tools.perf_report
+
+# Fidelity to float of the 8/6/4-bit paths beside onnxruntime's static int8 (per-tensor and
+# per-channel), on the 500 shared photos: build/fidelity/report.{json,md}. About 15 minutes.
+fidelity: $(STAMP)
+	$(PY) -m tools.fidelity
 
 train-digits: $(STAMP)
 	$(VENV)/bin/pip install --quiet -e ".[train]"

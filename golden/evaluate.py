@@ -92,7 +92,8 @@ def _scorers(net, weights, golden, batch: int):
 def evaluate(model: Model | QuantizedModel, folder: str | Path, bits: str = "8",
              synsets: str | Path | None = None, calib_dir: str | Path | None = None,
              calib_count: int = 10, value_bits: int | None = None, limit: int = 0,
-             progress: bool = True, refit: bool = True, batch: int = 16) -> dict:
+             progress: bool = True, refit: bool = True, batch: int = 16,
+             rule: str = "percentile", final_rule: str | None = None) -> dict:
     """Top-1/top-5 over every ``<wnid>_<name>`` photo in ``folder``, or every photo of its
     class folders (``folder/<class>/*.jpg``, classes in sorted folder order: no synsets).
 
@@ -131,7 +132,7 @@ def evaluate(model: Model | QuantizedModel, folder: str | Path, bits: str = "8",
             calib, names = calibration_images(Path(calib_dir or folder), net.input, calib_count)
             t = time.perf_counter()
             q = quantize(model, calib, int(bits), value_bits or nx.DEFAULT_VALUE_BITS,
-                         refit=refit)
+                         refit=refit, rule=rule, final_rule=final_rule)
             report["calibration"] = {"images": names, "seconds": time.perf_counter() - t,
                                      **q.info}
             golden = Golden(q)

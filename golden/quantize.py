@@ -16,7 +16,8 @@ from .network import Bypass, Conv, ConvSpec, Fire, GlobalAvgPool, MaxPool, Netwo
 from .preprocess import float_input
 from .reference_float import forward_float, forward_float_all
 
-__all__ = ["QConv", "QAdd", "QuantizedModel", "calibrate", "quantize", "reduce_codebook",
+__all__ = ["QConv", "QAdd", "QuantizedModel", "calibrate", "mse_clip", "CALIBRATION_RULES",
+           "quantize", "reduce_codebook",
            "save_quantized", "load_quantized", "QuantizationError"]
 
 
@@ -114,17 +115,32 @@ def activation_tensors(network: Network) -> list[str]:
     return names
 
 
+CALIBRATION_RULES = ("mse", "percentile")
+
+
 def calibrate(model: Model, images: list[np.ndarray], percentile: float = 99.99,
               final_percentile: float = 100.0,
-              weights: dict | None = None) -> dict[str, float]:
+              weights: dict | None = None, rule: str = "percentile",
+              final_rule: str | None = None) -> dict[str, float]:
     """Clipping value per activation tensor from float activations on ``images`` (uint8 CHW).
 
-    Each tensor's values over all images are pooled; the clip is their ``percentile``. The
-    last convolution (the logits before pooling) uses ``final_percentile``: clipping there
-    flattens exactly the scores the top-k reads. Deterministic: same images, same scales.
+    Each tensor's values over all images are pooled. ``rule`` chooses the clip:
+
+    - "percentile": the values' ``percentile``;
+    - "mse": the clip whose 8-bit quantisation (``mse_clip``) of the pooled values has the
+      least mean squared error.
+
+    The last convolution (the logits before pooling) uses ``final_rule`` (default: ``rule``),
+    with ``final_percentile`` for "percentile": clipping there flattens exactly the scores the
+    top-k reads. Deterministic: same images, same scales.
     """
     if not images:
         raise QuantizationError("calibration needs at least one image")
+    final_rule = final_rule or rule
+    for r in (rule, final_rule):
+        if r not in CALIBRATION_RULES:
+            raise QuantizationError(f"calibration rule must be one of {CALIBRATION_RULES}, "
+                                    f"not {r!r}")
     net = model.network
     weights = weights or model.float_weights()
     names = activation_tensors(net)
@@ -137,10 +153,51 @@ def calibrate(model: Model, images: list[np.ndarray], percentile: float = 99.99,
     clips = {}
     for n in names:
         v = np.concatenate(pooled[n])
-        q = final_percentile if n == last_conv else percentile
-        clip = float(np.percentile(v, q)) if v.size else 0.0
+        r, q = (final_rule, final_percentile) if n == last_conv else (rule, percentile)
+        if not v.size:
+            clip = 0.0
+        elif r == "mse":
+            clip = mse_clip(v)
+        else:
+            clip = float(np.percentile(v, q))
         clips[n] = clip if clip > 0 else 1.0    # a tensor that never fires: any scale is exact
     return clips
+
+
+def mse_clip(values: np.ndarray, bins: int = 1 << 16, candidates: int = 400) -> float:
+    """The clip c (0 < c <= max) minimising the mean squared error of the unsigned
+    ACT_BITS-bit quantisation q(v) = min(round(v / s), ACT_MAX) * s, s = c / ACT_MAX, over
+    ``values`` (>= 0, a ReLU's outputs).
+
+    The values up to a range R are counted in a histogram of ``bins`` bins (each bin's values
+    stand at its centre); those above R are clipped by every candidate, so their error is
+    exact from their count, sum and sum of squares. The candidates are ``candidates`` clips
+    spaced evenly in log over [R / 256, R]. R starts at the maximum; while the best clip lies
+    below R / 16, where the histogram would be coarse against the step, R shrinks to four
+    times it and the search repeats."""
+    v = np.asarray(values, np.float64).ravel()
+    top = float(v.max()) if v.size else 0.0
+    if top <= 0:
+        return 0.0
+    reach = best = top
+    for _ in range(8):
+        tail = v[v > reach]
+        n_t, s1, s2 = float(tail.size), float(tail.sum()), float((tail * tail).sum())
+        counts, edges = np.histogram(v[v <= reach], bins=bins, range=(0.0, reach))
+        centre = (edges[:-1] + edges[1:]) / 2
+        used = counts > 0
+        x, n = centre[used], counts[used].astype(np.float64)
+        best_err = np.inf
+        for c in reach * np.geomspace(1.0 / 256, 1.0, candidates):
+            step = c / nx.ACT_MAX
+            q = np.minimum(np.rint(x / step), nx.ACT_MAX) * step
+            err = float((n * (x - q) ** 2).sum()) + s2 - 2 * c * s1 + n_t * c * c
+            if err < best_err:
+                best, best_err = float(c), err
+        if best >= reach / 16:
+            break
+        reach = 4 * best
+    return best
 
 
 # ---- codebook reduction (8 -> 6/4 bits) ------------------------------------------------------
@@ -309,7 +366,8 @@ def refit_codebooks(model: Model, reference: Model, images: list[np.ndarray],
 def quantize(model: Model, calib_images: list[np.ndarray], index_bits: int = 8,
              value_bits: int = nx.DEFAULT_VALUE_BITS, percentile: float = 99.99,
              final_percentile: float = 100.0, refit: bool = True,
-             progress=None) -> QuantizedModel:
+             progress=None, rule: str = "percentile",
+             final_rule: str | None = None) -> QuantizedModel:
     """Map ``model`` to the integer contract, calibrating activation scales on ``calib_images``.
 
     ``index_bits`` below the model's own codebook size re-clusters each codebook (and, with
@@ -337,7 +395,8 @@ def quantize(model: Model, calib_images: list[np.ndarray], index_bits: int = 8,
     model = Model(net, layers, model.source).check()
     if reduced and refit:
         model = refit_codebooks(model, original, calib_images, progress=progress)
-    clips = calibrate(model, calib_images, percentile, final_percentile)
+    clips = calibrate(model, calib_images, percentile, final_percentile, rule=rule,
+                      final_rule=final_rule)
     scales: dict[str, float] = {}
     std = net.input.std[0]
     scales["input"] = 1.0 / std
@@ -377,6 +436,7 @@ def quantize(model: Model, calib_images: list[np.ndarray], index_bits: int = 8,
                 s_b = s_b * _value_scale(model.layers[spec.name].codebook, value_bits)
             adds[node.name] = _quantize_add(s_in, s_b, s_y)
     q = QuantizedModel(net, index_bits, value_bits, convs, adds, scales, {
+        "rule": rule, "final_rule": final_rule or rule,
         "percentile": percentile, "final_percentile": final_percentile,
         "calibration_images": len(calib_images), "reclustered": reduced,
         "refit": reduced and refit})

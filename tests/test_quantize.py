@@ -98,3 +98,41 @@ def test_kl_divergence_of_logits():
     q = np.exp(w) / np.exp(w).sum()
     assert kl_divergence(z, w) == pytest.approx(float((p * np.log(p / q)).sum()))
     assert kl_divergence(z, w) > 0 and kl_divergence(z, w) != kl_divergence(w, z)
+
+
+def test_mse_clip_minimises_the_quantisation_error():
+    from golden import numerics as nx
+    from golden.quantize import mse_clip
+    rng = np.random.default_rng(3)
+
+    def error(v, clip):
+        step = clip / nx.ACT_MAX
+        return float(((v - np.minimum(np.rint(v / step), nx.ACT_MAX) * step) ** 2).mean())
+
+    # A ReLU's long tail (half zeros, half exponential): clipping below the maximum pays.
+    tail = np.maximum(rng.standard_normal(200_000), 0) * rng.exponential(1.0, 200_000) ** 2
+    clip = mse_clip(tail)
+    assert clip < tail.max()
+    for other in (tail.max(), np.percentile(tail, 99.99), clip * 0.7, clip * 1.4):
+        assert error(tail, clip) <= error(tail, other) * 1.001
+    # Uniform values: no clip beats the maximum by much, and the rule keeps close to it.
+    flat = rng.random(100_000)
+    assert mse_clip(flat) > 0.97 * flat.max()
+    assert mse_clip(np.zeros(10)) == 0.0
+
+
+def test_calibration_rules_are_named_and_checked():
+    from golden.model import Model
+    from golden.network import digits_net
+    from golden.quantize import QuantizationError
+    net = digits_net()
+    rng = np.random.default_rng(0)
+    m = Model.from_float(net, {c.name: (rng.normal(0, 0.3, c.weight_shape).astype(np.float32),
+                                        rng.normal(0, 0.1, c.out_channels).astype(np.float32))
+                               for c in net.convs()})
+    imgs = [rng.integers(0, 256, (1, 16, 16)).astype(np.uint8) for _ in range(3)]
+    by_mse, by_pct = calibrate(m, imgs, rule="mse"), calibrate(m, imgs, rule="percentile")
+    assert by_mse.keys() == by_pct.keys() and all(v > 0 for v in by_mse.values())
+    assert by_mse != by_pct
+    with pytest.raises(QuantizationError, match="calibration rule must be one of"):
+        calibrate(m, imgs, rule="entropy")
