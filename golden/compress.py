@@ -57,15 +57,29 @@ def prune(model: Model, density: dict[str, float] | float) -> Model:
 
 
 def share_weights(model: Model, bits: int, iterations: int = 50) -> Model:
-    """Per layer, k-means over the non-zero weights into 2**bits - 1 shared values, initialised
-    evenly over [min, max] (Deep Compression's linear initialisation); entry 0 stays 0.0 for the
-    pruned positions. Lloyd iterations until no value moves (at most ``iterations``)."""
+    """Per layer, 2**bits shared values, entry 0 = 0.0 for the pruned positions.
+
+    A layer that already shares its weights (a trained codebook, such as the authors' 256
+    values) is re-clustered as the quantiser does it (golden.quantize.reduce_codebook: exact
+    1-D k-means of its values weighted by their use), or kept as it is when it fits. A float
+    layer gets k-means over its non-zero weights into 2**bits - 1 values, initialised evenly
+    over [min, max] (Deep Compression's linear initialisation): Lloyd iterations until no
+    value moves (at most ``iterations``)."""
+    from .quantize import reduce_codebook
     if bits not in (8, 6, 4):
         raise ValueError(f"weight sharing takes 8, 6 or 4 bits, not {bits}")
     k = (1 << bits) - 1
     layers = {}
     for spec in model.network.convs():
         lw = model.layers[spec.name]
+        if lw.shared:
+            if len(lw.codebook) > 1 << bits:
+                lw = reduce_codebook(lw, bits)
+            codebook = np.zeros(1 << bits, np.float32)
+            codebook[:len(lw.codebook)] = lw.codebook
+            layers[spec.name] = LayerWeights(codebook, lw.indices.astype(np.uint8),
+                                             lw.bias.astype(np.float32), shared=True)
+            continue
         w = lw.weights.ravel()
         nz = np.flatnonzero(w)
         values = w[nz].astype(np.float64)

@@ -12,7 +12,8 @@ from .engine import Golden, top_k
 from .model import Model
 from .preprocess import (IMAGE_SUFFIXES, class_folders, float_input, list_class_folder_images,
                          list_labelled_images, load_image, read_synsets)
-from .quantize import QuantizedModel, quantize
+from .quantize import (CALIBRATION_IMAGES, DEFAULT_BIAS_CORRECTION, DEFAULT_RULE,
+                       QuantizedModel, quantize)
 from .reference_float import forward_float
 
 __all__ = ["calibration_images", "evaluate", "default_synsets"]
@@ -91,9 +92,10 @@ def _scorers(net, weights, golden, batch: int):
 
 def evaluate(model: Model | QuantizedModel, folder: str | Path, bits: str = "8",
              synsets: str | Path | None = None, calib_dir: str | Path | None = None,
-             calib_count: int = 10, value_bits: int | None = None, limit: int = 0,
+             calib_count: int = CALIBRATION_IMAGES, value_bits: int | None = None, limit: int = 0,
              progress: bool = True, refit: bool = True, batch: int = 16,
-             rule: str = "percentile", final_rule: str | None = None) -> dict:
+             rule: str = DEFAULT_RULE, final_rule: str | None = None,
+             bias_correction: bool = DEFAULT_BIAS_CORRECTION) -> dict:
     """Top-1/top-5 over every ``<wnid>_<name>`` photo in ``folder``, or every photo of its
     class folders (``folder/<class>/*.jpg``, classes in sorted folder order: no synsets).
 
@@ -132,7 +134,8 @@ def evaluate(model: Model | QuantizedModel, folder: str | Path, bits: str = "8",
             calib, names = calibration_images(Path(calib_dir or folder), net.input, calib_count)
             t = time.perf_counter()
             q = quantize(model, calib, int(bits), value_bits or nx.DEFAULT_VALUE_BITS,
-                         refit=refit, rule=rule, final_rule=final_rule)
+                         refit=refit, rule=rule, final_rule=final_rule,
+                         bias_correction=bias_correction)
             report["calibration"] = {"images": names, "seconds": time.perf_counter() - t,
                                      **q.info}
             golden = Golden(q)

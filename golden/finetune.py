@@ -20,7 +20,7 @@ import numpy as np
 from .model import LayerWeights, Model
 from .torch_net import require_torch, torch_module
 
-__all__ = ["finetune_codebooks", "load_training_images"]
+__all__ = ["finetune_codebooks", "load_training_images", "centre_crops"]
 
 
 def load_training_images(folder: str | Path, network, limit: int = 0) -> list[np.ndarray]:
@@ -59,11 +59,31 @@ def _crops(rng, images, spec, count):
     return out
 
 
+def centre_crops(images: list[np.ndarray], spec) -> np.ndarray:
+    """The centre crop of each image at the network's input size, as the float input batch."""
+    from .preprocess import float_input
+    out = np.empty((len(images), spec.channels, spec.height, spec.width), np.float32)
+    for i, img in enumerate(images):
+        _, h, w = img.shape
+        y, x = (h - spec.height) // 2, (w - spec.width) // 2
+        out[i] = float_input(np.ascontiguousarray(img[:, y:y + spec.height, x:x + spec.width]),
+                             spec)
+    return out
+
+
 def finetune_codebooks(student: Model, teacher: Model, images: list[np.ndarray],
                        steps: int = 300, batch: int = 16, lr: float = 1e-4,
-                       temperature: float = 1.0, seed: int = 0, progress=None) -> Model:
+                       temperature: float = 1.0, seed: int = 0, progress=None,
+                       validation: list[np.ndarray] | None = None, check_every: int = 25,
+                       report: dict | None = None) -> Model:
     """Adam on the codebooks of ``student`` against ``teacher``'s outputs; returns the model
-    with the fine-tuned codebooks."""
+    with the fine-tuned codebooks.
+
+    With ``validation`` images, the student's KL divergence from the teacher on their centre
+    crops is measured before the first step and every ``check_every`` steps, and the codebooks
+    of the lowest are returned: fine-tuning never ends worse, on its own validation images,
+    than where it started. ``report``, if given, receives {"start_kl", "best_kl", "best_step",
+    "history": [(step, kl), ...]} (step 0: the start)."""
     torch = require_torch()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -85,21 +105,52 @@ def finetune_codebooks(student: Model, teacher: Model, images: list[np.ndarray],
         p.requires_grad_(False)
     t_net.eval()
     s_net.eval()
+
+    def kl(x, target):
+        logp = torch.log_softmax(s_net(x) / temperature, dim=1)
+        return torch.nn.functional.kl_div(logp, target, log_target=True, reduction="batchmean")
+
+    held = None
+    if validation:
+        held = torch.from_numpy(centre_crops(validation, spec))
+        with torch.no_grad():
+            held_target = torch.log_softmax(t_net(held) / temperature, dim=1)
+    history = []
+
+    best: list = [0, {n: c.detach().clone() for n, c in codebooks.items()}]   # step, values
+
+    def check(step):
+        with torch.no_grad():
+            loss = float(kl(held, held_target))
+        if history and loss < min(h for _, h in history):
+            best[:] = [step, {n: c.detach().clone() for n, c in codebooks.items()}]
+        history.append((step, loss))
+
+    if held is not None:
+        check(0)
     opt = torch.optim.Adam(codebooks.values(), lr=lr)
     for step in range(steps):
         x = torch.from_numpy(_crops(rng, images, spec, batch))
         with torch.no_grad():
             target = torch.log_softmax(t_net(x) / temperature, dim=1)
-        logp = torch.log_softmax(s_net(x) / temperature, dim=1)
-        loss = torch.nn.functional.kl_div(logp, target, log_target=True, reduction="batchmean")
+        loss = kl(x, target)
         opt.zero_grad()
         loss.backward()
         opt.step()
         if progress:
             progress(step, float(loss.detach()))
+        if held is not None and ((step + 1) % check_every == 0 or step + 1 == steps):
+            check(step + 1)
+    if held is not None:
+        chosen = best[1]
+        if report is not None:
+            report.update({"start_kl": history[0][1], "best_kl": min(h for _, h in history),
+                           "best_step": best[0], "history": history})
+    else:
+        chosen = {n: c.detach() for n, c in codebooks.items()}
     layers = {}
     for n, lw in student.layers.items():
-        cb = np.concatenate([[0.0], codebooks[n].detach().numpy()]).astype(np.float32)
+        cb = np.concatenate([[0.0], chosen[n].numpy()]).astype(np.float32)
         # A value tuned onto exactly 0.0 would alias the pruned entry: nudge it off.
         cb[1:][cb[1:] == 0.0] = np.float32(np.finfo(np.float32).tiny)
         layers[n] = LayerWeights(cb, lw.indices, lw.bias, lw.stored, shared=True)

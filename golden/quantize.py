@@ -5,7 +5,7 @@ Every rule here is written out in docs/NUMERICS.md; widths come from ``golden.nu
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +14,10 @@ from . import numerics as nx
 from .model import LayerWeights, Model, ModelFormatError, uniform_codebook
 from .network import Bypass, Conv, ConvSpec, Fire, GlobalAvgPool, MaxPool, Network
 from .preprocess import float_input
-from .reference_float import forward_float, forward_float_all
+from .reference_float import conv2d_float, forward_float, forward_float_all
 
 __all__ = ["QConv", "QAdd", "QuantizedModel", "calibrate", "mse_clip", "CALIBRATION_RULES",
+           "DEFAULT_RULE", "DEFAULT_BIAS_CORRECTION", "CALIBRATION_IMAGES", "correct_biases",
            "quantize", "reduce_codebook",
            "save_quantized", "load_quantized", "QuantizationError"]
 
@@ -115,12 +116,20 @@ def activation_tensors(network: Network) -> list[str]:
     return names
 
 
-CALIBRATION_RULES = ("mse", "percentile")
+CALIBRATION_RULES = ("next", "mse", "percentile")
+# "next": the factors of a tensor's "mse" clip tried against its readers' outputs, and how
+# many calibration images (the first ones) that search uses.
+NEXT_FACTORS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2)
+NEXT_IMAGES = 16
+# What the quantiser does unless told otherwise (docs/NUMERICS.md gives the measurements).
+DEFAULT_RULE = "next"
+DEFAULT_BIAS_CORRECTION = False
+CALIBRATION_IMAGES = 50          # photos, spread evenly over a folder (golden.evaluate)
 
 
 def calibrate(model: Model, images: list[np.ndarray], percentile: float = 99.99,
               final_percentile: float = 100.0,
-              weights: dict | None = None, rule: str = "percentile",
+              weights: dict | None = None, rule: str = DEFAULT_RULE,
               final_rule: str | None = None) -> dict[str, float]:
     """Clipping value per activation tensor from float activations on ``images`` (uint8 CHW).
 
@@ -128,7 +137,12 @@ def calibrate(model: Model, images: list[np.ndarray], percentile: float = 99.99,
 
     - "percentile": the values' ``percentile``;
     - "mse": the clip whose 8-bit quantisation (``mse_clip``) of the pooled values has the
-      least mean squared error.
+      least mean squared error;
+    - "next": of the "mse" clip times each of NEXT_FACTORS, the one whose quantisation of the
+      tensor least changes (squared error, on the first NEXT_IMAGES images) the outputs of the
+      convolutions that read it (through a max pool, where one lies between): what the
+      network does with the error counts, not only its size. A tensor no convolution reads
+      keeps its "mse" clip.
 
     The last convolution (the logits before pooling) uses ``final_rule`` (default: ``rule``),
     with ``final_percentile`` for "percentile": clipping there flattens exactly the scores the
@@ -146,22 +160,61 @@ def calibrate(model: Model, images: list[np.ndarray], percentile: float = 99.99,
     names = activation_tensors(net)
     last_conv = [n.name for n in net.nodes if isinstance(n, Conv)][-1]
     pooled: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    for img in images:
+    kept = []                       # the first images' tensors, for the "next" search
+    for k, img in enumerate(images):
         t = forward_float(net, weights, float_input(img, net.input), keep=True)
         for n in names:
             pooled[n].append(t[n].ravel())
+        if "next" in (rule, final_rule) and k < NEXT_IMAGES:
+            kept.append(t)
+    readers = tensor_readers(net)
     clips = {}
     for n in names:
         v = np.concatenate(pooled[n])
         r, q = (final_rule, final_percentile) if n == last_conv else (rule, percentile)
         if not v.size:
             clip = 0.0
-        elif r == "mse":
+        elif r in ("mse", "next"):
             clip = mse_clip(v)
+            if r == "next" and readers.get(n) and clip > 0:
+                clip = _next_clip(n, clip, float(v.max()), readers[n], kept, net, weights)
         else:
             clip = float(np.percentile(v, q))
         clips[n] = clip if clip > 0 else 1.0    # a tensor that never fires: any scale is exact
     return clips
+
+
+def tensor_readers(network: Network) -> dict[str, list[tuple[ConvSpec, MaxPool | None]]]:
+    """For each tensor, the convolutions that read it: (spec, the max pool between or None)."""
+    pools = {node.name: (node, network.node_inputs(i)[0])
+             for i, node in enumerate(network.nodes) if isinstance(node, MaxPool)}
+    specs = {c.name: c for c in network.convs()}
+    readers: dict[str, list] = {}
+    for conv, src in conv_inputs(network).items():
+        pool, tensor = pools.get(src, (None, src))
+        readers.setdefault(tensor, []).append((specs[conv], pool))
+    return readers
+
+
+def _next_clip(name, clip, top, readers, tensors, net, weights) -> float:
+    """calibrate's "next" rule for one tensor: the candidate clip of least squared error in
+    its readers' outputs, over ``tensors`` (per-image dicts of float tensors)."""
+    from .reference_float import maxpool_float
+    best, best_err = clip, np.inf
+    for c in sorted({min(clip * f, top) for f in NEXT_FACTORS}):
+        step = c / nx.ACT_MAX
+        err = 0.0
+        for t in tensors:
+            xq = (np.minimum(np.rint(t[name] / step), nx.ACT_MAX) * step).astype(np.float32)
+            for spec, pool in readers:
+                x = maxpool_float(xq, pool.kernel, pool.stride) if pool is not None else xq
+                w, b = weights[spec.name]
+                y = conv2d_float(x, spec.dense(w), b, spec.stride, (spec.ph, spec.pw),
+                                 relu=spec.relu)
+                err += float(((y - t[spec.name]) ** 2).sum())
+        if err < best_err:
+            best, best_err = c, err
+    return best
 
 
 def mse_clip(values: np.ndarray, bins: int = 1 << 16, candidates: int = 400) -> float:
@@ -366,12 +419,14 @@ def refit_codebooks(model: Model, reference: Model, images: list[np.ndarray],
 def quantize(model: Model, calib_images: list[np.ndarray], index_bits: int = 8,
              value_bits: int = nx.DEFAULT_VALUE_BITS, percentile: float = 99.99,
              final_percentile: float = 100.0, refit: bool = True,
-             progress=None, rule: str = "percentile",
-             final_rule: str | None = None) -> QuantizedModel:
+             progress=None, rule: str = DEFAULT_RULE, final_rule: str | None = None,
+             bias_correction: bool = DEFAULT_BIAS_CORRECTION) -> QuantizedModel:
     """Map ``model`` to the integer contract, calibrating activation scales on ``calib_images``.
 
     ``index_bits`` below the model's own codebook size re-clusters each codebook (and, with
-    ``refit``, refits its values by least squares on the calibration images).
+    ``refit``, refits its values by least squares on the calibration images). ``rule`` and
+    ``final_rule`` choose the activation clips (``calibrate``); ``bias_correction`` takes each
+    activation's mean quantisation error out of the biases that read it (``correct_biases``).
     """
     if index_bits not in nx.INDEX_BITS_CHOICES:
         raise QuantizationError(f"index bits must be one of {nx.INDEX_BITS_CHOICES}, "
@@ -406,23 +461,23 @@ def quantize(model: Model, calib_images: list[np.ndarray], index_bits: int = 8,
     def act_scale(name):
         return clips[name] / nx.ACT_MAX
 
+    def qconv(spec, s_in, s_out, mean=None):
+        lw = model.layers[spec.name]
+        convs[spec.name] = _quantize_conv(spec, lw, s_in, s_out, index_bits, value_bits, mean)
+
     for i, node in enumerate(net.nodes):
         src = net.node_inputs(i)
         s_in = scales[src[0]]
         if isinstance(node, Conv):
             scales[node.name] = act_scale(node.name)
-            mean = net.input.mean if i == 0 else None
-            convs[node.name] = _quantize_conv(node.convs()[0], model.layers[node.name], s_in,
-                                              scales[node.name], index_bits, value_bits, mean)
+            qconv(node.convs()[0], s_in, scales[node.name], net.input.mean if i == 0 else None)
         elif isinstance(node, Fire):
             sq, e1, e3 = node.convs()
             s_sq = scales[sq.name] = act_scale(sq.name)
             s_out = scales[node.name] = act_scale(node.name)
-            convs[sq.name] = _quantize_conv(sq, model.layers[sq.name], s_in, s_sq, index_bits,
-                                            value_bits)
+            qconv(sq, s_in, s_sq)
             for c in (e1, e3):   # both expand paths requantise to the concat's common scale
-                convs[c.name] = _quantize_conv(c, model.layers[c.name], s_sq, s_out, index_bits,
-                                               value_bits)
+                qconv(c, s_sq, s_out)
         elif isinstance(node, MaxPool) or isinstance(node, GlobalAvgPool):
             scales[node.name] = s_in          # max and sum do not change the scale
         elif isinstance(node, Bypass):
@@ -430,23 +485,78 @@ def quantize(model: Model, calib_images: list[np.ndarray], index_bits: int = 8,
             s_b = scales[src[1]]
             if node.complex:
                 spec = node.convs()[0]
-                qc = _quantize_conv(spec, model.layers[spec.name], s_b, s_y, index_bits,
-                                    value_bits)
-                convs[spec.name] = qc
+                qconv(spec, s_b, s_y)
                 s_b = s_b * _value_scale(model.layers[spec.name].codebook, value_bits)
             adds[node.name] = _quantize_add(s_in, s_b, s_y)
     q = QuantizedModel(net, index_bits, value_bits, convs, adds, scales, {
         "rule": rule, "final_rule": final_rule or rule,
         "percentile": percentile, "final_percentile": final_percentile,
         "calibration_images": len(calib_images), "reclustered": reduced,
-        "refit": reduced and refit})
-    for qc in convs.values():
+        "refit": reduced and refit, "bias_correction": bias_correction})
+    if bias_correction:
+        q = correct_biases(q, original, calib_images)
+    for qc in q.convs.values():
         bound = qc.accumulator_bound()
         if bound > nx.ACC_MAX:
             raise QuantizationError(
                 f"layer {qc.name}: worst-case accumulator {bound} exceeds the {nx.ACC_BITS}-bit "
                 f"accumulator; use fewer codebook value bits (now {value_bits})")
     return q
+
+
+def conv_inputs(network: Network) -> dict[str, str]:
+    """Each convolution's input tensor by name, as golden.engine's walk names its tensors."""
+    inputs = {}
+    for i, node in enumerate(network.nodes):
+        src = network.node_inputs(i)
+        if isinstance(node, Conv):
+            inputs[node.name] = src[0]
+        elif isinstance(node, Fire):
+            sq, e1, e3 = node.convs()
+            inputs.update({sq.name: src[0], e1.name: sq.name, e3.name: sq.name})
+        elif isinstance(node, Bypass) and node.complex:
+            inputs[node.convs()[0].name] = src[1]
+    return inputs
+
+
+def correct_biases(q: QuantizedModel, reference: Model, images: list[np.ndarray]
+                   ) -> QuantizedModel:
+    """Bias correction of the expected activation quantisation error.
+
+    Quantising a tensor to 8 bits, q(x) = min(round(x / s), ACT_MAX) * s, moves each channel's
+    mean by d_c = E[q(x_c) - x_c]: rounding alone averages out, clipping the tail does not.
+    Every convolution reading that tensor then adds sum_k w[o, c, k] * d_c to output o, so its
+    bias takes that away: in accumulator units, b_o -= sum_c,k w_int[o, c, k] * d_c / s_in.
+    d_c is measured on the float reference's activations over the calibration images (each
+    layer corrects only the error of its own input, so no correction is counted twice). The
+    network's input (raw pixels) is exact and gets none."""
+    net = q.network
+    inputs = conv_inputs(net)
+    weights = reference.float_weights()
+    tensors = sorted({t for t in inputs.values() if t != "input"})
+    shift: dict[str, np.ndarray] = {}
+    for img in images:
+        t = forward_float(net, weights, float_input(img, net.input), keep=True)
+        for name in tensors:
+            x = t[name].astype(np.float64)
+            s_x = q.scales[name]
+            xq = np.minimum(np.rint(x / s_x), nx.ACT_MAX) * s_x
+            d = (xq - x).mean(axis=(1, 2)) / s_x / len(images)
+            shift[name] = shift.get(name, 0.0) + d
+    convs = {}
+    for n, qc in q.convs.items():
+        src = inputs[n]
+        if src == "input":
+            convs[n] = qc
+            continue
+        per_input = qc.weights.astype(np.float64).sum(axis=(2, 3))     # (out, in)
+        bias = qc.bias.astype(np.int64) - np.rint(per_input @ shift[src]).astype(np.int64)
+        if np.abs(bias).max(initial=0) > nx.ACC_MAX:
+            raise QuantizationError(f"layer {n}: the corrected bias does not fit the "
+                                    f"{nx.ACC_BITS}-bit accumulator; quantise without bias "
+                                    "correction")
+        convs[n] = replace(qc, bias=bias.astype(np.int32))
+    return replace(q, convs=convs)
 
 
 def _fold_input_std(model: Model) -> Model:

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from golden.quantize import (CALIBRATION_IMAGES, CALIBRATION_RULES, DEFAULT_BIAS_CORRECTION,
+                             DEFAULT_RULE)
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "models" / "digits-squeezenet.npz"
 SHARED = ROOT.parent / "shared"
@@ -81,7 +84,8 @@ def _quantized(args, model):
     else:
         raise ValueError("no calibration images: pass --calib DIR (a few photos like the inputs)")
     return quantize(model, calib, int(args.bits), args.value_bits or nx.DEFAULT_VALUE_BITS,
-                    refit=args.refit)
+                    refit=args.refit, rule=args.calib_rule,
+                    bias_correction=args.bias_correction)
 
 
 def cmd_eval(args) -> int:
@@ -89,7 +93,8 @@ def cmd_eval(args) -> int:
     from golden.formats import load_model
     model = load_model(args.model)
     r = evaluate(model, args.dir, args.bits, args.synsets, args.calib, args.calib_count,
-                 args.value_bits, args.limit, progress=not args.quiet, refit=args.refit)
+                 args.value_bits, args.limit, progress=not args.quiet, refit=args.refit,
+                 rule=args.calib_rule, bias_correction=args.bias_correction)
     agree = ("n/a" if r["agree_top1_with_float"] is None else
              f"top-1 {100 * r['agree_top1_with_float']:.1f}%, top-5 "
              f"{100 * r['agree_top5_with_float']:.1f}%, mean KL {r['mean_kl_to_float']:.4f}")
@@ -324,8 +329,20 @@ def cmd_compress(args) -> int:
     model = load_model(args.model)
     pruned = C.prune(model, _density_arg(args.density))
     shared = C.share_weights(pruned, args.bits)
+    refit_dir = args.calib or args.finetune
+    refit = None
+    if refit_dir and any(len(model.layers[n].codebook) > len(lw.codebook)
+                         for n, lw in shared.layers.items()):
+        # Re-clustered codebooks get the quantiser's least-squares refit to the input
+        # model's outputs before any fine-tuning (docs/NUMERICS.md).
+        from golden.evaluate import calibration_images
+        from golden.quantize import refit_codebooks
+        calib, _ = calibration_images(Path(refit_dir), model.network.input, args.calib_count)
+        shared = refit_codebooks(shared, model, calib)
+        refit = {"images": len(calib), "folder": str(refit_dir)}
+    finetune = None
     if args.finetune:
-        shared = _finetune(args, model, shared)
+        shared, finetune = _finetune(args, model, shared)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".net":
@@ -342,7 +359,8 @@ def cmd_compress(args) -> int:
         raise ValueError(f"--out {out}: write .sqz (packed, any width) or .net (8-bit)")
     out.write_bytes(data)
     report = size_report(shared, args.bits, args.huffman, data, per_layer)
-    report.update({"model": str(args.model), "out": str(out)})
+    report.update({"model": str(args.model), "out": str(out), "refit": refit,
+                   "finetune": finetune})
     print(f"{out}: {report['bytes']:,} bytes ({report['mib']:.3f} MiB), {args.bits}-bit codes"
           f"{', Huffman-coded' if args.huffman else ''}, {report['stored']:,} stored entries, "
           f"density {report['density']:.3f}; dense float32 {report['dense_float32_bytes']:,} "
@@ -352,22 +370,34 @@ def cmd_compress(args) -> int:
 
 
 def _finetune(args, teacher, student):
-    """Distil the float model into the compressed one's shared values (golden/finetune.py)."""
+    """Distil the float model into the compressed one's shared values (golden/finetune.py),
+    every fifth image held out: the values kept are those of the lowest KL divergence on
+    them, so the result is never worse on them than the start. Returns (model, report)."""
     from tqdm import tqdm
 
     from golden.finetune import finetune_codebooks, load_training_images
     images = load_training_images(args.finetune, teacher.network)
-    bar = tqdm(total=args.finetune_steps, desc=f"fine-tune {args.bits}-bit on {len(images)} "
-                                               "images", unit="step")
+    held, train = images[::5], [x for i, x in enumerate(images) if i % 5]
+    if not held or not train:
+        raise ValueError(f"{args.finetune}: fine-tuning needs at least 2 images (every fifth "
+                         "is held out to validate)")
+    bar = tqdm(total=args.finetune_steps, desc=f"fine-tune {args.bits}-bit on {len(train)} "
+                                               f"images ({len(held)} held out)", unit="step")
 
     def progress(step, loss):
         bar.update(1)
         bar.set_postfix(kl=f"{loss:.4f}")
+    report: dict = {"images": len(train), "validation_images": len(held),
+                    "steps": args.finetune_steps}
     try:
-        return finetune_codebooks(student, teacher, images, steps=args.finetune_steps,
-                                  lr=args.finetune_lr, progress=progress)
+        tuned = finetune_codebooks(student, teacher, train, steps=args.finetune_steps,
+                                   lr=args.finetune_lr, progress=progress, validation=held,
+                                   report=report)
     finally:
         bar.close()
+    print(f"fine-tune: validation KL {report['start_kl']:.4f} at the start, "
+          f"{report['best_kl']:.4f} kept (step {report['best_step']})")
+    return tuned, report
 
 
 def cmd_convert(args) -> int:
@@ -492,11 +522,23 @@ def build_parser() -> argparse.ArgumentParser:
                         help="width of a codebook value (8..16; default from docs/NUMERICS.md)")
         sp.add_argument("--calib", default=None,
                         help="folder of calibration photos (default: see docs/NUMERICS.md)")
-        sp.add_argument("--calib-count", type=int, default=10,
-                        help="how many calibration photos to use (default 10)")
+        sp.add_argument("--calib-count", type=int, default=CALIBRATION_IMAGES,
+                        help="how many calibration photos to use, spread evenly over the "
+                             f"folder (default {CALIBRATION_IMAGES})")
         sp.add_argument("--no-refit", dest="refit", action="store_false",
                         help="6/4-bit: re-cluster only, skip the least-squares refit of the "
                              "codebook values (docs/NUMERICS.md)")
+        sp.add_argument("--calib-rule", default=DEFAULT_RULE, choices=CALIBRATION_RULES,
+                        help="how each activation's clip is chosen: 'next', the one that least "
+                             "changes the outputs of the layers reading it; 'mse', the least "
+                             "8-bit quantisation error of the activation itself; 'percentile', "
+                             f"its 99.99th percentile (default {DEFAULT_RULE}; docs/NUMERICS.md)")
+        sp.add_argument("--bias-correction", action=argparse.BooleanOptionalAction,
+                        default=DEFAULT_BIAS_CORRECTION,
+                        help="take each activation's mean quantisation error out of the "
+                             "biases of the layers that read it (docs/NUMERICS.md; default "
+                             f"{'on' if DEFAULT_BIAS_CORRECTION else 'off'}: it did not help "
+                             "on the authors' model)")
 
     sp = sub.add_parser("info", help="layers, stored weights, densities and parameter count")
     model_arg(sp)
@@ -607,10 +649,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser(
         "compress", help="Deep Compression: prune, share weights, optionally Huffman-code",
-        description="Magnitude-prune each layer to its target density, share its weights by "
-        "k-means (2**bits - 1 values, linear initialisation, entry 0 = 0.0), and write the "
-        "packed model (.sqz) or the authors' layout (.net, 8-bit). The report gives the file's "
-        "size and each layer's stored entries and bytes.")
+        description="Magnitude-prune each layer to its target density and share its weights "
+        "(2**bits values, entry 0 = 0.0): a trained codebook is re-clustered as the quantiser "
+        "does it and, given photos (--calib or --finetune), refit by least squares; float "
+        "weights get k-means with linear initialisation. Optionally fine-tune the shared "
+        "values by distillation (--finetune). Writes the packed model (.sqz) or the authors' "
+        "layout (.net, 8-bit); the report gives the file's size and each layer's stored "
+        "entries and bytes.")
     model_arg(sp)
     sp.add_argument("--bits", type=int, choices=[8, 6, 4], required=True,
                     help="codebook index width")
@@ -627,6 +672,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--finetune-steps", type=int, default=200,
                     help="optimizer steps of 16 random crops each (default 200)")
     sp.add_argument("--finetune-lr", type=float, default=1e-4, help="Adam learning rate")
+    sp.add_argument("--calib", metavar="DIR", default=None,
+                    help="photos for the least-squares refit of re-clustered codebooks "
+                         "(default: the --finetune folder; without either, no refit)")
+    sp.add_argument("--calib-count", type=int, default=10,
+                    help="how many of them the refit uses (default 10)")
     sp.add_argument("--out", required=True, help="output file: .sqz or .net")
     sp.add_argument("--json", help="write the size report here")
     sp.set_defaults(func=cmd_compress)

@@ -137,6 +137,62 @@ def test_finetune_moves_only_the_shared_values():
     assert moved > 0
 
 
+def test_finetune_never_ends_worse_on_its_validation_images():
+    pytest.importorskip("torch", reason="the PyTorch extra (pip install -e '.[train]')")
+    import torch
+
+    from golden.digits import load_digits_split
+    from golden.finetune import centre_crops, finetune_codebooks
+    from golden.torch_net import torch_module
+    teacher = digits_model()
+    student = C.share_weights(C.prune(teacher, 0.5), 4)
+    train_x = load_digits_split()[0]
+    images, held = list(train_x[:160]), list(train_x[160:200])
+
+    def held_kl(model):
+        x = torch.from_numpy(centre_crops(held, teacher.network.input))
+        with torch.no_grad():
+            t = torch.log_softmax(torch_module(teacher.network, weights=teacher.float_weights())(x), 1)
+            s = torch.log_softmax(torch_module(model.network, weights=model.float_weights())(x), 1)
+        return float(torch.nn.functional.kl_div(s, t, log_target=True, reduction="batchmean"))
+
+    for lr, improves in ((3e-3, True), (3.0, False)):     # a sane rate, and one that diverges
+        report = {}
+        tuned = finetune_codebooks(student, teacher, images, steps=30, batch=16, lr=lr,
+                                   validation=held, check_every=10, report=report)
+        assert [s for s, _ in report["history"]] == [0, 10, 20, 30]
+        assert abs(report["start_kl"] - held_kl(student)) < 1e-4
+        assert abs(held_kl(tuned) - report["best_kl"]) < 1e-4
+        assert report["best_kl"] <= report["start_kl"]
+        assert (report["best_kl"] < report["start_kl"]) == improves
+        if not improves:           # every check was worse: the start's values come back
+            assert report["best_step"] == 0
+            for n, lw in tuned.layers.items():
+                assert np.array_equal(lw.codebook[1:], student.layers[n].codebook[1:])
+
+
+def test_share_weights_reclusters_a_trained_codebook_as_the_quantiser_does():
+    from golden.model import LayerWeights, Model
+    from golden.quantize import reduce_codebook
+    base = digits_model()
+    rng = np.random.default_rng(2)
+    layers = {}
+    for spec in base.network.convs():        # a trained-looking 256-entry codebook per layer
+        cb = np.concatenate([[0.0], np.sort(rng.normal(0, 0.2, 255))]).astype(np.float32)
+        idx = rng.integers(0, 256, spec.weight_shape).astype(np.uint8)
+        layers[spec.name] = LayerWeights(cb, idx, base.layers[spec.name].bias, shared=True)
+    trained = Model(base.network, layers, "trained").check()
+    eight = C.share_weights(trained, 8)            # it fits: kept as it is
+    for n, lw in trained.layers.items():
+        assert np.array_equal(eight.layers[n].codebook, lw.codebook)
+        assert np.array_equal(eight.layers[n].indices, lw.indices)
+    six = C.share_weights(trained, 6)
+    for n, lw in trained.layers.items():
+        want = reduce_codebook(lw, 6)
+        assert np.array_equal(six.layers[n].codebook, want.codebook)
+        assert np.array_equal(six.layers[n].indices, want.indices)
+
+
 def test_fixed_layout_what_if_matches_the_real_file_at_4_bits():
     model = C.share_weights(C.prune(digits_model(), 0.4), 6)
     data, _ = packed_bytes(model)
