@@ -136,3 +136,72 @@ def test_calibration_rules_are_named_and_checked():
     assert by_mse != by_pct
     with pytest.raises(QuantizationError, match="calibration rule must be one of"):
         calibrate(m, imgs, rule="entropy")
+
+
+def test_bias_correction_takes_out_the_mean_activation_error():
+    from golden import numerics as nx
+    from golden.digits import calibration_set
+    from golden.formats import load_model
+    from golden.preprocess import float_input
+    from golden.quantize import conv_inputs, quantize
+    from golden.reference_float import forward_float
+    from pathlib import Path
+    model = load_model(Path(__file__).resolve().parents[1] / "models/digits-squeezenet.npz")
+    images = calibration_set(6)
+    plain = quantize(model, images, 8, bias_correction=False)
+    fixed = quantize(model, images, 8, bias_correction=True)
+    net = model.network
+    inputs = conv_inputs(net)
+    tensors = [forward_float(net, model.float_weights(), float_input(x, net.input), keep=True)
+               for x in images]
+    moved = 0
+    for n, qc in plain.convs.items():
+        fc = fixed.convs[n]
+        assert np.array_equal(fc.codebook, qc.codebook) and fc.mult == qc.mult
+        src = inputs[n]
+        if src == "input":               # raw pixels are exact: nothing to correct
+            assert np.array_equal(fc.bias, qc.bias)
+            continue
+        s = plain.scales[src]
+        d = np.mean([((np.minimum(np.rint(t[src] / s), nx.ACT_MAX) * s - t[src]) / s)
+                     .mean(axis=(1, 2)) for t in tensors], axis=0)
+        want = qc.bias - np.rint(qc.weights.sum(axis=(2, 3)) @ d)
+        assert np.array_equal(fc.bias, want.astype(np.int32))
+        moved += int(np.count_nonzero(fc.bias != qc.bias))
+    assert moved > 0
+
+
+def test_next_rule_clips_change_the_readers_outputs_least():
+    from golden import numerics as nx
+    from golden.digits import calibration_set
+    from golden.formats import load_model
+    from golden.preprocess import float_input
+    from golden.quantize import NEXT_FACTORS, tensor_readers
+    from golden.reference_float import conv2d_float, forward_float, maxpool_float
+    from pathlib import Path
+    model = load_model(Path(__file__).resolve().parents[1] / "models/digits-squeezenet.npz")
+    images = calibration_set(6)
+    net, weights = model.network, model.float_weights()
+    by_next = calibrate(model, images, rule="next")
+    by_mse = calibrate(model, images, rule="mse")
+    tensors = [forward_float(net, weights, float_input(x, net.input), keep=True) for x in images]
+    readers = tensor_readers(net)
+
+    def reader_error(name, clip):
+        step, err = clip / nx.ACT_MAX, 0.0
+        for t in tensors:
+            xq = (np.minimum(np.rint(t[name] / step), nx.ACT_MAX) * step).astype(np.float32)
+            for spec, pool in readers[name]:
+                x = maxpool_float(xq, pool.kernel, pool.stride) if pool is not None else xq
+                w, b = weights[spec.name]
+                y = conv2d_float(x, spec.dense(w), b, spec.stride, (spec.ph, spec.pw), spec.relu)
+                err += float(((y - t[spec.name]) ** 2).sum())
+        return err
+
+    for name, clip in by_next.items():
+        if name not in readers:          # the last convolution: its mse clip
+            assert clip == by_mse[name]
+            continue
+        top = max(float(t[name].max()) for t in tensors)
+        assert any(np.isclose(clip, min(by_mse[name] * f, top)) for f in NEXT_FACTORS)
+        assert reader_error(name, clip) <= reader_error(name, by_mse[name]) * (1 + 1e-9)
