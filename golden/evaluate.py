@@ -95,7 +95,8 @@ def evaluate(model: Model | QuantizedModel, folder: str | Path, bits: str = "8",
              calib_count: int = CALIBRATION_IMAGES, value_bits: int | None = None, limit: int = 0,
              progress: bool = True, refit: bool = True, batch: int = 16,
              rule: str = DEFAULT_RULE, final_rule: str | None = None,
-             bias_correction: bool = DEFAULT_BIAS_CORRECTION) -> dict:
+             bias_correction: bool = DEFAULT_BIAS_CORRECTION,
+             reference: Model | None = None) -> dict:
     """Top-1/top-5 over every ``<wnid>_<name>`` photo in ``folder``, or every photo of its
     class folders (``folder/<class>/*.jpg``, classes in sorted folder order: no synsets).
 
@@ -105,8 +106,11 @@ def evaluate(model: Model | QuantizedModel, folder: str | Path, bits: str = "8",
     float reference on the same photos, far less noisy than a difference of top-1s:
     ``agree_top1_with_float`` (the same top class), ``agree_top5_with_float`` (the mean overlap
     of the two top-5 sets, 0..1) and ``mean_kl_to_float`` (the mean KL divergence, in nats, of
-    the integer logits' softmax from the float's: KL(float || integer)). Photos go ``batch``
-    at a time through both paths where PyTorch is installed (``_scorers``).
+    the integer logits' softmax from the float's: KL(float || integer)). The float path is
+    ``model``'s own float weights, or ``reference``'s (the same network: for a compressed
+    model, the float model it was compressed from, so that the figures count what weight
+    sharing lost too). Photos go ``batch`` at a time through both paths where PyTorch is
+    installed (``_scorers``).
     """
     folder = Path(folder)
     net = model.network
@@ -139,6 +143,18 @@ def evaluate(model: Model | QuantizedModel, folder: str | Path, bits: str = "8",
             report["calibration"] = {"images": names, "seconds": time.perf_counter() - t,
                                      **q.info}
             golden = Golden(q)
+    if reference is not None:
+        if bits == "float":
+            raise ValueError("a float reference is for an integer path (--bits 8, 6 or 4); "
+                             "--bits float scores the model's own float weights")
+        shapes = [c.weight_shape for c in net.convs()]
+        if [c.weight_shape for c in reference.network.convs()] != shapes or \
+                reference.network.shapes() != net.shapes():
+            raise ValueError(f"the float reference ({reference.network.name}) is not the "
+                             f"network of the evaluated model ({net.name}); pass the float "
+                             "model it was compressed from")
+        fmodel = reference
+        report["float_reference"] = getattr(reference, "source", "") or reference.network.name
     weights = fmodel.float_weights() if fmodel is not None else None
     score_float, score_int = _scorers(net, weights, golden, batch)
     top1 = top5 = agree = 0

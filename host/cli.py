@@ -92,9 +92,11 @@ def cmd_eval(args) -> int:
     from golden.evaluate import evaluate
     from golden.formats import load_model
     model = load_model(args.model)
+    reference = load_model(args.reference) if args.reference else None
     r = evaluate(model, args.dir, args.bits, args.synsets, args.calib, args.calib_count,
                  args.value_bits, args.limit, progress=not args.quiet, refit=args.refit,
-                 rule=args.calib_rule, bias_correction=args.bias_correction)
+                 rule=args.calib_rule, bias_correction=args.bias_correction,
+                 reference=reference)
     agree = ("n/a" if r["agree_top1_with_float"] is None else
              f"top-1 {100 * r['agree_top1_with_float']:.1f}%, top-5 "
              f"{100 * r['agree_top5_with_float']:.1f}%, mean KL {r['mean_kl_to_float']:.4f}")
@@ -554,6 +556,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", required=True, help="model file")
     quant_args(sp)
     sp.add_argument("--synsets", help="synsets.txt (default: beside the photos, else ../shared)")
+    sp.add_argument("--reference", metavar="MODEL",
+                    help="the float model agreement and KL are measured against (default: "
+                         "--model's own float weights; give a compressed model's original to "
+                         "count what weight sharing lost)")
     sp.add_argument("--limit", type=int, default=0, help="only the first N photos")
     sp.add_argument("--json", help="write {n, top1, top5, agree_top1_with_float, "
                                    "agree_top5_with_float, mean_kl_to_float, images_per_s} here")

@@ -183,3 +183,36 @@ def test_eval_reads_the_class_folder_layout(tmp_path):
     (tmp_path / "zz" / "a.png").write_bytes(files[0].read_bytes())
     with pytest.raises(ValueError, match="11 class folders for a 10-class model"):
         evaluate(model, tmp_path, "float", progress=False)
+
+
+def test_eval_against_a_float_reference(tmp_path):
+    """A compressed model scored against the float model it came from: its agreement counts
+    what weight sharing lost, which its own float weights hide; another network is refused."""
+    from PIL import Image
+
+    from golden import compress as C
+    from golden.digits import load_digits_split
+    from golden.evaluate import evaluate
+    from golden.network import digits_net
+    model = load_model(ROOT / "models/digits-squeezenet.npz")
+    small = C.share_weights(C.prune(model, 0.3), 4)
+    _, _, test_x, test_y = load_digits_split()
+    for d in range(10):
+        folder = tmp_path / f"class{d}"
+        folder.mkdir()
+        for i in np.flatnonzero(test_y == d)[:4]:
+            Image.fromarray(test_x[i][0]).save(folder / f"{i:04d}.png")
+    own = evaluate(small, tmp_path, "8", calib_count=5, progress=False)
+    against = evaluate(small, tmp_path, "8", calib_count=5, progress=False, reference=model)
+    assert own["top1"] == against["top1"] and "float_reference" in against
+    assert against["mean_kl_to_float"] > own["mean_kl_to_float"]
+    with pytest.raises(ValueError, match="integer path"):
+        evaluate(small, tmp_path, "float", progress=False, reference=model)
+    from golden.model import Model
+    other = digits_net(width=16)                  # another network: half the channels
+    rng = np.random.default_rng(0)
+    wrong = Model.from_float(other, {c.name: (rng.normal(0, 0.1, c.weight_shape).astype(np.float32),
+                                              np.zeros(c.out_channels, np.float32))
+                                     for c in other.convs()})
+    with pytest.raises(ValueError, match="not the network"):
+        evaluate(small, tmp_path, "8", calib_count=5, progress=False, reference=wrong)
