@@ -28,7 +28,8 @@ def connect_parameters(m: Module, top: wiring.Component, engine: ConvEngine) -> 
 class FeatureBuffer(wiring.Component):
     """PC banks of ``depth`` bytes (default ``fm_depth``). Port A (engine or host): one
     synchronous read of the same word from every bank, its data ``hw.timing.FM_READ_LATENCY``
-    cycles after the address (each bank's output registered beside it). Port B: per-bank
+    cycles after the address (the address registered per bank, each bank's output registered
+    beside it). Port B: per-bank
     writes."""
 
     def __init__(self, cfg: AcceleratorConfig, depth: int | None = None):
@@ -49,12 +50,17 @@ class FeatureBuffer(wiring.Component):
             m.submodules[f"bank{t}"] = mem
             rd = mem.read_port()
             wr = mem.write_port()
-            m.d.comb += [rd.addr.eq(self.rd_addr), wr.addr.eq(self.wr_addr[t]),
+            # The read address registered, a copy per bank: whatever selects it (the runner
+            # multiplexes the engine's, the pooling's, the DMA's and the host's) gets a cycle
+            # to itself, and the route across the chip to the bank's block RAMs another.
+            addr = Signal.like(self.rd_addr, name=f"bank{t}_rd_addr", reset_less=True)
+            m.d.sync += addr.eq(self.rd_addr)
+            m.d.comb += [rd.addr.eq(addr), wr.addr.eq(self.wr_addr[t]),
                          wr.data.eq(self.wr_data[t]), wr.en.eq(self.wr_en[t])]
-            # The block RAM's output pipeline: FM_READ_LATENCY - 1 registers (no reset, so no
+            # The block RAM's output pipeline: FM_READ_LATENCY - 2 registers (no reset, so no
             # multiplexer in front of them), the first placed by the memory's outputs.
             out = rd.data
-            for k in range(FM_READ_LATENCY - 1):
+            for k in range(FM_READ_LATENCY - 2):
                 q = Signal.like(out, name=f"bank{t}_q{k}", reset_less=True)
                 m.d.sync += q.eq(out)
                 out = q

@@ -24,10 +24,10 @@ __all__ = ["FM_READ_LATENCY", "MULTIPLIER_LATENCY", "REQUANT_LATENCY", "RESIDUAL
 
 # ---- what each block states ---------------------------------------------------------------------
 
-# hw/conv_layer.py FeatureBuffer: the address into the block RAMs, their output registered
-# beside them (a block RAM's clock-to-output is 6 ns of a 13.3 ns cycle, and a 16K-word
-# memory spans the chip: the route from it to the unit that reads it needs a cycle of its own).
-FM_READ_LATENCY = 2
+# hw/conv_layer.py FeatureBuffer: the address registered per bank, into the block RAMs, their
+# output registered beside them (a block RAM's clock-to-output is 6 ns of a 13.3 ns cycle, and
+# a 16K-word memory spans the chip: the routes to it and from it need a cycle each).
+FM_READ_LATENCY = 3
 # hw/dsp.py RegisteredMultiplier: operands registered, then the product (the MULT18X18D's input
 # and output registers).
 MULTIPLIER_LATENCY = 2
