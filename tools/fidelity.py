@@ -6,7 +6,7 @@ per-channel weights, MinMax calibration on the same photos). Every row gets top-
 agreement with float (top-1, top-5 overlap) and the mean KL divergence of its logits from
 float's: the figures of golden/evaluate.py. Writes build/fidelity/report.{json,md}.
 
-    python -m tools.fidelity [--photos DIR] [--calib-count N] [--limit N]
+    python -m tools.fidelity [--photos DIR] [--calib-count N] [--limit N] [--render]
 """
 
 from __future__ import annotations
@@ -260,9 +260,16 @@ def main(argv=None) -> int:
                     help="the project's index widths to score (default 8 6 4)")
     ap.add_argument("--limit", type=int, default=0, help="score only the first N photos")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--render", action="store_true",
+                    help="only rewrite report.md from report.json, with make "
+                         "compress-imagenet's current figures")
     args = ap.parse_args(argv)
-    report = run(args.photos, args.model, args.calib_count, args.limit, args.bits,
-                 progress=not args.quiet)
+    if args.render:
+        report = json.loads((OUT / "report.json").read_text())
+        report["compress"] = compress_rows()
+    else:
+        report = run(args.photos, args.model, args.calib_count, args.limit, args.bits,
+                     progress=not args.quiet)
     (OUT / "report.json").write_text(json.dumps(report, indent=1))
     text = markdown(report)
     (OUT / "report.md").write_text(text)
