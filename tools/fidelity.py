@@ -193,7 +193,8 @@ def run(photos: Path, model_path: Path, calib_count: int, limit: int, bits: list
         held[n] = scores(z[unseen], floats[unseen], labels[unseen])
         if n in quantised:
             rows[n]["quantise_s"] = round(quantised[n][1], 1)
-    return {"model": str(model_path), "photos": str(photos), "n": len(images),
+    import os
+    return {"model": str(model_path), "photos": os.path.relpath(photos, ROOT), "n": len(images),
             "calibration": {"count": len(calib), "images": calib_names}, "rows": rows,
             "rows_without_calibration_photos": held, "compress": compress_rows()}
 
