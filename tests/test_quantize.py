@@ -46,7 +46,8 @@ def test_reduce_codebook_keeps_pruned_positions_zero():
     assert err < np.ptp(cb) / 20
 
 
-def test_calibration_is_deterministic():
+def _random_digits_model():
+    """The digits network with seeded random float weights, and three random images."""
     from golden.model import Model
     from golden.network import digits_net
     net = digits_net()
@@ -54,7 +55,11 @@ def test_calibration_is_deterministic():
     m = Model.from_float(net, {c.name: (rng.normal(0, 0.3, c.weight_shape).astype(np.float32),
                                         rng.normal(0, 0.1, c.out_channels).astype(np.float32))
                                for c in net.convs()})
-    imgs = [rng.integers(0, 256, (1, 16, 16)).astype(np.uint8) for _ in range(3)]
+    return m, [rng.integers(0, 256, (1, 16, 16)).astype(np.uint8) for _ in range(3)]
+
+
+def test_calibration_is_deterministic():
+    m, imgs = _random_digits_model()
     a, b = calibrate(m, imgs), calibrate(m, list(imgs))
     assert a == b and all(v > 0 for v in a.values())
 
@@ -122,15 +127,8 @@ def test_mse_clip_minimises_the_quantisation_error():
 
 
 def test_calibration_rules_are_named_and_checked():
-    from golden.model import Model
-    from golden.network import digits_net
     from golden.quantize import QuantizationError
-    net = digits_net()
-    rng = np.random.default_rng(0)
-    m = Model.from_float(net, {c.name: (rng.normal(0, 0.3, c.weight_shape).astype(np.float32),
-                                        rng.normal(0, 0.1, c.out_channels).astype(np.float32))
-                               for c in net.convs()})
-    imgs = [rng.integers(0, 256, (1, 16, 16)).astype(np.uint8) for _ in range(3)]
+    m, imgs = _random_digits_model()
     by_mse, by_pct = calibrate(m, imgs, rule="mse"), calibrate(m, imgs, rule="percentile")
     assert by_mse.keys() == by_pct.keys() and all(v > 0 for v in by_mse.values())
     assert by_mse != by_pct
