@@ -148,7 +148,6 @@ def run(photos: Path, model_path: Path, calib_count: int, limit: int, bits: list
     OUT.mkdir(parents=True, exist_ok=True)
 
     rows: dict[str, dict] = {}
-    logits: dict[str, list[np.ndarray]] = {}
     quantised = {}
     for b in bits:
         t = time.perf_counter()
