@@ -269,20 +269,22 @@ def kmeans_1d_optimal(values: np.ndarray, weights: np.ndarray, k: int):
     cwv = np.concatenate([[0.0], np.cumsum(w * v)])
     cwv2 = np.concatenate([[0.0], np.cumsum(w * v * v)])
 
-    def cost(i, j):              # cluster v[i:j], vectorised over i
-        mass = cw[j] - cw[i]
-        s = cwv[j] - cwv[i]
-        return cwv2[j] - cwv2[i] - s * s / np.maximum(mass, 1e-300)
+    # cost[i, j]: the cluster v[i:j]; only i < j is a cluster, the rest never wins.
+    mass = cw[None, :] - cw[:, None]
+    s = cwv[None, :] - cwv[:, None]
+    cost = cwv2[None, :] - cwv2[:, None] - s * s / np.maximum(mass, 1e-300)
+    cost[np.tril_indices(n + 1)] = np.inf
 
     best = np.full((k + 1, n + 1), np.inf)
     best[0, 0] = 0.0
     back = np.zeros((k + 1, n + 1), np.int64)
     for m in range(1, k + 1):
-        for j in range(m, n + 1):
-            i = np.arange(m - 1, j)
-            c = best[m - 1, i] + cost(i, j)
-            a = int(np.argmin(c))
-            best[m, j], back[m, j] = c[a], i[a]
+        # m clusters ending at j: the best m-1 clusters ending at some i (>= m-1), then v[i:j];
+        # argmin takes the first minimum, the smallest i, as a scan over i would.
+        c = best[m - 1, :, None] + cost
+        c[:m - 1] = np.inf
+        a = np.argmin(c[:, m:], axis=0)
+        best[m, m:], back[m, m:] = c[a, np.arange(m, n + 1)], a
     cuts, j = [], n
     for m in range(k, 0, -1):
         i = back[m, j]
