@@ -12,8 +12,8 @@ from .engine import Golden, top_k
 from .model import Model
 from .preprocess import (IMAGE_SUFFIXES, class_folders, float_input, list_class_folder_images,
                          list_labelled_images, load_image, read_synsets)
-from .quantize import (CALIBRATION_IMAGES, DEFAULT_BIAS_CORRECTION, DEFAULT_RULE,
-                       QuantizedModel, quantize)
+from .quantize import (CALIBRATION_IMAGES, DEFAULT_ACTIVATION_REFIT, DEFAULT_BIAS_CORRECTION,
+                       DEFAULT_RULE, QuantizedModel, quantize)
 from .reference_float import forward_float
 
 __all__ = ["calibration_images", "evaluate", "default_synsets"]
@@ -96,6 +96,7 @@ def evaluate(model: Model | QuantizedModel, folder: str | Path, bits: str = "8",
              progress: bool = True, refit: bool = True, batch: int = 16,
              rule: str = DEFAULT_RULE, final_rule: str | None = None,
              bias_correction: bool = DEFAULT_BIAS_CORRECTION,
+             activation_refit: bool = DEFAULT_ACTIVATION_REFIT,
              reference: Model | None = None) -> dict:
     """Top-1/top-5 over every ``<wnid>_<name>`` photo in ``folder``, or every photo of its
     class folders (``folder/<class>/*.jpg``, classes in sorted folder order: no synsets).
@@ -139,7 +140,8 @@ def evaluate(model: Model | QuantizedModel, folder: str | Path, bits: str = "8",
             t = time.perf_counter()
             q = quantize(model, calib, int(bits), value_bits or nx.DEFAULT_VALUE_BITS,
                          refit=refit, rule=rule, final_rule=final_rule,
-                         bias_correction=bias_correction)
+                         bias_correction=bias_correction,
+                         activation_refit=activation_refit)
             report["calibration"] = {"images": names, "seconds": time.perf_counter() - t,
                                      **q.info}
             golden = Golden(q)

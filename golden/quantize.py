@@ -124,6 +124,7 @@ NEXT_IMAGES = 16
 # What the quantiser does unless told otherwise (docs/NUMERICS.md gives the measurements).
 DEFAULT_RULE = "next"
 DEFAULT_BIAS_CORRECTION = False
+DEFAULT_ACTIVATION_REFIT = False
 CALIBRATION_IMAGES = 50          # photos, spread evenly over a folder (golden.evaluate)
 
 
@@ -338,7 +339,8 @@ def _im2col(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
 
 
 def refit_codebooks(model: Model, reference: Model, images: list[np.ndarray],
-                    max_pixels: int = 1024, seed: int = 0, progress=None) -> Model:
+                    max_pixels: int = 1024, seed: int = 0, progress=None,
+                    clips: dict[str, float] | None = None, reassign: bool = True) -> Model:
     """Least-squares refit of every layer's codebook values to the float model's outputs.
 
     A layer's pre-activation output is linear in its codebook values: y[o,p] = b[o] +
@@ -347,8 +349,20 @@ def refit_codebooks(model: Model, reference: Model, images: list[np.ndarray],
     (so each corrects the error its inputs bring), against the outputs of ``reference`` (the
     model before its codebooks were reduced).
     Entry 0 stays 0.0. Pixels are subsampled to ``max_pixels`` per image (seeded) to bound time.
+
+    With ``clips`` (activation clips by tensor, as ``calibrate`` returns them) every
+    convolution's input is first quantised as the integer path will hold it,
+    ``min(round(x / s), ACT_MAX) * s`` with ``s = clip / ACT_MAX``: each layer's values are then
+    fit to what the float reference computes from the quantised inputs the refit layers before
+    it produce, so the fit takes up the activations' quantisation error as well as the shared
+    weights'.
+
+    With ``reassign``, each layer's weights are first assigned to the codebook's entries anew
+    (``assign_by_error``: against the input statistics, not by value alone) from
+    ``reference``'s weights, then the values are refit to that assignment.
     """
     net = model.network
+    source = _clip_source(net) if clips is not None else {}
     rng = np.random.default_rng(seed)
     ref_w = reference.float_weights()
     targets = forward_float_all(net, ref_w, [float_input(im, net.input) for im in images],
@@ -364,6 +378,11 @@ def refit_codebooks(model: Model, reference: Model, images: list[np.ndarray],
     def refit(spec, inputs):
         """Called with the layer's inputs (from the layers refit before it) as the walk reaches
         it; its codebook refit, the walk then computes its output with the new values."""
+        if spec.name in source:
+            step = clips[source[spec.name]] / nx.ACT_MAX
+            for x in inputs:      # in place: the walk computes the layer from these
+                np.minimum(np.rint(x / step), nx.ACT_MAX, out=x)
+                x *= step
         lw = layers[spec.name]
         entries = len(lw.codebook)
         # (a grouped layer's indices as its dense tensor, -1 where no weight is: no entry)
@@ -383,6 +402,12 @@ def refit_codebooks(model: Model, reference: Model, images: list[np.ndarray],
                 cols, y = cols[:, pick], y[:, pick]
             gram_in += cols @ cols.T
             cross += cols @ (y - lw.bias[:, None]).T
+        if reassign and spec.groups == 1:
+            w_ref = reference.layers[spec.name].weights.reshape(spec.out_channels, -1)
+            new = assign_by_error(w_ref, lw.codebook, gram_in)
+            lw = LayerWeights(lw.codebook, new.reshape(lw.indices.shape).astype(lw.indices.dtype),
+                              lw.bias, lw.stored)
+            idx = new
         gram = np.zeros(entries * entries)
         rhs = np.zeros(entries)
         for o in range(spec.out_channels):
@@ -416,13 +441,59 @@ def refit_codebooks(model: Model, reference: Model, images: list[np.ndarray],
     return Model(net, layers, model.source).check()
 
 
+def assign_by_error(w: np.ndarray, codebook: np.ndarray, gram: np.ndarray,
+                    damp: float = 0.01) -> np.ndarray:
+    """Codebook indices for the weights ``w`` (out, k) that keep the layer's output error
+    ``sum_p ||(w - c[idx]) x_p||^2`` small, with ``gram = sum_p x_p x_p^T`` (k, k) over the
+    calibration inputs: the input columns are quantised one at a time to the nearest entry,
+    and each column's error is compensated in the columns not yet quantised through the
+    inverse of ``gram`` (optimal brain quantisation, as GPTQ does it). A zero weight (a pruned
+    position) stays index 0, its share of the compensation passed on. ``damp`` times the mean
+    diagonal is added to ``gram`` so that it can be inverted."""
+    w = np.array(w, np.float64)
+    out, k = w.shape
+    pruned = w == 0.0
+    h = np.array(gram, np.float64)
+    dead = np.diag(h) == 0.0                # inputs that never fire: any weight is exact
+    h[dead, dead] = 1.0
+    h += damp * np.mean(np.diag(h)) * np.eye(k)
+    # The upper Cholesky factor of the inverse: row i holds how column i's error spreads on.
+    u = np.linalg.cholesky(np.linalg.inv(h)).T
+    order = np.argsort(codebook, kind="stable")
+    values = codebook[order].astype(np.float64)
+    mid = (values[1:] + values[:-1]) / 2
+    idx = np.zeros((out, k), np.int64)
+    for i in range(k):
+        col = w[:, i]
+        pick = order[np.searchsorted(mid, col)]
+        pick[pruned[:, i]] = 0
+        idx[:, i] = pick
+        err = (col - codebook[pick]) / u[i, i]
+        w[:, i + 1:] -= np.outer(err, u[i, i + 1:])
+    return idx
+
+
+def _clip_source(network: Network) -> dict[str, str]:
+    """Each convolution reading a calibrated activation: the tensor whose clip its input has
+    (a max pool's output has its input's). The image, exact in the integer path, is absent."""
+    pools = {node.name: network.node_inputs(i)[0]
+             for i, node in enumerate(network.nodes) if isinstance(node, MaxPool)}
+    sources = {}
+    for conv, src in conv_inputs(network).items():
+        src = pools.get(src, src)
+        if src != "input":
+            sources[conv] = src
+    return sources
+
+
 # ---- integer parameters ----------------------------------------------------------------------
 
 def quantize(model: Model, calib_images: list[np.ndarray], index_bits: int = 8,
              value_bits: int = nx.DEFAULT_VALUE_BITS, percentile: float = 99.99,
              final_percentile: float = 100.0, refit: bool = True,
              progress=None, rule: str = DEFAULT_RULE, final_rule: str | None = None,
-             bias_correction: bool = DEFAULT_BIAS_CORRECTION) -> QuantizedModel:
+             bias_correction: bool = DEFAULT_BIAS_CORRECTION,
+             activation_refit: bool = DEFAULT_ACTIVATION_REFIT) -> QuantizedModel:
     """Map ``model`` to the integer contract, calibrating activation scales on ``calib_images``.
 
     ``index_bits`` below the model's own codebook size re-clusters each codebook (and, with
@@ -454,6 +525,8 @@ def quantize(model: Model, calib_images: list[np.ndarray], index_bits: int = 8,
         model = refit_codebooks(model, original, calib_images, progress=progress)
     clips = calibrate(model, calib_images, percentile, final_percentile, rule=rule,
                       final_rule=final_rule)
+    if activation_refit:
+        model = refit_codebooks(model, original, calib_images, progress=progress, clips=clips)
     scales: dict[str, float] = {}
     std = net.input.std[0]
     scales["input"] = 1.0 / std
@@ -494,7 +567,8 @@ def quantize(model: Model, calib_images: list[np.ndarray], index_bits: int = 8,
         "rule": rule, "final_rule": final_rule or rule,
         "percentile": percentile, "final_percentile": final_percentile,
         "calibration_images": len(calib_images), "reclustered": reduced,
-        "refit": reduced and refit, "bias_correction": bias_correction})
+        "refit": reduced and refit, "bias_correction": bias_correction,
+        "activation_refit": activation_refit})
     if bias_correction:
         q = correct_biases(q, original, calib_images)
     for qc in q.convs.values():

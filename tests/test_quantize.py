@@ -81,7 +81,8 @@ def test_refit_reduces_output_error_against_the_original():
     original = Model(net, shared)
     reduced = Model(net, {n: reduce_codebook(lw, 4) for n, lw in shared.items()})
     imgs = [rng.integers(0, 256, (1, 16, 16)).astype(np.uint8) for _ in range(4)]
-    refit = refit_codebooks(reduced, original, imgs[:2], progress=lambda *a: None)
+    refit = refit_codebooks(reduced, original, imgs[:2], progress=lambda *a: None,
+                            reassign=False)
 
     def logit_error(m):
         return sum(np.linalg.norm(forward_float(net, m.float_weights(), float_input(x, net.input))
@@ -91,6 +92,61 @@ def test_refit_reduces_output_error_against_the_original():
     for n in shared:
         assert refit.layers[n].codebook[0] == 0.0
         assert np.array_equal(refit.layers[n].indices, reduced.layers[n].indices)
+
+
+def test_assignment_by_error_beats_nearest_value_and_keeps_pruned_weights():
+    """assign_by_error's indices give less output error on correlated inputs than rounding
+    each weight to its nearest entry, and a pruned weight stays entry 0."""
+    from golden.quantize import assign_by_error
+    rng = np.random.default_rng(11)
+    k, out, pixels = 40, 12, 2000
+    mix = rng.normal(size=(k, k)) + 3 * np.eye(k)
+    x = np.maximum(mix @ rng.normal(size=(k, pixels)), 0)    # correlated, as after a ReLU
+    w = rng.normal(size=(out, k))
+    w[rng.random((out, k)) < 0.4] = 0.0                 # pruned positions
+    codebook = np.concatenate([[0.0], np.linspace(-2.5, 2.5, 15)])
+    gram = x @ x.T
+    idx = assign_by_error(w, codebook, gram)
+
+    def error(ix):
+        return np.linalg.norm((w - codebook[ix]) @ x)
+    nearest = np.abs(w[..., None] - codebook).argmin(-1)
+    nearest[w == 0] = 0
+    assert error(idx) < 0.92 * error(nearest)
+    assert np.all(idx[w == 0] == 0)
+    # exact values stay as they are: nothing to compensate
+    on_grid = codebook[nearest]
+    assert np.array_equal(assign_by_error(on_grid, codebook, gram), nearest)
+
+
+def test_refit_with_reassignment_lowers_the_error_further():
+    from golden.model import Model
+    from golden.network import digits_net
+    from golden.preprocess import float_input
+    from golden.quantize import refit_codebooks
+    from golden.reference_float import forward_float
+    net = digits_net()
+    rng = np.random.default_rng(6)
+    layers = {}
+    for c in net.convs():
+        cb = np.concatenate([[0.0], rng.normal(0, np.sqrt(2 / c.fan_in), 255)]).astype(np.float32)
+        idx = rng.integers(0, 256, c.weight_shape).astype(np.uint8)
+        idx[rng.random(c.weight_shape) < 0.5] = 0
+        layers[c.name] = LayerWeights(cb, idx, rng.normal(0, 0.05, c.out_channels)
+                                      .astype(np.float32))
+    original = Model(net, layers)
+    reduced = Model(net, {n: reduce_codebook(lw, 4) for n, lw in layers.items()})
+    imgs = [rng.integers(0, 256, (1, 16, 16)).astype(np.uint8) for _ in range(6)]
+
+    def logit_error(m):
+        return sum(np.linalg.norm(forward_float(net, m.float_weights(), float_input(x, net.input))
+                                  - forward_float(net, original.float_weights(),
+                                                  float_input(x, net.input))) for x in imgs)
+    values_only = refit_codebooks(reduced, original, imgs[:3], reassign=False)
+    both = refit_codebooks(reduced, original, imgs[:3])
+    assert logit_error(both) < logit_error(values_only)
+    for n, lw in both.layers.items():
+        assert np.all(lw.indices[original.layers[n].indices == 0] == 0)
 
 
 def test_kl_divergence_of_logits():
