@@ -71,11 +71,27 @@ def centre_crops(images: list[np.ndarray], spec) -> np.ndarray:
     return out
 
 
+def _straight_through(torch, clips: dict[str, float]):
+    """The activation hook of torch_net.torch_module quantising each calibrated tensor to
+    ACT_BITS unsigned bits: the forward value is the integer path's, the gradient that of
+    ``clamp(x, 0, clip)`` (straight-through rounding)."""
+    from . import numerics as nx
+
+    def quantise(name, x):
+        if name not in clips:
+            return x
+        step = clips[name] / nx.ACT_MAX
+        y = torch.clamp(x, 0.0, clips[name])
+        return y + (torch.round(y / step) * step - y).detach()
+    return quantise
+
+
 def finetune_codebooks(student: Model, teacher: Model, images: list[np.ndarray],
                        steps: int = 300, batch: int = 16, lr: float = 1e-4,
                        temperature: float = 1.0, seed: int = 0, progress=None,
                        validation: list[np.ndarray] | None = None, check_every: int = 25,
-                       report: dict | None = None) -> Model:
+                       report: dict | None = None,
+                       clips: dict[str, float] | None = None) -> Model:
     """Adam on the codebooks of ``student`` against ``teacher``'s outputs; returns the model
     with the fine-tuned codebooks.
 
@@ -83,7 +99,13 @@ def finetune_codebooks(student: Model, teacher: Model, images: list[np.ndarray],
     crops is measured before the first step and every ``check_every`` steps, and the codebooks
     of the lowest are returned: fine-tuning never ends worse, on its own validation images,
     than where it started. ``report``, if given, receives {"start_kl", "best_kl", "best_step",
-    "history": [(step, kl), ...]} (step 0: the start)."""
+    "history": [(step, kl), ...]} (step 0: the start).
+
+    With ``clips`` (activation clips by tensor, golden.quantize.calibrate's), the student runs
+    through the integer path's activation quantisation, ``min(round(x / s), ACT_MAX) * s`` with
+    ``s = clip / ACT_MAX``, its gradient passed straight through (the rounding counts as the
+    identity, the clip as a clip): the shared values learn to make up for the 8-bit
+    activations as well as for the weight sharing."""
     torch = require_torch()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -99,7 +121,8 @@ def finetune_codebooks(student: Model, teacher: Model, images: list[np.ndarray],
         table = torch.cat([zero, codebooks[name]])          # entry 0 stays 0.0: pruned
         return table[indices[name]]
 
-    s_net = torch_module(net, shared_weight, weights=student.float_weights())
+    s_net = torch_module(net, shared_weight, weights=student.float_weights(),
+                         activation=_straight_through(torch, clips) if clips else None)
     t_net = torch_module(net, weights=teacher.float_weights())
     for p in (*s_net.parameters(), *t_net.parameters()):
         p.requires_grad_(False)

@@ -22,7 +22,7 @@ def require_torch():
 
 
 def torch_module(net: Network, conv_weight=None, batchnorm: bool = False, dropout: float = 0.0,
-                 weights: dict | None = None):
+                 weights: dict | None = None, activation=None):
     """A torch.nn.Module computing ``net`` with float weights, Caffe semantics.
     ``conv_weight(name, conv)``, if given, supplies each convolution's weight tensor at run
     time (weight sharing: a codebook lookup) instead of the module's own ``conv.weight``.
@@ -31,7 +31,11 @@ def torch_module(net: Network, conv_weight=None, batchnorm: bool = False, dropou
     ``weights()`` folds each into its convolution, so the network the integer paths see is the
     plain description. ``dropout`` is applied to the classifier's input while training (the
     paper's dropout after fire9). ``weights`` ({name: (w, b)}, Model.float_weights) start the
-    convolutions from a model's float weights instead of the initialisation."""
+    convolutions from a model's float weights instead of the initialisation.
+    ``activation(name, x)``, if given, is applied to every tensor the integer paths hold with a
+    scale of its own (golden.quantize.activation_tensors: each Conv's output, each squeeze,
+    each Fire's concatenated output, each bypass sum) and returns what the network goes on
+    with: the quantisation of fine-tuning through the integer activations."""
     torch = require_torch()
     from torch import nn
 
@@ -76,21 +80,23 @@ def torch_module(net: Network, conv_weight=None, batchnorm: bool = False, dropou
             return torch.relu(y) if spec.relu else y
 
         def forward(self, x):
+            act = activation or (lambda name, y: y)
             t = {"input": x}
             for i, node in enumerate(net.nodes):
                 src = [t[s] for s in net.node_inputs(i)]
                 if isinstance(node, Conv):
-                    t[node.name] = self.conv(node.convs()[0], src[0])
+                    t[node.name] = act(node.name, self.conv(node.convs()[0], src[0]))
                 elif isinstance(node, Fire):
                     sq, e1, e3 = node.convs()
-                    s = self.conv(sq, src[0])
-                    t[node.name] = torch.cat([self.conv(e1, s), self.conv(e3, s)], 1)
+                    s = act(sq.name, self.conv(sq, src[0]))
+                    t[node.name] = act(node.name,
+                                       torch.cat([self.conv(e1, s), self.conv(e3, s)], 1))
                 elif isinstance(node, MaxPool):
                     t[node.name] = nn.functional.max_pool2d(src[0], node.kernel, node.stride,
                                                             ceil_mode=True)
                 elif isinstance(node, Bypass):
                     other = self.conv(node.convs()[0], src[1]) if node.complex else src[1]
-                    t[node.name] = torch.relu(src[0] + other)
+                    t[node.name] = act(node.name, torch.relu(src[0] + other))
                 elif isinstance(node, GlobalAvgPool):
                     t[node.name] = src[0].mean(dim=(2, 3))
             return t[net.output_node]

@@ -391,11 +391,18 @@ def _finetune(args, teacher, student):
         bar.update(1)
         bar.set_postfix(kl=f"{loss:.4f}")
     report: dict = {"images": len(train), "validation_images": len(held),
-                    "steps": args.finetune_steps}
+                    "steps": args.finetune_steps, "straight_through": args.straight_through}
+    clips = None
+    if args.straight_through:
+        from golden.evaluate import calibration_images
+        from golden.quantize import calibrate
+        calib, _ = calibration_images(Path(args.finetune), teacher.network.input,
+                                      args.calib_count)
+        clips = calibrate(student, calib)
     try:
         tuned = finetune_codebooks(student, teacher, train, steps=args.finetune_steps,
                                    lr=args.finetune_lr, progress=progress, validation=held,
-                                   report=report)
+                                   report=report, clips=clips)
     finally:
         bar.close()
     print(f"fine-tune: validation KL {report['start_kl']:.4f} at the start, "
@@ -686,6 +693,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--finetune-steps", type=int, default=200,
                     help="optimizer steps of 16 random crops each (default 200)")
     sp.add_argument("--finetune-lr", type=float, default=1e-4, help="Adam learning rate")
+    sp.add_argument("--straight-through", action="store_true",
+                    help="fine-tune through the integer path's 8-bit activations (each "
+                         "calibrated on --calib-count of the --finetune images; the rounding's "
+                         "gradient passed straight through)")
     sp.add_argument("--calib", metavar="DIR", default=None,
                     help="photos for the least-squares refit of re-clustered codebooks "
                          "(default: the --finetune folder; without either, no refit)")

@@ -171,6 +171,52 @@ def test_finetune_never_ends_worse_on_its_validation_images():
                 assert np.array_equal(lw.codebook[1:], student.layers[n].codebook[1:])
 
 
+def test_straight_through_activations_round_forward_and_clip_backward():
+    torch = pytest.importorskip("torch", reason="the PyTorch extra (pip install -e '.[train]')")
+    from golden import numerics as nx
+    from golden.finetune import _straight_through
+    quantise = _straight_through(torch, {"a": 2.0})
+    x = torch.tensor([-1.0, 0.1, 0.2037, 1.999, 5.0], requires_grad=True)
+    y = quantise("a", x)
+    step = 2.0 / nx.ACT_MAX
+    want = np.minimum(np.round(np.clip(x.detach().numpy(), 0, 2.0) / step), nx.ACT_MAX) * step
+    assert np.allclose(y.detach().numpy(), want, atol=1e-6)
+    y.sum().backward()
+    assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]
+    assert quantise("b", x) is x                      # an uncalibrated tensor passes
+
+
+def test_finetune_through_the_integer_activations():
+    torch = pytest.importorskip("torch", reason="the PyTorch extra (pip install -e '.[train]')")
+    from golden.digits import calibration_set, load_digits_split
+    from golden.finetune import _straight_through, centre_crops, finetune_codebooks
+    from golden.quantize import calibrate
+    from golden.torch_net import torch_module
+    teacher = digits_model()
+    student = C.share_weights(C.prune(teacher, 0.5), 4)
+    train_x = load_digits_split()[0]
+    images, held = list(train_x[:160]), list(train_x[160:200])
+    clips = calibrate(student, calibration_set(10))
+    plain, through = {}, {}
+    finetune_codebooks(student, teacher, images, steps=20, lr=3e-3, validation=held,
+                       check_every=10, report=plain)
+    tuned = finetune_codebooks(student, teacher, images, steps=20, lr=3e-3, validation=held,
+                               check_every=10, report=through, clips=clips)
+    # the student is measured through its 8-bit activations: another start, never worse
+    x = torch.from_numpy(centre_crops(held, teacher.network.input))
+    with torch.no_grad():
+        t = torch.log_softmax(torch_module(teacher.network, weights=teacher.float_weights())(x), 1)
+        q = torch_module(student.network, weights=student.float_weights(),
+                         activation=_straight_through(torch, clips))(x)
+        start = float(torch.nn.functional.kl_div(torch.log_softmax(q, 1), t, log_target=True,
+                                                 reduction="batchmean"))
+    assert through["start_kl"] == pytest.approx(start, abs=1e-5)
+    assert through["start_kl"] != plain["start_kl"]
+    assert through["best_kl"] <= through["start_kl"]
+    for n, lw in tuned.layers.items():
+        assert np.array_equal(lw.indices, student.layers[n].indices)
+
+
 def test_share_weights_reclusters_a_trained_codebook_as_the_quantiser_does():
     from golden.model import LayerWeights, Model
     from golden.quantize import reduce_codebook
