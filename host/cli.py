@@ -698,10 +698,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "calibrated on --calib-count of the --finetune images; the rounding's "
                          "gradient passed straight through)")
     sp.add_argument("--calib", metavar="DIR", default=None,
-                    help="photos for the least-squares refit of re-clustered codebooks "
-                         "(default: the --finetune folder; without either, no refit)")
-    sp.add_argument("--calib-count", type=int, default=10,
-                    help="how many of them the refit uses (default 10)")
+                    help="photos for the reassignment and least-squares refit of "
+                         "re-clustered codebooks (default: the --finetune folder; without "
+                         "either, no refit)")
+    sp.add_argument("--calib-count", type=int, default=CALIBRATION_IMAGES,
+                    help="how many of them the refit uses, as the quantiser does (default "
+                         f"{CALIBRATION_IMAGES})")
     sp.add_argument("--out", required=True, help="output file: .sqz or .net")
     sp.add_argument("--json", help="write the size report here")
     sp.set_defaults(func=cmd_compress)
