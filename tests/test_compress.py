@@ -217,6 +217,27 @@ def test_finetune_through_the_integer_activations():
         assert np.array_equal(lw.indices, student.layers[n].indices)
 
 
+def test_sqz_compress_fine_tunes_through_the_integer_activations(tmp_path):
+    pytest.importorskip("torch", reason="the PyTorch extra (pip install -e '.[train]')")
+    from PIL import Image
+
+    from golden.digits import load_digits_split
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, x in enumerate(load_digits_split()[0][:10]):
+        Image.fromarray(x[0]).save(photos / f"d{i}.png")
+    out, report = tmp_path / "d.sqz", tmp_path / "d.json"
+    proc = subprocess.run([sys.executable, "-m", "host.cli", "compress",
+                           str(ROOT / "models/digits-squeezenet.npz"), "--bits", "4",
+                           "--density", "0.5", "--finetune", str(photos), "--finetune-steps", "3",
+                           "--straight-through", "--calib-count", "4", "--out", str(out),
+                           "--json", str(report)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    ft = json.loads(report.read_text())["finetune"]
+    assert ft["straight_through"] is True and ft["validation_images"] == 2
+    assert ft["best_kl"] <= ft["start_kl"]
+
+
 def test_share_weights_reclusters_a_trained_codebook_as_the_quantiser_does():
     from golden.model import LayerWeights, Model
     from golden.quantize import reduce_codebook

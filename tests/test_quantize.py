@@ -149,6 +149,32 @@ def test_refit_with_reassignment_lowers_the_error_further():
         assert np.all(lw.indices[original.layers[n].indices == 0] == 0)
 
 
+def test_activation_refit_fits_on_the_quantised_inputs():
+    """refit_codebooks(clips=...) refits every layer on its inputs as the integer path holds
+    them: the first layer, which reads the exact image, comes out as without clips, the
+    layers after it differently; quantize records the option."""
+    from golden.model import Model
+    from golden.network import digits_net
+    from golden.quantize import quantize, refit_codebooks
+    net = digits_net()
+    rng = np.random.default_rng(9)
+    layers = {}
+    for c in net.convs():
+        cb = np.concatenate([[0.0], rng.normal(0, np.sqrt(2 / c.fan_in), 255)]).astype(np.float32)
+        layers[c.name] = LayerWeights(cb, rng.integers(0, 256, c.weight_shape).astype(np.uint8),
+                                      rng.normal(0, 0.05, c.out_channels).astype(np.float32))
+    model = Model(net, layers)
+    imgs = [rng.integers(0, 256, (1, 16, 16)).astype(np.uint8) for _ in range(4)]
+    clips = calibrate(model, imgs)
+    plain = refit_codebooks(model, model, imgs)
+    through = refit_codebooks(model, model, imgs, clips=clips)
+    first, *rest = [c.name for c in net.convs()]
+    assert np.array_equal(plain.layers[first].codebook, through.layers[first].codebook)
+    assert all(not np.array_equal(plain.layers[n].codebook, through.layers[n].codebook)
+               for n in rest)
+    assert quantize(model, imgs, 8, activation_refit=True).info["activation_refit"] is True
+
+
 def test_kl_divergence_of_logits():
     from golden.evaluate import kl_divergence
     z = np.array([2.0, 1.0, -1.0, 0.5])
