@@ -58,6 +58,34 @@ def _random_digits_model():
     return m, [rng.integers(0, 256, (1, 16, 16)).astype(np.uint8) for _ in range(3)]
 
 
+def _random_shared_model(seed: int, pruned: float = 0.0):
+    """The digits network with random 256-entry codebooks (a fraction ``pruned`` of its
+    weights index 0), and the seeded generator to draw images from."""
+    from golden.model import Model
+    from golden.network import digits_net
+    net = digits_net()
+    rng = np.random.default_rng(seed)
+    layers = {}
+    for c in net.convs():
+        cb = np.concatenate([[0.0], rng.normal(0, np.sqrt(2 / c.fan_in), 255)]).astype(np.float32)
+        idx = rng.integers(0, 256, c.weight_shape).astype(np.uint8)
+        if pruned:
+            idx[rng.random(c.weight_shape) < pruned] = 0
+        layers[c.name] = LayerWeights(cb, idx, rng.normal(0, 0.05, c.out_channels)
+                                      .astype(np.float32))
+    return Model(net, layers), rng
+
+
+def _logit_error(model, original, images) -> float:
+    """The summed distance of ``model``'s float logits from ``original``'s on ``images``."""
+    from golden.preprocess import float_input
+    from golden.reference_float import forward_float
+    net = original.network
+    return sum(np.linalg.norm(forward_float(net, model.float_weights(), float_input(x, net.input))
+                              - forward_float(net, original.float_weights(),
+                                              float_input(x, net.input))) for x in images)
+
+
 def test_calibration_is_deterministic():
     m, imgs = _random_digits_model()
     a, b = calibrate(m, imgs), calibrate(m, list(imgs))
@@ -67,29 +95,15 @@ def test_calibration_is_deterministic():
 def test_refit_reduces_output_error_against_the_original():
     """The least-squares refit must move the reduced codebooks towards the original outputs."""
     from golden.model import Model
-    from golden.network import digits_net
-    from golden.preprocess import float_input
     from golden.quantize import refit_codebooks
-    from golden.reference_float import forward_float
-    net = digits_net()
-    rng = np.random.default_rng(5)
-    shared = {}
-    for c in net.convs():
-        cb = np.concatenate([[0.0], rng.normal(0, np.sqrt(2 / c.fan_in), 255)]).astype(np.float32)
-        shared[c.name] = LayerWeights(cb, rng.integers(0, 256, c.weight_shape).astype(np.uint8),
-                                      rng.normal(0, 0.05, c.out_channels).astype(np.float32))
-    original = Model(net, shared)
-    reduced = Model(net, {n: reduce_codebook(lw, 4) for n, lw in shared.items()})
+    original, rng = _random_shared_model(5)
+    reduced = Model(original.network, {n: reduce_codebook(lw, 4)
+                                       for n, lw in original.layers.items()})
     imgs = [rng.integers(0, 256, (1, 16, 16)).astype(np.uint8) for _ in range(4)]
     refit = refit_codebooks(reduced, original, imgs[:2], progress=lambda *a: None,
                             reassign=False)
-
-    def logit_error(m):
-        return sum(np.linalg.norm(forward_float(net, m.float_weights(), float_input(x, net.input))
-                                  - forward_float(net, original.float_weights(),
-                                                  float_input(x, net.input))) for x in imgs)
-    assert logit_error(refit) < 0.9 * logit_error(reduced)
-    for n in shared:
+    assert _logit_error(refit, original, imgs) < 0.9 * _logit_error(reduced, original, imgs)
+    for n in original.layers:
         assert refit.layers[n].codebook[0] == 0.0
         assert np.array_equal(refit.layers[n].indices, reduced.layers[n].indices)
 
@@ -121,30 +135,14 @@ def test_assignment_by_error_beats_nearest_value_and_keeps_pruned_weights():
 
 def test_refit_with_reassignment_lowers_the_error_further():
     from golden.model import Model
-    from golden.network import digits_net
-    from golden.preprocess import float_input
     from golden.quantize import refit_codebooks
-    from golden.reference_float import forward_float
-    net = digits_net()
-    rng = np.random.default_rng(6)
-    layers = {}
-    for c in net.convs():
-        cb = np.concatenate([[0.0], rng.normal(0, np.sqrt(2 / c.fan_in), 255)]).astype(np.float32)
-        idx = rng.integers(0, 256, c.weight_shape).astype(np.uint8)
-        idx[rng.random(c.weight_shape) < 0.5] = 0
-        layers[c.name] = LayerWeights(cb, idx, rng.normal(0, 0.05, c.out_channels)
-                                      .astype(np.float32))
-    original = Model(net, layers)
-    reduced = Model(net, {n: reduce_codebook(lw, 4) for n, lw in layers.items()})
+    original, rng = _random_shared_model(6, pruned=0.5)
+    reduced = Model(original.network, {n: reduce_codebook(lw, 4)
+                                       for n, lw in original.layers.items()})
     imgs = [rng.integers(0, 256, (1, 16, 16)).astype(np.uint8) for _ in range(6)]
-
-    def logit_error(m):
-        return sum(np.linalg.norm(forward_float(net, m.float_weights(), float_input(x, net.input))
-                                  - forward_float(net, original.float_weights(),
-                                                  float_input(x, net.input))) for x in imgs)
     values_only = refit_codebooks(reduced, original, imgs[:3], reassign=False)
     both = refit_codebooks(reduced, original, imgs[:3])
-    assert logit_error(both) < logit_error(values_only)
+    assert _logit_error(both, original, imgs) < _logit_error(values_only, original, imgs)
     for n, lw in both.layers.items():
         assert np.all(lw.indices[original.layers[n].indices == 0] == 0)
 
@@ -153,17 +151,9 @@ def test_activation_refit_fits_on_the_quantised_inputs():
     """refit_codebooks(clips=...) refits every layer on its inputs as the integer path holds
     them: the first layer, which reads the exact image, comes out as without clips, the
     layers after it differently; quantize records the option."""
-    from golden.model import Model
-    from golden.network import digits_net
     from golden.quantize import quantize, refit_codebooks
-    net = digits_net()
-    rng = np.random.default_rng(9)
-    layers = {}
-    for c in net.convs():
-        cb = np.concatenate([[0.0], rng.normal(0, np.sqrt(2 / c.fan_in), 255)]).astype(np.float32)
-        layers[c.name] = LayerWeights(cb, rng.integers(0, 256, c.weight_shape).astype(np.uint8),
-                                      rng.normal(0, 0.05, c.out_channels).astype(np.float32))
-    model = Model(net, layers)
+    model, rng = _random_shared_model(9)
+    net = model.network
     imgs = [rng.integers(0, 256, (1, 16, 16)).astype(np.uint8) for _ in range(4)]
     clips = calibrate(model, imgs)
     plain = refit_codebooks(model, model, imgs)
