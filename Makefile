@@ -57,7 +57,7 @@ synth: $(STAMP)
 synth-device: $(STAMP)
 	$(VENV)/bin/pip install --quiet -e ".[board]"
 	$(PY) -m tools.synth --device --mac-units $(or $(MAC_UNITS),64) \
-	  $(if $(filter 1,$(SKIP)),--zero-skipping on --json build/synth/device-skip-$(or $(MAC_UNITS),64).json)
+	  $(if $(SEED),--seed $(SEED)) $(if $(filter 1,$(SKIP)),--zero-skipping on --json build/synth/device-skip-$(or $(MAC_UNITS),64).json)
 
 # The ULX3S-85F bitstream (tools/bitstream.py): build/ulx3s/top.bit and report.json, the device
 # of hw.config.board_config at its clock (docs/BOARD.md); CORE=bringup builds the same device

@@ -117,6 +117,7 @@ def synthesise_top(top, name: str, work: Path, freq: float, seed: int) -> dict:
     result["fmax_mhz"] = float(achieved[-1]) if achieved else None
     result["timing_met"] = pnr.returncode == 0
     result["router"] = ROUTER
+    result["seed"] = seed
     if (work / "report.json").exists():
         report = json.loads((work / "report.json").read_text())
         util = report.get("utilization", {})
@@ -144,6 +145,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mac-units", type=int, nargs="+", default=[16, 64, 128])
     ap.add_argument("--freq", type=float, default=100.0)
+    ap.add_argument("--seed", type=int, default=1,
+                    help="nextpnr's placement seed (default 1; the reports say which)")
     ap.add_argument("--memory", action="store_true",
                     help="synthesise the memory path (SDRAM controller, DMA, a buffer) instead")
     ap.add_argument("--device", action="store_true",
@@ -158,21 +161,21 @@ def main() -> int:
     if args.device:
         skip = None if args.zero_skipping is None else args.zero_skipping == "on"
         r = synthesise_device(args.mac_units[0] if args.mac_units != [16, 64, 128] else 64,
-                              args.freq, zero_skipping=skip)
+                              args.freq, args.seed, zero_skipping=skip)
         path = Path(args.json) if args.json else OUT / "device.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(r, indent=2) + "\n")
         print(json.dumps({k: v for k, v in r.items() if k not in ("placed", "config")}))
         return 0
     if args.memory:
-        r = synthesise_memory(args.mac_units[0], args.freq)
+        r = synthesise_memory(args.mac_units[0], args.freq, args.seed)
         OUT.mkdir(parents=True, exist_ok=True)
         (OUT / "memory.json").write_text(json.dumps(r, indent=2) + "\n")
         print(json.dumps({k: v for k, v in r.items() if k != "placed"}))
         return 0
     results = []
     for n in args.mac_units:
-        r = synthesise(n, args.freq)
+        r = synthesise(n, args.freq, args.seed)
         results.append(r)
         print(json.dumps({k: v for k, v in r.items() if k != "placed"}))
     OUT.mkdir(parents=True, exist_ok=True)
