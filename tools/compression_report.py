@@ -36,11 +36,13 @@ def main() -> int:
                      "note": "accuracy: the authors' own codebooks"})
     for bits in (8, 6, 4):
         for suffix, label in (("", "packed .sqz"), ("-huff", "packed .sqz, Huffman"),
-                              ("-ft", "packed .sqz, fine-tuned")):
+                              ("-ft", "packed .sqz, fine-tuned"),
+                              ("-ft-ste", "packed .sqz, fine-tuned through the 8-bit "
+                                          "activations")):
             rep = load(f"sqn-{bits}{suffix}.json")
             if not rep:
                 continue
-            ev = load(f"eval-{bits}{'-ft' if suffix == '-ft' else ''}.json")
+            ev = load(f"eval-{bits}{'' if suffix == '-huff' else suffix}.json")
             rows.append({"variant": label, "bits": bits, "huffman": rep["huffman"],
                          "bytes": rep["bytes"], "paper_mb": PAPER.get(str(bits)),
                          "code_bytes": rep.get("code_bytes"), "gap_bytes": rep.get("gap_bytes"),

@@ -207,8 +207,12 @@ def compress_rows(folder: Path = ROOT / "build" / "compress") -> dict:
              "authors' model, 4-bit (the quantiser)": "eval-authors-4.json",
              "compressed 6-bit (re-clustered, refit)": "eval-6.json",
              "compressed 6-bit, fine-tuned": "eval-6-ft.json",
+             "compressed 6-bit, fine-tuned through the 8-bit activations":
+                 "eval-6-ft-ste.json",
              "compressed 4-bit (re-clustered, refit)": "eval-4.json",
-             "compressed 4-bit, fine-tuned": "eval-4-ft.json"}
+             "compressed 4-bit, fine-tuned": "eval-4-ft.json",
+             "compressed 4-bit, fine-tuned through the 8-bit activations":
+                 "eval-4-ft-ste.json"}
     out = {}
     for name, f in files.items():
         if (folder / f).exists():
