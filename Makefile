@@ -160,7 +160,7 @@ compress-imagenet: $(STAMP)
 	  --json build/compress/eval-authors-$$b.json || exit 1; done
 	for b in 8 6 4; do \
 	  $(SQZ) compress $(MODEL_NET) --bits $$b --calib $(SPLIT)/tune --out build/compress/sqn-$$b.sqz --json build/compress/sqn-$$b.json && \
-	  $(SQZ) compress $(MODEL_NET) --bits $$b --huffman --out build/compress/sqn-$$b-huff.sqz --json build/compress/sqn-$$b-huff.json && \
+	  $(SQZ) compress $(MODEL_NET) --bits $$b --huffman --calib $(SPLIT)/tune --out build/compress/sqn-$$b-huff.sqz --json build/compress/sqn-$$b-huff.json && \
 	  $(SQZ) eval $(SPLIT)/held --model build/compress/sqn-$$b.sqz --bits $$b $(HELD_INT) --json build/compress/eval-$$b.json || exit 1; done
 	for b in 6 4; do \
 	  $(SQZ) compress $(MODEL_NET) --bits $$b --finetune $(SPLIT)/tune --out build/compress/sqn-$$b-ft.sqz --json build/compress/sqn-$$b-ft.json && \
