@@ -145,7 +145,7 @@ eval-imagenet: $(STAMP)
 # Deep Compression of the authors' model at 8/6/4 bits (plain and Huffman-coded; re-clustered
 # reassigned and refit on half of the shared photos), fine-tuned 6/4-bit by distillation on
 # that half (in float, and through the 8-bit activations), every variant evaluated on the other
-# half; build/compress/report.{json,md} next to paper Table 2. About 70 minutes on 2 cores.
+# half; build/compress/report.{json,md} next to paper Table 2. About 100 minutes on 2 cores.
 SQZ := $(VENV)/bin/sqz
 SPLIT := build/split
 HELD := --synsets $(SHARED)/imagenet-sample/synsets.txt --quiet
