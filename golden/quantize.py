@@ -128,6 +128,15 @@ DEFAULT_ACTIVATION_REFIT = False
 CALIBRATION_IMAGES = 50          # photos, spread evenly over a folder (golden.evaluate)
 
 
+def quantised_activation(x: np.ndarray, step: float, out: np.ndarray | None = None
+                         ) -> np.ndarray:
+    """``min(round(x / step), ACT_MAX) * step``: a ReLU's output (>= 0) as the integer path
+    holds it with scale ``step``, in ``x``'s dtype (into ``out`` if given)."""
+    q = np.minimum(np.rint(x / step), nx.ACT_MAX, out=out)
+    q *= step
+    return q
+
+
 def calibrate(model: Model, images: list[np.ndarray], percentile: float = 99.99,
               final_percentile: float = 100.0,
               weights: dict | None = None, rule: str = DEFAULT_RULE,
@@ -206,7 +215,7 @@ def _next_clip(name, clip, top, readers, tensors, net, weights) -> float:
         step = c / nx.ACT_MAX
         err = 0.0
         for t in tensors:
-            xq = (np.minimum(np.rint(t[name] / step), nx.ACT_MAX) * step).astype(np.float32)
+            xq = quantised_activation(t[name], step)
             for spec, pool in readers:
                 x = maxpool_float(xq, pool.kernel, pool.stride) if pool is not None else xq
                 w, b = weights[spec.name]
@@ -244,7 +253,7 @@ def mse_clip(values: np.ndarray, bins: int = 1 << 16, candidates: int = 400) -> 
         best_err = np.inf
         for c in reach * np.geomspace(1.0 / 256, 1.0, candidates):
             step = c / nx.ACT_MAX
-            q = np.minimum(np.rint(x / step), nx.ACT_MAX) * step
+            q = quantised_activation(x, step)
             err = float((n * (x - q) ** 2).sum()) + s2 - 2 * c * s1 + n_t * c * c
             if err < best_err:
                 best, best_err = float(c), err
@@ -381,8 +390,7 @@ def refit_codebooks(model: Model, reference: Model, images: list[np.ndarray],
         if spec.name in source:
             step = clips[source[spec.name]] / nx.ACT_MAX
             for x in inputs:      # in place: the walk computes the layer from these
-                np.minimum(np.rint(x / step), nx.ACT_MAX, out=x)
-                x *= step
+                quantised_activation(x, step, out=x)
         lw = layers[spec.name]
         entries = len(lw.codebook)
         # (a grouped layer's indices as its dense tensor, -1 where no weight is: no entry)
@@ -475,15 +483,9 @@ def assign_by_error(w: np.ndarray, codebook: np.ndarray, gram: np.ndarray,
 
 def _clip_source(network: Network) -> dict[str, str]:
     """Each convolution reading a calibrated activation: the tensor whose clip its input has
-    (a max pool's output has its input's). The image, exact in the integer path, is absent."""
-    pools = {node.name: network.node_inputs(i)[0]
-             for i, node in enumerate(network.nodes) if isinstance(node, MaxPool)}
-    sources = {}
-    for conv, src in conv_inputs(network).items():
-        src = pools.get(src, src)
-        if src != "input":
-            sources[conv] = src
-    return sources
+    (through a max pool, its input's). The image, exact in the integer path, is absent."""
+    return {spec.name: tensor for tensor, readers in tensor_readers(network).items()
+            if tensor != "input" for spec, _ in readers}
 
 
 # ---- integer parameters ----------------------------------------------------------------------
@@ -616,7 +618,7 @@ def correct_biases(q: QuantizedModel, reference: Model, images: list[np.ndarray]
         for name in tensors:
             x = t[name].astype(np.float64)
             s_x = q.scales[name]
-            xq = np.minimum(np.rint(x / s_x), nx.ACT_MAX) * s_x
+            xq = quantised_activation(x, s_x)
             d = (xq - x).mean(axis=(1, 2)) / s_x / len(images)
             shift[name] = shift.get(name, 0.0) + d
     convs = {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -192,7 +193,6 @@ def run(photos: Path, model_path: Path, calib_count: int, limit: int, bits: list
         held[n] = scores(z[unseen], floats[unseen], labels[unseen])
         if n in quantised:
             rows[n]["quantise_s"] = round(quantised[n][1], 1)
-    import os
     return {"model": str(model_path), "photos": os.path.relpath(photos, ROOT), "n": len(images),
             "calibration": {"count": len(calib), "images": calib_names}, "rows": rows,
             "rows_without_calibration_photos": held, "compress": compress_rows()}
