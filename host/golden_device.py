@@ -228,22 +228,43 @@ class GoldenDevice:
 
     # ---- the sequencer ------------------------------------------------------------------------
     def _run(self) -> None:
-        """Every op in program order (a program's ``dma_wait`` fields make the RTL's overlap
-        give the same contents), then the counters from the cycle model."""
+        """Every op in program order, each transfer carried out as late as the DMA queue lets
+        it finish: when a later op's ``dma_wait`` waits for it, when a push needs its room
+        (DMA_QUEUE in the queue, one being carried out), or at END. So a program whose
+        ``dma_wait`` fields let an op start before what it reads is loaded, or overwrite what
+        a STORE has still to read, gives a wrong answer here as it can on the RTL. Then the
+        counters from the cycle model."""
         if self.state == RunState.RUNNING:
             return
         timed = []
         depth = self.cfg.program_depth
+        queued: list[tuple[OpKind, dict]] = []
+
+        def finish(keep: int) -> None:       # all but the last ``keep`` transfers, in order
+            while len(queued) > keep:
+                self._transfer(*queued.pop(0))
+
+        def push(kind: OpKind, d: dict) -> int:
+            finish(DMA_QUEUE)
+            queued.append((kind, d))
+            target = DMATarget(d["target"]) if kind == OpKind.LOAD else DMATarget.FEATURE
+            return transfer_cycles(self.cfg, kind, target, d)
+
         for index in range(depth):
             self.op_index = index
             op = decode_op(self.program[index], self.cfg)
             if op["kind"] == OpKind.END:
                 break
-            cycles = self._op(op)
             store = None
-            if op["then_store"] and op["kind"] not in (OpKind.LOAD, OpKind.STORE):
-                store = self._transfer(OpKind.STORE, op["dma"])
+            if op["kind"] in (OpKind.LOAD, OpKind.STORE):
+                cycles = push(op["kind"], op["dma"])
+            else:
+                finish(op["dma_wait"])
+                cycles = self._op(op)
+                if op["then_store"]:
+                    store = push(OpKind.STORE, op["dma"])
             timed.append((op["kind"], cycles, op["dma_wait"], store))
+        finish(0)
         per, self.cycles, end_wait = sequence_cycles(timed, DMA_QUEUE)
         for i, (cycles, wait) in enumerate(per):
             self.counters[i], self.counters[depth + i] = cycles, wait
@@ -253,8 +274,6 @@ class GoldenDevice:
 
     def _op(self, op: dict) -> int:
         cfg = self.cfg
-        if op["kind"] in (OpKind.LOAD, OpKind.STORE):
-            return self._transfer(op["kind"], op["dma"])
         src_fm, dst_fm = (self.fm_b, self.fm_a) if op["swap"] else (self.fm_a, self.fm_b)
         if op["kind"] == OpKind.ADD:
             n = op["in_words"]

@@ -21,9 +21,13 @@ squeeze buffer, expand1x1 and expand3x3 from it, each chunk stored at its channe
 concat). A max pooling band LOADs 2R + 1 input rows and pools them whole; a global sum LOADs
 as many channel groups as fit and stores their sums to the result.
 
-Every op runs after the one before (the sequencer has one op in flight), so a LOAD's or a
-STORE's cycles are the engine's wait for memory: ``DeviceProgram``'s transfer ops, reported as
-``wait`` by host/board.py and sqz infer.
+Every op runs after the one before (the sequencer has one op in flight); a LOAD or STORE
+enters the DMA queue and runs beside the ops after it, which wait for it only where they read
+what it fills or overwrite what it drains (``dma_wait``; reported as ``wait`` by host/board.py
+and sqz infer). Written in that order, a node's next parameters and next band load during its
+last pass only; the last step (_hoist_loads) queues each LOAD earlier where the cycle model
+says the run gets shorter, past the ops that do not touch what it loads, and splits weight
+LOADs into pieces that can queue apart.
 """
 
 from __future__ import annotations
@@ -35,14 +39,18 @@ import numpy as np
 from golden.network import Bypass, Conv, Fire, GlobalAvgPool, MaxPool
 from golden.quantize import QuantizedModel
 from hw.config import AcceleratorConfig
-from hw.layout import (SKIP_ROWS, DMA_WAIT_BITS, SUM_WORDS, DMATarget, FieldRangeError, LayerDescriptor, OpKind,
+from hw.layout import (SKIP_ROWS, DMA_QUEUE, DMA_WAIT_BITS, SUM_WORDS, DMATarget, FieldRangeError, LayerDescriptor, OpKind,
                        codebook_sdram_words, describe, encode_op, groups, sdram_of_bytes,
                        sdram_unit_words, skip_units, skip_words, weight_lanes)
 from hw.sdram_chip import MT48LC16M16A2
+from hw.timing import OP_OVERHEAD, sequence_cycles, transfer_bounds
 
 from .program import DeviceProgram, Op, UnsupportedNetworkError, check_pooling
 
 __all__ = ["compile_sdram"]
+
+
+DMA_WAIT_MOST = (1 << DMA_WAIT_BITS) - 1     # an op's dma_wait that never waits
 
 
 def _regions(region) -> list:
@@ -51,8 +59,9 @@ def _regions(region) -> list:
 
 
 class _Planner:
-    def __init__(self, q: QuantizedModel, cfg: AcceleratorConfig, skip_cache: dict | None = None):
-        self.q, self.cfg = q, cfg
+    def __init__(self, q: QuantizedModel, cfg: AcceleratorConfig, skip_cache: dict | None = None,
+                 pieces: bool = False):
+        self.q, self.cfg, self.pieces = q, cfg, pieces
         self.ops: list[Op] = []
         self.blocks: list[tuple[int, np.ndarray]] = []
         self.cursor = 0                            # next free SDRAM word
@@ -74,6 +83,12 @@ class _Planner:
         self.out_tile = cfg.fm_b_depth // 2        # an output tile: half of B
         self.out_half = 0                          # B's half the next output goes to
         self.skip_blocks: dict = {}                # (conv, chunk) -> zero-skipping words
+        # Per op, for moving LOADs earlier (_hoist_loads): what it reads and writes (on-chip
+        # regions, and the SDRAM words a transfer or an op's STORE touches) and the ops whose
+        # transfers it waits for; per transfer number, the op that queued it.
+        self.effects: list[tuple[set, set]] = []
+        self.deps: list[list[int]] = []
+        self.queue_op: list[int] = []
         self.skip_cache = {} if skip_cache is None else skip_cache   # shared by the plans
 
     # ---- the SDRAM --------------------------------------------------------------------------
@@ -189,36 +204,69 @@ class _Planner:
 
     # ---- ops --------------------------------------------------------------------------------
     def op(self, name: str, kind: OpKind, fields: dict, desc: LayerDescriptor | None,
-           reads=(), writes=(), store=None) -> None:
+           reads=(), writes=(), store=None, extents=None) -> None:
         """Op names are unique (counters are read back by name): a repeat gets ``#n``. A unit
         op that reads regions ``reads`` and writes ``writes`` waits for the transfers that
         fill what it reads and for those that drain what it overwrites; the ones queued
         after them may still run (``dma_wait``)."""
         n = self.names.get(name, 0)
         self.names[name] = n + 1
+        deps = []
         if kind not in (OpKind.LOAD, OpKind.STORE):
-            deps = [self.loaded[r] for r in reads if r in self.loaded]
-            deps += [self.stored[r] for r in writes if r in self.stored]
-            most = (1 << DMA_WAIT_BITS) - 1
-            fields = {**fields, "dma_wait": min(most, self.transfers - 1 - max(deps))
-                      if deps else most}
+            deps = [t for r in reads for t in self.loaded.get(r, ())]
+            deps += [t for r in writes for t in self.stored.get(r, ())]
+            fields = {**fields, "dma_wait": min(DMA_WAIT_MOST, self.transfers - 1 - max(deps))
+                      if deps else DMA_WAIT_MOST}
         if store is not None:             # (dma, region): the STORE it queues as it finishes
             fields = {**fields, "then_store": 1, "dma": store[0]}
+        # (the parameter memories' regions as the words they span: ``extents``)
+        reads = {(extents or {}).get(r, r) for r in reads}
+        writes = {(extents or {}).get(r, r) for r in writes}
+        if fields.get("src_squeeze"):     # the squeeze buffer as a whole (no regions named)
+            reads.add(("squeeze", None))
+        if fields.get("dst_squeeze"):
+            writes.add(("squeeze", None))
+        if store is not None:
+            reads |= set(_regions(store[1]))
+            writes.add(self.sdram_span(DMATarget.FEATURE, store[0]))
+        self.effects.append((reads, writes))
+        self.deps.append([self.queue_op[t] for t in deps])
         self.ops.append(Op(f"{name}#{n}" if n else name, kind, fields, desc))
         if store is not None:
             for region in _regions(store[1]):
-                self.stored[region] = self.transfers
+                self.stored[region] = [self.transfers]
+            self.queue_op.append(len(self.ops) - 1)
             self.transfers += 1
+
+    def sdram_span(self, target: DMATarget, dma: dict) -> tuple:
+        """("sdram", first, end): the SDRAM words a transfer reads or writes (its runs' hull)."""
+        k = self.k[target]
+        first = dma["sdram_base"] * k
+        return ("sdram", first,
+                first + ((dma["runs"] - 1) * dma["sdram_stride"] + dma["run_words"]) * k)
 
     def transfer(self, name: str, kind: OpKind, target: DMATarget, sdram: int, buffer: int,
                  run_words: int, runs: int = 1, sdram_stride: int = 0,
-                 buffer_stride: int = 0, region=None) -> None:
+                 buffer_stride: int = 0, region=None, piece: bool = False) -> None:
         """``sdram`` in SDRAM words (a whole number of the target's units); ``region`` the
-        on-chip region it fills (LOAD) or drains (STORE)."""
+        on-chip region it fills (LOAD) or drains (STORE); ``piece``: the LOAD continues the
+        one before into the same region (an op reading it waits for every piece)."""
         dma = self.dma(target, sdram, buffer, run_words, runs, sdram_stride, buffer_stride)
         self.op(name, kind, {"dma": dma}, None)
+        span = self.sdram_span(DMATarget.FEATURE if kind == OpKind.STORE else target, dma)
+        on_chip = set(_regions(region))
+        end = buffer + (runs - 1) * buffer_stride + run_words
+        if target == DMATarget.WEIGHTS:
+            on_chip = {("weights", buffer, end)}
+        elif target == DMATarget.BIAS:           # (bias entries: PO a bias word)
+            on_chip = {("bias", buffer // self.cfg.po, -(-end // self.cfg.po))}
+        self.effects[-1] = ({span}, on_chip) if kind == OpKind.LOAD else (on_chip, {span})
         for r in _regions(region):
-            (self.loaded if kind == OpKind.LOAD else self.stored)[r] = self.transfers
+            if piece:        # a piece of one LOAD: an op that reads it waits for them all
+                self.loaded[r].append(self.transfers)
+            else:
+                (self.loaded if kind == OpKind.LOAD else self.stored)[r] = [self.transfers]
+        self.queue_op.append(len(self.ops) - 1)
         self.transfers += 1
 
     def load_parameters(self, name: str, conv: str, first: int, count: int, slot: dict) -> dict:
@@ -257,13 +305,10 @@ class _Planner:
         if slot.get("conv_weight") is not None:      # a resident node: all of them, once
             at = slot["conv_weight"]
             if self.resident.get(("weights", at)) != conv:
-                self.transfer(f"{name}/weights", OpKind.LOAD, DMATarget.WEIGHTS, block,
-                              at, whole, region=("weights", at))
+                self.load_weights(name, block, at, whole)
                 self.resident[("weights", at)] = conv
         elif self.resident.get(("weights", slot["weight"])) != key:
-            self.transfer(f"{name}/weights", OpKind.LOAD, DMATarget.WEIGHTS,
-                          block + offset * kw,
-                          slot["weight"], words, region=("weights", slot["weight"]))
+            self.load_weights(name, block + offset * kw, slot["weight"], words)
             self.resident[("weights", slot["weight"])] = key
         if slot["conv_bias"] is not None:           # all the convolution's biases, once
             at = slot["conv_bias"]
@@ -282,6 +327,16 @@ class _Planner:
                           region=("codebook", slot["table"]))
             self.resident[("codebook", slot["table"])] = conv
         return slot
+
+    def load_weights(self, name: str, sdram: int, at: int, words: int) -> None:
+        """Weight words ``at ..`` from SDRAM word ``sdram``: one LOAD, or with ``pieces`` LOADs
+        of at most WEIGHT_PIECE words, which _hoist_loads can queue apart (a long LOAD ahead
+        in the queue holds up every STORE and band LOAD behind it)."""
+        piece = WEIGHT_PIECE if self.pieces else words
+        for o in range(0, words, piece):
+            self.transfer(f"{name}/weights", OpKind.LOAD, DMATarget.WEIGHTS,
+                          sdram + o * self.k[DMATarget.WEIGHTS], at + o, min(piece, words - o),
+                          region=("weights", at), piece=o > 0)
 
     def slots(self, convs: list[str], max_og: dict | None = None) -> dict:
         out = self._slots(convs, max_og)
@@ -387,6 +442,14 @@ class _Planner:
             weight_region = ("weights", slot["conv_weight"] if slot.get("conv_weight") is not None
                              else slot["weight"])
             params = [weight_region, bias_region, ("codebook", slot["table"])]
+            if slot.get("conv_weight") is not None:      # the words the pass may read
+                extent = (sum(w for *_, w in self.chunk_words(conv, slot["partition"]))
+                          if cfg.zero_skipping else p["og"] * p["per_group"])
+            else:
+                extent = cfg.weight_depth // 2 if p["double"] else cfg.weight_depth
+            extents = {weight_region: ("weights", weight_region[1], weight_region[1] + extent),
+                       bias_region: ("bias", bias_region[1], bias_region[1] + (
+                           p["og"] if slot["conv_bias"] is not None else n))}
             reads = params + ([("A", in_half)] if in_half is not None else [])
             in_base = 0 if in_half is None else in_half * self.half
             if dst_sq:
@@ -415,7 +478,7 @@ class _Planner:
                                         "dst_squeeze": int(dst_sq), "unit": unit,
                                         "conv": d.fields(cfg, in_base, out_base,
                                                          out_map_rows)}, d,
-                    reads=reads, writes=writes, store=store)
+                    reads=reads, writes=writes, store=store, extents=extents)
 
     def store_rows(self, node: str, first_group: int, n_groups: int, row0: int, rows: int,
                    half: int) -> tuple[dict, tuple]:
@@ -615,7 +678,8 @@ def compile_sdram(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
     """The program for ``cfg``: of the plans for each of BAND_ROWS, the one whose cycle model
     waits least for memory among those that fit the program memory; if none fits, the plan
     that gives every node the band height with which it needs the fewest ops, in segments
-    (DeviceProgram.segments)."""
+    (DeviceProgram.segments). Then that plan with its LOADs queued where the cycle model
+    says they pay most (_hoist_loads), if that is shorter."""
     plans, error = {}, None
     cache: dict = {}
     for band_rows in (SKIP_BAND_ROWS if cfg.zero_skipping else BAND_ROWS):
@@ -626,17 +690,25 @@ def compile_sdram(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
     if not plans:
         raise error
     if cfg.zero_skipping:
-        return _fastest(q, cfg, plans, cache)
-    fitting = [p for p in plans.values() if not p.segments]
-    if fitting:
-        return min(fitting, key=lambda p: sum(p.timeline()[1].values()))
-    # Longer than the program memory whichever the band height: the plan that gives every
-    # node the band height with which it needs the fewest ops (the fewest segments, each one
-    # more program upload per image), run as segments.
-    nodes = next(iter(plans.values())).node_ops
-    fewest = {node: min(plans, key=lambda r: (len(plans[r].node_ops[node]), r))
-              for node in nodes}
-    return _compile(q, cfg, fewest, cache)
+        key, best = _fastest(q, cfg, plans, cache)
+    else:
+        fitting = {r: p for r, p in plans.items() if not p.segments}
+        if fitting:
+            key = min(fitting, key=lambda r: sum(fitting[r].timeline()[1].values()))
+            best = fitting[key]
+        else:
+            # Longer than the program memory whichever the band height: the plan that gives
+            # every node the band height with which it needs the fewest ops (the fewest
+            # segments, each one more program upload per image), run as segments.
+            nodes = next(iter(plans.values())).node_ops
+            key = {node: min(plans, key=lambda r: (len(plans[r].node_ops[node]), r))
+                   for node in nodes}
+            best = _compile(q, cfg, key, cache)
+    # (a program in segments keeps its LOADs whole: pieces would make it longer)
+    hoisted = _compile(q, cfg, key, cache, hoist=True, pieces=not best.segments)
+    if len(hoisted.segment_ranges()) > len(best.segment_ranges()):
+        return best
+    return min((best, hoisted), key=lambda p: p.timeline()[2])
 
 
 # Zero-skipping: a chunk's rows are output groups computed together, so a band of fewer rows
@@ -645,27 +717,28 @@ SKIP_BAND_ROWS = (1, 2) + BAND_ROWS
 
 
 def _fastest(q: QuantizedModel, cfg: AcceleratorConfig, plans: dict, cache: dict
-             ) -> DeviceProgram:
+             ) -> tuple[int | dict[str, int], DeviceProgram]:
     """Of the single-height plans and the plan that gives every node the band height with which
     its ops take the fewest cycles, the one whose cycle model is shortest (in segments if it
-    is longer than the program memory)."""
+    is longer than the program memory): (its band rows, the program)."""
     figures = {r: {f["name"]: f["cycles"] for f in p.node_figures(*p.timeline()[:2])}
                for r, p in plans.items()}
     nodes = next(iter(plans.values())).node_ops
     best = {node: min(plans, key=lambda r: (figures[r][node], r)) for node in nodes}
-    candidates = list(plans.values()) + [_compile(q, cfg, best, cache)]
-    return min(candidates, key=lambda p: p.timeline()[2])
+    candidates = list(plans.items()) + [(best, _compile(q, cfg, best, cache))]
+    return min(candidates, key=lambda kp: kp[1].timeline()[2])
 
 
 def _compile(q: QuantizedModel, cfg: AcceleratorConfig,
-             band_rows: int | dict[str, int], cache: dict | None = None) -> DeviceProgram:
+             band_rows: int | dict[str, int], cache: dict | None = None,
+             hoist: bool = False, pieces: bool = True) -> DeviceProgram:
     """One plan: every Conv and Fire node's bands aim for ``band_rows`` output rows (or the
     node's own entry), in segments if it is longer than the program memory."""
     rows_of = band_rows.get if isinstance(band_rows, dict) else (lambda _: band_rows)
     net = q.network
     shapes = net.shapes()
     pc, po = cfg.pc, cfg.po
-    plan = _Planner(q, cfg, cache)
+    plan = _Planner(q, cfg, cache, hoist and pieces)
     tile, out_tile = plan.half, plan.out_tile
     for name, (c, h, w) in shapes.items():
         if max(h, w) > cfg.max_side or c > cfg.max_channels:
@@ -869,6 +942,21 @@ def _compile(q: QuantizedModel, cfg: AcceleratorConfig,
     if not isinstance(net.nodes[-1], GlobalAvgPool):
         raise UnsupportedNetworkError("the device reads its result from a global average pool; "
                                       f"{net.output_node} is a {type(net.nodes[-1]).__name__}")
+    if hoist:
+        # A program in one segment: LOADs may move into the node before (its ops stay
+        # counted as their own node's); in segments, each node's are placed among its own.
+        if _segments(node_ops, len(plan.ops), cfg.program_depth - 1):
+            order = []
+            for indices in node_ops.values():
+                order += _hoist_loads(plan, indices[0], indices[-1] + 1) if indices else []
+        else:
+            order = _hoist_loads(plan, 0, len(plan.ops))
+        assert sorted(order) == list(range(len(plan.ops)))
+        waits = _dma_waits(plan, order)
+        plan.ops = [replace(plan.ops[i], fields={**plan.ops[i].fields, "dma_wait": waits[i]})
+                    if i in waits else plan.ops[i] for i in order]
+        at = {i: k for k, i in enumerate(order)}
+        node_ops = {node: sorted(at[i] for i in indices) for node, indices in node_ops.items()}
     ops = plan.ops
     segments = _segments(node_ops, len(ops), cfg.program_depth - 1)
     try:
@@ -880,6 +968,99 @@ def _compile(q: QuantizedModel, cfg: AcceleratorConfig,
                          shapes["input"], 0, 0, shapes[net.output_node][0], net.output_node,
                          node_ops, sdram_blocks=plan.blocks, input_sdram=input_sdram,
                          result_sdram=result, sdram_maps=plan.maps, segments=segments)
+
+
+# Moving a LOAD earlier (_hoist_loads): how many unit ops back it may go, and how many ops
+# around it the cycle model runs to compare the places (the queue taken as empty before them).
+HOIST_REACH = 8
+WEIGHT_PIECE = 128               # weight words a LOAD moves when the LOADs are placed so
+HOIST_CONTEXT = 4
+HOIST_AFTER = 16
+
+
+def _conflict(a: tuple, b: tuple) -> bool:
+    """Whether two effects touch the same memory: SDRAM spans that overlap, or the same
+    on-chip region (None: the whole of that memory)."""
+    if a[0] != b[0]:
+        return False
+    if len(a) != len(b):
+        return True
+    if len(a) == 3:                   # SDRAM and parameter memories: word spans
+        return a[1] < b[2] and b[1] < a[2]
+    return a[1] is None or b[1] is None or a[1] == b[1]
+
+
+def _blocks(plan: _Planner, op: int, load: int) -> bool:
+    """Whether op ``op`` must stay before LOAD ``load``: it reads or writes what the LOAD
+    writes, or writes what the LOAD reads."""
+    reads, writes = plan.effects[op]
+    l_reads, l_writes = plan.effects[load]
+    return (any(_conflict(x, w) for w in l_writes for x in reads | writes)
+            or any(_conflict(x, r) for r in l_reads for x in writes))
+
+
+def _dma_waits(plan: _Planner, order: list[int]) -> dict[int, int]:
+    """Each unit op's dma_wait when the ops run in ``order``: the transfers queued between the
+    last one it depends on and itself (a dependency not in ``order`` counts as finished)."""
+    queued, n, out = {}, 0, {}
+    for i in order:
+        op = plan.ops[i]
+        if op.is_transfer:
+            queued[i], n = n, n + 1
+            continue
+        deps = [queued[d] for d in plan.deps[i] if d in queued]
+        out[i] = min(DMA_WAIT_MOST, n - 1 - max(deps)) if deps else DMA_WAIT_MOST
+        if op.fields.get("then_store"):
+            queued[i], n = n, n + 1
+    return out
+
+
+def _hoist_loads(plan: _Planner, lo: int, hi: int) -> list[int]:
+    """Ops ``lo .. hi - 1`` (one node's) in the order that queues each LOAD where the cycle
+    model says the run is shortest: as written, or earlier, behind up to HOIST_REACH unit ops
+    that do not touch what it loads (a later chunk's weights beside an earlier band's pass,
+    say). The LOADs are placed one by one, in program order, each right after a unit op."""
+    cfg = plan.cfg
+    timed = {}
+    for i in range(lo, hi):
+        op = plan.ops[i]
+        d = op.fields.get("dma")
+        if op.is_transfer:
+            timed[i] = (op.kind, transfer_bounds(cfg, op.kind, d["target"], d)[1], None)
+        else:
+            store = (transfer_bounds(cfg, OpKind.STORE, 0, d)[1]
+                     if op.fields.get("then_store") else None)
+            timed[i] = (op.kind, op.cycles(cfg) - OP_OVERHEAD, store)
+
+    def cycles(window: list[int]) -> int:
+        waits = _dma_waits(plan, window)
+        return sequence_cycles([(timed[i][0], timed[i][1], waits.get(i, 0), timed[i][2])
+                                for i in window], DMA_QUEUE)[1]
+
+    order = list(range(lo, hi))
+    for load in range(lo, hi):
+        if plan.ops[load].kind != OpKind.LOAD:
+            continue
+        at = order.index(load)
+        places, e, units = [], at, 0
+        while e > 0 and units < HOIST_REACH and not _blocks(plan, order[e - 1], load):
+            e -= 1
+            if not plan.ops[order[e]].is_transfer:
+                units += 1
+                places.append(e)              # queued just before that unit op
+        if not places:
+            continue
+        start, end = max(0, min(places) - 1 - HOIST_CONTEXT), min(len(order), at + HOIST_AFTER)
+        rest = order[:at] + order[at + 1:]
+        best, best_cycles = at, cycles(order[start:end])
+        for p in places:
+            trial = rest[:p] + [load] + rest[p:]
+            c = cycles(trial[start:end])
+            if c < best_cycles:
+                best, best_cycles = p, c
+        if best != at:
+            order = rest[:best] + [load] + rest[best:]
+    return order
 
 
 def _segments(node_ops: dict[str, list[int]], count: int, room: int) -> list[tuple[int, int]]:

@@ -45,11 +45,14 @@ class WeightDecoder(wiring.Component):
 
     ``start`` (one cycle) takes ``position`` (the first entry's gap counts from it, in engine
     order: word ``p // (PO*PC)``, index ``p % (PO*PC)``), ``count`` entries and
-    ``index_bits``. Bytes arrive on ``i``; each entry is written (``wr_*``, one index, the
-    cycle its last bit is in) and advances the position by gap + 1. A byte is taken only while
-    no whole entry is waiting; bytes after the last entry are taken and dropped. ``busy`` is
-    high while an entry is still to be written from bits already taken. Positions no entry
-    names keep what a CLEAR wrote: index 0, whose codebook entry is 0."""
+    ``index_bits``. Bytes arrive on ``i``; each entry advances the position by gap + 1 and is
+    written (``wr_*`` while ``wr_valid``, one index) the cycle after its last bit is in: the
+    write leaves from registers, because the lane decode and the gap's add in front of the
+    runner's far-away write registers were the device's longest path. A byte is taken only
+    while no whole entry is waiting; bytes after the last entry are taken and dropped.
+    ``busy`` is high while an entry is still to be written from bits already taken, or its
+    write is still to leave. Positions no entry names keep what a CLEAR wrote: index 0, whose
+    codebook entry is 0."""
 
     def __init__(self, cfg: AcceleratorConfig):
         self.cfg = cfg
@@ -57,7 +60,7 @@ class WeightDecoder(wiring.Component):
             "start": In(1), "position": In(32), "count": In(16), "index_bits": In(4),
             "i": In(stream.Signature(8)),
             "wr_addr": Out(cfg.weight_addr_bits), "wr_data": Out(cfg.lanes * cfg.index_bits),
-            "wr_lanes": Out(cfg.lanes), "busy": Out(1), "left": Out(16),
+            "wr_lanes": Out(cfg.lanes), "wr_valid": Out(1), "busy": Out(1), "left": Out(16),
         })
 
     def elaborate(self, platform):
@@ -73,8 +76,9 @@ class WeightDecoder(wiring.Component):
         index_bits = Signal(4)
         m.d.comb += self.left.eq(left)
         entry = Signal()
-        m.d.comb += [entry.eq((fill >= width) & (left != 0)), self.busy.eq(entry),
-                     self.i.ready.eq(~entry)]
+        m.d.comb += [entry.eq((fill >= width) & (left != 0)),
+                     self.busy.eq(entry | self.wr_valid), self.i.ready.eq(~entry)]
+        m.d.sync += self.wr_valid.eq(entry & ~self.start)
         with m.If(self.start):
             m.d.sync += [position.eq(self.position), left.eq(self.count), fill.eq(0),
                          reservoir.eq(0), index_bits.eq(self.index_bits),
@@ -86,7 +90,7 @@ class WeightDecoder(wiring.Component):
                                  & ((Const(1, cfg.index_bits + 1) << index_bits) - 1))
             at = Signal.like(position)
             m.d.comb += at.eq(position + gap)
-            m.d.comb += [self.wr_addr.eq(at >> lane_bits),
+            m.d.sync += [self.wr_addr.eq(at >> lane_bits),
                          self.wr_data.eq(index.replicate(cfg.lanes)),
                          self.wr_lanes.eq(Const(1, cfg.lanes) << at[:lane_bits])]
             # (the next position beside ``at``, not after it: one adder deep)
@@ -202,7 +206,7 @@ class Device(wiring.Component):
         # (zero-skipping weights come only from the SDRAM, through a LOAD: a WRITE to WEIGHTS
         # is refused, so the decoder's entries never reach its weight memory)
         if not cfg.zero_skipping:
-            with m.If(decoder.busy):
+            with m.If(decoder.wr_valid):
                 m.d.comb += [runner.weight_wr.addr.eq(decoder.wr_addr),
                              runner.weight_wr.data.eq(decoder.wr_data),
                              runner.weight_wr.en.eq(decoder.wr_lanes)]

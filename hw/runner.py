@@ -49,16 +49,16 @@ HOST_READ_LATENCY = FM_READ_LATENCY + 2
 class BufferReader(wiring.Component):
     """Streams ``count`` words from ``base`` of a buffer (read port: ``rd_addr``, data
     hw.timing.FM_READ_LATENCY cycles after) as beats of PC bytes; with ``pairs``, ``count``
-    pairs: word i from ``base`` then word i from ``second``. Reads run ahead into a FIFO with
-    room for every read in flight, so ``o`` carries one beat per cycle while it is taken; the
-    first beat is valid hw.timing.READER_LATENCY cycles after ``start``. (``pairs`` and
-    ``second`` are held from ``start`` on.)"""
+    pairs: word i from ``base`` then word i from ``base + count`` (an ADD's second map follows
+    its first, hw.layout.op_layout). Reads run ahead into a FIFO with room for every read in
+    flight, so ``o`` carries one beat per cycle while it is taken; the first beat is valid
+    hw.timing.READER_LATENCY cycles after ``start``. (``pairs`` is held from ``start`` on.)"""
 
     def __init__(self, cfg: AcceleratorConfig, addr_bits: int):
         self.cfg = cfg
         super().__init__({
             "start": In(1), "base": In(cfg.fm_addr_bits), "count": In(cfg.fm_count_bits),
-            "pairs": In(1), "second": In(cfg.fm_addr_bits),
+            "pairs": In(1),
             "rd_addr": Out(addr_bits), "rd_data": In(pixel_layout(cfg)),
             "o": Out(stream.Signature(pixel_layout(cfg))),
         })
@@ -73,15 +73,17 @@ class BufferReader(wiring.Component):
         pending = Signal(FM_READ_LATENCY)     # reads issued 1 .. FM_READ_LATENCY cycles ago
         issue = Signal()
         in_flight = Signal(range(FM_READ_LATENCY + 1))
-        addr2 = Signal.like(self.second)
+        addr2 = Signal.like(self.base)
         on_second = Signal()              # the next read is a pair's second word
         m.d.comb += [in_flight.eq(sum(pending[k] for k in range(FM_READ_LATENCY))),
                      issue.eq((left != 0) & (fifo.level + in_flight < depth)),
                      self.rd_addr.eq(Mux(on_second, addr2, addr))]
         m.d.sync += pending.eq(Cat(issue, pending[:-1]))
         with m.If(self.start):
-            m.d.sync += [addr.eq(self.base), addr2.eq(self.second), left.eq(self.count),
-                         on_second.eq(0)]
+            # (from the held fields at ``start`` itself: an op may start in its first cycle
+            # in START, before a sum registered from the new op's fields would be ready)
+            m.d.sync += [addr.eq(self.base), addr2.eq(self.base + self.count),
+                         left.eq(self.count), on_second.eq(0)]
         with m.Elif(issue & self.pairs & ~on_second):
             m.d.sync += on_second.eq(1)
         with m.Elif(issue):
@@ -267,14 +269,10 @@ class NetworkRunner(wiring.Component):
         m.submodules.gsum = gsum = GlobalSumUnit(cfg)
         m.submodules.serializer = ser = SumSerializer(cfg, nx.LOGIT_BITS)
         m.submodules.add = add = BypassAddUnit(cfg, b_bits=cfg.act_bits)
-        # An ADD's second map follows its first (hw.layout.op_layout); the sum of two held
-        # fields, registered: the op is decoded cycles before its reader starts.
-        second = Signal.like(op.in_base)
-        m.d.sync += second.eq(op.in_base + op.in_words)
         m.d.comb += [add.mult_a.eq(op.conv.mult), add.mult_b.eq(op.unit.mult_b),
                      add.shift.eq(op.conv.shift)]
         m.d.comb += [reader.base.eq(op.in_base), reader.count.eq(op.in_words),
-                     reader.second.eq(second), reader.pairs.eq(op.kind == OpKind.ADD),
+                     reader.pairs.eq(op.kind == OpKind.ADD),
                      writer.base.eq(op.out_base), writer.count.eq(op.out_words),
                      maxpool.in_h.eq(op.conv.in_h), maxpool.in_w.eq(op.conv.in_w),
                      maxpool.out_h.eq(op.conv.out_h), maxpool.out_w.eq(op.conv.out_w),
