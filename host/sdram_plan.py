@@ -704,11 +704,15 @@ def compile_sdram(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
             key = {node: min(plans, key=lambda r: (len(plans[r].node_ops[node]), r))
                    for node in nodes}
             best = _compile(q, cfg, key, cache)
-    # (a program in segments keeps its LOADs whole: pieces would make it longer)
-    hoisted = _compile(q, cfg, key, cache, hoist=True, pieces=not best.segments)
-    if len(hoisted.segment_ranges()) > len(best.segment_ranges()):
-        return best
-    return min((best, hoisted), key=lambda p: p.timeline()[2])
+    # Weights in pieces make more ops: kept only if they need no more segments, else the
+    # LOADs are moved whole (a program in segments keeps them whole to begin with).
+    candidates = [best]
+    for pieces in ((True, False) if not best.segments else (False,)):
+        hoisted = _compile(q, cfg, key, cache, hoist=True, pieces=pieces)
+        if len(hoisted.segment_ranges()) <= len(best.segment_ranges()):
+            candidates.append(hoisted)
+            break
+    return min(candidates, key=lambda p: p.timeline()[2])
 
 
 # Zero-skipping: a chunk's rows are output groups computed together, so a band of fewer rows
