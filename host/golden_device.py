@@ -312,7 +312,7 @@ class GoldenDevice:
         dst_fm[_span(op["out_base"], len(words), len(dst_fm))] = words
         return op_cycles(op["kind"], cfg, desc, op["in_words"], op["out_words"]) - OP_OVERHEAD
 
-    def _transfer(self, kind: OpKind, d: dict) -> int:
+    def _transfer(self, kind: OpKind, d: dict) -> None:
         """A LOAD or STORE (hw/dma.py): unit ``sdram_base + r * sdram_stride + i`` of the
         SDRAM and word ``buffer_base + r * buffer_stride + i`` of the memory, for every run r
         and word i; SDRAM and memory addresses wrap at their address bits."""
@@ -340,7 +340,6 @@ class GoldenDevice:
             self.codebook[at] = codebook_of_sdram(self.sdram[sdram], cfg.value_bits)
         else:
             self.bias[at] = bytes_of_sdram(self.sdram[sdram], 4).copy().view("<i4").reshape(-1)
-        return transfer_cycles(cfg, kind, target, d)
 
     def _band_input(self, mem: np.ndarray, f: dict, d: LayerDescriptor) -> np.ndarray:
         """The input an engine pass reads, padding made explicit: input row ``y`` (of the

@@ -50,6 +50,17 @@ class Op:
     def is_transfer(self) -> bool:
         return self.kind in (OpKind.LOAD, OpKind.STORE)
 
+    def timed(self, cfg: AcceleratorConfig, pick: int = 1) -> tuple[int, int | None]:
+        """(cycles, then_store) as hw.timing.sequence_cycles takes them: a unit op's own cycles
+        (OP_OVERHEAD less) and its STORE's, or a transfer's; transfers at their fewest (0),
+        estimate (1) or most (2) cycles (hw.timing.transfer_bounds)."""
+        d = self.fields.get("dma")
+        if self.is_transfer:
+            return transfer_bounds(cfg, self.kind, d["target"], d)[pick], None
+        store = (transfer_bounds(cfg, OpKind.STORE, 0, d)[pick]
+                 if self.fields.get("then_store") else None)
+        return self.cycles(cfg) - OP_OVERHEAD, store
+
     def ideal_cycles(self, cfg: AcceleratorConfig) -> float | None:
         """A convolution's multiply-accumulates / MAC units; None for pooling."""
         return ideal_cycles(self.desc, cfg) if self.kind == OpKind.CONV else None
@@ -133,13 +144,7 @@ class DeviceProgram:
         pick = {"fewest": 0, "estimate": 1, "most": 2}[which]
         timed = []
         for op in self.ops:
-            d, store = op.fields.get("dma"), None
-            if op.is_transfer:
-                cycles = transfer_bounds(self.cfg, op.kind, d["target"], d)[pick]
-            else:
-                cycles = op.cycles(self.cfg) - OP_OVERHEAD
-                if op.fields.get("then_store"):
-                    store = transfer_bounds(self.cfg, OpKind.STORE, 0, d)[pick]
+            cycles, store = op.timed(self.cfg, pick)
             timed.append((op.kind, cycles, op.fields.get("dma_wait", 0), store))
         counters, waits, total = {}, {"END": 0}, 0
         # Each segment is a run of its own: it starts with the DMA queue empty, and its END

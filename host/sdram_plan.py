@@ -43,7 +43,7 @@ from hw.layout import (SKIP_ROWS, DMA_QUEUE, DMA_WAIT_BITS, SUM_WORDS, DMATarget
                        codebook_sdram_words, describe, encode_op, groups, sdram_of_bytes,
                        sdram_unit_words, skip_units, skip_words, weight_lanes)
 from hw.sdram_chip import MT48LC16M16A2
-from hw.timing import OP_OVERHEAD, sequence_cycles, transfer_bounds
+from hw.timing import sequence_cycles
 
 from .program import DeviceProgram, Op, UnsupportedNetworkError, check_pooling
 
@@ -70,10 +70,9 @@ class _Planner:
         self.maps: dict[str, tuple[int, tuple[int, int, int]]] = {}   # node -> (word, shape)
         self.resident: dict = {}                   # on-chip slot -> what it holds
         self.names: dict[str, int] = {}
-        # The DMA queue's order: transfers emitted so far, and per on-chip region the last
-        # transfer that writes it (a LOAD) or reads it (a STORE). A region is ("A", half),
+        # Per on-chip region, the ops of the last transfer that writes it (a LOAD, in pieces
+        # or whole) or reads it (a STORE, or a unit op's own). A region is ("A", half),
         # ("B", half), or a parameter slot.
-        self.transfers = 0
         self.loaded: dict = {}
         self.stored: dict = {}
         self.where: dict = {}                      # (conv, first, count) -> its chunk's slot
@@ -83,12 +82,11 @@ class _Planner:
         self.out_tile = cfg.fm_b_depth // 2        # an output tile: half of B
         self.out_half = 0                          # B's half the next output goes to
         self.skip_blocks: dict = {}                # (conv, chunk) -> zero-skipping words
-        # Per op, for moving LOADs earlier (_hoist_loads): what it reads and writes (on-chip
-        # regions, and the SDRAM words a transfer or an op's STORE touches) and the ops whose
-        # transfers it waits for; per transfer number, the op that queued it.
+        # Per op: what it reads and writes (on-chip regions, and the SDRAM words a transfer or
+        # an op's STORE touches: _hoist_loads) and the ops whose transfers it waits for
+        # (_dma_waits counts its dma_wait from them).
         self.effects: list[tuple[set, set]] = []
         self.deps: list[list[int]] = []
-        self.queue_op: list[int] = []
         self.skip_cache = {} if skip_cache is None else skip_cache   # shared by the plans
 
     # ---- the SDRAM --------------------------------------------------------------------------
@@ -208,15 +206,14 @@ class _Planner:
         """Op names are unique (counters are read back by name): a repeat gets ``#n``. A unit
         op that reads regions ``reads`` and writes ``writes`` waits for the transfers that
         fill what it reads and for those that drain what it overwrites; the ones queued
-        after them may still run (``dma_wait``)."""
+        after them may still run (``dma_wait``, counted by _dma_waits once the order is
+        final)."""
         n = self.names.get(name, 0)
         self.names[name] = n + 1
         deps = []
         if kind not in (OpKind.LOAD, OpKind.STORE):
-            deps = [t for r in reads for t in self.loaded.get(r, ())]
-            deps += [t for r in writes for t in self.stored.get(r, ())]
-            fields = {**fields, "dma_wait": min(DMA_WAIT_MOST, self.transfers - 1 - max(deps))
-                      if deps else DMA_WAIT_MOST}
+            deps = [i for r in reads for i in self.loaded.get(r, ())]
+            deps += [i for r in writes for i in self.stored.get(r, ())]
         if store is not None:             # (dma, region): the STORE it queues as it finishes
             fields = {**fields, "then_store": 1, "dma": store[0]}
         # (the parameter memories' regions as the words they span: ``extents``)
@@ -230,13 +227,11 @@ class _Planner:
             reads |= set(_regions(store[1]))
             writes.add(self.sdram_span(DMATarget.FEATURE, store[0]))
         self.effects.append((reads, writes))
-        self.deps.append([self.queue_op[t] for t in deps])
+        self.deps.append(deps)
         self.ops.append(Op(f"{name}#{n}" if n else name, kind, fields, desc))
         if store is not None:
             for region in _regions(store[1]):
-                self.stored[region] = [self.transfers]
-            self.queue_op.append(len(self.ops) - 1)
-            self.transfers += 1
+                self.stored[region] = [len(self.ops) - 1]
 
     def sdram_span(self, target: DMATarget, dma: dict) -> tuple:
         """("sdram", first, end): the SDRAM words a transfer reads or writes (its runs' hull)."""
@@ -263,11 +258,9 @@ class _Planner:
         self.effects[-1] = ({span}, on_chip) if kind == OpKind.LOAD else (on_chip, {span})
         for r in _regions(region):
             if piece:        # a piece of one LOAD: an op that reads it waits for them all
-                self.loaded[r].append(self.transfers)
+                self.loaded[r].append(len(self.ops) - 1)
             else:
-                (self.loaded if kind == OpKind.LOAD else self.stored)[r] = [self.transfers]
-        self.queue_op.append(len(self.ops) - 1)
-        self.transfers += 1
+                (self.loaded if kind == OpKind.LOAD else self.stored)[r] = [len(self.ops) - 1]
 
     def load_parameters(self, name: str, conv: str, first: int, count: int, slot: dict) -> dict:
         """Output groups ``first .. first + count - 1`` of ``conv`` on chip, unless they are
@@ -946,6 +939,7 @@ def _compile(q: QuantizedModel, cfg: AcceleratorConfig,
     if not isinstance(net.nodes[-1], GlobalAvgPool):
         raise UnsupportedNetworkError("the device reads its result from a global average pool; "
                                       f"{net.output_node} is a {type(net.nodes[-1]).__name__}")
+    order = list(range(len(plan.ops)))
     if hoist:
         # A program in one segment: LOADs may move into the node before (its ops stay
         # counted as their own node's); in segments, each node's are placed among its own.
@@ -956,11 +950,11 @@ def _compile(q: QuantizedModel, cfg: AcceleratorConfig,
         else:
             order = _hoist_loads(plan, 0, len(plan.ops))
         assert sorted(order) == list(range(len(plan.ops)))
-        waits = _dma_waits(plan, order)
-        plan.ops = [replace(plan.ops[i], fields={**plan.ops[i].fields, "dma_wait": waits[i]})
-                    if i in waits else plan.ops[i] for i in order]
         at = {i: k for k, i in enumerate(order)}
         node_ops = {node: sorted(at[i] for i in indices) for node, indices in node_ops.items()}
+    waits = _dma_waits(plan, order)
+    plan.ops = [replace(plan.ops[i], fields={**plan.ops[i].fields, "dma_wait": waits[i]})
+                if i in waits else plan.ops[i] for i in order]
     ops = plan.ops
     segments = _segments(node_ops, len(ops), cfg.program_depth - 1)
     try:
@@ -1024,17 +1018,7 @@ def _hoist_loads(plan: _Planner, lo: int, hi: int) -> list[int]:
     model says the run is shortest: as written, or earlier, behind up to HOIST_REACH unit ops
     that do not touch what it loads (a later chunk's weights beside an earlier band's pass,
     say). The LOADs are placed one by one, in program order, each right after a unit op."""
-    cfg = plan.cfg
-    timed = {}
-    for i in range(lo, hi):
-        op = plan.ops[i]
-        d = op.fields.get("dma")
-        if op.is_transfer:
-            timed[i] = (op.kind, transfer_bounds(cfg, op.kind, d["target"], d)[1], None)
-        else:
-            store = (transfer_bounds(cfg, OpKind.STORE, 0, d)[1]
-                     if op.fields.get("then_store") else None)
-            timed[i] = (op.kind, op.cycles(cfg) - OP_OVERHEAD, store)
+    timed = {i: (plan.ops[i].kind, *plan.ops[i].timed(plan.cfg)) for i in range(lo, hi)}
 
     def cycles(window: list[int]) -> int:
         waits = _dma_waits(plan, window)
