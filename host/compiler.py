@@ -36,10 +36,12 @@ def compile_network(q: QuantizedModel, cfg: AcceleratorConfig) -> DeviceProgram:
     if cfg.maps_in_sdram:
         from .sdram_plan import compile_sdram
         return compile_sdram(q, cfg)
-    if cfg.zero_skipping:
+    if not cfg.codebooks:
+        what = ("zero-skipping weights" if cfg.zero_skipping
+                else "weight words of values (no codebook tables)")
         raise UnsupportedNetworkError(
-            "zero-skipping weights load from the SDRAM: compile for a configuration with "
-            "maps_in_sdram (hw.config.board_config)")
+            f"{what} load from the SDRAM: compile for a configuration with maps_in_sdram "
+            "(hw.config.board_config)")
     net = q.network
     shapes = net.shapes()
     lanes = cfg.lanes

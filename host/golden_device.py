@@ -24,8 +24,8 @@ from hw import protocol as proto
 from hw.config import AcceleratorConfig
 from hw.layout import (DMA_QUEUE, DMATarget, LayerDescriptor, OpKind, bytes_of_sdram, codebook_of_sdram,
                        decode_op, feature_map, feature_words, groups, sdram_of_bytes,
-                       sdram_unit_words, sum_words, unpack_entries, weight_tensor,
-                       skip_tensor, skip_unit_bytes, skip_words_of_units)
+                       sdram_unit_words, sum_words, unpack_entries, weight_lanes_of_units,
+                       weight_tensor, skip_tensor, skip_unit_bytes, skip_words_of_units)
 from hw.layout import memtest_address_word, memtest_pattern
 from hw.protocol import (Command, MemTestPhase, RunState, Status, Target, identity_bytes,
                          unit_bytes)
@@ -46,7 +46,8 @@ class GoldenDevice:
         self.fm = np.zeros((cfg.fm_depth + cfg.fm_b_depth, cfg.pc), np.uint8)
         self.fm_a, self.fm_b = self.fm[:cfg.fm_depth], self.fm[cfg.fm_depth:]
         self.squeeze = np.zeros((cfg.squeeze_depth, cfg.pc), np.uint8)
-        # Dense: a word's PO*PC indices; zero-skipping: its SDRAM unit's bytes
+        # Dense: a word's PO*PC indices (without codebook tables, values); zero-skipping: its
+        # SDRAM unit's bytes
         # (hw.layout.skip_units), decoded when a convolution reads them.
         self.weights = np.zeros((cfg.weight_depth, skip_unit_bytes(cfg)) if cfg.zero_skipping
                                 else (cfg.weight_depth, cfg.lanes), np.int64)
@@ -115,7 +116,7 @@ class GoldenDevice:
     def _write(self, target, flags, count, address, body) -> Status:
         cfg = self.cfg
         if target == Target.WEIGHTS:
-            if not 0 < flags <= cfg.index_bits or cfg.zero_skipping:
+            if not 0 < flags <= cfg.index_bits or not cfg.codebooks:
                 return Status.BAD_ARGUMENT
             return self._decode_weights(flags, count, address, body)
         units = unit_bytes(cfg)
@@ -334,8 +335,8 @@ class GoldenDevice:
             if cfg.zero_skipping:
                 self.weights[at] = bytes_of_sdram(self.sdram[sdram], skip_unit_bytes(cfg))
             else:
-                self.weights[at] = bytes_of_sdram(self.sdram[sdram], cfg.lanes) & (
-                    (1 << cfg.index_bits) - 1)
+                self.weights[at] = weight_lanes_of_units(
+                    bytes_of_sdram(self.sdram[sdram], 2 * k), cfg)
         elif target == DMATarget.CODEBOOK:
             self.codebook[at] = codebook_of_sdram(self.sdram[sdram], cfg.value_bits)
         else:
@@ -385,9 +386,15 @@ class GoldenDevice:
         else:
             words = self.weights[_span(d.weight_base, og * cg * kh * kw, cfg.weight_depth)]
             idx = weight_tensor(words, og, cg, kh, cfg, kw)
-            entries = cfg.codebook_entries
-            index_bits = cfg.index_bits
-            table = self.codebook[_span(d.codebook_table * entries, entries, len(self.codebook))]
+            if cfg.codebooks:
+                entries = cfg.codebook_entries
+                index_bits = cfg.index_bits
+                table = self.codebook[_span(d.codebook_table * entries, entries,
+                                            len(self.codebook))]
+            else:              # the words hold values: indices into a codebook of every value
+                top = 1 << (cfg.value_bits - 1)
+                index_bits, table = cfg.value_bits, np.arange(-top, top)
+                idx = (idx + top).astype(np.uint16)
         spec = ConvSpec("device", cg * cfg.pc, og * po, kh, d.stride, 0, relu=relu, kernel_w=kw)
         bias = self.bias[_span(d.bias_base * po, og * po, len(self.bias))]
         return QConv(spec, index_bits, cfg.value_bits, table.astype(np.int32), idx,

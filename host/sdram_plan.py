@@ -40,8 +40,8 @@ from golden.network import Bypass, Conv, Fire, GlobalAvgPool, MaxPool
 from golden.quantize import QuantizedModel
 from hw.config import AcceleratorConfig
 from hw.layout import (SKIP_ROWS, DMA_QUEUE, DMA_WAIT_BITS, SUM_WORDS, DMATarget, FieldRangeError, LayerDescriptor, OpKind,
-                       codebook_sdram_words, describe, encode_op, groups, sdram_of_bytes,
-                       sdram_unit_words, skip_units, skip_words, weight_lanes)
+                       codebook_sdram_words, dense_weight_lanes, describe, encode_op, groups,
+                       sdram_of_bytes, sdram_unit_words, skip_units, skip_words, weight_units)
 from hw.sdram_chip import MT48LC16M16A2
 from hw.timing import sequence_cycles
 
@@ -115,13 +115,13 @@ class _Planner:
             w_at = None
         else:
             try:
-                idx = weight_lanes(qc.dense_indices, cfg, name)
+                idx = dense_weight_lanes(qc, cfg, name)
             except FieldRangeError as e:
                 raise UnsupportedNetworkError(str(e)) from e
             w_at = self.allocate(len(idx) * kw, kw)
-            self.blocks.append((w_at, sdram_of_bytes(idx.astype(np.uint8))))
-        cb_at = None                   # zero-skipping words hold the values themselves
-        if not cfg.zero_skipping:
+            self.blocks.append((w_at, sdram_of_bytes(weight_units(idx, cfg))))
+        cb_at = None          # zero-skipping words, and words of values, hold the values
+        if cfg.codebooks:
             cb = np.zeros(cfg.codebook_entries, np.int64)
             cb[:len(qc.codebook)] = qc.codebook
             cb_at = self.allocate(len(cb))
@@ -314,7 +314,7 @@ class _Planner:
                           p["bias"] + first * cfg.po * self.k[DMATarget.BIAS],
                           slot["bias"] * cfg.po, count * cfg.po, region=("bias", slot["bias"]))
             self.resident[("bias", slot["bias"])] = key
-        if not cfg.zero_skipping and self.resident.get(("codebook", slot["table"])) != conv:
+        if cfg.codebooks and self.resident.get(("codebook", slot["table"])) != conv:
             self.transfer(f"{name}/codebook", OpKind.LOAD, DMATarget.CODEBOOK, p["codebook"],
                           slot["table"] * cfg.codebook_entries, cfg.codebook_entries,
                           region=("codebook", slot["table"]))
@@ -342,7 +342,7 @@ class _Planner:
         each use); a chunk has at most ``max_og[conv]`` output groups (an output tile's
         worth). A codebook table per convolution of the node."""
         cfg = self.cfg
-        if len(convs) > cfg.codebook_tables and not cfg.zero_skipping:
+        if cfg.codebooks and len(convs) > cfg.codebook_tables:
             raise UnsupportedNetworkError(f"{convs[0]}: the node has {len(convs)} convolutions; "
                                           f"the device has {cfg.codebook_tables} codebook tables")
         if cfg.zero_skipping:
@@ -367,7 +367,7 @@ class _Planner:
                 n = min(chunk, p["og"] - first)
                 # A convolution's biases load at once when the node's fit ("conv_bias": its
                 # first bias word), else with each chunk.
-                common = {"table": 0 if cfg.zero_skipping else t, "count": n,
+                common = {"table": t if cfg.codebooks else 0, "count": n,
                           "conv_bias": b_at if biases_fit else None}
                 if cfg.zero_skipping:
                     common["partition"] = chunk

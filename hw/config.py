@@ -16,14 +16,17 @@ __all__ = ["AcceleratorConfig", "DEFAULT", "BOARD_CLOCK_MHZ", "board_config", "c
            "bringup_config", "mac_shape", "address_bits"]
 
 
-def mac_shape(mac_units: int) -> tuple[int, int]:
-    """(output lanes PO, input lanes PC) for a MAC count: 16 output lanes, the rest as input
-    lanes. Every Fire layer of SqueezeNet v1.0/v1.1 has input and output channel counts that are
-    multiples of 16, so with PO = 16 and PC <= 16 no lane idles on them."""
+def mac_shape(mac_units: int, output_lanes: int = 16) -> tuple[int, int]:
+    """(output lanes PO, input lanes PC) for a MAC count: ``output_lanes`` (16 by default), the
+    rest as input lanes. Every Fire layer of SqueezeNet v1.0/v1.1 has input and output channel
+    counts that are multiples of 16, so with PO = 16 and PC <= 16 no lane idles on them; PO = 32
+    keeps conv1's 3 channels on 4 input lanes at 128 units (16 x 8 would use 3 of 8)."""
     if mac_units < 16 or mac_units & (mac_units - 1):
         raise ValueError(f"MAC units must be a power of two >= 16, not {mac_units}")
-    po = 16
-    return po, mac_units // po
+    if output_lanes not in (16, 32) or output_lanes > mac_units:
+        raise ValueError(f"output lanes must be 16 or 32 and at most the MAC units "
+                         f"({mac_units}), not {output_lanes}")
+    return output_lanes, mac_units // output_lanes
 
 
 def address_bits(depth: int) -> int:
@@ -42,6 +45,7 @@ _POWER_OF_TWO = ("fm_depth", "fm_b_depth", "squeeze_depth", "weight_depth", "cod
 @dataclass(frozen=True)
 class AcceleratorConfig:
     mac_units: int = 64
+    output_lanes: int = 16                     # PO (hw.config.mac_shape); PC the rest
     index_bits: int = 8                        # codebook index width in weight memory
     value_bits: int = nx.DEFAULT_VALUE_BITS    # codebook value width (signed)
     act_bits: int = nx.ACT_BITS
@@ -51,7 +55,10 @@ class AcceleratorConfig:
     fm_out_depth: int = 0                      # words per bank of memory B (0: fm_depth)
     squeeze_depth: int = 2048                  # words per bank of the Fire unit's squeeze buffer
     weight_depth: int = 1024                   # PO*PC-index words
-    codebook_tables: int = 4                   # layers whose codebooks are resident at once
+    # Layers whose codebooks are resident at once, in a copy per multiplier; 0: none, the dense
+    # engine's weight words hold the values themselves (``weight_bits`` each: the host looks
+    # the codebook up), so no block RAM goes to codebook copies.
+    codebook_tables: int = 4
     bias_depth: int = 64                       # PO-wide bias words (output-channel groups)
     program_depth: int = 64                    # ops of the device's layer program
     # The largest layer the descriptor can describe (they set the descriptor's field widths).
@@ -83,9 +90,11 @@ class AcceleratorConfig:
         if self.index_bits not in nx.INDEX_BITS_CHOICES:
             raise ValueError(f"index_bits must be one of {nx.INDEX_BITS_CHOICES}, not "
                              f"{self.index_bits}")
-        mac_shape(self.mac_units)
+        mac_shape(self.mac_units, self.output_lanes)
         for name in _POWER_OF_TWO:
             depth = getattr(self, name)
+            if name == "codebook_tables" and depth == 0:
+                continue
             if depth < 1 or depth & (depth - 1):
                 raise ValueError(f"{name} = {depth}: it must be a power of two, since the "
                                  "hardware's addresses wrap at the memory's address bits; use "
@@ -107,17 +116,29 @@ class AcceleratorConfig:
     @property
     def po(self) -> int:
         """Output-channel lanes."""
-        return mac_shape(self.mac_units)[0]
+        return mac_shape(self.mac_units, self.output_lanes)[0]
 
     @property
     def pc(self) -> int:
         """Input-channel lanes (and feature-map banks)."""
-        return mac_shape(self.mac_units)[1]
+        return mac_shape(self.mac_units, self.output_lanes)[1]
 
     @property
     def lanes(self) -> int:
         """Weight indices per weight word: one per multiplier."""
         return self.po * self.pc
+
+    @property
+    def codebooks(self) -> bool:
+        """Whether the engine decodes weight indices through codebook copies (dense, with
+        ``codebook_tables``); otherwise its weight words hold values."""
+        return self.codebook_tables > 0 and not self.zero_skipping
+
+    @property
+    def weight_bits(self) -> int:
+        """Bits of one entry of a dense weight word: a codebook index, or without codebook
+        tables a signed value."""
+        return self.index_bits if self.codebook_tables else self.value_bits
 
     @property
     def codebook_entries(self) -> int:
@@ -233,10 +254,19 @@ def board_config(mac_units: int = 64, zero_skipping: bool = False) -> Accelerato
     input and output, the Fire unit's squeeze band, a layer's or an output chunk's weights, a
     few codebook tables), the biases and the program. docs/ARCHITECTURE.md's memory hierarchy;
     its block RAM is make synth-device's figure. ``zero_skipping``: the engine that skips zero
-    weights (AcceleratorConfig.zero_skipping)."""
-    return AcceleratorConfig(mac_units=mac_units, fm_depth=1 << 14, fm_out_depth=1 << 13,
+    weights (AcceleratorConfig.zero_skipping).
+
+    The dense engine at 128 MAC units and more has 32 output lanes (4 input lanes, as at 64:
+    the same feature words) and weight words of values: a codebook copy per multiplier would
+    need more block RAM than the chip has. Its weight memory holds the same entries as at 64
+    units, in fewer, wider words, and the block RAM the codebooks leave doubles memory A (with
+    half of it, conv_final's input took four bands, each loading all of its weights)."""
+    wide = mac_units >= 128 and not zero_skipping
+    return AcceleratorConfig(mac_units=mac_units, output_lanes=32 if wide else 16,
+                             fm_depth=1 << (15 if wide else 14), fm_out_depth=1 << 13,
                              squeeze_depth=1 << 14,
-                             weight_depth=1 << 10, codebook_tables=4, bias_depth=64,
+                             weight_depth=(1 << 16) // mac_units if wide else 1 << 10,
+                             codebook_tables=0 if wide else 4, bias_depth=64,
                              program_depth=1024, maps_in_sdram=True, clock_mhz=BOARD_CLOCK_MHZ,
                              zero_skipping=zero_skipping)
 

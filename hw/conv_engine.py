@@ -13,7 +13,10 @@ read from every bank, and PO output channels (PO a multiple of PC) are written P
 Weights are codebook indices, PO*PC per word, word ``weight_base + ((og * CG + cg) * k + i) * k
 + j`` holding index ``[po * PC + t]`` for output channel ``og*PO + po``, input channel
 ``cg*PC + t``, tap (i, j). Channels beyond the layer's count hold index 0; every codebook's
-entry 0 is 0, so they contribute nothing whatever the bank holds there.
+entry 0 is 0, so they contribute nothing whatever the bank holds there. Without codebook
+tables (``AcceleratorConfig.codebook_tables`` 0) the words hold the signed values themselves
+(the host looks the codebook up): no codebook copy per multiplier, whose block RAMs are what
+keeps more multipliers off the chip.
 
 Pipeline (one step per cycle, throughput 1 step/cycle; latency from the step's issue to its
 output bytes being written: ``ENGINE_LATENCY`` cycles plus the drain position; every latency
@@ -24,7 +27,7 @@ is stated in hw/timing.py):
         is delayed to match)
     S1  feature-map bytes (zero outside the image) and the weight word, registered
     S1b both registered again (the weight word fans out to every codebook memory)
-    S2  codebook reads (one per multiplier)
+    S2  codebook reads (one per multiplier; without codebooks the value is registered)
     S3  codebook values registered
     S4  the multipliers' input registers (hw/dsp.py: inside the hard multipliers on the ECP5)
     S4b PO*PC products in the multipliers' output registers
@@ -65,14 +68,15 @@ def parameter_signatures(cfg: AcceleratorConfig) -> dict:
     amaranth.lib.memory's, written from the memory's side, so a component that takes the writes
     has it as an ``Out`` member:
 
-    - ``weight_wr``: word ``addr`` of PO*PC indices (hw.layout.weight_lanes), ``en`` one bit
-      per index (all ones writes a whole word; the device's sparse decoder sets one); with
+    - ``weight_wr``: word ``addr`` of PO*PC indices (hw.layout.weight_lanes; without codebook
+      tables, values), ``en`` one bit per entry (all ones writes a whole word; the device's
+      sparse decoder sets one); with
       zero-skipping a word of PO*PC entries and the ``last`` granule
       (hw.layout.skip_word_bits), written whole;
     - ``codebook_wr``: entry ``table * 2**index_bits + index``, a signed value;
     - ``bias_wr``: bias ``word * PO + lane``, a signed accumulator value.
     """
-    granule = skip_entry_layout(cfg).size if cfg.zero_skipping else cfg.index_bits
+    granule = skip_entry_layout(cfg).size if cfg.zero_skipping else cfg.weight_bits
     # A zero-skipping word: PO*PC entries, and a last granule whose bit 0 marks a step's last
     # word (hw.layout.skip_word_values).
     word = granule * (cfg.lanes + cfg.zero_skipping)
@@ -196,7 +200,7 @@ class ConvEngine(wiring.Component):
         # ---- parameter memories ------------------------------------------------------------
         desc = self.desc
         skip = cfg.zero_skipping
-        eb = skip_entry_layout(cfg).size if skip else ib
+        eb = skip_entry_layout(cfg).size if skip else cfg.weight_bits
         weights = memory.Memory(shape=eb * po * pc, depth=cfg.weight_depth, init=[])
         m.submodules.weights = weights
         # (zero-skipping words are written whole, by a LOAD: one write enable, so the block
@@ -223,9 +227,9 @@ class ConvEngine(wiring.Component):
                          l_wr.data.eq(self.weight_wr.data[po * pc * eb]),
                          l_wr.en.eq(self.weight_wr.en[po * pc])]
         # One codebook copy per multiplier: each reads its own entry every cycle. (Zero-skipping
-        # words hold the values: no codebook.)
+        # words, and dense words without codebook tables, hold the values: no codebook.)
         cb_rd = []
-        for lane in range(0 if skip else po * pc):
+        for lane in range(po * pc if cfg.codebooks else 0):
             cb = memory.Memory(shape=signed(vb), depth=cfg.codebook_tables * cfg.codebook_entries,
                                init=[])
             m.submodules[f"codebook{lane}"] = cb
@@ -432,6 +436,11 @@ class ConvEngine(wiring.Component):
                 rows.append(e.row)
                 v = Signal(signed(vb), name=f"value{lane}_s3", reset_less=True)
                 m.d.sync += v.eq(e.value)
+                read.append(v)
+            elif not cfg.codebooks:
+                # the value itself, registered where a codebook would be read
+                v = Signal(signed(vb), name=f"value{lane}_s3", reset_less=True)
+                m.d.sync += v.eq(w1b[lane * eb:(lane + 1) * eb].as_signed())
                 read.append(v)
             else:
                 # table * 2**ib + idx, as wires: no adder in front of the codebook memories.

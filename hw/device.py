@@ -203,9 +203,10 @@ class Device(wiring.Component):
         m.submodules.weight_decoder = decoder = WeightDecoder(cfg)
         m.d.comb += [decoder.position.eq(address), decoder.count.eq(count),
                      decoder.index_bits.eq(flags[:4])]
-        # (zero-skipping weights come only from the SDRAM, through a LOAD: a WRITE to WEIGHTS
-        # is refused, so the decoder's entries never reach its weight memory)
-        if not cfg.zero_skipping:
+        # (zero-skipping weights, and values without codebook tables, come only from the SDRAM,
+        # through a LOAD: a WRITE to WEIGHTS is refused, so the decoder's entries never reach
+        # its weight memory)
+        if cfg.codebooks:
             with m.If(decoder.wr_valid):
                 m.d.comb += [runner.weight_wr.addr.eq(decoder.wr_addr),
                              runner.weight_wr.data.eq(decoder.wr_data),
@@ -342,8 +343,8 @@ class Device(wiring.Component):
                                   | ((target == Target.SDRAM) & (flags >= pc) & (flags != 0))
                                   | ((target == Target.WEIGHTS)
                                      & ((flags == 0) | (flags > ib)
-                                        # (zero-skipping words come only by LOAD)
-                                        | Const(int(cfg.zero_skipping))))):
+                                        # (words of values come only by LOAD)
+                                        | Const(int(not cfg.codebooks))))):
                             reply(Status.BAD_ARGUMENT)
                         with m.Elif(target == Target.WEIGHTS):
                             m.next = "CHECK_ENTRIES"

@@ -11,8 +11,9 @@ loads it without the gateware.
 - **Op** (``op_layout``, ``encode_op`` / ``decode_op``): one program op of the layer sequencer.
 - **Feature maps** (``feature_words`` / ``feature_map``): PC banks, channel ``c`` in bank
   ``c % PC`` at word ``(c // PC) * H * W + y * W + x``; a word is the PC bytes of one address.
-- **Weights** (``weight_lanes`` / ``weight_tensor``): codebook indices in the engine's step
-  order, PO*PC per word.
+- **Weights** (``weight_lanes`` / ``weight_tensor``): codebook indices (without codebook
+  tables, the values) in the engine's step order, PO*PC per word; in the SDRAM
+  (``weight_units`` / ``weight_lanes_of_units``) a byte per index or two per value.
 - **Sums** (``sum_words`` / ``sums_of_words``): a global sum's 32-bit results, byte k of every
   lane of channel group g in word ``SUM_WORDS * g + k``.
 - **Weight entries on the link** (``weight_entries``, ``pack_entries`` / ``unpack_entries``):
@@ -42,7 +43,9 @@ __all__ = ["groups", "FieldRangeError", "pack_struct", "unpack_struct",
            "sdram_unit_words", "sdram_of_bytes", "bytes_of_sdram", "codebook_sdram_words",
            "codebook_of_sdram",
            "pixel_layout", "feature_words", "feature_map",
-           "weight_lanes", "weight_tensor", "SKIP_ROWS", "skip_entry_layout", "SkipWords",
+           "weight_lanes", "weight_tensor", "dense_weight_lanes", "weight_units",
+           "weight_lanes_of_units", "WEIGHT_VALUE_BYTES",
+           "SKIP_ROWS", "skip_entry_layout", "SkipWords",
            "skip_words", "skip_word_values", "skip_word_bits", "skip_unit_bytes", "skip_units",
            "skip_words_of_units", "skip_tensor",
            "SUM_BYTES", "SUM_WORDS", "sum_words", "sums_of_words",
@@ -282,7 +285,7 @@ DMA_WAIT_BITS = 3
 class DMATarget(IntEnum):
     """The on-chip memory a LOAD fills (a STORE drains the feature-map memory only)."""
     FEATURE = 0       # feature-map words, PC bytes
-    WEIGHTS = 1       # weight words, PO*PC indices
+    WEIGHTS = 1       # weight words, PO*PC indices (without codebook tables, values)
     CODEBOOK = 2      # codebook entries, one a word
     BIAS = 3          # biases (bias word * PO + lane), one a unit
     SQUEEZE = 4       # the squeeze buffer's feature-map words (a pass's residual operand)
@@ -395,18 +398,56 @@ def feature_map(words: np.ndarray, shape: tuple[int, int, int],
 def weight_lanes(indices: np.ndarray, cfg: AcceleratorConfig, where: str = "layer") -> np.ndarray:
     """A layer's indices (out, in, kh, kw) in engine order, (words, PO*PC): row
     ((og*CG + cg)*kh + i)*kw + j, lane po*PC + t holds the index of output og*PO+po, input
-    cg*PC+t, tap (i, j); channels beyond the layer's count hold 0."""
+    cg*PC+t, tap (i, j); channels beyond the layer's count hold 0. Without codebook tables
+    (``cfg.codebook_tables`` 0) the entries are signed values (``dense_weight_lanes``)."""
     oc, ic, kh, kw = indices.shape
     po, pc = cfg.po, cfg.pc
     og_n, cg_n = groups(oc, po), groups(ic, pc)
     idx = np.zeros((og_n * po, cg_n * pc, kh, kw), np.int64)
     idx[:oc, :ic] = indices
-    if idx.max(initial=0) >= 1 << cfg.index_bits:
-        raise FieldRangeError(f"{where}: index {int(idx.max())} needs more than the "
-                              f"configuration's {cfg.index_bits} index bits")
+    if cfg.codebook_tables:
+        if idx.max(initial=0) >= 1 << cfg.index_bits:
+            raise FieldRangeError(f"{where}: index {int(idx.max())} needs more than the "
+                                  f"configuration's {cfg.index_bits} index bits")
+    else:
+        top = 1 << (cfg.value_bits - 1)
+        if not -top <= idx.min(initial=0) <= idx.max(initial=0) < top:
+            raise FieldRangeError(f"{where}: a weight of {int(np.abs(idx).max())} does not fit "
+                                  f"the configuration's {cfg.value_bits}-bit values")
     # (og, po, cg, t, i, j) -> (og, cg, i, j, po, t)
     blocks = idx.reshape(og_n, po, cg_n, pc, kh, kw).transpose(0, 2, 4, 5, 1, 3)
     return blocks.reshape(-1, po * pc)
+
+
+def dense_weight_lanes(qc, cfg: AcceleratorConfig, where: str = "layer") -> np.ndarray:
+    """A quantized convolution's dense weight words as the engine holds them: its codebook
+    indices, or without codebook tables the values they stand for (``weight_lanes``)."""
+    if cfg.codebook_tables:
+        return weight_lanes(qc.dense_indices, cfg, where)
+    return weight_lanes(np.asarray(qc.codebook, np.int64)[qc.dense_indices], cfg, where)
+
+
+WEIGHT_VALUE_BYTES = 2     # a weight value in the SDRAM (no codebook tables): int16, LE
+
+
+def weight_units(lanes: np.ndarray, cfg: AcceleratorConfig) -> np.ndarray:
+    """Dense weight words (words, PO*PC) -> their SDRAM units (words, bytes) uint8: a byte per
+    index, or without codebook tables a little-endian int16 per value (``sdram_unit_words``)."""
+    lanes = np.asarray(lanes, np.int64)
+    if cfg.codebook_tables:
+        return lanes.astype(np.uint8)
+    return np.ascontiguousarray(lanes & 0xFFFF, "<u2").view(np.uint8).reshape(len(lanes), -1)
+
+
+def weight_lanes_of_units(units: np.ndarray, cfg: AcceleratorConfig) -> np.ndarray:
+    """The inverse of ``weight_units``, as the weight memory keeps them: ``index_bits`` of
+    each byte, or the values' ``value_bits``, sign-extended."""
+    units = np.asarray(units, np.uint8)
+    if cfg.codebook_tables:
+        return units.astype(np.int64) & ((1 << cfg.index_bits) - 1)
+    v = units.reshape(len(units), -1, WEIGHT_VALUE_BYTES).copy().view("<u2")[..., 0]
+    v = v.astype(np.int64) & ((1 << cfg.value_bits) - 1)
+    return np.where(v >= 1 << (cfg.value_bits - 1), v - (1 << cfg.value_bits), v)
 
 
 def weight_tensor(words: np.ndarray, out_groups: int, in_groups: int, kernel: int,
@@ -664,7 +705,7 @@ def unpack_entries(data: bytes, count: int, index_bits: int) -> np.ndarray:
 # - FEATURE: a feature word, its PC bytes (lane 0 first): a map lies in the SDRAM as it lies in
 #   the feature-map memory (``feature_words``);
 # - WEIGHTS: a weight word, one byte per index (lane 0 first; the memory keeps index_bits of
-#   each);
+#   each), or without codebook tables an int16 per value (``weight_units``);
 # - CODEBOOK: a codebook entry, one word, the signed value sign-extended;
 # - BIAS: a bias, its ACC_BITS as two words (little-endian).
 
@@ -675,7 +716,8 @@ def sdram_unit_words(cfg: AcceleratorConfig, target: "DMATarget") -> int:
     if DMATarget(target) == DMATarget.WEIGHTS and cfg.zero_skipping:
         return skip_unit_bytes(cfg) // dq_bytes
     unit_bytes = {DMATarget.FEATURE: cfg.pc, DMATarget.SQUEEZE: cfg.pc,
-                  DMATarget.WEIGHTS: cfg.lanes,
+                  DMATarget.WEIGHTS: cfg.lanes * (1 if cfg.codebook_tables
+                                                  else WEIGHT_VALUE_BYTES),
                   DMATarget.CODEBOOK: dq_bytes,
                   DMATarget.BIAS: nx.ACC_BITS // 8}[DMATarget(target)]
     if unit_bytes % dq_bytes:

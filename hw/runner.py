@@ -32,7 +32,8 @@ from .conv_engine import ConvEngine, parameter_signatures
 from .bypass import BypassAddUnit
 from .conv_layer import FeatureBuffer
 from .dma import FeatureDMA
-from .layout import DMA_QUEUE, SUM_WORDS, DMATarget, OpKind, op_layout, pixel_layout
+from .layout import (DMA_QUEUE, SUM_WORDS, WEIGHT_VALUE_BYTES, DMATarget, OpKind, op_layout,
+                     pixel_layout)
 from .pool import GlobalSumUnit, MaxPoolUnit
 from .protocol import COUNTER_BYTES, RunState
 from .sdram_chip import MT48LC16M16A2, cmd_layout, wdata_layout
@@ -373,8 +374,12 @@ class NetworkRunner(wiring.Component):
         with m.If(loading[DMATarget.WEIGHTS]):
             if cfg.zero_skipping:       # the word's bits, LSB first (hw.layout.skip_units)
                 word = w_dma.buf_wr_data.as_value()[:len(eng.weight_wr.data)]
-            else:                       # a byte per index
+            elif cfg.codebook_tables:   # a byte per index
                 word = Cat(w_dma.buf_wr_data[t][:cfg.index_bits] for t in range(cfg.lanes))
+            else:                       # an int16 per value (hw.layout.weight_units)
+                vb = WEIGHT_VALUE_BYTES
+                word = Cat(Cat(w_dma.buf_wr_data[t * vb + b] for b in range(vb))[:cfg.value_bits]
+                           for t in range(cfg.lanes))
             m.d.sync += param_write("weight_wr", w_dma.buf_wr_addr, word,
                                     Mux(w_dma.buf_wr_en, -1, 0))
         with m.Else():

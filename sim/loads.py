@@ -15,8 +15,8 @@ import numpy as np
 
 from golden.quantize import QConv
 from hw.config import AcceleratorConfig
-from hw.layout import (LayerDescriptor, describe, descriptor_layout, feature_words, groups,
-                       pack_struct, skip_word_values, skip_words, weight_lanes)
+from hw.layout import (LayerDescriptor, dense_weight_lanes, describe, descriptor_layout,
+                       feature_words, groups, pack_struct, skip_word_values, skip_words)
 
 __all__ = ["LayerLoad", "FireLoad", "layer_load", "band_load", "fire_load", "buffer_words",
            "check_fits"]
@@ -57,14 +57,16 @@ def _parameter_writes(qc: QConv, cfg: AcceleratorConfig, weight_base: int = 0, t
     if cfg.zero_skipping:
         words = skip_word_values(skip_words(qc.weights, cfg, qc.name), cfg)
         weights = [(weight_base + a, v) for a, v in enumerate(words)]
-    else:
-        lanes = weight_lanes(qc.dense_indices, cfg, qc.name)
-        shifts = np.arange(cfg.lanes, dtype=object) * cfg.index_bits
+    else:                       # indices, or without codebook tables values (two's complement)
+        lanes = dense_weight_lanes(qc, cfg, qc.name)
+        bits = cfg.weight_bits
         weights = [(weight_base + a,
-                    int(sum(int(v) << int(sh) for v, sh in zip(row, shifts) if v)))
+                    int(sum((int(v) & ((1 << bits) - 1)) << (bits * k)
+                            for k, v in enumerate(row) if v)))
                    for a, row in enumerate(lanes)]
     entries = cfg.codebook_entries
-    codebook = [(table * entries + i, int(v)) for i, v in enumerate(qc.codebook[:entries])]
+    codebook = ([(table * entries + i, int(v)) for i, v in enumerate(qc.codebook[:entries])]
+                if cfg.codebooks else [])
     bias = np.zeros(groups(qc.spec.out_channels, cfg.po) * cfg.po, np.int64)
     bias[:qc.spec.out_channels] = qc.bias
     biases = [(bias_base * cfg.po + o, int(b)) for o, b in enumerate(bias)]

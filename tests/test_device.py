@@ -151,6 +151,39 @@ def test_a_memory_depth_the_addressing_cannot_wrap_is_refused():
         AcceleratorConfig(fm_depth=3000)
 
 
+def test_weight_units_round_trip_indices_and_signed_values():
+    """The dense weight words in the SDRAM: a byte per index with codebook tables, an int16 per
+    value without (the board's device at 128 MAC units), each back as the memory keeps it; a
+    value too wide for the configuration is refused by name."""
+    from hw.config import AcceleratorConfig
+    from hw.layout import FieldRangeError, weight_lanes, weight_lanes_of_units, weight_units
+    rng = np.random.default_rng(5)
+    for cfg, lo, hi in ((AcceleratorConfig(), 0, 256),
+                        (AcceleratorConfig(codebook_tables=0), -2048, 2048),
+                        (AcceleratorConfig(mac_units=128, output_lanes=32, codebook_tables=0),
+                         -2048, 2048)):
+        w = rng.integers(lo, hi, (40, 20, 3, 3))
+        lanes = weight_lanes(w, cfg)
+        units = weight_units(lanes, cfg)
+        assert units.shape == (len(lanes), cfg.lanes * (1 if cfg.codebook_tables else 2))
+        np.testing.assert_array_equal(weight_lanes_of_units(units, cfg), lanes)
+    with pytest.raises(FieldRangeError, match="conv7: a weight of 2048 does not fit the "
+                                              "configuration's 12-bit values"):
+        weight_lanes(np.full((16, 4, 1, 1), 2048), AcceleratorConfig(codebook_tables=0), "conv7")
+
+
+def test_a_device_without_codebook_tables_takes_weights_only_by_load(digits):
+    """Weight words of values come from the SDRAM: the on-chip compiler refuses them by name,
+    and the golden device refuses a WRITE of the link's sparse weight entries."""
+    from dataclasses import replace
+    q, _, _ = digits
+    with pytest.raises(UnsupportedNetworkError, match="no codebook tables.*maps_in_sdram"):
+        compile_network(q, replace(chip_config(), codebook_tables=0))
+    driver = Driver(GoldenTransport(GoldenDevice(board_config(128))), reply_timeout=0.01)
+    with pytest.raises(DeviceError, match="BAD_ARGUMENT"):
+        driver.request(Command.WRITE, proto.args(Target.WEIGHTS, 0, 1, 8) + bytes(2))
+
+
 # ---- the golden device ----------------------------------------------------------------------
 
 def _check_cycles(driver, prog, cycles, exact=False):
@@ -187,6 +220,19 @@ def _runs_bit_exact_with_the_cycle_model(driver, q, prog, images, exact=False):
 def test_golden_device_runs_the_program_bit_exact_with_the_cycle_model(digits):
     driver = Driver(GoldenTransport(GoldenDevice(CFG)), reply_timeout=0.01)
     _runs_bit_exact_with_the_cycle_model(driver, *digits, exact=True)
+
+
+def test_128_mac_units_with_weight_words_of_values_on_the_golden_device(digits):
+    """The board's device at 128 MAC units (32 x 4, no codebook tables): the digits model
+    bit-exact, every counter the cycle model's."""
+    q, _, images = digits
+    prog = compile_network(q, board_config(128))
+    assert prog.cfg.po == 32 and not prog.cfg.codebook_tables
+    from hw.layout import DMATarget
+    assert not any(op.fields["dma"]["target"] == DMATarget.CODEBOOK for op in prog.ops
+                   if op.is_transfer)                 # no codebook LOADs
+    driver = Driver(GoldenTransport(GoldenDevice(prog.cfg)), reply_timeout=0.01)
+    _runs_bit_exact_with_the_cycle_model(driver, q, prog, images[:3], exact=True)
 
 
 @pytest.mark.parametrize("skip", [False, True], ids=["dense", "zero-skipping"])
@@ -296,6 +342,21 @@ def test_simulated_board_classifies_digits_bit_exact_with_the_cycle_model(board,
     driver = _sim_driver(board)
     _runs_bit_exact_with_the_cycle_model(driver, *digits)
     driver.transport.close()
+
+
+def test_the_simulated_board_at_128_mac_units_is_bit_exact_with_the_cycle_model(digits):
+    """The RTL of the 128-unit device (32 x 4, weight words of values): every logit golden's,
+    every op's busy cycles the model's, the total inside its bound; the link's weight entries
+    refused by name (weights come by LOAD only)."""
+    from sim.board.build import BoardProcess
+    q, _, images = digits
+    prog = compile_network(q, board_config(128))
+    with BoardProcess(prog.cfg, quiet=True) as b:
+        driver = _sim_driver(b)
+        _runs_bit_exact_with_the_cycle_model(driver, q, prog, images[:2])
+        with pytest.raises(DeviceError, match="BAD_ARGUMENT"):
+            driver.request(Command.WRITE, proto.args(Target.WEIGHTS, 0, 1, 8) + bytes(2))
+        driver.transport.close()
 
 
 def test_small_tiles_make_bands_chunks_and_prefetches_and_stay_bit_exact_on_the_rtl(digits):

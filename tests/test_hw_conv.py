@@ -36,6 +36,22 @@ def test_engine_computes_kh_by_kw_kernels(mac_units, shape):
     check(cfg, qc, x, f"{mac_units} MACs, {kh}x{kw}/{stride} pad ({ph}, {pw})")
 
 
+@pytest.mark.parametrize("mac_units, output_lanes", [(64, 16), (128, 32)])
+@pytest.mark.parametrize("shape", [(8, 40, 5, 1, 1, 0), (3, 40, 9, 3, 2, 0), (6, 20, 6, 3, 1, 1)])
+def test_weight_words_of_values_match_golden(mac_units, output_lanes, shape):
+    """No codebook tables: the weight words hold the signed values (the board's dense device
+    at 128 MAC units, hw.config.board_config), at 16 and 32 output lanes; 40 and 20 output
+    channels leave the last output group partly empty."""
+    cin, cout, size, k, stride, pad = shape
+    cfg = AcceleratorConfig(mac_units=mac_units, output_lanes=output_lanes, fm_depth=2048,
+                            weight_depth=256, bias_depth=8, codebook_tables=0)
+    rng = np.random.default_rng([mac_units, *shape])
+    qc = random_conv(rng, cin, cout, k, stride, pad, cfg.value_bits, 8)
+    assert np.asarray(qc.codebook).min() < 0        # negative values reach the multipliers
+    x = rng.integers(0, 256, (cin, size, size)).astype(np.uint8)
+    check(cfg, qc, x, f"{mac_units} MACs as {cfg.po} x {cfg.pc}, values, {shape}")
+
+
 def test_layer_that_does_not_fit_is_refused():
     from sim.loads import layer_load
     cfg = AcceleratorConfig(mac_units=16, fm_depth=512)
