@@ -600,7 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="compare every output byte of the device with the golden model")
     sp.add_argument("--layers", action="store_true", help="print the cycles of every layer")
     sp.add_argument("--mac-units", type=int, default=64,
-                    help="MAC units of the device configuration (default 64)")
+                    help="MAC units of the device configuration (default 64; 128: 32 x 4 with "
+                         "weight words of values, hw.config.board_config)")
     sp.add_argument("--zero-skipping", action="store_true",
                     help="the device whose engine skips zero weights (its weights are packed "
                          "for it; a board must run that bitstream: make bitstream SKIP=1)")
@@ -616,7 +617,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "its host link is a TCP socket that 'sqz infer --device socket://...' "
                         "or any pyserial program opens like a serial port.")
     sp.add_argument("--port", type=int, default=0, help="TCP port (default: any free port)")
-    sp.add_argument("--mac-units", type=int, default=64, help="MAC units (default 64)")
+    sp.add_argument("--mac-units", type=int, default=64,
+                    help="MAC units (default 64; 128: 32 x 4 with weight words of values)")
     sp.add_argument("--zero-skipping", action="store_true",
                     help="the device whose engine skips zero weights")
     sp.set_defaults(func=cmd_board_sim)

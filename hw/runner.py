@@ -220,6 +220,11 @@ class NetworkRunner(wiring.Component):
                             for f in ("addr", "data", "en")}
             m.d.sync += [params[name][f].eq(getattr(port, f)) for f in ("addr", "data", "en")]
 
+        def host_params(name):
+            return [getattr(eng, name).addr.eq(params[name]["addr"]),
+                    getattr(eng, name).data.eq(params[name]["data"]),
+                    getattr(eng, name).en.eq(params[name]["en"])]
+
         # ---- memories -------------------------------------------------------------------------
         program = memory.Memory(shape=self.layout.size, depth=cfg.program_depth, init=[])
         counters = memory.Memory(shape=8 * COUNTER_BYTES, depth=cfg.program_depth, init=[])
@@ -352,25 +357,9 @@ class NetworkRunner(wiring.Component):
         storing = Signal()
         m.d.comb += storing.eq(active & cur.store)
 
-        # The parameter memories: the host's writes, or a LOAD's, through a register (the
-        # choice between them, decoded from the transfer's target, fans out to every bit of
-        # three write ports spread over the chip: too long a path for one cycle). A write lands
-        # a cycle after its DMA unit's; an op that reads it starts after the transfer's
-        # ``done`` has gone through the queue count and the sequencer, cycles later.
+        # The parameter memories: the host's writes, or a LOAD's.
         w_dma, cb_dma, b_dma = (dmas[t] for t in (DMATarget.WEIGHTS, DMATarget.CODEBOOK,
                                                   DMATarget.BIAS))
-        staged = {name: {f: Signal.like(getattr(getattr(eng, name), f), name=f"{name}_{f}_staged")
-                         for f in ("addr", "data", "en")}
-                  for name in ("weight_wr", "codebook_wr", "bias_wr")}
-        for name, regs in staged.items():
-            m.d.comb += [getattr(getattr(eng, name), f).eq(regs[f]) for f in regs]
-
-        def param_write(name, addr, data_, en):
-            regs = staged[name]
-            return [regs["addr"].eq(addr), regs["data"].eq(data_), regs["en"].eq(en)]
-
-        def host_write(name):
-            return param_write(name, *(params[name][f] for f in ("addr", "data", "en")))
         with m.If(loading[DMATarget.WEIGHTS]):
             if cfg.zero_skipping:       # the word's bits, LSB first (hw.layout.skip_units)
                 word = w_dma.buf_wr_data.as_value()[:len(eng.weight_wr.data)]
@@ -380,21 +369,23 @@ class NetworkRunner(wiring.Component):
                 vb = WEIGHT_VALUE_BYTES
                 word = Cat(Cat(w_dma.buf_wr_data[t * vb + b] for b in range(vb))[:cfg.value_bits]
                            for t in range(cfg.lanes))
-            m.d.sync += param_write("weight_wr", w_dma.buf_wr_addr, word,
-                                    Mux(w_dma.buf_wr_en, -1, 0))
+            m.d.comb += [eng.weight_wr.addr.eq(w_dma.buf_wr_addr),
+                         eng.weight_wr.data.eq(word),
+                         eng.weight_wr.en.eq(Mux(w_dma.buf_wr_en, -1, 0))]
         with m.Else():
-            m.d.sync += host_write("weight_wr")
+            m.d.comb += host_params("weight_wr")
         with m.If(loading[DMATarget.CODEBOOK]):
-            m.d.sync += param_write("codebook_wr", cb_dma.buf_wr_addr,
-                                    cb_dma.buf_wr_data.as_value()[:cfg.value_bits],
-                                    cb_dma.buf_wr_en)
+            m.d.comb += [eng.codebook_wr.addr.eq(cb_dma.buf_wr_addr),
+                         eng.codebook_wr.data.eq(cb_dma.buf_wr_data.as_value()[:cfg.value_bits]),
+                         eng.codebook_wr.en.eq(cb_dma.buf_wr_en)]
         with m.Else():
-            m.d.sync += host_write("codebook_wr")
+            m.d.comb += host_params("codebook_wr")
         with m.If(loading[DMATarget.BIAS]):
-            m.d.sync += param_write("bias_wr", b_dma.buf_wr_addr,
-                                    b_dma.buf_wr_data.as_value(), b_dma.buf_wr_en)
+            m.d.comb += [eng.bias_wr.addr.eq(b_dma.buf_wr_addr),
+                         eng.bias_wr.data.eq(b_dma.buf_wr_data.as_value()),
+                         eng.bias_wr.en.eq(b_dma.buf_wr_en)]
         with m.Else():
-            m.d.sync += host_write("bias_wr")
+            m.d.comb += host_params("bias_wr")
         f_dma = dmas[DMATarget.FEATURE]
 
         # ---- feature-map and squeeze-buffer ports ---------------------------------------------

@@ -150,6 +150,16 @@ def test_perf_report_on_a_small_network():
     assert all(n["macs_per_cycle"] == n["macs"] / n["cycles"] for _, n in nodes.values())
     text = markdown([(d, k)], cfg, {})
     assert "| conv1 |" in text and "skipping" in text
+    # the dense device of 128 MAC units: conv1 (3 channels on 4 input lanes at 32 x 4 as at
+    # 16 x 4) computes in about half the cycles
+    from tools.perf_report import wide_markdown
+    wide_cfg = board_config(128)
+    w = analyse("digits", q, wide_cfg)
+    wn = {n["name"]: n for n in w["nodes"]}
+    assert wn["conv1"]["compute"] < 0.6 * nodes["conv1"][0]["compute"]
+    text = wide_markdown([w], wide_cfg, {"dense": 50.0})
+    assert "32 output lanes x 4 input lanes" in text and "| conv1 |" in text
+    assert f"{w['cycles'] / 50.0 / 1e3:.1f}" in text
 
 
 # ---- the engine's zero-skipping datapath on the RTL (Amaranth's simulator) ----------------------

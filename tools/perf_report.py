@@ -16,7 +16,9 @@ bytes its LOADs and STOREs move. Against them:
 
 Each network runs on the dense engine and on the zero-skipping one
 (``AcceleratorConfig.zero_skipping``: hw.layout.skip_words, each lane's non-zero weights of a
-step packed PC to a word), the latter's cycles from the real weights' words.
+step packed PC to a word), the latter's cycles from the real weights' words, and on the dense
+device of twice the MAC units (``--wide``, 128 by default: hw.config.board_config's 32 x 4
+with weight words of values).
 
 Writes docs/reports/perf.{md,json,png}.
 """
@@ -128,6 +130,34 @@ def _fmax(mac_units: int) -> dict:
     return out
 
 
+def wide_markdown(wide: list[dict], cfg, fmax: dict) -> str:
+    """The dense device of more MAC units: per network its totals, per node of the first its
+    cycles, waits and bytes against that device's roofs."""
+    peak_b = SDRAM_BYTES_PER_CYCLE
+    lines = ["", f"## The dense device at {cfg.mac_units} MAC units", "",
+             f"`board_config({cfg.mac_units})`: {cfg.po} output lanes x {cfg.pc} input lanes, "
+             f"weight words of values (no codebook copies), memory A of {cfg.fm_depth:,} words, "
+             f"at {cfg.clock_mhz:g} MHz" + (f" and at its synthesised {fmax['dense']:.2f} MHz"
+                                            if fmax.get("dense") else "") + ".", "",
+             "| network | cycles | ms | " + ("ms at fmax | " if fmax.get("dense") else "")
+             + "MACs / cycle | waiting | SDRAM MiB | segments |",
+             "|---|---:|---:|" + ("---:|" if fmax.get("dense") else "") + "---:|---:|---:|---:|"]
+    for r in wide:
+        at = (f"{r['cycles'] / fmax['dense'] / 1e3:.1f} | " if fmax.get("dense") else "")
+        lines.append(f"| {r['network']} | {r['cycles']:,} | {r['ms']:.1f} | {at}"
+                     f"{r['macs_per_cycle']:.1f} | {r['wait'] / r['cycles']:.0%} | "
+                     f"{r['sdram_bytes'] / 2**20:.2f} | {r['segments']} |")
+    first = wide[0]
+    lines += ["", f"{first['network']}, node by node:", "",
+              "| node | cycles | compute | wait | SDRAM KiB | MACs / cycle | of peak | bound |",
+              "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for n in first["nodes"]:
+        lines.append(f"| {n['name']} | {n['cycles']:,} | {n['compute']:,} | {n['wait']:,} | "
+                     f"{n['sdram_bytes'] / 1024:,.0f} | {n['macs_per_cycle']:.1f} | "
+                     f"{n['bytes_per_cycle'] / peak_b:.0%} | {n['bound']} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(pairs: list[tuple[dict, dict]], cfg, fmax: dict) -> str:
     peak_b = SDRAM_BYTES_PER_CYCLE
     ridge = cfg.mac_units / peak_b
@@ -232,26 +262,36 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "docs" / "reports"),
                     help="where perf.md, perf.json and perf.png go")
     ap.add_argument("--mac-units", type=int, default=64)
+    ap.add_argument("--wide", type=int, default=128,
+                    help="the MAC units of the wider dense device beside them (0: none)")
     ap.add_argument("--photos", type=int, default=5,
                     help="shared photos that calibrate the authors' model (every 100th)")
     args = ap.parse_args()
     base = board_config(args.mac_units)
     dense_cfg, skip_cfg = replace(base, zero_skipping=False), replace(base, zero_skipping=True)
-    pairs = []
+    wide_cfg = board_config(args.wide) if args.wide else None
+    pairs, wide = [], []
     for label, model, calib in networks(args.photos):
         q = quantize(model, calib, 8)
         d, k = analyse(label, q, dense_cfg), analyse(label, q, skip_cfg)
         print(f"{label}: dense {d['cycles']:,} cycles ({d['ms']:.1f} ms), skipping "
               f"{k['cycles']:,} ({k['ms']:.1f} ms): {d['cycles'] / k['cycles']:.2f}x", flush=True)
         pairs.append((d, k))
+        if wide_cfg:
+            wide.append(analyse(label, q, wide_cfg))
+            print(f"  dense at {args.wide} MAC units: {wide[-1]['cycles']:,} cycles "
+                  f"({wide[-1]['ms']:.1f} ms)", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     fmax = _fmax(args.mac_units)
+    wide_fmax = _fmax(args.wide) if wide_cfg else {}
     (out / "perf.json").write_text(json.dumps({
         "config": base.as_dict(), "sdram_bytes_per_cycle": SDRAM_BYTES_PER_CYCLE,
-        "fmax_mhz": fmax, "networks": [{"dense": d, "zero_skipping": k} for d, k in pairs]},
-        indent=1))
-    (out / "perf.md").write_text(markdown(pairs, base, fmax))
+        "fmax_mhz": fmax, "networks": [{"dense": d, "zero_skipping": k} for d, k in pairs],
+        **({"wide": {"config": wide_cfg.as_dict(), "fmax_mhz": wide_fmax, "networks": wide}}
+           if wide_cfg else {})}, indent=1))
+    (out / "perf.md").write_text(markdown(pairs, base, fmax)
+                                 + (wide_markdown(wide, wide_cfg, wide_fmax) if wide else ""))
     plot(pairs, base, out / "perf.png")
     print(f"wrote {out / 'perf.md'}, .json and .png")
     return 0
