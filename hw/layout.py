@@ -13,7 +13,7 @@ loads it without the gateware.
   ``c % PC`` at word ``(c // PC) * H * W + y * W + x``; a word is the PC bytes of one address.
 - **Weights** (``weight_lanes`` / ``weight_tensor``): codebook indices (without codebook
   tables, the values) in the engine's step order, PO*PC per word; in the SDRAM
-  (``weight_units`` / ``weight_lanes_of_units``) a byte per index or two per value.
+  (``weight_units`` / ``weight_lanes_of_units``) a byte per index, or the values packed.
 - **Sums** (``sum_words`` / ``sums_of_words``): a global sum's 32-bit results, byte k of every
   lane of channel group g in word ``SUM_WORDS * g + k``.
 - **Weight entries on the link** (``weight_entries``, ``pack_entries`` / ``unpack_entries``):
@@ -44,7 +44,7 @@ __all__ = ["groups", "FieldRangeError", "pack_struct", "unpack_struct",
            "codebook_of_sdram",
            "pixel_layout", "feature_words", "feature_map",
            "weight_lanes", "weight_tensor", "dense_weight_lanes", "weight_units",
-           "weight_lanes_of_units", "WEIGHT_VALUE_BYTES",
+           "weight_lanes_of_units", "value_unit_bytes",
            "SKIP_ROWS", "skip_entry_layout", "SkipWords",
            "skip_words", "skip_word_values", "skip_word_bits", "skip_unit_bytes", "skip_units",
            "skip_words_of_units", "skip_tensor",
@@ -427,27 +427,38 @@ def dense_weight_lanes(qc, cfg: AcceleratorConfig, where: str = "layer") -> np.n
     return weight_lanes(np.asarray(qc.codebook, np.int64)[qc.dense_indices], cfg, where)
 
 
-WEIGHT_VALUE_BYTES = 2     # a weight value in the SDRAM (no codebook tables): int16, LE
-
-
 def weight_units(lanes: np.ndarray, cfg: AcceleratorConfig) -> np.ndarray:
     """Dense weight words (words, PO*PC) -> their SDRAM units (words, bytes) uint8: a byte per
-    index, or without codebook tables a little-endian int16 per value (``sdram_unit_words``)."""
+    index, or without codebook tables the values' ``value_bits`` each, two's complement, LSB
+    first and packed, in whole SDRAM words (``sdram_unit_words``)."""
     lanes = np.asarray(lanes, np.int64)
     if cfg.codebook_tables:
         return lanes.astype(np.uint8)
-    return np.ascontiguousarray(lanes & 0xFFFF, "<u2").view(np.uint8).reshape(len(lanes), -1)
+    vb = cfg.value_bits
+    bits = ((lanes[:, :, None] >> np.arange(vb)) & 1).reshape(len(lanes), -1).astype(np.uint8)
+    width = value_unit_bytes(cfg) * 8
+    bits = np.concatenate([bits, np.zeros((len(lanes), width - bits.shape[1]), np.uint8)], 1)
+    return np.packbits(bits, axis=1, bitorder="little")
 
 
 def weight_lanes_of_units(units: np.ndarray, cfg: AcceleratorConfig) -> np.ndarray:
     """The inverse of ``weight_units``, as the weight memory keeps them: ``index_bits`` of
-    each byte, or the values' ``value_bits``, sign-extended."""
+    each byte, or the signed values."""
     units = np.asarray(units, np.uint8)
     if cfg.codebook_tables:
         return units.astype(np.int64) & ((1 << cfg.index_bits) - 1)
-    v = units.reshape(len(units), -1, WEIGHT_VALUE_BYTES).copy().view("<u2")[..., 0]
-    v = v.astype(np.int64) & ((1 << cfg.value_bits) - 1)
-    return np.where(v >= 1 << (cfg.value_bits - 1), v - (1 << cfg.value_bits), v)
+    vb = cfg.value_bits
+    bits = np.unpackbits(units, axis=1, bitorder="little")[:, :cfg.lanes * vb]
+    v = (bits.reshape(len(units), cfg.lanes, vb).astype(np.int64) << np.arange(vb)).sum(-1)
+    return np.where(v >= 1 << (vb - 1), v - (1 << vb), v)
+
+
+def value_unit_bytes(cfg: AcceleratorConfig) -> int:
+    """Bytes of a weight word of values in the SDRAM: PO*PC values of ``value_bits``, in whole
+    SDRAM words."""
+    from .sdram_chip import MT48LC16M16A2
+    dq = MT48LC16M16A2.dq_bits
+    return -(-cfg.lanes * cfg.value_bits // dq) * dq // 8
 
 
 def weight_tensor(words: np.ndarray, out_groups: int, in_groups: int, kernel: int,
@@ -705,7 +716,7 @@ def unpack_entries(data: bytes, count: int, index_bits: int) -> np.ndarray:
 # - FEATURE: a feature word, its PC bytes (lane 0 first): a map lies in the SDRAM as it lies in
 #   the feature-map memory (``feature_words``);
 # - WEIGHTS: a weight word, one byte per index (lane 0 first; the memory keeps index_bits of
-#   each), or without codebook tables an int16 per value (``weight_units``);
+#   each), or without codebook tables the values' bits, packed (``weight_units``);
 # - CODEBOOK: a codebook entry, one word, the signed value sign-extended;
 # - BIAS: a bias, its ACC_BITS as two words (little-endian).
 
@@ -716,8 +727,8 @@ def sdram_unit_words(cfg: AcceleratorConfig, target: "DMATarget") -> int:
     if DMATarget(target) == DMATarget.WEIGHTS and cfg.zero_skipping:
         return skip_unit_bytes(cfg) // dq_bytes
     unit_bytes = {DMATarget.FEATURE: cfg.pc, DMATarget.SQUEEZE: cfg.pc,
-                  DMATarget.WEIGHTS: cfg.lanes * (1 if cfg.codebook_tables
-                                                  else WEIGHT_VALUE_BYTES),
+                  DMATarget.WEIGHTS: cfg.lanes if cfg.codebook_tables
+                                     else value_unit_bytes(cfg),
                   DMATarget.CODEBOOK: dq_bytes,
                   DMATarget.BIAS: nx.ACC_BITS // 8}[DMATarget(target)]
     if unit_bytes % dq_bytes:

@@ -32,8 +32,7 @@ from .conv_engine import ConvEngine, parameter_signatures
 from .bypass import BypassAddUnit
 from .conv_layer import FeatureBuffer
 from .dma import FeatureDMA
-from .layout import (DMA_QUEUE, SUM_WORDS, WEIGHT_VALUE_BYTES, DMATarget, OpKind, op_layout,
-                     pixel_layout)
+from .layout import DMA_QUEUE, SUM_WORDS, DMATarget, OpKind, op_layout, pixel_layout
 from .pool import GlobalSumUnit, MaxPoolUnit
 from .protocol import COUNTER_BYTES, RunState
 from .sdram_chip import MT48LC16M16A2, cmd_layout, wdata_layout
@@ -361,14 +360,10 @@ class NetworkRunner(wiring.Component):
         w_dma, cb_dma, b_dma = (dmas[t] for t in (DMATarget.WEIGHTS, DMATarget.CODEBOOK,
                                                   DMATarget.BIAS))
         with m.If(loading[DMATarget.WEIGHTS]):
-            if cfg.zero_skipping:       # the word's bits, LSB first (hw.layout.skip_units)
-                word = w_dma.buf_wr_data.as_value()[:len(eng.weight_wr.data)]
-            elif cfg.codebook_tables:   # a byte per index
+            if cfg.codebook_tables and not cfg.zero_skipping:     # a byte per index
                 word = Cat(w_dma.buf_wr_data[t][:cfg.index_bits] for t in range(cfg.lanes))
-            else:                       # an int16 per value (hw.layout.weight_units)
-                vb = WEIGHT_VALUE_BYTES
-                word = Cat(Cat(w_dma.buf_wr_data[t * vb + b] for b in range(vb))[:cfg.value_bits]
-                           for t in range(cfg.lanes))
+            else:     # the word's bits, LSB first (hw.layout.skip_units, weight_units)
+                word = w_dma.buf_wr_data.as_value()[:len(eng.weight_wr.data)]
             m.d.comb += [eng.weight_wr.addr.eq(w_dma.buf_wr_addr),
                          eng.weight_wr.data.eq(word),
                          eng.weight_wr.en.eq(Mux(w_dma.buf_wr_en, -1, 0))]

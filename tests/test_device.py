@@ -152,9 +152,9 @@ def test_a_memory_depth_the_addressing_cannot_wrap_is_refused():
 
 
 def test_weight_units_round_trip_indices_and_signed_values():
-    """The dense weight words in the SDRAM: a byte per index with codebook tables, an int16 per
-    value without (the board's device at 128 MAC units), each back as the memory keeps it; a
-    value too wide for the configuration is refused by name."""
+    """The dense weight words in the SDRAM: a byte per index with codebook tables, the values'
+    bits packed without (the board's device at 128 MAC units), each back as the memory keeps
+    it; a value too wide for the configuration is refused by name."""
     from hw.config import AcceleratorConfig
     from hw.layout import FieldRangeError, weight_lanes, weight_lanes_of_units, weight_units
     rng = np.random.default_rng(5)
@@ -165,7 +165,8 @@ def test_weight_units_round_trip_indices_and_signed_values():
         w = rng.integers(lo, hi, (40, 20, 3, 3))
         lanes = weight_lanes(w, cfg)
         units = weight_units(lanes, cfg)
-        assert units.shape == (len(lanes), cfg.lanes * (1 if cfg.codebook_tables else 2))
+        assert units.shape == (len(lanes), cfg.lanes if cfg.codebook_tables
+                               else cfg.lanes * cfg.value_bits // 8)
         np.testing.assert_array_equal(weight_lanes_of_units(units, cfg), lanes)
     with pytest.raises(FieldRangeError, match="conv7: a weight of 2048 does not fit the "
                                               "configuration's 12-bit values"):
@@ -521,6 +522,24 @@ def test_authors_squeezenet_on_the_simulated_board_is_bit_exact(board):
     np.testing.assert_array_equal(driver.read_logits(prog), Golden(q)(pixels))
     _check_cycles(driver, prog, cycles)
     driver.transport.close()
+
+
+def test_authors_squeezenet_at_128_mac_units_on_the_simulated_board_is_bit_exact():
+    """The authors' SqueezeNet v1.0 on the RTL of the 128-unit device (32 x 4, weight words of
+    values, memory A doubled): every logit golden's, every op's busy cycles the model's."""
+    from golden.evaluate import calibration_images
+    from golden.preprocess import load_image
+    from sim.board.build import BoardProcess
+    model = load_model(SHARED / "models" / "squeezenet-v1.0-deep-compression"
+                       / "compressed_SqueezeNet.net")
+    calib, _ = calibration_images(SHARED / "imagenet-sample", model.network.input, 10)
+    q = quantize(model, calib, 8)
+    prog = compile_network(q, board_config(128))
+    pixels = load_image(SHARED / "imagenet-sample" / "n01440764_tench.JPEG", model.network.input)
+    with BoardProcess(prog.cfg, quiet=True) as b:
+        driver = _sim_driver(b)
+        _runs_bit_exact_with_the_cycle_model(driver, q, prog, [pixels])
+        driver.transport.close()
 
 
 def _random_network_on_the_board(board, net, seed):
