@@ -52,13 +52,15 @@ synth: $(STAMP)
 	$(PY) -m tools.synth --mac-units 16 64 128
 
 # The whole device of hw.config.board_config, out of context, for the LFE5U-85F:
-# build/synth/device.json (luts, ffs, ebr, mult18, fmax_mhz, the chip's totals, config); SKIP=1
-# the device with the zero-skipping engine: build/synth/device-skip-64.json. SEED=N nextpnr's
+# build/synth/device.json (luts, ffs, ebr, mult18, fmax_mhz, the chip's totals, config);
+# MAC_UNITS=128 the 128-unit device (32 x 4, weight words of values): build/synth/device-128.json;
+# SKIP=1 the device with the zero-skipping engine: build/synth/device-skip-64.json. SEED=N nextpnr's
 # placement seed, ROUTER=router1|router2 its router, DENSITY=0.6 its placer's highest cell density (0.9 by default).
 synth-device: $(STAMP)
 	$(VENV)/bin/pip install --quiet -e ".[board]"
 	$(PY) -m tools.synth --device --mac-units $(or $(MAC_UNITS),64) \
-	  $(if $(SEED),--seed $(SEED)) $(if $(ROUTER),--router $(ROUTER)) $(if $(DENSITY),--placer-density $(DENSITY)) $(if $(filter 1,$(SKIP)),--zero-skipping on --json build/synth/device-skip-$(or $(MAC_UNITS),64).json)
+	  $(if $(SEED),--seed $(SEED)) $(if $(ROUTER),--router $(ROUTER)) $(if $(DENSITY),--placer-density $(DENSITY)) \
+	  $(if $(filter 1,$(SKIP)),--zero-skipping on --json build/synth/device-skip-$(or $(MAC_UNITS),64).json,$(if $(filter-out 64,$(or $(MAC_UNITS),64)),--json build/synth/device-$(MAC_UNITS).json))
 
 # The ULX3S-85F bitstream (tools/bitstream.py): build/ulx3s/top.bit and report.json, the device
 # of hw.config.board_config at its clock (docs/BOARD.md); CORE=bringup builds the same device

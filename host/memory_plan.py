@@ -82,7 +82,8 @@ def _map_bytes(c: int, h: int, w: int, cfg: AcceleratorConfig) -> int:
 
 def _weights(spec, cfg: AcceleratorConfig) -> int:
     words = groups(spec.out_channels, cfg.po) * groups(spec.in_channels, cfg.pc) * spec.kh * spec.kw
-    return (words * cfg.lanes * cfg.index_bits // 8 + cfg.codebook_entries * CODEBOOK_BYTES
+    return (words * cfg.lanes * cfg.weight_bits // 8
+            + (cfg.codebook_entries * CODEBOOK_BYTES if cfg.codebooks else 0)
             + groups(spec.out_channels, cfg.po) * cfg.po * BIAS_BYTES)
 
 

@@ -32,7 +32,7 @@ def block_ram_lower_bound(cfg) -> int:
     from hw.layout import op_layout
     bits = (cfg.pc * cfg.fm_depth * cfg.act_bits + cfg.pc * cfg.squeeze_depth * cfg.act_bits
             + cfg.program_depth * op_layout(cfg).size
-            + cfg.weight_depth * cfg.lanes * cfg.index_bits
+            + cfg.weight_depth * cfg.lanes * cfg.weight_bits
             + cfg.lanes * cfg.codebook_tables * cfg.codebook_entries * cfg.value_bits)
     return -(-bits // (18 * 1024))
 
