@@ -65,12 +65,14 @@ synth-device: $(STAMP)
 # The ULX3S-85F bitstream (tools/bitstream.py): build/ulx3s/top.bit and report.json, the device
 # of hw.config.board_config at its clock (docs/BOARD.md); CORE=bringup builds the same device
 # with small memories into build/ulx3s-bringup, CORE=echo the UART echo into build/ulx3s-echo;
-# SKIP=1 the device with the zero-skipping engine into build/ulx3s-skip.
+# SKIP=1 the device with the zero-skipping engine into build/ulx3s-skip, MAC_UNITS=128 the
+# 128-unit device (32 x 4, weight words of values) into build/ulx3s-128.
 CORE ?= device
 bitstream: $(STAMP)
 	$(VENV)/bin/pip install --quiet -e ".[board]"
 	$(PY) -m tools.bitstream --core $(CORE) $(if $(filter-out device,$(CORE)),--out build/ulx3s-$(CORE)) \
-	  $(if $(filter 1,$(SKIP)),--zero-skipping --out build/ulx3s-skip)
+	  $(if $(filter 1,$(SKIP)),--zero-skipping --out build/ulx3s-skip) \
+	  $(if $(filter-out 64,$(or $(MAC_UNITS),64)),--mac-units $(MAC_UNITS) --out build/ulx3s-$(MAC_UNITS))
 
 # The memory plan of SqueezeNet v1.0 with its maps in SDRAM (analytical: bands, bytes per layer,
 # compute and transfer cycles), at 64 and 128 MAC units, with and without pooling fused:

@@ -112,10 +112,13 @@ def main(argv=None) -> int:
     ap.add_argument("--zero-skipping", action="store_true",
                     help="the device whose engine skips zero weights (hw.config.board_config's "
                          "zero_skipping; sqz infer --zero-skipping talks to it)")
+    ap.add_argument("--mac-units", type=int, default=64,
+                    help="the device's MAC units (default 64; 128: 32 x 4 with weight words of "
+                         "values, hw.config.board_config; sqz infer --mac-units 128 talks to it)")
     args = ap.parse_args(argv)
     from hw.config import board_config, bringup_config
     cfg = {"bringup": bringup_config,
-           "device": lambda: board_config(zero_skipping=args.zero_skipping)}.get(
+           "device": lambda: board_config(args.mac_units, zero_skipping=args.zero_skipping)}.get(
                args.core, lambda: None)()
     mhz = args.mhz or (cfg.clock_mhz if cfg is not None else 75.0)
     report = build("echo" if args.core == "echo" else "device", args.out, mhz, args.baud,
