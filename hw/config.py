@@ -259,14 +259,15 @@ def board_config(mac_units: int = 64, zero_skipping: bool = False) -> Accelerato
     The dense engine at 128 MAC units and more has 32 output lanes (4 input lanes, as at 64:
     the same feature words) and weight words of values: a codebook copy per multiplier would
     need more block RAM than the chip has. The block RAM the codebooks leave doubles memory A
-    (with half of it, conv_final's input took four bands, each loading all of its weights);
-    its weight memory holds half the 64-unit device's entries (with as many, the device needs
-    209 block RAMs of the chip's 208)."""
+    (with half of it, conv_final's input took four bands, each loading all of its weights).
+    Its weight memory holds as many entries as the 64-unit device's; its words are written
+    whole (a LOAD's), so their 12-bit values fill the block RAMs' 36 bits (with an enable per
+    value, 24: the device needed 209 block RAMs of the chip's 208)."""
     wide = mac_units >= 128 and not zero_skipping
     return AcceleratorConfig(mac_units=mac_units, output_lanes=32 if wide else 16,
                              fm_depth=1 << (15 if wide else 14), fm_out_depth=1 << 13,
                              squeeze_depth=1 << 14,
-                             weight_depth=(1 << 15) // mac_units if wide else 1 << 10,
+                             weight_depth=(1 << 16) // mac_units if wide else 1 << 10,
                              codebook_tables=0 if wide else 4, bias_depth=64,
                              program_depth=1024, maps_in_sdram=True, clock_mhz=BOARD_CLOCK_MHZ,
                              zero_skipping=zero_skipping)

@@ -203,12 +203,14 @@ class ConvEngine(wiring.Component):
         eb = skip_entry_layout(cfg).size if skip else cfg.weight_bits
         weights = memory.Memory(shape=eb * po * pc, depth=cfg.weight_depth, init=[])
         m.submodules.weights = weights
-        # (zero-skipping words are written whole, by a LOAD: one write enable, so the block
-        # RAMs pack the 19-bit entries without regard to their byte enables)
-        w_wr = weights.write_port() if skip else weights.write_port(granularity=eb)
+        # (zero-skipping words, and words of values, are written whole, by a LOAD: one write
+        # enable, so the block RAMs pack the 19- or 12-bit entries without regard to their
+        # byte enables: 36 bits a block RAM instead of 24)
+        whole = skip or not cfg.codebooks
+        w_wr = weights.write_port() if whole else weights.write_port(granularity=eb)
         w_rd = weights.read_port()
-        if skip:
-            # the entries; the last granule's bit goes to ``lasts``
+        if whole:
+            # the entries; a zero-skipping word's last granule's bit goes to ``lasts``
             m.d.comb += [w_wr.addr.eq(self.weight_wr.addr),
                          w_wr.data.eq(self.weight_wr.data[:po * pc * eb]),
                          w_wr.en.eq(self.weight_wr.en[0])]
