@@ -360,7 +360,7 @@ class NetworkRunner(wiring.Component):
         w_dma, cb_dma, b_dma = (dmas[t] for t in (DMATarget.WEIGHTS, DMATarget.CODEBOOK,
                                                   DMATarget.BIAS))
         with m.If(loading[DMATarget.WEIGHTS]):
-            if cfg.codebook_tables and not cfg.zero_skipping:     # a byte per index
+            if cfg.codebooks:           # a byte per index
                 word = Cat(w_dma.buf_wr_data[t][:cfg.index_bits] for t in range(cfg.lanes))
             else:     # the word's bits, LSB first (hw.layout.skip_units, weight_units)
                 word = w_dma.buf_wr_data.as_value()[:len(eng.weight_wr.data)]
