@@ -314,6 +314,10 @@ class NetworkRunner(wiring.Component):
         active = Signal()
         cb_bits = address_bits(cfg.codebook_tables * cfg.codebook_entries)
         bias_bits = cfg.bias_addr_bits + address_bits(cfg.po)
+        # ``cur.dma.target`` one-hot, a register per DMA unit set with ``cur``: it gives its
+        # unit the controller's port and the start.
+        owner = {t: Signal(name=f"owner_{t.name.lower()}", init=t == DMATarget(0))
+                 for t in DMATarget}   # as cur's reset value, target 0
         dmas = {}
         for target, bits in ((DMATarget.FEATURE, fa), (DMATarget.WEIGHTS, cfg.weight_addr_bits),
                              (DMATarget.CODEBOOK, cb_bits), (DMATarget.BIAS, bias_bits),
@@ -325,7 +329,7 @@ class NetworkRunner(wiring.Component):
                          dma.buffer_base.eq(d.buffer_base), dma.run_words.eq(d.run_words),
                          dma.runs.eq(d.runs), dma.sdram_stride.eq(d.sdram_stride),
                          dma.buffer_stride.eq(d.buffer_stride)]
-            with m.If(cur.dma.target == target):
+            with m.If(owner[target]):
                 wiring.connect(m, dma.sdram_cmd, wiring.flipped(self.sdram_cmd))
                 wiring.connect(m, dma.sdram_wdata, wiring.flipped(self.sdram_wdata))
                 wiring.connect(m, wiring.flipped(self.sdram_rdata), dma.sdram_rdata)
@@ -333,28 +337,36 @@ class NetworkRunner(wiring.Component):
         dma_done = Signal()
         m.d.comb += dma_done.eq(Cat(d.done for d in dmas.values()).any())
         for target, dma in dmas.items():
-            m.d.comb += dma.start.eq(dma_start & (cur.dma.target == target))
+            m.d.comb += dma.start.eq(dma_start & owner[target])
         # The head of the queue becomes the current transfer when none is active; it starts
         # the cycle after.
+        # Which memory the current transfer fills (or whether it drains B) is a register per
+        # memory, set with ``cur``: each is ``active & (cur's direction and target)``, but it
+        # selects its memory's writer straight from a flip-flop (through the compare, the
+        # target's wide fan-out was the dense device's critical path).
+        loading = {t: Signal(name=f"loading_{t.name.lower()}") for t in dmas}
+        storing = Signal()
+        head = Signal(entry)
+        m.d.comb += head.eq(queue.r_data)
         starting = Signal()
         with m.If(~active & queue.r_rdy):
             m.d.comb += queue.r_en.eq(1)
             m.d.sync += [cur.eq(queue.r_data), active.eq(1), starting.eq(1)]
+            m.d.sync += [sig.eq(~head.store & (head.dma.target == t))
+                         for t, sig in loading.items()]
+            m.d.sync += storing.eq(head.store)
+            m.d.sync += [sig.eq(head.dma.target == t) for t, sig in owner.items()]
         with m.Elif(starting):
             m.d.comb += dma_start.eq(1)
             m.d.sync += starting.eq(0)
         with m.Elif(active & dma_done):
             m.d.sync += active.eq(0)
+            m.d.sync += [sig.eq(0) for sig in (*loading.values(), storing)]
         # Transfers not yet finished, as of the cycle before: the sequencer's decision to start
         # a pass reads a register, not the queue's logic (a count a cycle old is never below
         # the true one while an op waits: only the sequencer adds transfers).
         outstanding = Signal(range(DMA_QUEUE + 2))
         m.d.sync += outstanding.eq(queue.level + active)
-        loading = {t: Signal(name=f"loading_{t.name.lower()}") for t in dmas}
-        for t, sig in loading.items():
-            m.d.comb += sig.eq(active & ~cur.store & (cur.dma.target == t))
-        storing = Signal()
-        m.d.comb += storing.eq(active & cur.store)
 
         # The parameter memories: the host's writes, or a LOAD's.
         w_dma, cb_dma, b_dma = (dmas[t] for t in (DMATarget.WEIGHTS, DMATarget.CODEBOOK,
