@@ -162,6 +162,29 @@ def test_perf_report_on_a_small_network():
     assert f"{w['cycles'] / 50.0 / 1e3:.1f}" in text
 
 
+
+def test_perf_report_takes_fmax_only_from_make_synth_devices_routed_files(tmp_path, monkeypatch):
+    import json
+
+    import tools.perf_report as perf
+    synth = tmp_path / "build" / "synth"
+    synth.mkdir(parents=True)
+
+    def write(name, mhz, units=64, skipping=False):
+        (synth / name).write_text(json.dumps({
+            "unit": "device", "mac_units": units, "fmax_mhz": mhz,
+            "config": {"zero_skipping": skipping}}))
+    monkeypatch.setattr(perf, "ROOT", tmp_path)
+    assert perf._fmax(64) == {}
+    write("device.json", 61.0)
+    write("device-seed9.json", 99.0)           # a copy kept by hand: sorts after, never read
+    write("device-skip-64.json", None, skipping=True)    # not routed: no fmax
+    write("device-128.json", 55.5, units=128)
+    assert perf._fmax(64) == {"dense": 61.0}
+    assert perf._fmax(128) == {"dense": 55.5}
+    write("device-skip-64.json", 40.25, skipping=True)
+    assert perf._fmax(64) == {"dense": 61.0, "skip": 40.25}
+
 # ---- the engine's zero-skipping datapath on the RTL (Amaranth's simulator) ----------------------
 
 def _skip_cfg(**kw):

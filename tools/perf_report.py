@@ -120,13 +120,21 @@ def networks(photos: int):
 
 
 def _fmax(mac_units: int) -> dict:
-    """Synthesised fmax of the whole device, where tools/synth.py wrote one (``make
-    synth-device``): {"dense": MHz, "skip": MHz} for what exists."""
+    """Synthesised fmax of the whole device, from the files ``make synth-device`` writes
+    (tools/synth.py): build/synth/device.json for the 64-unit dense device, device-N.json at
+    N units, device-skip-N.json skipping. {"dense": MHz, "skip": MHz} for what exists and was
+    routed; other JSON files in that folder (other seeds kept by hand) are not read, so that
+    which build counts never depends on file names sorting."""
+    synth = ROOT / "build" / "synth"
     out = {}
-    for path in sorted((ROOT / "build" / "synth").glob("device*.json")):
+    for key, name in (("dense", "device.json" if mac_units == 64 else f"device-{mac_units}.json"),
+                      ("skip", f"device-skip-{mac_units}.json")):
+        path = synth / name
+        if not path.exists():
+            continue
         r = json.loads(path.read_text())
         if r.get("unit") == "device" and r.get("mac_units") == mac_units and r.get("fmax_mhz"):
-            out["skip" if r.get("config", {}).get("zero_skipping") else "dense"] = r["fmax_mhz"]
+            out[key] = r["fmax_mhz"]
     return out
 
 

@@ -18,6 +18,7 @@ unchanged, so a second seed or router costs only nextpnr.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import subprocess
@@ -131,12 +132,16 @@ def synthesise_top(top, name: str, work: Path, freq: float, seed: int,
                           "--json", f"{name}.json", "--out-of-context", "--freq", str(freq),
                           "--seed", str(seed), "--router", router,
                           *(["--placer-heap-beta", str(density)] if density else []),
-                          "--report", report_path.name, "--quiet",
+                          "--report", report_path.name, "--detailed-timing-report", "--quiet",
                           "--log", log_path.name], cwd=work, capture_output=True, text=True)
     t2 = time.time()
     result = {"luts": cell("LUT4"), "ffs": cell("TRELLIS_FF"), "mult18": cell("MULT18X18D"),
               "ebr": cell("DP16KD"), "yosys_s": round(t1 - t0, 1) if not same else None,
-              "netlist_reused": same, "nextpnr_s": round(t2 - t1, 1)}
+              "netlist_reused": same, "nextpnr_s": round(t2 - t1, 1),
+              # which design these figures are of: the Verilog's hash, and the commit it was
+              # generated at ("+dirty" when the tree had changes)
+              "verilog_sha256": hashlib.sha256(source.encode()).hexdigest(),
+              "commit": _commit()}
     log = log_path.read_text() if log_path.exists() else pnr.stderr
     achieved = re.findall(r"Max frequency for clock '[^']+': ([\d.]+) MHz", log)
     # nextpnr reports a frequency after placement and another after routing: an unrouted
@@ -154,9 +159,38 @@ def synthesise_top(top, name: str, work: Path, freq: float, seed: int,
         util = report.get("utilization", {})
         result["placed"] = {k: v for k, v in util.items() if v.get("used")}
         result["critical_path"] = critical_path(report)
+        result["slow_endpoints"] = slow_endpoints(report, 1e3 / freq)
     elif not achieved:
         result["error"] = log[-1500:]
     return result
+
+
+def _commit() -> str | None:
+    """The checkout's commit, "+dirty" when hw/ differs from it; None outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "hw"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def slow_endpoints(report: dict, period_ns: float, most: int = 40) -> list[dict]:
+    """The register and memory inputs that data reaches later than ``period_ns`` after a
+    clock edge, worst first, one per cell, from nextpnr's detailed net timings (the arrival
+    time at each sink of each net): where the critical path is only the worst of many, these
+    are the next ones, so that one build can show several paths to cut."""
+    worst: dict[str, dict] = {}
+    for net in report.get("detailed_net_timings") or []:
+        for end in net.get("endpoints", []):
+            ns = end.get("delay", 0.0)
+            cell = end.get("cell", "")
+            if ns > period_ns and ns > worst.get(cell, {}).get("ns", 0.0):
+                worst[cell] = {"cell": cell, "port": end.get("port"), "ns": round(ns, 2),
+                               "net": net.get("net")}
+    return sorted(worst.values(), key=lambda e: -e["ns"])[:most]
 
 
 def critical_path(report: dict) -> dict | None:
