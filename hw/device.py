@@ -138,8 +138,13 @@ class Device(wiring.Component):
         # The SDRAM's port: the runner's while it runs (its LOADs and STOREs), the self-test's
         # while that runs, the executor's (SDRAM WRITEs and READs) otherwise. The executor
         # refuses both to start while the other runs.
+        # Registered, a cycle behind the runner's state: the state fanned out through the
+        # owner's multiplexers into the DMA units' read handshake was the dense device's
+        # critical path at both placement seeds. The runner issues no SDRAM command in its
+        # first RUNNING cycle (it fetches an op first), and it leaves RUNNING only when its
+        # transfers are done; the executor counts the cycle after as running too.
         runner_owns = Signal()
-        m.d.comb += runner_owns.eq(runner.state == RunState.RUNNING)
+        m.d.sync += runner_owns.eq(runner.state == RunState.RUNNING)
         # After RESET, what the stopped run left with the controller finishes there: the
         # device waits until the controller is idle and its last reads' words are out, and
         # drops them, so that no later read takes a stale word.
@@ -226,7 +231,7 @@ class Device(wiring.Component):
             m.d.sync += [out_sr.eq(out_sr >> 8), out_left.eq(out_left - 1)]
 
         running = Signal()
-        m.d.comb += running.eq(runner.state == RunState.RUNNING)
+        m.d.comb += running.eq((runner.state == RunState.RUNNING) | runner_owns)
 
         def reply(status, length=0, payload=None):
             m.d.comb += [tx.start.eq(1), tx.code.eq(status), tx.seq.eq(rx.seq),
