@@ -58,10 +58,12 @@ synth: $(STAMP)
 # placement seed, ROUTER=router1|router2 its router, DENSITY=0.6 its placer's highest cell density (0.9 by default).
 # yosys's netlist stays in build/synth/device-mac<N>[-skip]/ beside its Verilog: when the design is
 # unchanged another seed, router or density reuses it, and each placement has its own log there.
+# REREAD=1 runs neither tool: it writes the JSON again from that placement's log and report.
 synth-device: $(STAMP)
 	$(VENV)/bin/pip install --quiet -e ".[board]"
 	$(PY) -m tools.synth --device --mac-units $(or $(MAC_UNITS),64) \
 	  $(if $(SEED),--seed $(SEED)) $(if $(ROUTER),--router $(ROUTER)) $(if $(DENSITY),--placer-density $(DENSITY)) \
+	  $(if $(filter 1,$(REREAD)),--reread) \
 	  $(if $(filter 1,$(SKIP)),--zero-skipping on --json build/synth/device-skip-$(or $(MAC_UNITS),64).json,$(if $(filter-out 64,$(or $(MAC_UNITS),64)),--json build/synth/device-$(MAC_UNITS).json))
 
 # The ULX3S-85F bitstream (tools/bitstream.py): build/ulx3s/top.bit and report.json, the device

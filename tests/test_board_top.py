@@ -76,3 +76,69 @@ def test_a_device_that_cannot_fit_is_refused_before_the_flow_runs(tmp_path):
                                          "need at least [0-9,]+ block RAMs, the chip has 208"):
         build("device", tmp_path / "ulx3s", cfg=chip_config())
     assert not (tmp_path / "ulx3s").exists()
+
+
+def test_synthesis_figures_are_read_from_nextpnrs_log_and_report(tmp_path):
+    """tools.synth's figures from a placement's files (``--reread``, what a run writes): the
+    routed fmax, timing met only on PASS, the worst path and the slow endpoints from nextpnr's
+    [fastest, slowest] arrivals; and no re-reading of files that are not of this Verilog."""
+    import json
+    import os
+
+    from amaranth import Module
+    from amaranth.back import verilog
+    from amaranth.lib import wiring
+
+    from tools.synth import synthesise_top
+
+    class Counter(wiring.Component):
+        def __init__(self, width):
+            super().__init__({"count": wiring.Out(width)})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.d.sync += self.count.eq(self.count + 1)
+            return m
+
+    work = tmp_path / "tiny"
+    with pytest.raises(RuntimeError, match="nothing to re-read"):
+        synthesise_top(Counter(8), "tiny", work, 100.0, 1, reread=True)
+    (work / "tiny.v").write_text(verilog.convert(Counter(8), name="tiny", emit_src=False))
+    (work / "tiny.json").write_text("{}")
+    (work / "stat.txt").write_text("     12 LUT4\n      8 TRELLIS_FF\n")
+    log = work / "nextpnr-router1-seed1.log"
+    log.write_text("Info: Max frequency for clock 'clk': 47.14 MHz (FAIL at 100.00 MHz)\n"
+                   "Info: Routing complete.\n"
+                   "ERROR: Max frequency for clock 'clk': 72.48 MHz (FAIL at 100.00 MHz)\n")
+    step = {"cell": "a", "port": "Q"}
+    (work / "report-router1-seed1.json").write_text(json.dumps({
+        "utilization": {"TRELLIS_COMB": {"used": 12, "available": 83640}},
+        "critical_paths": [{"path": [
+            {"type": "clk-to-q", "delay": 0.5, "from": step, "to": step},
+            {"type": "routing", "delay": 11.0, "from": step, "to": {"cell": "b", "port": "DI"}},
+            {"type": "logic", "delay": 2.3, "from": step, "to": {"cell": "b", "port": "DI"}}]}],
+        "detailed_net_timings": [
+            {"net": "n1", "endpoints": [{"cell": "b", "port": "DI", "delay": [1.0, 13.8]},
+                                        {"cell": "c", "port": "CE", "delay": [2.0, 9.5]}]},
+            {"net": "n2", "endpoints": [{"cell": "d", "port": "M", "delay": [3.0, 12.1]},
+                                        {"cell": "b", "port": "CE", "delay": [1.0, 10.5]}]}]}))
+    r = synthesise_top(Counter(8), "tiny", work, 100.0, 1, reread=True)
+    assert (r["luts"], r["ffs"], r["routed"]) == (12, 8, True)
+    assert (r["fmax_placed_mhz"], r["fmax_mhz"], r["timing_met"]) == (47.14, 72.48, False)
+    assert r["critical_path"] == {"from": "a", "to": "b", "ns": 13.8, "routing_ns": 11.0,
+                                  "steps": 3}
+    assert [(e["cell"], e["port"], e["ns"]) for e in r["slow_endpoints"]] == [
+        ("b", "DI", 13.8), ("d", "M", 12.1)]        # one per cell, its worst; c is in time
+    log.write_text(log.read_text().replace("72.48 MHz (FAIL", "101.30 MHz (PASS"))
+    os.utime(work / "tiny.json", (0, 0))            # the netlist older than the placement
+    r = synthesise_top(Counter(8), "tiny", work, 100.0, 1, reread=True)
+    assert (r["fmax_mhz"], r["timing_met"]) == (101.30, True)
+    log.write_text("Info: Max frequency for clock 'clk': 47.14 MHz (FAIL at 100.00 MHz)\n")
+    os.utime(work / "tiny.json", (0, 0))
+    r = synthesise_top(Counter(8), "tiny", work, 100.0, 1, reread=True)
+    assert (r["routed"], r["fmax_mhz"], r["timing_met"]) == (False, None, False)
+    os.utime(work / "tiny.json")                    # a netlist newer than the placement
+    with pytest.raises(RuntimeError, match="older than the netlist"):
+        synthesise_top(Counter(8), "tiny", work, 100.0, 1, reread=True)
+    with pytest.raises(RuntimeError, match="not of this Verilog"):
+        synthesise_top(Counter(9), "tiny", work, 100.0, 1, reread=True)

