@@ -148,11 +148,21 @@ class Device(wiring.Component):
         # After RESET, what the stopped run left with the controller finishes there: the
         # device waits until the controller is idle and its last reads' words are out, and
         # drops them, so that no later read takes a stale word.
-        # The read words pass a small FIFO (three words: the fewest that pass one a cycle) on
-        # their way to whoever owns the port: the controller's read FIFO and the DMA units'
-        # counters are far apart on the chip, and the ownership and target multiplexers lie
-        # between them (RDATA_STAGE_LATENCY).
+        # The read words pass two small FIFOs (three words each: the fewest that pass one a
+        # cycle) on their way to the runner: the controller's read FIFO and the DMA units'
+        # counters are far apart on the chip, and the port's and the runner's ownership
+        # multiplexers lie between them. The first, beside the controller, ends its paths at
+        # the port's multiplexer; the second, the runner's own, starts the paths through the
+        # runner's multiplexer into the DMA units from its registers (with one FIFO, that way
+        # was the dense device's critical path). RDATA_STAGE_LATENCY counts both.
         m.submodules.rdata_stage = stage = SyncFIFOBuffered(width=MT48LC16M16A2.dq_bits, depth=3)
+        # reset with the runner: words of a stopped run left in it are dropped, and the drain
+        # below holds its writes off while the controller finishes
+        m.submodules.rdata_runner = to_runner = ResetInserter(soft_reset)(
+            SyncFIFOBuffered(width=MT48LC16M16A2.dq_bits, depth=3))
+        m.d.comb += [runner.sdram_rdata.valid.eq(to_runner.r_rdy),
+                     runner.sdram_rdata.payload.eq(to_runner.r_data),
+                     to_runner.r_en.eq(runner.sdram_rdata.ready)]
         rdata = stream.Signature(MT48LC16M16A2.dq_bits).create()
         m.d.comb += [stage.w_data.eq(sdram.rdata.payload), stage.w_en.eq(sdram.rdata.valid),
                      sdram.rdata.ready.eq(stage.w_rdy),
@@ -171,7 +181,8 @@ class Device(wiring.Component):
         with m.Elif(runner_owns):
             wiring.connect(m, runner.sdram_cmd, sdram.cmd)
             wiring.connect(m, runner.sdram_wdata, sdram.wdata)
-            wiring.connect(m, rdata, runner.sdram_rdata)
+            m.d.comb += [to_runner.w_en.eq(rdata.valid), to_runner.w_data.eq(rdata.payload),
+                         rdata.ready.eq(to_runner.w_rdy)]
         with m.Elif(testing):
             wiring.connect(m, memtest.sdram_cmd, sdram.cmd)
             wiring.connect(m, memtest.sdram_wdata, sdram.wdata)

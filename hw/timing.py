@@ -127,9 +127,10 @@ DMA_QUEUE_LATENCY = 2
 # cycles beyond one per SDRAM word, from its dispatch at the queue's head to the first cycle it
 # no longer counts as outstanding (the unit's start, the controller's queue, ACTIVE, the CAS
 # latency and the PHY's registers for a load, the last write, ``done``).
-# hw/device.py: the three-word FIFO the SDRAM's read words pass between the controller and the
-# port's owner (amaranth.lib.fifo.SyncFIFOBuffered: written, then out of its output register).
-RDATA_STAGE_LATENCY = 2
+# hw/device.py: the two three-word FIFOs the SDRAM's read words pass between the controller
+# and the runner's DMA units (amaranth.lib.fifo.SyncFIFOBuffered, each written, then out of its
+# output register: 2 cycles).
+RDATA_STAGE_LATENCY = 2 * 2
 LOAD_LATENCY = 11 + RDATA_STAGE_LATENCY
 STORE_LATENCY = 5 + FM_READ_LATENCY
 
