@@ -163,15 +163,15 @@ def synthesise_top(top, name: str, work: Path, freq: float, seed: int,
               "verilog_sha256": hashlib.sha256(source.encode()).hexdigest(),
               "commit": _commit()}
     log = log_path.read_text() if log_path.exists() else (pnr.stderr if pnr else "")
-    achieved = re.findall(r"Max frequency for clock '[^']+': ([\d.]+) MHz", log)
+    # (MHz, PASS or FAIL) of each "Max frequency" line
+    achieved = re.findall(r"Max frequency for clock '[^']+': ([\d.]+) MHz \((PASS|FAIL) at", log)
     # nextpnr reports a frequency after placement and another after routing: an unrouted
     # design (the router stopped or failed) has only the placement's estimate, never its fmax.
     result["routed"] = "Routing complete." in log
-    result["fmax_placed_mhz"] = float(achieved[0]) if achieved else None
-    result["fmax_mhz"] = float(achieved[-1]) if achieved and result["routed"] else None
+    result["fmax_placed_mhz"] = float(achieved[0][0]) if achieved else None
+    result["fmax_mhz"] = float(achieved[-1][0]) if achieved and result["routed"] else None
     # met: routed, and the routed frequency's line says PASS (where nextpnr exits 1 on FAIL)
-    verdicts = re.findall(r"Max frequency for clock '[^']+': [\d.]+ MHz \((PASS|FAIL) at", log)
-    result["timing_met"] = result["routed"] and bool(verdicts) and verdicts[-1] == "PASS"
+    result["timing_met"] = result["routed"] and bool(achieved) and achieved[-1][1] == "PASS"
     result["router"] = router
     result["seed"] = seed
     if density:
